@@ -1,0 +1,285 @@
+//! One typed configuration: defaults, then an optional TOML file, then
+//! `VELLUM_*` environment variables (which win). Validated once at start-up
+//! into types that cannot hold invalid values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The raw, layered settings as written by an operator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// `sqlite://PATH` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// PostgreSQL role to `SET ROLE` to on every connection (e.g. `vellum_writer`).
+    pub database_role: Option<String>,
+    /// Apply migrations when `serve` starts (needs DDL rights).
+    pub migrate_on_start: bool,
+    pub http_addr: String,
+    /// MLLP listener address; empty turns MLLP off.
+    pub mllp_addr: String,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Most events committed in one transaction.
+    pub batch_max_events: usize,
+    /// How long the writer waits for more events before committing a batch, µs.
+    /// 0 commits as soon as the previous commit is done (batches still form
+    /// naturally while a commit is in flight).
+    pub batch_max_wait_us: u64,
+    /// Queue of appends waiting for the writer; full means 503.
+    pub writer_queue: usize,
+    /// Base URL used in `Location` headers and Bundle links; derived from the
+    /// request when unset.
+    pub public_base_url: Option<String>,
+    /// tracing filter (RUST_LOG syntax).
+    pub log: String,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        RawSettings {
+            database_url: "sqlite://vellum.db".into(),
+            database_role: None,
+            migrate_on_start: true,
+            http_addr: "127.0.0.1:8080".into(),
+            mllp_addr: "127.0.0.1:2575".into(),
+            max_body_bytes: 1024 * 1024,
+            batch_max_events: 512,
+            batch_max_wait_us: 0,
+            writer_queue: 8192,
+            public_base_url: None,
+            log: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            key: "database_url",
+            reason: reason.to_string(),
+        };
+        if let Some(path) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid(
+                    "sqlite URL needs a file path, e.g. sqlite://vellum.db",
+                ));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(s.to_string()))
+        } else {
+            Err(invalid("must start with sqlite:// or postgres://"))
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub database_role: Option<String>,
+    pub migrate_on_start: bool,
+    pub http_addr: SocketAddr,
+    pub mllp_addr: Option<SocketAddr>,
+    pub max_body_bytes: usize,
+    pub writer: WriterSettings,
+    pub public_base_url: Option<String>,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    pub batch_max_events: usize,
+    pub batch_max_wait: Duration,
+    pub queue: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        let raw = RawSettings::default();
+        WriterSettings {
+            batch_max_events: raw.batch_max_events,
+            batch_max_wait: Duration::from_micros(raw.batch_max_wait_us),
+            queue: raw.writer_queue,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults → `file` (if given) → `VELLUM_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // Only known keys are taken from the environment, so unrelated
+        // VELLUM_* variables (VELLUM_DEV_TOKEN, test knobs) do not fail start-up.
+        let known = [
+            "database_url",
+            "database_role",
+            "migrate_on_start",
+            "http_addr",
+            "mllp_addr",
+            "max_body_bytes",
+            "batch_max_events",
+            "batch_max_wait_us",
+            "writer_queue",
+            "public_base_url",
+            "log",
+        ];
+        fig = fig.merge(
+            Env::prefixed("VELLUM_")
+                .filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+        );
+        let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        Self::validate(raw)
+    }
+
+    pub fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let database_url = DatabaseUrl::parse(&raw.database_url)?;
+        let http_addr = raw.http_addr.parse().map_err(|e| ConfigError::Invalid {
+            key: "http_addr",
+            reason: format!("{e} (expected host:port, e.g. 127.0.0.1:8080)"),
+        })?;
+        let mllp_addr = if raw.mllp_addr.trim().is_empty() {
+            None
+        } else {
+            Some(raw.mllp_addr.parse().map_err(|e| ConfigError::Invalid {
+                key: "mllp_addr",
+                reason: format!("{e} (expected host:port, or empty to disable MLLP)"),
+            })?)
+        };
+        if let Some(role) = &raw.database_role {
+            let ok = !role.is_empty()
+                && role
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !role.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: "database_role",
+                    reason: "must be a lowercase SQL identifier (letters, digits, _)".into(),
+                });
+            }
+            if matches!(database_url, DatabaseUrl::Sqlite(_)) {
+                return Err(ConfigError::Invalid {
+                    key: "database_role",
+                    reason: "only applies to PostgreSQL".into(),
+                });
+            }
+        }
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be greater than 0".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        positive("max_body_bytes", raw.max_body_bytes)?;
+        positive("batch_max_events", raw.batch_max_events)?;
+        positive("writer_queue", raw.writer_queue)?;
+        if raw.batch_max_wait_us > 1_000_000 {
+            return Err(ConfigError::Invalid {
+                key: "batch_max_wait_us",
+                reason: "must be at most 1000000 (1 s): every request waits this long".into(),
+            });
+        }
+        if let Some(base) = &raw.public_base_url {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "public_base_url",
+                    reason: "must be an absolute http(s) URL".into(),
+                });
+            }
+        }
+        Ok(Settings {
+            database_url,
+            database_role: raw.database_role,
+            migrate_on_start: raw.migrate_on_start,
+            http_addr,
+            mllp_addr,
+            max_body_bytes: raw.max_body_bytes,
+            writer: WriterSettings {
+                batch_max_events: raw.batch_max_events,
+                batch_max_wait: Duration::from_micros(raw.batch_max_wait_us),
+                queue: raw.writer_queue,
+            },
+            public_base_url: raw
+                .public_base_url
+                .map(|b| b.trim_end_matches('/').to_string()),
+            log: raw.log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::validate(RawSettings::default()).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("vellum.db".into()));
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.mllp_addr.map(|a| a.port()), Some(2575));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut raw = RawSettings {
+            http_addr: "nowhere".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("http_addr"), "{e}");
+        raw.http_addr = "127.0.0.1:0".into();
+        raw.database_url = "mysql://x".into();
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("database_url"), "{e}");
+        raw.database_url = "postgres://postgres@localhost/db".into();
+        raw.database_role = Some("x; DROP TABLE entry".into());
+        let e = Settings::validate(raw).unwrap_err().to_string();
+        assert!(e.contains("database_role"), "{e}");
+    }
+
+    #[test]
+    fn empty_mllp_addr_disables_mllp() {
+        let raw = RawSettings {
+            mllp_addr: "".into(),
+            ..RawSettings::default()
+        };
+        assert!(Settings::validate(raw).unwrap().mllp_addr.is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! Turning a client's AuditEvent JSON into a ledger `Draft`: parse strictly,
+//! check structure (fhirbolt) and rules (validate.rs), assign id and meta.
+
+use crate::ledger::canonical::{self, Json, ParseErrorKind, Value};
+use crate::ledger::{Draft, STAMP_PLACEHOLDER};
+
+use super::outcome::{Issue, IssueType};
+use super::path::path_at;
+use super::validate::validate_audit_event;
+
+/// Why a create was refused; maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not JSON, not FHIR, or not an AuditEvent (400).
+    Malformed(Vec<Issue>),
+    /// FHIR JSON, but breaks R4's rules (422).
+    Invalid(Vec<Issue>),
+}
+
+impl Rejection {
+    pub fn issues(&self) -> &[Issue] {
+        match self {
+            Rejection::Malformed(i) | Rejection::Invalid(i) => i,
+        }
+    }
+}
+
+/// Validates `body` and returns the draft to append.
+pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
+    let mut root = canonical::parse(body).map_err(|e| {
+        let (line, col) = e.line_column(body);
+        let code = match e.kind {
+            ParseErrorKind::DuplicateKey(_) => IssueType::Structure,
+            _ => IssueType::Invalid,
+        };
+        Rejection::Malformed(vec![Issue::error(
+            code,
+            format!(
+                "request body is not acceptable JSON: {} (line {line}, column {col})",
+                e.kind
+            ),
+        )])
+    })?;
+    match root.get("resourceType").map(|j| &j.value) {
+        Some(Value::String(t)) if t == "AuditEvent" => {}
+        Some(Value::String(t)) => {
+            return Err(Rejection::Malformed(vec![Issue::error(
+                IssueType::Invalid,
+                format!("resourceType is \"{t}\"; this endpoint accepts AuditEvent only"),
+            )
+            .at("resourceType")]))
+        }
+        _ if !matches!(root.value, Value::Object(_)) => {
+            return Err(Rejection::Malformed(vec![Issue::error(
+                IssueType::Structure,
+                "a FHIR resource must be a JSON object",
+            )]))
+        }
+        _ => {
+            return Err(Rejection::Malformed(vec![Issue::error(
+                IssueType::Required,
+                "resourceType is missing",
+            )
+            .at("resourceType")]))
+        }
+    }
+    if let Err(e) = fhir_model::check_audit_event_json(body) {
+        let offset = canonical::offset_of(body, e.line, e.column);
+        // serde reports the position just past the offending token; step
+        // back one byte so the span lookup lands inside it.
+        let path = path_at(&root, "AuditEvent", offset.saturating_sub(1));
+        return Err(Rejection::Malformed(vec![Issue::error(
+            IssueType::Structure,
+            format!("not a valid R4 AuditEvent: {}", e.message),
+        )
+        .at(path)]));
+    }
+    let issues = validate_audit_event(&root);
+    if !issues.is_empty() {
+        return Err(Rejection::Invalid(issues));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    assign_server_fields(&mut root, &id);
+    let (bytes, mark) = canonical::to_canonical_marking(&root, &["meta", "lastUpdated"]);
+    let at = mark.unwrap_or(usize::MAX);
+    Draft::new(id, bytes, at)
+        .map_err(|e| Rejection::Invalid(vec![Issue::error(IssueType::Exception, e.to_string())]))
+}
+
+/// Sets what the server owns on create: `id`, `meta.versionId` and the
+/// `meta.lastUpdated` placeholder. Client meta (profile, security, tag,
+/// source) is kept.
+fn assign_server_fields(root: &mut Json, id: &str) {
+    root.set("id", Json::string(id));
+    if let Some(meta) = root.object_entry("meta") {
+        meta.set("versionId", Json::string("1"));
+        meta.set("lastUpdated", Json::string(STAMP_PLACEHOLDER));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"{"resourceType":"AuditEvent","id":"client-chosen","meta":{"versionId":"9","profile":["http://x/p"]},
+        "type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110112"},
+        "recorded":"2026-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"pacs"}}}"#;
+
+    #[test]
+    fn server_owns_id_and_meta_but_keeps_profiles() {
+        let d = prepare_audit_event(OK.as_bytes()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(d.body()).unwrap();
+        assert_eq!(v["id"], d.id());
+        assert_eq!(v["meta"]["versionId"], "1");
+        assert_eq!(v["meta"]["lastUpdated"], STAMP_PLACEHOLDER);
+        assert_eq!(v["meta"]["profile"][0], "http://x/p");
+    }
+
+    #[test]
+    fn unknown_element_is_a_structure_error_with_its_path() {
+        let bad = OK.replace(r#""requestor":true"#, r#""requestor":true,"colour":"red""#);
+        match prepare_audit_event(bad.as_bytes()) {
+            Err(Rejection::Malformed(i)) => {
+                assert_eq!(
+                    i[0].expression.as_deref(),
+                    Some("AuditEvent.agent[0].colour"),
+                    "{i:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_resource_type_is_malformed() {
+        let r = prepare_audit_event(br#"{"resourceType":"Patient"}"#).unwrap_err();
+        assert!(matches!(r, Rejection::Malformed(_)));
+    }
+
+    #[test]
+    fn rule_violations_are_invalid() {
+        let bad = OK.replace(
+            r#""recorded":"2026-01-01T00:00:00Z""#,
+            r#""recorded":"yesterday""#,
+        );
+        let r = prepare_audit_event(bad.as_bytes()).unwrap_err();
+        assert!(
+            matches!(r, Rejection::Invalid(ref i) if i[0].expression.as_deref() == Some("AuditEvent.recorded")),
+            "{r:?}"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! FHIR R4 AuditEvent handling: parse, validate, prepare for the ledger,
+//! OperationOutcome and CapabilityStatement.
+
+pub mod capability;
+pub mod create;
+pub mod outcome;
+pub mod path;
+pub mod validate;
+
+pub use outcome::{Issue, IssueType, OperationOutcome};

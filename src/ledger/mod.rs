@@ -1,0 +1,168 @@
+//! The ledger: the only writer of the store. Every way in (REST, MLLP, AI
+//! API) ends in `Ledger::append(Draft) -> Committed`.
+
+pub mod canonical;
+pub mod hash;
+pub mod verify;
+mod writer;
+
+use std::sync::Arc;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::WriterSettings;
+use crate::store::{AnyStore, Store, StoreError, StoredEntry};
+
+pub use writer::WriterHandle;
+
+/// Width of `meta.lastUpdated` as vellum writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const STAMP_LEN: usize = 27;
+/// What a draft carries in `meta.lastUpdated` until the writer stamps it.
+pub const STAMP_PLACEHOLDER: &str = "0000-00-00T00:00:00.000000Z";
+
+/// A resource ready to be chained: canonical JSON whose `meta.lastUpdated`
+/// is a placeholder at `stamp_at`, patched with the commit time by the writer.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    id: String,
+    body: Vec<u8>,
+    stamp_at: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("draft has no {STAMP_LEN}-byte lastUpdated placeholder at the marked offset")]
+pub struct DraftError;
+
+impl Draft {
+    /// `body` must be canonical JSON with [`STAMP_PLACEHOLDER`] at `stamp_at`.
+    pub fn new(id: String, body: Vec<u8>, stamp_at: usize) -> Result<Self, DraftError> {
+        match body.get(stamp_at..stamp_at + STAMP_LEN) {
+            Some(s) if s == STAMP_PLACEHOLDER.as_bytes() => Ok(Draft { id, body, stamp_at }),
+            _ => Err(DraftError),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The canonical body, still carrying the placeholder.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// What every append returns once its transaction has committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: i64,
+    pub chain_hash: hash::Hash,
+    pub id: String,
+}
+
+impl Receipt {
+    pub fn chain_hash_hex(&self) -> String {
+        hex::encode(self.chain_hash)
+    }
+}
+
+/// A committed entry: its receipt and the exact stored body.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub receipt: Receipt,
+    pub body: String,
+    pub last_updated: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the ledger writer is not running")]
+    WriterGone,
+    #[error("the ledger is overloaded; retry later")]
+    Overloaded,
+    #[error("the batch could not be committed: {0}")]
+    Store(String),
+}
+
+/// Formats a commit time as `meta.lastUpdated` (UTC, microseconds).
+pub fn stamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    // Rfc3339 would drop trailing zero digits; the stamp must be fixed-width.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses a stored `meta.lastUpdated`.
+pub fn parse_stamp(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: AnyStore,
+    tx: mpsc::Sender<writer::Request>,
+    _writer: Arc<WriterHandle>,
+}
+
+impl Ledger {
+    /// Starts the single writer task over `store`.
+    pub fn start(store: AnyStore, settings: WriterSettings) -> Self {
+        let (tx, handle) = writer::spawn(store.clone(), settings);
+        Ledger {
+            store,
+            tx,
+            _writer: Arc::new(handle),
+        }
+    }
+
+    /// Chains and commits `draft`; returns only after the commit.
+    pub async fn append(&self, draft: Draft) -> Result<Committed, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(writer::Request { draft, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => AppendError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => AppendError::WriterGone,
+            })?;
+        rx.await.map_err(|_| AppendError::WriterGone)?
+    }
+
+    pub async fn read(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.store.get_by_id(id).await
+    }
+
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_is_fixed_width_utc_microseconds() {
+        let t = time::macros::datetime!(2026-03-01 05:06:07.000100 +02:00);
+        let s = stamp(t);
+        assert_eq!(s, "2026-03-01T03:06:07.000100Z");
+        assert_eq!(s.len(), STAMP_LEN);
+        assert_eq!(parse_stamp(&s), Some(t));
+    }
+
+    #[test]
+    fn draft_requires_the_placeholder() {
+        let body = format!(r#"{{"meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}"}}}}"#).into_bytes();
+        assert!(Draft::new("x".into(), body.clone(), 24).is_ok());
+        assert!(Draft::new("x".into(), body, 3).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! The single writer: drains append requests, chains them in batches and
+//! commits each batch in one transaction (group commit). Requests that arrive
+//! while a commit is in flight form the next batch, so throughput grows with
+//! concurrency without anyone waiting on a timer.
+
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
+use crate::config::WriterSettings;
+use crate::store::{AnyStore, ChainHead, NewEntry, Store};
+
+pub(super) struct Request {
+    pub draft: Draft,
+    pub reply: oneshot::Sender<Result<Committed, AppendError>>,
+}
+
+/// Keeps the writer task alive; aborting is never needed because the task
+/// ends by itself when every sender is dropped (after draining the queue).
+pub struct WriterHandle {
+    _task: JoinHandle<()>,
+}
+
+pub(super) fn spawn(
+    store: AnyStore,
+    settings: WriterSettings,
+) -> (mpsc::Sender<Request>, WriterHandle) {
+    let (tx, rx) = mpsc::channel(settings.queue);
+    let task = tokio::spawn(run(store, rx, settings));
+    (tx, WriterHandle { _task: task })
+}
+
+async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>, settings: WriterSettings) {
+    let max = settings.batch_max_events.max(1);
+    let mut batch: Vec<Request> = Vec::with_capacity(max);
+    loop {
+        match rx.recv().await {
+            Some(first) => batch.push(first),
+            None => return, // every sender gone and the queue drained
+        }
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if !settings.batch_max_wait.is_zero() && batch.len() < max {
+            let deadline = tokio::time::Instant::now() + settings.batch_max_wait;
+            while batch.len() < max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(r)) => batch.push(r),
+                    _ => break,
+                }
+            }
+        }
+        commit(&store, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn commit(store: &AnyStore, batch: Vec<Request>) {
+    let started = Instant::now();
+    let n = batch.len();
+    let (drafts, replies): (Vec<Draft>, Vec<_>) =
+        batch.into_iter().map(|r| (r.draft, r.reply)).unzip();
+    let chain =
+        Box::new(move |head: ChainHead| chain_batch(head, drafts, OffsetDateTime::now_utc()));
+    match store.append_batch(chain).await {
+        Ok(entries) => {
+            tracing::debug!(
+                events = n,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+            for (entry, reply) in entries.into_iter().zip(replies) {
+                let committed = Committed {
+                    receipt: Receipt {
+                        seq: entry.seq,
+                        chain_hash: entry.chain_hash,
+                        id: entry.id,
+                    },
+                    body: entry.body,
+                    last_updated: entry.last_updated,
+                };
+                // The client may have gone away; the entry is committed regardless.
+                let _ = reply.send(Ok(committed));
+            }
+        }
+        Err(e) => {
+            // No PHI here: store errors carry SQL state, never bodies.
+            tracing::error!(events = n, error = %e, "batch commit failed");
+            let msg = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(AppendError::Store(msg.clone())));
+            }
+        }
+    }
+}
+
+/// Stamps, numbers and hashes a batch onto `head`.
+fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<NewEntry> {
+    let stamp = stamp(now);
+    let mut prev = head.chain_hash;
+    drafts
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let seq = head.seq + 1 + i as i64;
+            let mut body = d.body;
+            body[d.stamp_at..d.stamp_at + STAMP_LEN].copy_from_slice(stamp.as_bytes());
+            let body_sha256 = hash::body_sha256(&body);
+            let chain_hash = hash::chain_hash(&prev, seq as u64, &body_sha256);
+            prev = chain_hash;
+            NewEntry {
+                seq,
+                id: d.id,
+                leaf_hash: hash::leaf_hash(&body),
+                // The draft was canonical UTF-8 and the stamp is ASCII.
+                body: String::from_utf8(body).unwrap_or_default(),
+                body_sha256,
+                chain_hash,
+                last_updated: stamp.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::STAMP_PLACEHOLDER;
+
+    #[test]
+    fn batch_is_stamped_numbered_and_chained() {
+        let body = format!(r#"{{"meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}"}}}}"#);
+        let at = body.find("0000").unwrap();
+        let drafts = vec![
+            Draft::new("a".into(), body.clone().into_bytes(), at).unwrap(),
+            Draft::new("b".into(), body.into_bytes(), at).unwrap(),
+        ];
+        let now = time::macros::datetime!(2026-01-02 03:04:05.678901 UTC);
+        let out = chain_batch(
+            ChainHead {
+                seq: 41,
+                chain_hash: [7; 32],
+            },
+            drafts,
+            now,
+        );
+        assert_eq!(out[0].seq, 42);
+        assert_eq!(out[1].seq, 43);
+        assert_eq!(
+            out[0].body,
+            r#"{"meta":{"lastUpdated":"2026-01-02T03:04:05.678901Z"}}"#
+        );
+        let b0 = hash::body_sha256(out[0].body.as_bytes());
+        assert_eq!(out[0].chain_hash, hash::chain_hash(&[7; 32], 42, &b0));
+        assert_eq!(
+            out[1].chain_hash,
+            hash::chain_hash(&out[0].chain_hash, 43, &out[1].body_sha256)
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The `vellum` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use vellum::config::{DatabaseUrl, Settings};
+use vellum::http::Application;
+use vellum::ledger::verify::verify;
+use vellum::store::{AnyStore, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "vellum",
+    version,
+    about = "Tamper-evident FHIR AuditEvent repository"
+)]
+struct Cli {
+    /// TOML configuration file (VELLUM_* environment variables win over it).
+    #[arg(long, global = true, env = "VELLUM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP (FHIR) server.
+    Serve,
+    /// Recompute every hash and chain link; exit 0 when all hold, 1 on tampering.
+    Verify {
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Print a machine-readable verdict.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<Settings, String> {
+    let mut s = Settings::load(config.map(|p| p.as_path())).map_err(|e| e.to_string())?;
+    if let Some(url) = database_url {
+        s.database_url = DatabaseUrl::parse(url).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vellum: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(cli.config.as_ref()).await,
+            Command::Verify { database_url, json } => {
+                run_verify(cli.config.as_ref(), database_url.as_ref(), json).await
+            }
+            Command::Migrate { database_url } => {
+                migrate(cli.config.as_ref(), database_url.as_ref()).await
+            }
+        }
+    })
+}
+
+async fn serve(config: Option<&PathBuf>) -> ExitCode {
+    let s = match settings(config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    vellum::telemetry::init(&s.log);
+    let app = match Application::build(&s).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        port = app.port(),
+        backend = app.ledger().store().backend_name(),
+        "vellum listening"
+    );
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn open_store(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+) -> Result<AnyStore, ExitCode> {
+    let s = settings(config, database_url).map_err(|e| {
+        eprintln!("vellum: {e}");
+        ExitCode::from(2)
+    })?;
+    AnyStore::connect(&s.database_url, s.database_role.as_deref())
+        .await
+        .map_err(|e| {
+            eprintln!("vellum: cannot open the store: {e}");
+            ExitCode::from(2)
+        })
+}
+
+async fn run_verify(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+    json: bool,
+) -> ExitCode {
+    let store = match open_store(config, database_url).await {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match verify(&store).await {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+            }
+            match &v.problem {
+                None => {
+                    if !json {
+                        println!(
+                            "ok: {} entries, head chain hash {}",
+                            v.entries, v.head_chain_hash
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Some(p) => {
+                    eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("vellum: cannot read the store: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn migrate(config: Option<&PathBuf>, database_url: Option<&String>) -> ExitCode {
+    let store = match open_store(config, database_url).await {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match store.migrate().await {
+        Ok(()) => {
+            println!("migrated ({})", store.backend_name());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vellum: migration failed: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Persistence behind one `Store` trait, with SQLite (default) and PostgreSQL
+//! backends. The store never computes hashes: the ledger hands it a closure
+//! that chains a batch onto the head the store read inside its transaction.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::future::Future;
+
+use crate::config::DatabaseUrl;
+use crate::ledger::hash::{Hash, GENESIS};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is malformed at seq {seq}: {what}")]
+    Corrupt { seq: i64, what: &'static str },
+}
+
+/// The last entry of the chain (seq 0 and 32 zero bytes when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub chain_hash: Hash,
+}
+
+impl ChainHead {
+    pub const EMPTY: ChainHead = ChainHead {
+        seq: 0,
+        chain_hash: GENESIS,
+    };
+}
+
+/// A fully chained entry, ready to insert.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub seq: i64,
+    pub id: String,
+    pub body: String,
+    pub body_sha256: Hash,
+    pub chain_hash: Hash,
+    pub leaf_hash: Hash,
+    /// `meta.lastUpdated` as written in the body (RFC 3339, UTC, microseconds).
+    pub last_updated: String,
+}
+
+/// One stored row, exactly as the database holds it (hashes unchecked).
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub seq: i64,
+    pub id: String,
+    pub body: String,
+    pub body_sha256: Vec<u8>,
+    pub chain_hash: Vec<u8>,
+    pub leaf_hash: Vec<u8>,
+    pub last_updated: String,
+}
+
+/// What chains a batch: called inside the write transaction with the head
+/// read there, returns the entries to insert.
+pub type ChainFn = Box<dyn FnOnce(ChainHead) -> Vec<NewEntry> + Send>;
+
+pub trait Store: Send + Sync + 'static {
+    /// Applies the backend's migrations.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// In one transaction: lock the chain, read its head, call `chain`, insert
+    /// what it returns, commit. Returns the inserted entries once committed.
+    fn append_batch(
+        &self,
+        chain: ChainFn,
+    ) -> impl Future<Output = Result<Vec<NewEntry>, StoreError>> + Send;
+
+    fn head(&self) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
+
+    fn get_by_id(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredEntry>, StoreError>> + Send;
+
+    /// Up to `limit` entries with seq > `after_seq`, in seq order.
+    fn entries_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send;
+
+    /// True when the database answers and the schema is migrated.
+    fn ready(&self) -> impl Future<Output = bool> + Send;
+}
+
+/// The backend chosen by configuration.
+#[derive(Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    pub async fn connect(url: &DatabaseUrl, pg_role: Option<&str>) -> Result<Self, StoreError> {
+        Ok(match url {
+            DatabaseUrl::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open(path).await?),
+            DatabaseUrl::Postgres(url) => {
+                AnyStore::Postgres(PostgresStore::connect(url, pg_role).await?)
+            }
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            AnyStore::Sqlite(_) => "sqlite",
+            AnyStore::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e,
+            AnyStore::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+    async fn append_batch(&self, chain: ChainFn) -> Result<Vec<NewEntry>, StoreError> {
+        dispatch!(self, s => s.append_batch(chain).await)
+    }
+    async fn head(&self) -> Result<ChainHead, StoreError> {
+        dispatch!(self, s => s.head().await)
+    }
+    async fn get_by_id(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        dispatch!(self, s => s.get_by_id(id).await)
+    }
+    async fn entries_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        dispatch!(self, s => s.entries_after(after_seq, limit).await)
+    }
+    async fn ready(&self) -> bool {
+        dispatch!(self, s => s.ready().await)
+    }
+}
+
+/// Reads a 32-byte hash column of the head row.
+pub(crate) fn head_from_row(
+    seq: Option<i64>,
+    chain: Option<Vec<u8>>,
+) -> Result<ChainHead, StoreError> {
+    match (seq, chain) {
+        (Some(seq), Some(c)) => Ok(ChainHead {
+            seq,
+            chain_hash: crate::ledger::hash::from_slice(&c).ok_or(StoreError::Corrupt {
+                seq,
+                what: "chain_hash is not 32 bytes",
+            })?,
+        }),
+        _ => Ok(ChainHead::EMPTY),
+    }
+}

@@ -1,0 +1,165 @@
+//! SQLite backend: one file, WAL, `synchronous=FULL` (a commit is on disk
+//! before it returns). One dedicated writer connection, a pool for readers.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{head_from_row, ChainFn, ChainHead, NewEntry, Store, StoreError, StoredEntry};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Rows per multi-row INSERT; a batch is split into chunks of powers of two
+/// up to this size so only a handful of statements are ever prepared.
+const MAX_ROWS_PER_INSERT: usize = 32;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("recursive_triggers", "ON");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(false))
+            .await?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    /// The pool that writes (exposed for tests and tools that need raw SQL).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Error> {
+    Ok(StoredEntry {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        body: row.try_get("body")?,
+        body_sha256: row.try_get("body_sha256")?,
+        chain_hash: row.try_get("chain_hash")?,
+        leaf_hash: row.try_get("leaf_hash")?,
+        last_updated: row.try_get("last_updated")?,
+    })
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn append_batch(&self, chain: ChainFn) -> Result<Vec<NewEntry>, StoreError> {
+        // IMMEDIATE takes the write lock up front, so the head read below
+        // cannot change under us even if another process shares the file.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let head = match row {
+            Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?))?,
+            None => ChainHead::EMPTY,
+        };
+        let entries = chain(head);
+        let mut rest: &[NewEntry] = &entries;
+        while !rest.is_empty() {
+            let n = if rest.len() >= MAX_ROWS_PER_INSERT {
+                MAX_ROWS_PER_INSERT
+            } else {
+                1 << (usize::BITS - 1 - rest.len().leading_zeros())
+            };
+            let (chunk, tail) = rest.split_at(n);
+            let mut q = sqlx::query(AssertSqlSafe(insert_sql(n)));
+            for e in chunk {
+                q = q
+                    .bind(e.seq)
+                    .bind(e.id.as_str())
+                    .bind(e.body.as_str())
+                    .bind(&e.body_sha256[..])
+                    .bind(&e.chain_hash[..])
+                    .bind(&e.leaf_hash[..])
+                    .bind(e.last_updated.as_str());
+            }
+            q.execute(&mut *tx).await?;
+            rest = tail;
+        }
+        tx.commit().await?;
+        Ok(entries)
+    }
+
+    async fn head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query("SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.readers)
+            .await?;
+        match row {
+            Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?)),
+            None => Ok(ChainHead::EMPTY),
+        }
+    }
+
+    async fn get_by_id(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.as_ref().map(row_to_entry).transpose()?)
+    }
+
+    async fn entries_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.iter().map(row_to_entry).collect::<Result<_, _>>()?)
+    }
+
+    async fn ready(&self) -> bool {
+        sqlx::query("SELECT 1 FROM entry LIMIT 1")
+            .fetch_optional(&self.readers)
+            .await
+            .is_ok()
+    }
+}
