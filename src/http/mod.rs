@@ -2,6 +2,7 @@
 
 mod admin;
 mod fhir_routes;
+mod request_span;
 mod response;
 
 use std::net::TcpListener;
@@ -66,7 +67,7 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
                 .app_data(state.clone())
                 .configure(fhir_routes::configure)
                 .configure(admin::configure)
