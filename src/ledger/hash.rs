@@ -98,4 +98,31 @@ mod tests {
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
     }
+
+    /// The example of docs/hashing.md; keeps the page honest.
+    #[test]
+    fn docs_worked_example() {
+        let input = br#"{
+          "resourceType": "AuditEvent",
+          "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110112"},
+          "action": "E",
+          "recorded": "2026-01-01T00:00:00Z",
+          "agent": [{"requestor": true}],
+          "source": {"observer": {"display": "pacs"}},
+          "id": "6f1c2a8e-2b9d-4a57-9a51-0c8f0d3c1b7e",
+          "meta": {"versionId": "1", "lastUpdated": "2026-11-23T16:55:05.895198Z"}
+        }"#;
+        let body = crate::ledger::canonical::canonicalize(input).unwrap();
+        assert_eq!(body.len(), 340);
+        let b = body_sha256(&body);
+        assert_eq!(hex::encode(b), "d96d94c34ea9f2acd35ff26a9591f1615ce477a9928bc909fa9a5820e2c2fbfd");
+        assert_eq!(
+            hex::encode(chain_hash(&GENESIS, 1, &b)),
+            "e8fb2e14b1ddf34a301dc93b16c7b69b280a9ff4854310d5685de1d4c7d86e66"
+        );
+        assert_eq!(
+            hex::encode(leaf_hash(&body)),
+            "01b227320c4fcf175b8fb86dd3b811648f3cccd8a0626b0a63b1d88b84ef58fd"
+        );
+    }
 }
