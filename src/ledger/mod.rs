@@ -29,6 +29,7 @@ pub struct Draft {
     id: String,
     body: Vec<u8>,
     stamp_at: usize,
+    key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +40,26 @@ impl Draft {
     /// `body` must be canonical JSON with [`STAMP_PLACEHOLDER`] at `stamp_at`.
     pub fn new(id: String, body: Vec<u8>, stamp_at: usize) -> Result<Self, DraftError> {
         match body.get(stamp_at..stamp_at + STAMP_LEN) {
-            Some(s) if s == STAMP_PLACEHOLDER.as_bytes() => Ok(Draft { id, body, stamp_at }),
+            Some(s) if s == STAMP_PLACEHOLDER.as_bytes() => Ok(Draft {
+                id,
+                body,
+                stamp_at,
+                key: None,
+            }),
             _ => Err(DraftError),
         }
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// An idempotency key (e.g. `mllp:<sender>|<MSH-10>`): if an entry was
+    /// already stored under it, `append` returns that entry instead of
+    /// storing this one.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
     }
 
     /// The canonical body, still carrying the placeholder.
@@ -74,6 +88,8 @@ pub struct Committed {
     pub receipt: Receipt,
     pub body: String,
     pub last_updated: String,
+    /// False when the draft's idempotency key named an existing entry.
+    pub created: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

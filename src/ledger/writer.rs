@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
 use crate::config::WriterSettings;
-use crate::store::{AnyStore, ChainHead, NewEntry, Store};
+use crate::store::{AnyStore, Appended, ChainHead, NewEntry, Store};
 
 pub(super) struct Request {
     pub draft: Draft,
@@ -65,27 +65,26 @@ async fn commit(store: &AnyStore, batch: Vec<Request>) {
     let n = batch.len();
     let (drafts, replies): (Vec<Draft>, Vec<_>) =
         batch.into_iter().map(|r| (r.draft, r.reply)).unzip();
-    let chain =
-        Box::new(move |head: ChainHead| chain_batch(head, drafts, OffsetDateTime::now_utc()));
-    match store.append_batch(chain).await {
-        Ok(entries) => {
+    let keys: Vec<Option<String>> = drafts.iter().map(|d| d.key.clone()).collect();
+    let chain = Box::new(move |head: ChainHead, fresh: &[bool]| {
+        let wanted = drafts
+            .into_iter()
+            .zip(fresh)
+            .filter(|(_, f)| **f)
+            .map(|(d, _)| d)
+            .collect();
+        chain_batch(head, wanted, OffsetDateTime::now_utc())
+    });
+    match store.append_batch(keys, chain).await {
+        Ok(outcomes) => {
             tracing::debug!(
                 events = n,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
-            for (entry, reply) in entries.into_iter().zip(replies) {
-                let committed = Committed {
-                    receipt: Receipt {
-                        seq: entry.seq,
-                        chain_hash: entry.chain_hash,
-                        id: entry.id,
-                    },
-                    body: entry.body,
-                    last_updated: entry.last_updated,
-                };
+            for (result, reply) in resolve(outcomes).into_iter().zip(replies) {
                 // The client may have gone away; the entry is committed regardless.
-                let _ = reply.send(Ok(committed));
+                let _ = reply.send(result);
             }
         }
         Err(e) => {
@@ -97,6 +96,47 @@ async fn commit(store: &AnyStore, batch: Vec<Request>) {
             }
         }
     }
+}
+
+/// Turns the store's per-request outcomes into replies.
+fn resolve(outcomes: Vec<Appended>) -> Vec<Result<Committed, AppendError>> {
+    let mut done: Vec<Option<Committed>> = outcomes
+        .iter()
+        .map(|o| match o {
+            Appended::Inserted(e) => Some(Committed {
+                receipt: Receipt {
+                    seq: e.seq,
+                    chain_hash: e.chain_hash,
+                    id: e.id.clone(),
+                },
+                body: e.body.clone(),
+                last_updated: e.last_updated.clone(),
+                created: true,
+            }),
+            Appended::Existing(s) => Some(Committed {
+                receipt: Receipt {
+                    seq: s.seq,
+                    chain_hash: hash::from_slice(&s.chain_hash).unwrap_or_default(),
+                    id: s.id.clone(),
+                },
+                body: s.body.clone(),
+                last_updated: s.last_updated.clone(),
+                created: false,
+            }),
+            Appended::SameAs(_) => None,
+        })
+        .collect();
+    for (i, o) in outcomes.iter().enumerate() {
+        if let Appended::SameAs(j) = o {
+            done[i] = done.get(*j).cloned().flatten().map(|mut c| {
+                c.created = false;
+                c
+            });
+        }
+    }
+    done.into_iter()
+        .map(|c| c.ok_or_else(|| AppendError::Store("inconsistent batch outcome".into())))
+        .collect()
 }
 
 /// Stamps, numbers and hashes a batch onto `head`.

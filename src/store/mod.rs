@@ -63,19 +63,87 @@ pub struct StoredEntry {
 }
 
 /// What chains a batch: called inside the write transaction with the head
-/// read there, returns the entries to insert.
-pub type ChainFn = Box<dyn FnOnce(ChainHead) -> Vec<NewEntry> + Send>;
+/// read there and, per request, whether it needs a new entry (`false` when
+/// its idempotency key already names one). Returns the entries to insert,
+/// one per `true`, in order.
+pub type ChainFn = Box<dyn FnOnce(ChainHead, &[bool]) -> Vec<NewEntry> + Send>;
+
+/// What happened to one request of a batch.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// A new entry was inserted.
+    Inserted(NewEntry),
+    /// The idempotency key was already stored: this is the entry it names.
+    Existing(StoredEntry),
+    /// The same key appeared earlier in this batch, at this index.
+    SameAs(usize),
+}
+
+/// Decides, for a batch's keys, which requests need a new entry.
+/// `stored(key)` gives the entry a key already names.
+pub(crate) fn plan_batch(
+    keys: &[Option<String>],
+    mut stored: std::collections::HashMap<String, StoredEntry>,
+) -> (Vec<bool>, Vec<Option<Appended>>) {
+    let mut fresh = Vec::with_capacity(keys.len());
+    let mut plan = Vec::with_capacity(keys.len());
+    let mut first_in_batch: std::collections::HashMap<&str, usize> = Default::default();
+    for (i, key) in keys.iter().enumerate() {
+        match key {
+            Some(k) if stored.contains_key(k) => {
+                fresh.push(false);
+                plan.push(stored.remove(k).map(Appended::Existing));
+                // Later duplicates in the batch point at this one.
+                first_in_batch.insert(k, i);
+            }
+            Some(k) => match first_in_batch.get(k.as_str()) {
+                Some(&j) => {
+                    fresh.push(false);
+                    plan.push(Some(Appended::SameAs(j)));
+                }
+                None => {
+                    first_in_batch.insert(k, i);
+                    fresh.push(true);
+                    plan.push(None);
+                }
+            },
+            None => {
+                fresh.push(true);
+                plan.push(None);
+            }
+        }
+    }
+    (fresh, plan)
+}
+
+/// Fills the `None` slots of `plan` with the inserted entries, in order.
+pub(crate) fn merge_plan(plan: Vec<Option<Appended>>, inserted: Vec<NewEntry>) -> Vec<Appended> {
+    let mut inserted = inserted.into_iter();
+    plan.into_iter()
+        .map(|p| {
+            p.unwrap_or_else(|| {
+                inserted
+                    .next()
+                    .map(Appended::Inserted)
+                    .unwrap_or(Appended::SameAs(usize::MAX))
+            })
+        })
+        .collect()
+}
 
 pub trait Store: Send + Sync + 'static {
     /// Applies the backend's migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// In one transaction: lock the chain, read its head, call `chain`, insert
-    /// what it returns, commit. Returns the inserted entries once committed.
+    /// In one transaction: lock the chain, read its head, look up the
+    /// requests' idempotency `keys`, call `chain`, insert what it returns
+    /// (and the new keys), commit. Returns one `Appended` per key, in order,
+    /// once committed.
     fn append_batch(
         &self,
+        keys: Vec<Option<String>>,
         chain: ChainFn,
-    ) -> impl Future<Output = Result<Vec<NewEntry>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
 
     fn head(&self) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
 
@@ -133,8 +201,12 @@ impl Store for AnyStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.migrate().await)
     }
-    async fn append_batch(&self, chain: ChainFn) -> Result<Vec<NewEntry>, StoreError> {
-        dispatch!(self, s => s.append_batch(chain).await)
+    async fn append_batch(
+        &self,
+        keys: Vec<Option<String>>,
+        chain: ChainFn,
+    ) -> Result<Vec<Appended>, StoreError> {
+        dispatch!(self, s => s.append_batch(keys, chain).await)
     }
     async fn head(&self) -> Result<ChainHead, StoreError> {
         dispatch!(self, s => s.head().await)

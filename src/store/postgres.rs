@@ -6,7 +6,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Row};
 use std::str::FromStr;
 
-use super::{head_from_row, ChainFn, ChainHead, NewEntry, Store, StoreError, StoredEntry};
+use std::collections::HashMap;
+
+use super::{
+    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
+    StoredEntry,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -65,7 +70,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn append_batch(&self, chain: ChainFn) -> Result<Vec<NewEntry>, StoreError> {
+    async fn append_batch(
+        &self,
+        keys: Vec<Option<String>>,
+        chain: ChainFn,
+    ) -> Result<Vec<Appended>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(CHAIN_LOCK_KEY)
@@ -78,7 +87,22 @@ impl Store for PostgresStore {
             Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?))?,
             None => ChainHead::EMPTY,
         };
-        let entries = chain(head);
+        let mut stored = HashMap::new();
+        let wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        if !wanted.is_empty() {
+            let rows = sqlx::query(
+                "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
+                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ANY($1)",
+            )
+            .bind(&wanted)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                stored.insert(row.try_get::<String, _>("key")?, row_to_entry(row)?);
+            }
+        }
+        let (fresh, plan) = plan_batch(&keys, stored);
+        let entries = chain(head, &fresh);
         let n = entries.len();
         let (mut seqs, mut ids, mut bodies) = (
             Vec::with_capacity(n),
@@ -113,8 +137,25 @@ impl Store for PostgresStore {
         .bind(&times)
         .execute(&mut *tx)
         .await?;
+        let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
+        let (mut key_names, mut key_seqs) = (Vec::new(), Vec::new());
+        for (key, entry) in new_keys.zip(&entries) {
+            if let Some(key) = key {
+                key_names.push(key.as_str());
+                key_seqs.push(entry.seq);
+            }
+        }
+        if !key_names.is_empty() {
+            sqlx::query(
+                "INSERT INTO entry_key (key, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
+            )
+            .bind(&key_names)
+            .bind(&key_seqs)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(entries)
+        Ok(merge_plan(plan, entries))
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {

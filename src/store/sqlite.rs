@@ -10,7 +10,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{head_from_row, ChainFn, ChainHead, NewEntry, Store, StoreError, StoredEntry};
+use std::collections::HashMap;
+
+use super::{
+    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, NewEntry, Store,
+    StoreError, StoredEntry,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -82,7 +87,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn append_batch(&self, chain: ChainFn) -> Result<Vec<NewEntry>, StoreError> {
+    async fn append_batch(
+        &self,
+        keys: Vec<Option<String>>,
+        chain: ChainFn,
+    ) -> Result<Vec<Appended>, StoreError> {
         // IMMEDIATE takes the write lock up front, so the head read below
         // cannot change under us even if another process shares the file.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -93,7 +102,21 @@ impl Store for SqliteStore {
             Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?))?,
             None => ChainHead::EMPTY,
         };
-        let entries = chain(head);
+        let mut stored = HashMap::new();
+        for key in keys.iter().flatten() {
+            let row = sqlx::query(
+                "SELECT e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
+                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ?",
+            )
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                stored.insert(key.clone(), row_to_entry(&row)?);
+            }
+        }
+        let (fresh, plan) = plan_batch(&keys, stored);
+        let entries = chain(head, &fresh);
         let mut rest: &[NewEntry] = &entries;
         while !rest.is_empty() {
             let n = if rest.len() >= MAX_ROWS_PER_INSERT {
@@ -116,8 +139,18 @@ impl Store for SqliteStore {
             q.execute(&mut *tx).await?;
             rest = tail;
         }
+        let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
+        for (key, entry) in new_keys.zip(&entries) {
+            if let Some(key) = key {
+                sqlx::query("INSERT INTO entry_key (key, seq) VALUES (?, ?)")
+                    .bind(key.as_str())
+                    .bind(entry.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
-        Ok(entries)
+        Ok(merge_plan(plan, entries))
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {
