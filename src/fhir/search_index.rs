@@ -1,0 +1,411 @@
+//! Extraction of the R4 AuditEvent search parameters from a resource, done
+//! once at append time so searches read index rows instead of scanning
+//! bodies. One function per parameter type; the table below follows the R4
+//! SearchParameter expressions for AuditEvent.
+
+use crate::ledger::canonical::Json;
+
+/// One index row of a token parameter (`system|code`; `system` may be absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub param: &'static str,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// One index row of a string parameter: the value as stored and its
+/// normalised form (lower case, accents and punctuation folded) for the
+/// default "starts with, case-insensitive" match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringRow {
+    pub param: &'static str,
+    pub value: String,
+    pub normalized: String,
+}
+
+/// One index row of a reference parameter. `reference` is the literal
+/// reference (`Patient/123`), split into type and id when it has that form;
+/// `identifier` is the logical reference used by the `:identifier` modifier
+/// and the ITI-81 `.identifier` chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceRow {
+    pub param: &'static str,
+    pub reference: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub identifier_system: Option<String>,
+    pub identifier_value: Option<String>,
+}
+
+/// One index row of a date parameter: the instant range [`low`, `high`)
+/// covered by the value's precision, as microseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateRow {
+    pub param: &'static str,
+    pub low: i64,
+    pub high: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchIndex {
+    pub tokens: Vec<TokenRow>,
+    pub strings: Vec<StringRow>,
+    pub references: Vec<ReferenceRow>,
+    pub dates: Vec<DateRow>,
+}
+
+/// Iterates a 0..* element (array) or a 0..1 element (single value).
+fn each<'a>(node: Option<&'a Json>) -> impl Iterator<Item = &'a Json> {
+    let items: Vec<&Json> = match node {
+        Some(j) => match j.as_array() {
+            Some(a) => a.iter().collect(),
+            None => vec![j],
+        },
+        None => vec![],
+    };
+    items.into_iter()
+}
+
+fn str_of(node: Option<&Json>) -> Option<String> {
+    node.and_then(Json::as_str).map(str::to_string)
+}
+
+impl SearchIndex {
+    fn token(&mut self, param: &'static str, system: Option<String>, code: Option<String>) {
+        if let Some(code) = code {
+            self.tokens.push(TokenRow {
+                param,
+                system,
+                code,
+            });
+        }
+    }
+
+    fn coding(&mut self, param: &'static str, coding: &Json) {
+        self.token(
+            param,
+            str_of(coding.get("system")),
+            str_of(coding.get("code")),
+        );
+    }
+
+    fn codeable_concept(&mut self, param: &'static str, cc: &Json) {
+        for c in each(cc.get("coding")) {
+            self.coding(param, c);
+        }
+    }
+
+    fn string(&mut self, param: &'static str, value: Option<&Json>) {
+        if let Some(v) = value.and_then(Json::as_str) {
+            self.strings.push(StringRow {
+                param,
+                value: v.to_string(),
+                normalized: normalize_string(v),
+            });
+        }
+    }
+
+    fn reference(&mut self, param: &'static str, r: &Json) {
+        let reference = str_of(r.get("reference"));
+        let (target_type, target_id) = reference
+            .as_deref()
+            .map(split_reference)
+            .unwrap_or((None, None));
+        let ident = r.get("identifier");
+        let row = ReferenceRow {
+            param,
+            reference,
+            target_type,
+            target_id,
+            identifier_system: ident.and_then(|i| str_of(i.get("system"))),
+            identifier_value: ident.and_then(|i| str_of(i.get("value"))),
+        };
+        if row.reference.is_some() || row.identifier_value.is_some() {
+            self.references.push(row);
+        }
+    }
+}
+
+/// `Patient/123`, `http://x/fhir/Patient/123` or `Patient/123/_history/2` →
+/// (`Patient`, `123`); anything else → (None, None).
+pub fn split_reference(r: &str) -> (Option<String>, Option<String>) {
+    let r = match r.find("/_history/") {
+        Some(i) => &r[..i],
+        None => r,
+    };
+    let mut parts = r.rsplit('/');
+    match (parts.next(), parts.next()) {
+        (Some(id), Some(ty))
+            if !id.is_empty()
+                && ty.starts_with(|c: char| c.is_ascii_uppercase())
+                && ty.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            (Some(ty.to_string()), Some(id.to_string()))
+        }
+        _ => (None, None),
+    }
+}
+
+/// FHIR string matching is case- and accent-insensitive: lower-case and
+/// strip combining marks of Latin letters.
+pub fn normalize_string(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'à'..='å' | 'À'..='Å' => 'a',
+            'ç' | 'Ç' => 'c',
+            'è'..='ë' | 'È'..='Ë' => 'e',
+            'ì'..='ï' | 'Ì'..='Ï' => 'i',
+            'ñ' | 'Ñ' => 'n',
+            'ò'..='ö' | 'Ò'..='Ö' | 'ø' | 'Ø' => 'o',
+            'ù'..='ü' | 'Ù'..='Ü' => 'u',
+            'ý' | 'ÿ' | 'Ý' => 'y',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Extracts every R4 AuditEvent search parameter from `event`.
+pub fn extract(event: &Json) -> SearchIndex {
+    let mut ix = SearchIndex::default();
+    ix.token("action", None, str_of(event.get("action")));
+    ix.token("outcome", None, str_of(event.get("outcome")));
+    if let Some(t) = event.get("type") {
+        ix.coding("type", t);
+    }
+    for st in each(event.get("subtype")) {
+        ix.coding("subtype", st);
+    }
+    if let Some(recorded) = event.get("recorded").and_then(Json::as_str) {
+        if let Some((low, high)) = date_range(recorded) {
+            ix.dates.push(DateRow {
+                param: "date",
+                low,
+                high,
+            });
+        }
+    }
+    for agent in each(event.get("agent")) {
+        if let Some(who) = agent.get("who") {
+            ix.reference("agent", who);
+            if is_patient_reference(who) {
+                ix.reference("patient", who);
+            }
+        }
+        ix.string("agent-name", agent.get("name"));
+        for role in each(agent.get("role")) {
+            ix.codeable_concept("agent-role", role);
+        }
+        ix.token("altid", None, str_of(agent.get("altId")));
+        for p in each(agent.get("policy")) {
+            ix.token("policy", None, p.as_str().map(str::to_string));
+        }
+        if let Some(net) = agent.get("network") {
+            ix.string("address", net.get("address"));
+        }
+    }
+    if let Some(source) = event.get("source") {
+        ix.token("site", None, str_of(source.get("site")));
+        if let Some(obs) = source.get("observer") {
+            ix.reference("source", obs);
+        }
+    }
+    for entity in each(event.get("entity")) {
+        if let Some(what) = entity.get("what") {
+            ix.reference("entity", what);
+            if is_patient_reference(what) {
+                ix.reference("patient", what);
+            }
+        }
+        ix.string("entity-name", entity.get("name"));
+        if let Some(role) = entity.get("role") {
+            ix.coding("entity-role", role);
+        }
+        if let Some(ty) = entity.get("type") {
+            ix.coding("entity-type", ty);
+        }
+    }
+    ix
+}
+
+/// The R4 `patient` parameter: references whose target is a Patient. Without
+/// a resolvable literal reference, a `Reference.type` of Patient counts.
+fn is_patient_reference(r: &Json) -> bool {
+    if let Some(reference) = r.get("reference").and_then(Json::as_str) {
+        return split_reference(reference).0.as_deref() == Some("Patient");
+    }
+    r.get("type").and_then(Json::as_str) == Some("Patient")
+}
+
+/// The [low, high) range, in µs since the epoch, that a FHIR date, dateTime
+/// or instant covers at its precision. Values without a zone are taken as
+/// UTC (FHIR leaves them to the server; vellum documents UTC).
+pub fn date_range(s: &str) -> Option<(i64, i64)> {
+    use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+    let year: i32 = s.get(0..4)?.parse().ok()?;
+    let to_us = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1000) as i64;
+    let day = |y: i32, m: u8, d: u8| -> Option<OffsetDateTime> {
+        let date = Date::from_calendar_date(y, Month::try_from(m).ok()?, d).ok()?;
+        Some(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc())
+    };
+    match s.len() {
+        4 => Some((to_us(day(year, 1, 1)?), to_us(day(year + 1, 1, 1)?))),
+        7 => {
+            let m: u8 = s.get(5..7)?.parse().ok()?;
+            let next = if m == 12 {
+                day(year + 1, 1, 1)?
+            } else {
+                day(year, m + 1, 1)?
+            };
+            Some((to_us(day(year, m, 1)?), to_us(next)))
+        }
+        10 => {
+            let m: u8 = s.get(5..7)?.parse().ok()?;
+            let d: u8 = s.get(8..10)?.parse().ok()?;
+            let start = day(year, m, d)?;
+            Some((to_us(start), to_us(start + time::Duration::days(1))))
+        }
+        _ => {
+            let date = day(
+                year,
+                s.get(5..7)?.parse().ok()?,
+                s.get(8..10)?.parse().ok()?,
+            )?;
+            let rest = s.get(11..)?;
+            let (clock, zone) = match rest.find(['Z', '+', '-']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "Z"),
+            };
+            let mut parts = clock.split(':');
+            let h: i64 = parts.next()?.parse().ok()?;
+            let mi: i64 = parts.next()?.parse().ok()?;
+            let sec_text = parts.next().unwrap_or("0");
+            let (secs, frac) = match sec_text.split_once('.') {
+                Some((a, b)) => (a, b),
+                None => (sec_text, ""),
+            };
+            let sec: i64 = secs.parse().ok()?;
+            // Precision of the value: whole seconds, or the fraction given.
+            let frac_us: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
+            let width_us = if frac.is_empty() {
+                1_000_000
+            } else {
+                10i64.pow(6 - frac.len().min(6) as u32)
+            };
+            let offset = if zone == "Z" {
+                UtcOffset::UTC
+            } else {
+                let sign = if zone.starts_with('-') { -1 } else { 1 };
+                let oh: i8 = zone.get(1..3)?.parse().ok()?;
+                let om: i8 = zone.get(4..6)?.parse().ok()?;
+                UtcOffset::from_hms(sign * oh, sign * om, 0).ok()?
+            };
+            let local = to_us(date) + ((h * 60 + mi) * 60 + sec) * 1_000_000 + frac_us;
+            let low = local - i64::from(offset.whole_seconds()) * 1_000_000;
+            Some((low, low + width_us))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::canonical::parse;
+
+    #[test]
+    fn extracts_the_r4_parameters() {
+        let ev = parse(
+            r#"{"resourceType":"AuditEvent","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110112"},
+            "subtype":[{"system":"urn:s","code":"search"}],"action":"E","outcome":"0","recorded":"2026-03-14T09:26:53Z",
+            "agent":[{"who":{"reference":"Practitioner/dr1","identifier":{"system":"urn:oid:1.2","value":"rad-7"}},
+                      "name":"Dr. Zoë Müller","altId":"zm","requestor":true,"role":[{"coding":[{"system":"urn:r","code":"RAD"}]}],
+                      "policy":["urn:policy:1"],"network":{"address":"10.0.0.5","type":"2"}}],
+            "source":{"site":"Radiology","observer":{"identifier":{"value":"pacs-01"}}},
+            "entity":[{"what":{"reference":"Patient/p1"},"role":{"code":"1"},"type":{"system":"urn:t","code":"1"},"name":"Chest"},
+                      {"what":{"identifier":{"system":"urn:dicom:uid","value":"urn:oid:1.2.3"}}}]}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let ix = extract(&ev);
+        let tok = |p: &str| {
+            ix.tokens
+                .iter()
+                .filter(|t| t.param == p)
+                .map(|t| t.code.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tok("action"), ["E"]);
+        assert_eq!(tok("outcome"), ["0"]);
+        assert_eq!(tok("type"), ["110112"]);
+        assert_eq!(tok("subtype"), ["search"]);
+        assert_eq!(tok("agent-role"), ["RAD"]);
+        assert_eq!(tok("altid"), ["zm"]);
+        assert_eq!(tok("policy"), ["urn:policy:1"]);
+        assert_eq!(tok("site"), ["Radiology"]);
+        assert_eq!(tok("entity-role"), ["1"]);
+        assert_eq!(tok("entity-type"), ["1"]);
+        let names: Vec<_> = ix
+            .strings
+            .iter()
+            .map(|s| (s.param, s.normalized.as_str()))
+            .collect();
+        assert!(names.contains(&("agent-name", "dr. zoe muller")));
+        assert!(names.contains(&("address", "10.0.0.5")));
+        assert!(names.contains(&("entity-name", "chest")));
+        let refs: Vec<_> = ix
+            .references
+            .iter()
+            .map(|r| {
+                (
+                    r.param,
+                    r.target_id.as_deref(),
+                    r.identifier_value.as_deref(),
+                )
+            })
+            .collect();
+        assert!(refs.contains(&("agent", Some("dr1"), Some("rad-7"))));
+        assert!(refs.contains(&("patient", Some("p1"), None)));
+        assert!(refs.contains(&("entity", Some("p1"), None)));
+        assert!(refs.contains(&("entity", None, Some("urn:oid:1.2.3"))));
+        assert!(refs.contains(&("source", None, Some("pacs-01"))));
+        assert_eq!(ix.dates.len(), 1);
+    }
+
+    #[test]
+    fn date_ranges_follow_precision_and_zone() {
+        let utc = |s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+        };
+        let us = |s| (utc(s).unix_timestamp_nanos() / 1000) as i64;
+        assert_eq!(
+            date_range("2026"),
+            Some((us("2026-01-01T00:00:00Z"), us("2027-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            date_range("2026-12"),
+            Some((us("2026-12-01T00:00:00Z"), us("2027-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            date_range("2024-02-29"),
+            Some((us("2024-02-29T00:00:00Z"), us("2024-03-01T00:00:00Z")))
+        );
+        let (lo, hi) = date_range("2026-03-14T09:26:53+01:00").unwrap();
+        assert_eq!((lo, hi - lo), (us("2026-03-14T08:26:53Z"), 1_000_000));
+        let (lo, hi) = date_range("2026-03-14T09:26:53.12Z").unwrap();
+        assert_eq!((lo, hi - lo), (us("2026-03-14T09:26:53.12Z"), 10_000));
+        assert_eq!(date_range("nonsense"), None);
+    }
+
+    #[test]
+    fn references_split_into_type_and_id() {
+        assert_eq!(
+            split_reference("Patient/1"),
+            (Some("Patient".into()), Some("1".into()))
+        );
+        assert_eq!(
+            split_reference("https://x/fhir/Patient/1/_history/3"),
+            (Some("Patient".into()), Some("1".into()))
+        );
+        assert_eq!(split_reference("urn:uuid:abc"), (None, None));
+    }
+}
