@@ -1,0 +1,132 @@
+//! Every event vellum stores validates against the official R4 definitions
+//! with an independent validator (medplum's, from npm; see
+//! conformance/validator/validate.mjs), not only with vellum's own checks.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+const VALIDATOR_DIR: &str = "conformance/validator";
+
+/// Installs the validator's pinned npm packages once (idempotent).
+fn ensure_validator() {
+    if Path::new(VALIDATOR_DIR)
+        .join("node_modules/@medplum/core")
+        .exists()
+    {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(VALIDATOR_DIR)
+        .status()
+        .expect("npm is required for the independent validator");
+    assert!(status.success(), "npm ci in {VALIDATOR_DIR} failed");
+}
+
+fn validate_independently(resources: &[Value]) -> (bool, String) {
+    ensure_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resources.json");
+    std::fs::write(&file, serde_json::to_vec(resources).unwrap()).unwrap();
+    let out = Command::new("node")
+        .arg("validate.mjs")
+        .arg(&file)
+        .current_dir(VALIDATOR_DIR)
+        .output()
+        .expect("node is required for the independent validator");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn fixtures(prefix: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("fixtures/auditevents").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".json") {
+            // Some invalid fixtures are deliberately not JSON serde accepts
+            // (lone surrogates); they cannot reach a JSON validator at all.
+            if let Ok(v) = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()) {
+                out.push((name, v));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test]
+async fn stored_events_validate_against_r4_with_an_independent_validator() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&db.url).await;
+    let mut inputs: Vec<(String, Value)> = fixtures("valid-");
+    assert!(
+        inputs.len() >= 3,
+        "fixtures/auditevents needs valid examples"
+    );
+    inputs.extend((0..20).map(|n| (format!("sample_event({n})"), sample_event(n))));
+    let mut stored = Vec::new();
+    for (name, event) in &inputs {
+        let r = app.post_event(event).await;
+        assert_eq!(
+            r.status(),
+            201,
+            "{name} was refused: {}",
+            r.text().await.unwrap()
+        );
+        let created: Value = r.json().await.unwrap();
+        let url = format!(
+            "{}/fhir/AuditEvent/{}",
+            app.base,
+            created["id"].as_str().unwrap()
+        );
+        stored.push(
+            app.client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap(),
+        );
+    }
+    let (ok, report) = validate_independently(&stored);
+    assert!(ok, "stored events fail independent validation:\n{report}");
+    assert_eq!(report.lines().count(), stored.len());
+}
+
+#[tokio::test]
+async fn the_independent_validator_agrees_that_invalid_fixtures_are_invalid() {
+    // Guards the guard: the validator must be able to fail. Every invalid
+    // fixture that is still well-formed JSON is refused by vellum (checked in
+    // tests/fhir_api.rs) and must be refused independently too, unless it
+    // breaks a rule medplum does not check (listed here with the reason).
+    let not_checked_by_medplum = [
+        "invalid-duplicate-key",            // JSON.parse keeps the last duplicate
+        "invalid-lone-surrogate",           // JSON.parse accepts lone surrogates
+        "invalid-empty-string",             // medplum accepts "" primitives
+        "invalid-recorded-impossible-date", // medplum checks the instant regex only, not the calendar
+    ];
+    let mut cases = Vec::new();
+    for (name, v) in fixtures("invalid-") {
+        if v.get("resourceType") == Some(&Value::from("AuditEvent"))
+            && !not_checked_by_medplum.iter().any(|p| name.starts_with(p))
+        {
+            cases.push((name, v));
+        }
+    }
+    assert!(
+        !cases.is_empty(),
+        "fixtures/auditevents needs invalid AuditEvent examples"
+    );
+    for (name, v) in cases {
+        let (ok, report) = validate_independently(std::slice::from_ref(&v));
+        assert!(!ok, "{name} passed the independent validator:\n{report}");
+    }
+}
