@@ -66,6 +66,11 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     }
     if let Err(e) = fhir_model::check_audit_event_json(body) {
         let offset = canonical::offset_of(body, e.line, e.column);
+        if let Some(field) = missing_field(&e.message) {
+            return Err(Rejection::Invalid(missing_element_issues(
+                &root, field, offset,
+            )));
+        }
         // serde reports the position just past the offending token; step
         // back one byte so the span lookup lands inside it.
         let path = path_at(&root, "AuditEvent", offset.saturating_sub(1));
@@ -85,6 +90,70 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     let at = mark.unwrap_or(usize::MAX);
     Draft::new(id, bytes, at)
         .map_err(|e| Rejection::Invalid(vec![Issue::error(IssueType::Exception, e.to_string())]))
+}
+
+/// The JSON name in serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()
+        .filter(|f| !f.is_empty())
+}
+
+/// A required element is absent (a cardinality rule, so 422 like the other
+/// rule violations). serde reports it at the closing brace of the object that
+/// lacks it, which names no element; vellum's validator names the missing
+/// element itself, and otherwise the object closing at `at` is located.
+fn missing_element_issues(root: &Json, field: &str, at: usize) -> Vec<Issue> {
+    let suffix = format!(".{field}");
+    let required: Vec<Issue> = validate_audit_event(root)
+        .into_iter()
+        .filter(|i| i.code == IssueType::Required)
+        .collect();
+    if required.iter().any(|i| {
+        i.expression
+            .as_deref()
+            .is_some_and(|x| x.ends_with(&suffix))
+    }) {
+        return required;
+    }
+    let parent = object_closing_at(root, "AuditEvent", at).unwrap_or_else(|| "AuditEvent".into());
+    vec![Issue::error(
+        IssueType::Required,
+        format!("{parent}{suffix} is required but missing"),
+    )
+    .at(format!("{parent}{suffix}"))]
+}
+
+/// The FHIRPath of the object whose closing `}` is at byte `at`.
+fn object_closing_at(root: &Json, resource_type: &str, at: usize) -> Option<String> {
+    let mut path = resource_type.to_string();
+    let mut node = root;
+    loop {
+        if matches!(node.value, Value::Object(_)) && node.end == at + 1 {
+            return Some(path);
+        }
+        match &node.value {
+            Value::Object(members) => {
+                let m = members
+                    .iter()
+                    .find(|m| m.value.start <= at && at < m.value.end)?;
+                path.push('.');
+                path.push_str(m.key.strip_prefix('_').unwrap_or(&m.key));
+                node = &m.value;
+            }
+            Value::Array(items) => {
+                let (i, item) = items
+                    .iter()
+                    .enumerate()
+                    .find(|(_, it)| it.start <= at && at < it.end)?;
+                path.push_str(&format!("[{i}]"));
+                node = item;
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Sets what the server owns on create: `id`, `meta.versionId` and the

@@ -55,7 +55,7 @@ pub struct SearchIndex {
 }
 
 /// Iterates a 0..* element (array) or a 0..1 element (single value).
-fn each<'a>(node: Option<&'a Json>) -> impl Iterator<Item = &'a Json> {
+fn each(node: Option<&Json>) -> impl Iterator<Item = &Json> {
     let items: Vec<&Json> = match node {
         Some(j) => match j.as_array() {
             Some(a) => a.iter().collect(),

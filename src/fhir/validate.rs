@@ -27,6 +27,9 @@ pub fn validate_audit_event(root: &Json) -> Vec<Issue> {
     issues
 }
 
+/// A primitive format test and the name of the format it accepts.
+type FormatCheck = (fn(&str) -> bool, &'static str);
+
 struct Validator<'a> {
     issues: &'a mut Vec<Issue>,
 }
@@ -114,7 +117,7 @@ impl Validator<'_> {
                 _ => vec![],
             }
         };
-        let check: Option<(fn(&str) -> bool, &str)> = match key {
+        let check: Option<FormatCheck> = match key {
             "recorded" | "lastUpdated" => {
                 Some((is_instant, "instant (YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm))"))
             }
@@ -389,7 +392,7 @@ pub fn is_base64(s: &str) -> bool {
         t
     });
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return false;
     }
     let pad = b.iter().rev().take_while(|&&c| c == b'=').count();

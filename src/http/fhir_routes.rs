@@ -81,7 +81,7 @@ async fn read_body(
 }
 
 /// JSON media types vellum accepts on input (XML arrives with the REST issue).
-fn is_json_content_type(req: &HttpRequest) -> Result<(), HttpResponse> {
+fn is_json_content_type(req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(()); // FHIR clients occasionally omit it; the body decides.
     };
@@ -99,11 +99,11 @@ fn is_json_content_type(req: &HttpRequest) -> Result<(), HttpResponse> {
     ) {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IssueType::NotSupported,
             format!("Content-Type {ct} is not supported; send application/fhir+json"),
-        ))
+        )))
     }
 }
 
@@ -113,7 +113,7 @@ async fn create(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     if let Err(r) = is_json_content_type(&req) {
-        return r;
+        return *r;
     }
     let body = match read_body(payload, state.max_body_bytes, &req).await {
         Ok(b) => b,
