@@ -629,7 +629,8 @@ mod tests {
 
     #[test]
     fn rejects_what_must_not_be_normalised() {
-        let bad: &[(&[u8], fn(&ParseErrorKind) -> bool)] = &[
+        type Case<'a> = (&'a [u8], fn(&ParseErrorKind) -> bool);
+        let bad: &[Case] = &[
             (br#"{"a":1,"a":2}"#, |k| {
                 matches!(k, ParseErrorKind::DuplicateKey(_))
             }),

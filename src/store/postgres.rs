@@ -28,7 +28,10 @@ impl PostgresStore {
     /// (e.g. `vellum_writer`, which may only SELECT and INSERT).
     pub async fn connect(url: &str, role: Option<&str>) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?;
-        let mut pool = PgPoolOptions::new().max_connections(8);
+        // Fail fast when the server is unreachable (sqlx waits 30 s by default).
+        let mut pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(5));
         if let Some(role) = role {
             // The role name is validated by config (identifier characters only).
             let set_role = format!("SET ROLE \"{role}\"");
