@@ -115,7 +115,10 @@ mod tests {
         let body = crate::ledger::canonical::canonicalize(input).unwrap();
         assert_eq!(body.len(), 340);
         let b = body_sha256(&body);
-        assert_eq!(hex::encode(b), "d96d94c34ea9f2acd35ff26a9591f1615ce477a9928bc909fa9a5820e2c2fbfd");
+        assert_eq!(
+            hex::encode(b),
+            "d96d94c34ea9f2acd35ff26a9591f1615ce477a9928bc909fa9a5820e2c2fbfd"
+        );
         assert_eq!(
             hex::encode(chain_hash(&GENESIS, 1, &b)),
             "e8fb2e14b1ddf34a301dc93b16c7b69b280a9ff4854310d5685de1d4c7d86e66"
