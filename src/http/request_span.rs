@@ -12,7 +12,9 @@ pub struct PhiFreeSpan;
 
 impl RootSpanBuilder for PhiFreeSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
         tracing::info_span!(
             "http",
             method = %request.method(),

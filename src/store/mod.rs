@@ -19,6 +19,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("i/o error: {0}")]
+    Io(std::io::Error),
     #[error("stored data is malformed at seq {seq}: {what}")]
     Corrupt { seq: i64, what: &'static str },
 }

@@ -27,6 +27,7 @@ const MAX_ROWS_PER_INSERT: usize = 32;
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -47,7 +48,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(opts.read_only(false))
             .await?;
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore {
+            writer,
+            readers,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The pool that writes (exposed for tests and tools that need raw SQL).
@@ -83,7 +88,25 @@ fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Erro
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await?;
+        // sqlx's SQLite migrator takes no lock: two processes starting on a
+        // fresh file would both apply migration 1. Serialise on a lock file.
+        let mut lock_path = self.path.clone().into_os_string();
+        lock_path.push(".migrate-lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .map_err(StoreError::Io)?;
+        let result = MIGRATOR.run(&self.writer).await;
+        drop(lock);
+        result?;
         Ok(())
     }
 
