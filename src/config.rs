@@ -33,6 +33,20 @@ pub struct RawSettings {
     pub http_addr: String,
     /// MLLP listener address; empty turns MLLP off.
     pub mllp_addr: String,
+    /// Largest MLLP frame (message) accepted, bytes.
+    pub mllp_max_frame_bytes: usize,
+    /// How long an MLLP connection may take to deliver its next whole
+    /// message (idle or slow senders are disconnected), ms.
+    pub mllp_read_timeout_ms: u64,
+    /// Most MLLP connections served at once; more wait to be accepted.
+    pub mllp_max_connections: usize,
+    /// PEM certificate chain: when set (with the key), MLLP is TLS-only.
+    pub mllp_tls_cert: Option<String>,
+    /// PEM private key of `mllp_tls_cert`.
+    pub mllp_tls_key: Option<String>,
+    /// PEM CA bundle: when set, MLLP clients must present a certificate
+    /// it signed (mutual TLS).
+    pub mllp_tls_client_ca: Option<String>,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// Most events committed in one transaction.
@@ -58,6 +72,12 @@ impl Default for RawSettings {
             migrate_on_start: true,
             http_addr: "127.0.0.1:8080".into(),
             mllp_addr: "127.0.0.1:2575".into(),
+            mllp_max_frame_bytes: 1024 * 1024,
+            mllp_read_timeout_ms: 300_000,
+            mllp_max_connections: 256,
+            mllp_tls_cert: None,
+            mllp_tls_key: None,
+            mllp_tls_client_ca: None,
             max_body_bytes: 1024 * 1024,
             batch_max_events: 512,
             batch_max_wait_us: 0,
@@ -107,6 +127,7 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub http_addr: SocketAddr,
     pub mllp_addr: Option<SocketAddr>,
+    pub mllp: MllpSettings,
     pub max_body_bytes: usize,
     pub writer: WriterSettings,
     pub public_base_url: Option<String>,
@@ -118,6 +139,35 @@ pub struct WriterSettings {
     pub batch_max_events: usize,
     pub batch_max_wait: Duration,
     pub queue: usize,
+}
+
+/// MLLP listener limits and TLS.
+#[derive(Debug, Clone)]
+pub struct MllpSettings {
+    pub max_frame_bytes: usize,
+    pub read_timeout: Duration,
+    pub max_connections: usize,
+    pub tls: Option<MllpTls>,
+}
+
+/// MLLP over TLS: server certificate and key, optional client CA (mTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for MllpSettings {
+    fn default() -> Self {
+        let raw = RawSettings::default();
+        MllpSettings {
+            max_frame_bytes: raw.mllp_max_frame_bytes,
+            read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
+            max_connections: raw.mllp_max_connections,
+            tls: None,
+        }
+    }
 }
 
 impl Default for WriterSettings {
@@ -149,6 +199,12 @@ impl Settings {
             "migrate_on_start",
             "http_addr",
             "mllp_addr",
+            "mllp_max_frame_bytes",
+            "mllp_read_timeout_ms",
+            "mllp_max_connections",
+            "mllp_tls_cert",
+            "mllp_tls_key",
+            "mllp_tls_client_ca",
             "max_body_bytes",
             "batch_max_events",
             "batch_max_wait_us",
@@ -210,6 +266,52 @@ impl Settings {
         positive("max_body_bytes", raw.max_body_bytes)?;
         positive("batch_max_events", raw.batch_max_events)?;
         positive("writer_queue", raw.writer_queue)?;
+        positive("mllp_max_frame_bytes", raw.mllp_max_frame_bytes)?;
+        positive("mllp_max_connections", raw.mllp_max_connections)?;
+        let tls = match (&raw.mllp_tls_cert, &raw.mllp_tls_key) {
+            (None, None) => {
+                if raw.mllp_tls_client_ca.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "mllp_tls_client_ca",
+                        reason: "needs mllp_tls_cert and mllp_tls_key".into(),
+                    });
+                }
+                None
+            }
+            (Some(cert), Some(key)) => {
+                for (k, p) in [
+                    ("mllp_tls_cert", Some(cert)),
+                    ("mllp_tls_key", Some(key)),
+                    ("mllp_tls_client_ca", raw.mllp_tls_client_ca.as_ref()),
+                ] {
+                    if let Some(p) = p {
+                        if !Path::new(p).is_file() {
+                            return Err(ConfigError::Invalid {
+                                key: k,
+                                reason: format!("{p} is not a readable file"),
+                            });
+                        }
+                    }
+                }
+                Some(MllpTls {
+                    cert: cert.into(),
+                    key: key.into(),
+                    client_ca: raw.mllp_tls_client_ca.as_ref().map(PathBuf::from),
+                })
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "mllp_tls_cert",
+                    reason: "mllp_tls_cert and mllp_tls_key go together".into(),
+                })
+            }
+        };
+        if raw.mllp_read_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "mllp_read_timeout_ms",
+                reason: "must be greater than 0".into(),
+            });
+        }
         if raw.batch_max_wait_us > 1_000_000 {
             return Err(ConfigError::Invalid {
                 key: "batch_max_wait_us",
@@ -230,6 +332,12 @@ impl Settings {
             migrate_on_start: raw.migrate_on_start,
             http_addr,
             mllp_addr,
+            mllp: MllpSettings {
+                max_frame_bytes: raw.mllp_max_frame_bytes,
+                read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
+                max_connections: raw.mllp_max_connections,
+                tls,
+            },
             max_body_bytes: raw.max_body_bytes,
             writer: WriterSettings {
                 batch_max_events: raw.batch_max_events,

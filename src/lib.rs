@@ -2,7 +2,9 @@
 
 pub mod config;
 pub mod fhir;
+pub mod hl7v2;
 pub mod http;
 pub mod ledger;
+pub mod mllp;
 pub mod store;
 pub mod telemetry;

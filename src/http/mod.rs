@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
 use crate::ledger::Ledger;
+use crate::mllp::MllpListener;
 use crate::store::{AnyStore, Store, StoreError};
 
 /// Shared state of the HTTP handlers.
@@ -38,6 +39,7 @@ pub struct Application {
     port: u16,
     server: Server,
     ledger: Ledger,
+    mllp: Option<MllpListener>,
 }
 
 impl Application {
@@ -48,6 +50,14 @@ impl Application {
             store.migrate().await?;
         }
         let ledger = Ledger::start(store, settings.writer);
+        let mllp = match settings.mllp_addr {
+            Some(addr) => Some(
+                MllpListener::bind(addr, ledger.clone(), settings.mllp.clone())
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let listener =
             TcpListener::bind(settings.http_addr).map_err(|source| StartError::Bind {
                 addr: settings.http_addr,
@@ -82,6 +92,7 @@ impl Application {
             port,
             server,
             ledger,
+            mllp,
         })
     }
 
@@ -89,15 +100,64 @@ impl Application {
         self.port
     }
 
+    /// The bound MLLP port, when MLLP is on.
+    pub fn mllp_port(&self) -> Option<u16> {
+        self.mllp.as_ref().map(|m| m.local_addr().port())
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
     /// Serves until SIGTERM/SIGINT (graceful: in-flight requests finish, so
-    /// every acknowledged append has committed).
+    /// every acknowledged append has committed). The MLLP listener stops
+    /// accepting on the signal (or when the HTTP server ends) and finishes
+    /// the messages it has received before this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { server, ledger, .. } = self;
+        let Application {
+            server,
+            ledger,
+            mllp,
+            ..
+        } = self;
         drop(ledger);
-        server.await
+        let Some(mllp) = mllp else {
+            return server.await;
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mllp_task = tokio::spawn(mllp.run(async move {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = termination_signal() => {}
+            }
+        }));
+        let result = server.await;
+        let _ = stop_tx.send(());
+        let _ = mllp_task.await;
+        result
+    }
+}
+
+/// SIGTERM or SIGINT (the signals actix-web stops on).
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

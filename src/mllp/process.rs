@@ -1,0 +1,110 @@
+//! One message: read → map → append → ACK. AA/CA is built only after
+//! `Ledger::append` returned, i.e. after the entry's transaction committed.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::fhir::create::prepare_audit_event;
+use crate::hl7v2::{self, AckCode, ErrCode, Inbound, Kind, Origin, Refusal};
+use crate::ledger::{AppendError, Ledger};
+
+use super::ack::{self, Stored};
+use super::index::InferenceIndex;
+
+/// What every connection handler shares.
+pub struct Context {
+    pub ledger: Ledger,
+    pub index: InferenceIndex,
+}
+
+/// Reads a frame; a refused message gets its ACK right away.
+pub enum Step {
+    Answer(Option<String>),
+    Store(Box<Inbound>),
+}
+
+pub fn read(raw: &[u8], origin: Origin) -> Step {
+    match hl7v2::read(raw, origin) {
+        Ok(inbound) => Step::Store(Box::new(inbound)),
+        Err(refused) => Step::Answer(refuse(refused.header.as_ref(), &refused.refusal)),
+    }
+}
+
+fn refuse(header: Option<&hl7v2::Header>, r: &Refusal) -> Option<String> {
+    if header.is_none_or(|h| h.wants_ack(r.ack)) {
+        Some(ack::build(header, r.ack, Some(r), None))
+    } else {
+        None
+    }
+}
+
+/// Maps and appends; the ACK (if the sender wants one).
+pub async fn store(ctx: Arc<Context>, inbound: Box<Inbound>) -> Option<String> {
+    let h = &inbound.header;
+    let link = match &inbound.kind {
+        Kind::AiOverride { study_uid } => match ctx.index.find(&ctx.ledger, study_uid).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "mllp: inference lookup failed");
+                return refuse(Some(h), &retry_later("the store could not be read"));
+            }
+        },
+        _ => None,
+    };
+    let recorded = crate::ledger::stamp(OffsetDateTime::now_utc());
+    let body = hl7v2::to_audit_event(&inbound, link.as_ref(), &recorded);
+    let draft = match prepare_audit_event(body.as_bytes()) {
+        Ok(d) => d.with_key(h.idempotency_key()),
+        Err(rejection) => {
+            // A mapping bug, never the sender's content: log where, not what.
+            let at: Vec<&str> = rejection
+                .issues()
+                .iter()
+                .filter_map(|i| i.expression.as_deref())
+                .collect();
+            tracing::error!(at = ?at, "mllp: mapped AuditEvent failed validation");
+            return refuse(
+                Some(h),
+                &Refusal::error(
+                    ErrCode::InternalError,
+                    "MSH",
+                    1,
+                    0,
+                    "the message could not be mapped to a valid AuditEvent",
+                ),
+            );
+        }
+    };
+    match ctx.ledger.append(draft).await {
+        Ok(committed) => {
+            if !h.wants_ack(AckCode::Accept) {
+                return None;
+            }
+            Some(ack::build(
+                Some(h),
+                AckCode::Accept,
+                None,
+                Some(Stored {
+                    receipt: &committed.receipt,
+                    created: committed.created,
+                }),
+            ))
+        }
+        Err(AppendError::Overloaded) => refuse(
+            Some(h),
+            &retry_later("vellum is overloaded; resend the message later"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "mllp: append failed");
+            refuse(
+                Some(h),
+                &retry_later("the message could not be stored; resend it"),
+            )
+        }
+    }
+}
+
+fn retry_later(text: &str) -> Refusal {
+    Refusal::error(ErrCode::InternalError, "MSH", 1, 0, text)
+}

@@ -1,0 +1,49 @@
+//! MLLP over TLS (openssl): the server context from the configured PEM
+//! files, optional client-certificate verification (mutual TLS).
+
+use std::io;
+use std::pin::Pin;
+
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_openssl::SslStream;
+
+use crate::config::MllpTls;
+
+/// A connection's byte stream, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("MLLP TLS: {what}: {e}"))
+}
+
+/// Mozilla "intermediate" settings (TLS 1.2+), the certificate chain and
+/// key, and — with a client CA — mandatory client certificates.
+pub fn acceptor(tls: &MllpTls) -> io::Result<SslAcceptor> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| other("context", e))?;
+    b.set_certificate_chain_file(&tls.cert)
+        .map_err(|e| other("certificate", e))?;
+    b.set_private_key_file(&tls.key, SslFiletype::PEM)
+        .map_err(|e| other("private key", e))?;
+    b.check_private_key()
+        .map_err(|e| other("key does not match the certificate", e))?;
+    if let Some(ca) = &tls.client_ca {
+        b.set_ca_file(ca).map_err(|e| other("client CA", e))?;
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    Ok(b.build())
+}
+
+/// The server side of the handshake.
+pub async fn accept(acceptor: &SslAcceptor, tcp: TcpStream) -> io::Result<SslStream<TcpStream>> {
+    let ssl = Ssl::new(acceptor.context()).map_err(|e| other("session", e))?;
+    let mut stream = SslStream::new(ssl, tcp).map_err(|e| other("stream", e))?;
+    Pin::new(&mut stream)
+        .accept()
+        .await
+        .map_err(|e| other("handshake", e))?;
+    Ok(stream)
+}
