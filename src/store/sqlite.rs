@@ -13,8 +13,8 @@ use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
 use super::{
-    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, NewEntry, Store,
-    StoreError, StoredEntry,
+    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
+    StoredEntry,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -59,6 +59,24 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.writer
     }
+}
+
+/// Splits `items` into chunks of at most `MAX_ROWS_PER_INSERT`, each a power
+/// of two long, so multi-row statements come in only a few sizes.
+fn power_of_two_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let n = if rest.len() >= MAX_ROWS_PER_INSERT {
+            MAX_ROWS_PER_INSERT
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(n);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
 }
 
 fn insert_sql(rows: usize) -> String {
@@ -126,29 +144,27 @@ impl Store for SqliteStore {
             None => ChainHead::EMPTY,
         };
         let mut stored = HashMap::new();
-        for key in keys.iter().flatten() {
-            let row = sqlx::query(
-                "SELECT e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
-                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ?",
-            )
-            .bind(key.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                stored.insert(key.clone(), row_to_entry(&row)?);
+        let wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        for chunk in power_of_two_chunks(&wanted) {
+            // Pad to the chunk's statement size with a repeated key (IN
+            // ignores duplicates) so only a few statements are ever prepared.
+            let width = chunk.len().next_power_of_two();
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
+                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key IN ({})",
+                vec!["?"; width].join(",")
+            )));
+            for i in 0..width {
+                q = q.bind(chunk[i.min(chunk.len() - 1)]);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                stored.insert(row.try_get::<String, _>("key")?, row_to_entry(&row)?);
             }
         }
         let (fresh, plan) = plan_batch(&keys, stored);
         let entries = chain(head, &fresh);
-        let mut rest: &[NewEntry] = &entries;
-        while !rest.is_empty() {
-            let n = if rest.len() >= MAX_ROWS_PER_INSERT {
-                MAX_ROWS_PER_INSERT
-            } else {
-                1 << (usize::BITS - 1 - rest.len().leading_zeros())
-            };
-            let (chunk, tail) = rest.split_at(n);
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql(n)));
+        for chunk in power_of_two_chunks(&entries) {
+            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
             for e in chunk {
                 q = q
                     .bind(e.seq)
@@ -160,17 +176,24 @@ impl Store for SqliteStore {
                     .bind(e.last_updated.as_str());
             }
             q.execute(&mut *tx).await?;
-            rest = tail;
         }
-        let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
-        for (key, entry) in new_keys.zip(&entries) {
-            if let Some(key) = key {
-                sqlx::query("INSERT INTO entry_key (key, seq) VALUES (?, ?)")
-                    .bind(key.as_str())
-                    .bind(entry.seq)
-                    .execute(&mut *tx)
-                    .await?;
+        let new_keys: Vec<(&str, i64)> = keys
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .zip(&entries)
+            .filter_map(|((k, _), e)| k.as_deref().map(|k| (k, e.seq)))
+            .collect();
+        for chunk in power_of_two_chunks(&new_keys) {
+            let sql = format!(
+                "INSERT INTO entry_key (key, seq) VALUES {}",
+                vec!["(?,?)"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (key, seq) in chunk {
+                q = q.bind(*key).bind(*seq);
             }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(merge_plan(plan, entries))
