@@ -3,6 +3,7 @@
 //! base64Binary, boolean-free empties), required value-set bindings,
 //! cardinalities and invariant sev-1. Every issue carries its FHIRPath.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use crate::ledger::canonical::{Json, Value};
@@ -22,7 +23,11 @@ pub fn validate_audit_event(root: &Json) -> Vec<Issue> {
     let mut v = Validator {
         issues: &mut issues,
     };
-    v.generic(root, "AuditEvent");
+    // One path buffer, extended and truncated while walking: no allocation
+    // per element on the (common) path where nothing is wrong.
+    let mut path = String::with_capacity(128);
+    path.push_str("AuditEvent");
+    v.generic(root, &mut path);
     v.audit_event(root);
     issues
 }
@@ -48,7 +53,7 @@ impl Validator<'_> {
     }
 
     /// Rules that hold for every element of every FHIR JSON resource.
-    fn generic(&mut self, node: &Json, path: &str) {
+    fn generic(&mut self, node: &Json, path: &mut String) {
         match &node.value {
             Value::String(s) if s.is_empty() => self.push(
                 IssueType::Value,
@@ -78,8 +83,11 @@ impl Validator<'_> {
                         "empty array: omit the element instead",
                     );
                 }
+                let len = path.len();
                 for (i, item) in items.iter().enumerate() {
-                    self.generic(item, &format!("{path}[{i}]"));
+                    let _ = write!(path, "[{i}]");
+                    self.generic(item, path);
+                    path.truncate(len);
                 }
             }
             Value::Object(ms) => {
@@ -90,11 +98,14 @@ impl Validator<'_> {
                         "empty object: omit the element instead",
                     );
                 }
+                let len = path.len();
                 for m in ms {
-                    // Nested resources (contained) are addressed by their own type.
-                    let child = format!("{path}.{}", m.key.strip_prefix('_').unwrap_or(&m.key));
-                    self.generic(&m.value, &child);
-                    self.primitive_format(&m.key, &m.value, &child);
+                    // `_x` carries the extensions of primitive `x`: same element.
+                    path.push('.');
+                    path.push_str(m.key.strip_prefix('_').unwrap_or(&m.key));
+                    self.generic(&m.value, path);
+                    self.primitive_format(&m.key, &m.value, path);
+                    path.truncate(len);
                 }
             }
             _ => {}
@@ -103,20 +114,7 @@ impl Validator<'_> {
 
     /// Formats of primitives whose element name fixes their type everywhere
     /// they occur in an AuditEvent and its data types.
-    fn primitive_format(&mut self, key: &str, value: &Json, path: &str) {
-        let each = |v: &Json| -> Vec<(String, String)> {
-            match &v.value {
-                Value::String(s) => vec![(path.to_string(), s.clone())],
-                Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, x)| {
-                        x.as_str().map(|s| (format!("{path}[{i}]"), s.to_string()))
-                    })
-                    .collect(),
-                _ => vec![],
-            }
-        };
+    fn primitive_format(&mut self, key: &str, value: &Json, path: &mut String) {
         let check: Option<FormatCheck> = match key {
             "recorded" | "lastUpdated" => {
                 Some((is_instant, "instant (YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm))"))
@@ -128,16 +126,29 @@ impl Validator<'_> {
             "code" => Some((is_code, "code (no leading/trailing or repeated whitespace)")),
             _ => None,
         };
-        if let Some((ok, what)) = check {
-            for (p, s) in each(value) {
-                if !s.is_empty() && !ok(&s) {
-                    self.push(
-                        IssueType::Value,
-                        &p,
-                        format!("\"{s}\" is not a valid {what}"),
-                    );
+        let Some((ok, what)) = check else { return };
+        let test = |v: &mut Self, s: &str, p: &str| {
+            if !s.is_empty() && !ok(s) {
+                v.push(
+                    IssueType::Value,
+                    p,
+                    format!("\"{s}\" is not a valid {what}"),
+                );
+            }
+        };
+        match &value.value {
+            Value::String(s) => test(self, s, path),
+            Value::Array(items) => {
+                let len = path.len();
+                for (i, x) in items.iter().enumerate() {
+                    if let Some(s) = x.as_str() {
+                        let _ = write!(path, "[{i}]");
+                        test(self, s, path);
+                        path.truncate(len);
+                    }
                 }
             }
+            _ => {}
         }
     }
 
