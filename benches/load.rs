@@ -1,1 +1,2010 @@
-fn main() {}
+//! End-to-end load test of `vellum serve` against its raw-INSERT baseline.
+//!
+//! ```text
+//! cargo bench --bench load -- [--backend sqlite|postgres|both] [--connections 64[,8,256]]
+//!     [--events 50000] [--duration-secs 120] [--client raw|reqwest] [--client-threads 1]
+//!     [--baseline-batch 500] [--batch-max-events N] [--batch-max-wait-us N]
+//!     [--wait-quiet-secs N] [--max-other-cpu F] [--attempts N] [--keep]
+//!     [--writer-log] [--perf-out DIR] [--renice-writer NICE] [--print-sample]
+//! ```
+//!
+//! For every backend × connection count it
+//! 1. starts the real `vellum serve` binary on a free loopback port with a fresh database,
+//! 2. posts realistic radiology-AI AuditEvents (generated up front, unique values per event)
+//!    over N concurrent keep-alive connections, bounded by `--events` and `--duration-secs`,
+//!    recording every latency,
+//! 3. stops the server with SIGTERM (it must exit 0) and runs `vellum verify` on its database,
+//! 4. reads back the stored rows and re-inserts exactly those bodies into fresh databases of
+//!    the same backend with plain multi-row INSERTs (hashes precomputed, same durability
+//!    settings), once with the server's mean commit batch size and once with
+//!    `--baseline-batch` rows per transaction,
+//! 5. prints a markdown table with throughput, latency percentiles, CPU split and the
+//!    server/baseline ratios.
+//!
+//! Without `--bench` (i.e. when `cargo test --all-targets` runs this target) it does nothing.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use sqlx::{AssertSqlSafe, Connection, Row};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vellum::ledger::hash;
+
+const VELLUM: &str = env!("CARGO_BIN_EXE_vellum");
+/// Linux reports /proc CPU times in USER_HZ, which is 100 on every mainstream architecture.
+const CLOCK_TICKS: f64 = 100.0;
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    /// A minimal hand-written HTTP/1.1 client over tokio (lowest client CPU).
+    Raw,
+    /// reqwest (hyper) with a keep-alive pool.
+    Reqwest,
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    backends: Vec<Backend>,
+    connections: Vec<usize>,
+    events: usize,
+    duration: Duration,
+    client: ClientKind,
+    client_threads: usize,
+    baseline_batch: usize,
+    batch_max_events: Option<usize>,
+    batch_max_wait_us: Option<u64>,
+    perf_out: Option<PathBuf>,
+    keep: bool,
+    /// Run the server with the writer's per-batch debug log and report commit times.
+    writer_log: bool,
+    /// Experiment: give the server's tokio and sqlx-sqlite threads (the writer's critical
+    /// path) this nice value, leaving the HTTP workers at 0.
+    renice_writer: Option<i32>,
+    /// Before each measurement, wait up to this long for other processes to go quiet.
+    wait_quiet: Duration,
+    /// A run (or baseline) during which other processes used more CPU than this is repeated…
+    max_other_cpu: f64,
+    /// …up to this many attempts in all.
+    attempts: usize,
+    /// Print the first generated event (pretty JSON) and exit.
+    print_sample: bool,
+}
+
+const USAGE: &str = "usage: cargo bench --bench load -- [--backend sqlite|postgres|both] \
+[--connections 64[,8,256]] [--events 50000] [--duration-secs 120] [--client raw|reqwest] \
+[--client-threads 1] [--baseline-batch 500] [--batch-max-events N] [--batch-max-wait-us N] \
+[--perf-out DIR] [--keep] [--writer-log] [--renice-writer N] [--wait-quiet-secs N] [--max-other-cpu 0.2] [--attempts 3] \
+[--print-sample]";
+
+fn parse_args(raw: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        backends: vec![Backend::Sqlite],
+        connections: vec![64],
+        events: 50_000,
+        duration: Duration::from_secs(120),
+        client: ClientKind::Raw,
+        client_threads: 1,
+        baseline_batch: 500,
+        batch_max_events: None,
+        batch_max_wait_us: None,
+        perf_out: None,
+        keep: false,
+        writer_log: false,
+        renice_writer: None,
+        wait_quiet: Duration::ZERO,
+        max_other_cpu: f64::INFINITY,
+        attempts: 3,
+        print_sample: false,
+    };
+    let mut it = raw.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let num = |name: &str, v: String| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name}: `{v}` is not a positive integer"))
+        };
+        match flag.as_str() {
+            // cargo passes --bench to harness=false bench targets; filters are not used.
+            "--bench" => {}
+            "--backend" => {
+                a.backends = match value("--backend")?.as_str() {
+                    "sqlite" => vec![Backend::Sqlite],
+                    "postgres" | "postgresql" => vec![Backend::Postgres],
+                    "both" => vec![Backend::Sqlite, Backend::Postgres],
+                    other => return Err(format!("--backend: unknown backend `{other}`")),
+                }
+            }
+            "--connections" => {
+                a.connections = value("--connections")?
+                    .split(',')
+                    .map(|c| num("--connections", c.trim().to_string()).map(|n| n as usize))
+                    .collect::<Result<_, _>>()?
+            }
+            "--events" => a.events = num("--events", value("--events")?)? as usize,
+            "--duration-secs" => {
+                a.duration = Duration::from_secs(num("--duration-secs", value("--duration-secs")?)?)
+            }
+            "--client" => {
+                a.client = match value("--client")?.as_str() {
+                    "raw" => ClientKind::Raw,
+                    "reqwest" => ClientKind::Reqwest,
+                    other => return Err(format!("--client: unknown client `{other}`")),
+                }
+            }
+            "--client-threads" => {
+                a.client_threads = num("--client-threads", value("--client-threads")?)? as usize
+            }
+            "--baseline-batch" => {
+                a.baseline_batch = num("--baseline-batch", value("--baseline-batch")?)? as usize
+            }
+            "--batch-max-events" => {
+                a.batch_max_events =
+                    Some(num("--batch-max-events", value("--batch-max-events")?)? as usize)
+            }
+            "--batch-max-wait-us" => {
+                let v = value("--batch-max-wait-us")?;
+                a.batch_max_wait_us = Some(
+                    v.parse()
+                        .map_err(|_| format!("--batch-max-wait-us: `{v}` is not an integer"))?,
+                )
+            }
+            "--perf-out" => a.perf_out = Some(PathBuf::from(value("--perf-out")?)),
+            "--keep" => a.keep = true,
+            "--writer-log" => a.writer_log = true,
+            "--renice-writer" => {
+                let v = value("--renice-writer")?;
+                a.renice_writer = Some(
+                    v.parse()
+                        .map_err(|_| format!("--renice-writer: `{v}` is not an integer"))?,
+                )
+            }
+            "--max-other-cpu" => {
+                let v = value("--max-other-cpu")?;
+                a.max_other_cpu = v
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| *x >= 0.0)
+                    .ok_or_else(|| format!("--max-other-cpu: `{v}` is not a number ≥ 0"))?
+            }
+            "--attempts" => a.attempts = num("--attempts", value("--attempts")?)? as usize,
+            "--wait-quiet-secs" => {
+                let v = value("--wait-quiet-secs")?;
+                a.wait_quiet = Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| format!("--wait-quiet-secs: `{v}` is not an integer"))?,
+                )
+            }
+            "--print-sample" => a.print_sample = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if !raw.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` builds and runs bench targets without --bench.
+        println!("load: skipped (run it with `cargo bench --bench load`)");
+        return;
+    }
+    let args = match parse_args(&raw) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if args.print_sample {
+        let events = generate_events(10_000, EVENT_SEED);
+        let sizes: Vec<usize> = events.iter().map(Vec::len).collect();
+        eprintln!(
+            "first 10000 events: {}..{} bytes, mean {:.0}",
+            sizes.iter().min().unwrap_or(&0),
+            sizes.iter().max().unwrap_or(&0),
+            sizes.iter().sum::<usize>() as f64 / sizes.len() as f64
+        );
+        let v: serde_json::Value = serde_json::from_slice(&events[0]).expect("generated JSON");
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+        return;
+    }
+    let rt = if args.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
+    let ok = rt.block_on(run_all(args));
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+async fn run_all(args: Args) -> bool {
+    let t = Instant::now();
+    let bodies = Arc::new(generate_events(args.events, EVENT_SEED));
+    let sizes: Vec<usize> = bodies.iter().map(Vec::len).collect();
+    eprintln!(
+        "generated {} AuditEvents in {:.1} s: {}..{} bytes, mean {:.0}",
+        bodies.len(),
+        t.elapsed().as_secs_f64(),
+        sizes.iter().min().unwrap_or(&0),
+        sizes.iter().max().unwrap_or(&0),
+        sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
+    );
+    print_machine();
+    let mut results = Vec::new();
+    let mut all_ok = true;
+    for &backend in &args.backends {
+        for &connections in &args.connections {
+            eprintln!(
+                "\n=== {} with {connections} connections ===",
+                backend.name()
+            );
+            let mut attempt = 1;
+            let outcome = loop {
+                let r = run_one(
+                    &args,
+                    backend,
+                    connections,
+                    bodies.clone(),
+                    attempt < args.attempts,
+                )
+                .await;
+                match &r {
+                    Ok(res) if res.other_cpu() > args.max_other_cpu && attempt < args.attempts => {
+                        eprintln!(
+                            "discarding this run: other processes used {:.2} CPUs (limit {}); \
+                             attempt {} of {}",
+                            res.other_cpu(),
+                            args.max_other_cpu,
+                            attempt + 1,
+                            args.attempts
+                        );
+                        attempt += 1;
+                    }
+                    _ => break r,
+                }
+            };
+            match outcome {
+                Ok(r) => {
+                    all_ok &= r.passed();
+                    print_table(std::slice::from_ref(&r));
+                    results.push(r);
+                }
+                Err(e) => {
+                    eprintln!("run failed: {e}");
+                    all_ok = false;
+                }
+            }
+        }
+    }
+    println!("\n## Summary\n");
+    print_machine();
+    println!(
+        "client: {:?}, {} thread(s); events per run ≤ {}, duration ≤ {} s; server defaults \
+         unless stated (batch_max_events {}, batch_max_wait_us {})\n",
+        args.client,
+        args.client_threads,
+        args.events,
+        args.duration.as_secs(),
+        args.batch_max_events
+            .map_or("default".to_string(), |v| v.to_string()),
+        args.batch_max_wait_us
+            .map_or("default".to_string(), |v| v.to_string()),
+    );
+    print_table(&results);
+    all_ok
+}
+
+fn print_machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {cores} CPUs, {cpu}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run: server, load, verify, baseline
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default)]
+struct Cpu {
+    server_s: f64,
+    client_s: f64,
+    postgres_s: f64,
+    /// Whole-machine busy time (all CPUs, excluding idle and iowait), CPU-seconds.
+    machine_busy_s: f64,
+    machine_iowait_s: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Baseline {
+    batch: usize,
+    rows: usize,
+    elapsed: Duration,
+    mean_commit_ms: f64,
+    head_matches: bool,
+}
+
+impl Baseline {
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RunResult {
+    backend: Backend,
+    connections: usize,
+    ok: usize,
+    errors: BTreeMap<String, usize>,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    batches: usize,
+    mean_batch: f64,
+    p50_batch: usize,
+    max_batch: usize,
+    cpu: Cpu,
+    verify_ok: bool,
+    verified_entries: i64,
+    server_exit: Option<ExitStatus>,
+    baselines: Vec<Baseline>,
+}
+
+impl Cpu {
+    /// CPU used by processes that are neither the server, the load generator nor
+    /// PostgreSQL (other work on a shared machine), in CPU-seconds.
+    fn other_s(&self) -> f64 {
+        (self.machine_busy_s - self.server_s - self.client_s - self.postgres_s).max(0.0)
+    }
+}
+
+impl RunResult {
+    /// Cores used by unrelated processes during the load.
+    fn other_cpu(&self) -> f64 {
+        self.cpu.other_s() / self.elapsed.as_secs_f64()
+    }
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn errors_total(&self) -> usize {
+        self.errors.values().sum()
+    }
+    fn passed(&self) -> bool {
+        self.verify_ok
+            && self.server_exit.is_some_and(|s| s.success())
+            && self.verified_entries >= self.ok as i64
+            && self.baselines.iter().all(|b| b.head_matches)
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        percentile(&self.latencies_us, p) as f64 / 1000.0
+    }
+}
+
+/// Nearest-rank percentile of a sorted slice.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn run_one(
+    args: &Args,
+    backend: Backend,
+    connections: usize,
+    bodies: Arc<Vec<Vec<u8>>>,
+    may_retry: bool,
+) -> Result<RunResult, String> {
+    let work = tempfile::Builder::new()
+        .prefix("vellum-load-")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
+    let server_db = Database::create(backend, work.path(), "server").await?;
+    let port = free_port()?;
+    let stderr_path = work.path().join("server.stderr");
+    let mut server = start_server(args, &server_db.url, port, &stderr_path)?;
+    let pid = server.id();
+    if let Err(e) = wait_ready(port, &mut server, Duration::from_secs(60)).await {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = server.wait();
+        return Err(format!("{e}; server stderr:\n{}", read_tail(&stderr_path)));
+    }
+
+    let perf = match &args.perf_out {
+        Some(dir) => start_perf(dir, backend, connections, pid),
+        None => None,
+    };
+    wait_for_quiet(args.wait_quiet, &[pid]).await;
+    if let Some(n) = args.renice_writer {
+        renice_writer_threads(pid, n);
+    }
+    let threads_before = thread_times(pid);
+    let before = CpuSnapshot::take(pid, backend);
+    let load = match args.client {
+        ClientKind::Raw => run_load_raw(port, connections, &bodies, args.duration).await,
+        ClientKind::Reqwest => run_load_reqwest(port, connections, &bodies, args.duration).await,
+    };
+    let after = CpuSnapshot::take(pid, backend);
+    let threads = thread_delta(&threads_before, &thread_times(pid));
+    if let Some(p) = perf {
+        stop_perf(p);
+    }
+    let cpu = after.minus(&before);
+
+    // SIGTERM: the server must drain and exit 0.
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    let server_exit = wait_exit(&mut server, Duration::from_secs(30));
+    if server_exit.is_none() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = server.wait();
+    }
+    let log = read_tail(&stderr_path);
+    if !log.trim().is_empty() {
+        eprintln!("server stderr (tail):\n{log}");
+    }
+    if args.writer_log {
+        match writer_stats(&writer_log_path(&stderr_path)) {
+            Some((batches, mean, busy)) => eprintln!(
+                "writer (from its debug log): {batches} batches, mean {mean:.1} events, mean \
+                 append_batch {:.2} ms, busy {:.0} % of the run",
+                busy.as_secs_f64() * 1000.0 / batches as f64,
+                100.0 * busy.as_secs_f64() / load.elapsed.as_secs_f64()
+            ),
+            None => eprintln!("writer log: no \"batch committed\" lines found"),
+        }
+    }
+
+    let (verify_ok, verified_entries, server_head) = run_verify(&server_db.url);
+    let rows = server_db.read_entries().await?;
+    let stats = batch_stats(&rows);
+
+    let mut result = RunResult {
+        backend,
+        connections,
+        ok: load.ok,
+        errors: load.errors,
+        elapsed: load.elapsed,
+        latencies_us: load.latencies_us,
+        batches: stats.batches,
+        mean_batch: stats.mean,
+        p50_batch: stats.p50,
+        max_batch: stats.max,
+        cpu,
+        verify_ok,
+        verified_entries,
+        server_exit,
+        baselines: Vec::new(),
+    };
+    report_run(&result);
+
+    report_threads(&threads, load.elapsed, stats.batches);
+    if may_retry && result.other_cpu() > args.max_other_cpu {
+        // The caller repeats the run; no point in measuring its baselines.
+        server_db.drop_db().await;
+        return Ok(result);
+    }
+
+    // Baselines: the same stored rows, plain batched INSERTs, fresh databases.
+    let mut batch_sizes = vec![(stats.mean.round() as usize).max(1)];
+    if !batch_sizes.contains(&args.baseline_batch) {
+        batch_sizes.push(args.baseline_batch);
+    }
+    for (i, &batch) in batch_sizes.iter().enumerate() {
+        for attempt in 1..=args.attempts {
+            let db =
+                Database::create(backend, work.path(), &format!("baseline{i}_{attempt}")).await?;
+            migrate(&db.url)?;
+            wait_for_quiet(args.wait_quiet, &[]).await;
+            let (busy0, _) = machine_ticks();
+            let self0 = proc_ticks("self").map_or(0, |t| t.0);
+            let pg0 = postgres_ticks();
+            let b = db.baseline_insert(&rows, batch).await?;
+            let wall = b.elapsed.as_secs_f64();
+            let (busy1, _) = machine_ticks();
+            let own = (proc_ticks("self").map_or(0, |t| t.0) - self0) as f64 / CLOCK_TICKS;
+            let pg = if backend == Backend::Postgres {
+                postgres_ticks().saturating_sub(pg0) as f64 / CLOCK_TICKS
+            } else {
+                0.0
+            };
+            let busy = busy1.saturating_sub(busy0) as f64 / CLOCK_TICKS;
+            let other = (busy - own - pg).max(0.0) / wall;
+            eprintln!(
+            "baseline batch {batch} CPU (cores busy): inserter {:.2}, postgres {:.2}, other {other:.2}",
+            own / wall,
+            pg / wall,
+        );
+            if other > args.max_other_cpu && attempt < args.attempts {
+                eprintln!(
+                    "discarding this baseline: other processes used {other:.2} CPUs (limit {})",
+                    args.max_other_cpu
+                );
+                if !args.keep {
+                    db.drop_db().await;
+                }
+                continue;
+            }
+            let (ok, _, head) = run_verify(&db.url);
+            let b = Baseline {
+                head_matches: ok && head == server_head,
+                ..b
+            };
+            eprintln!(
+                "baseline batch {batch}: {} rows in {:.2} s = {:.0} rows/s, mean commit {:.2} ms, \
+             head chain hash {}",
+                b.rows,
+                b.elapsed.as_secs_f64(),
+                b.rate(),
+                b.mean_commit_ms,
+                if b.head_matches {
+                    "matches the server's"
+                } else {
+                    "DIFFERS"
+                }
+            );
+            result.baselines.push(b);
+            if !args.keep {
+                db.drop_db().await;
+            }
+            break;
+        }
+    }
+    if args.keep {
+        let kept = work.keep();
+        eprintln!("kept {} and database {}", kept.display(), server_db.url);
+    } else {
+        server_db.drop_db().await;
+    }
+    Ok(result)
+}
+
+fn report_run(r: &RunResult) {
+    eprintln!(
+        "server: {} created, {} errors {:?} in {:.2} s = {:.0} events/s; \
+         latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r.ok,
+        r.errors_total(),
+        r.errors,
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        r.percentile_ms(50.0),
+        r.percentile_ms(95.0),
+        r.percentile_ms(99.0),
+        r.percentile_ms(100.0)
+    );
+    let wall = r.elapsed.as_secs_f64();
+    eprintln!(
+        "commits: {} batches, mean {:.1} events, median {}, max {}; CPU (cores busy over the \
+         run): server {:.2}, load generator {:.2}, postgres {:.2}, other processes \
+         {:.2}, whole machine {:.2} (iowait {:.2})",
+        r.batches,
+        r.mean_batch,
+        r.p50_batch,
+        r.max_batch,
+        r.cpu.server_s / wall,
+        r.cpu.client_s / wall,
+        r.cpu.postgres_s / wall,
+        r.cpu.other_s() / wall,
+        r.cpu.machine_busy_s / wall,
+        r.cpu.machine_iowait_s / wall,
+    );
+    eprintln!(
+        "server CPU per event: {:.1} µs; SIGTERM exit: {:?}; verify: {} ({} entries)",
+        r.cpu.server_s * 1e6 / r.ok.max(1) as f64,
+        r.server_exit,
+        if r.verify_ok { "ok" } else { "FAILED" },
+        r.verified_entries
+    );
+}
+
+fn print_table(results: &[RunResult]) {
+    println!(
+        "| backend | conns | created | errors | events/s | p50 ms | p95 ms | p99 ms | max ms \
+         | mean batch | server CPU | client CPU | PG CPU | other CPU | baseline (batch) rows/s | server/baseline \
+         | baseline (batch) rows/s | server/baseline | verify | SIGTERM |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|");
+    for r in results {
+        let wall = r.elapsed.as_secs_f64();
+        let base = |i: usize| {
+            r.baselines
+                .get(i)
+                .map_or(("–".to_string(), "–".to_string()), |b| {
+                    (
+                        format!("{:.0} ({})", b.rate(), b.batch),
+                        format!("{:.2}", r.rate() / b.rate()),
+                    )
+                })
+        };
+        let (b0, r0) = base(0);
+        let (b1, r1) = base(1);
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} \
+             | {} | {:.2} | {b0} | {r0} | {b1} | {r1} | {} | {} |",
+            r.backend.name(),
+            r.connections,
+            r.ok,
+            r.errors_total(),
+            r.rate(),
+            r.percentile_ms(50.0),
+            r.percentile_ms(95.0),
+            r.percentile_ms(99.0),
+            r.percentile_ms(100.0),
+            r.mean_batch,
+            r.cpu.server_s / wall,
+            r.cpu.client_s / wall,
+            if r.backend == Backend::Postgres {
+                format!("{:.2}", r.cpu.postgres_s / wall)
+            } else {
+                "–".into()
+            },
+            r.cpu.other_s() / wall,
+            if r.verify_ok && r.baselines.iter().all(|b| b.head_matches) {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            match r.server_exit {
+                Some(s) if s.success() => "exit 0".to_string(),
+                Some(s) => format!("{s}"),
+                None => "hung".to_string(),
+            }
+        );
+    }
+    std::io::stdout().flush().ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn start_server(args: &Args, db_url: &str, port: u16, stderr: &Path) -> Result<Child, String> {
+    let log = std::fs::File::create(stderr).map_err(|e| format!("server log: {e}"))?;
+    let mut cmd = Command::new(VELLUM);
+    cmd.arg("serve")
+        .env_remove("VELLUM_CONFIG")
+        .env("VELLUM_DATABASE_URL", db_url)
+        .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("VELLUM_MLLP_ADDR", "")
+        .env_remove("RUST_LOG")
+        .current_dir(stderr.parent().unwrap_or(Path::new(".")))
+        .stdin(Stdio::null())
+        .stderr(log);
+    if args.writer_log {
+        // One debug line per committed batch (count and duration), nothing else.
+        let out = std::fs::File::create(writer_log_path(stderr))
+            .map_err(|e| format!("server log: {e}"))?;
+        cmd.env("VELLUM_LOG", "warn,vellum::ledger::writer=debug")
+            .stdout(out);
+    } else {
+        cmd.env("VELLUM_LOG", "warn").stdout(Stdio::null());
+    }
+    if let Some(n) = args.batch_max_events {
+        cmd.env("VELLUM_BATCH_MAX_EVENTS", n.to_string());
+    }
+    if let Some(n) = args.batch_max_wait_us {
+        cmd.env("VELLUM_BATCH_MAX_WAIT_US", n.to_string());
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {VELLUM}: {e}"))
+}
+
+fn writer_log_path(stderr: &Path) -> PathBuf {
+    stderr.with_file_name("server.stdout")
+}
+
+/// What the writer's "batch committed" debug lines say: (batches, mean events, time spent
+/// inside append_batch in total).
+fn writer_stats(path: &Path) -> Option<(usize, f64, Duration)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (mut batches, mut events, mut busy_us) = (0usize, 0u64, 0u64);
+    for line in text.lines().filter(|l| l.contains("batch committed")) {
+        let clean = strip_ansi(line);
+        let field = |name: &str| {
+            clean
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(n), Some(us)) = (field("events="), field("elapsed_us=")) {
+            batches += 1;
+            events += n;
+            busy_us += us;
+        }
+    }
+    (batches > 0).then(|| {
+        (
+            batches,
+            events as f64 / batches as f64,
+            Duration::from_micros(busy_us),
+        )
+    })
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn wait_ready(port: u16, server: &mut Child, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = server.try_wait() {
+            return Err(format!("vellum serve exited before it was ready: {status}"));
+        }
+        if let Ok(mut c) = RawConn::connect(port).await {
+            let req = format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            if let Ok((200, _)) = c.roundtrip(req.as_bytes()).await {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("/readyz did not answer 200 within {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+fn read_tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// `vellum verify --json`: (passed, entries, head chain hash).
+fn run_verify(url: &str) -> (bool, i64, String) {
+    let out = Command::new(VELLUM)
+        .args(["verify", "--json", "--database-url", url])
+        .env_remove("VELLUM_CONFIG")
+        .env("VELLUM_LOG", "warn")
+        .output();
+    let Ok(out) = out else {
+        return (false, 0, String::new());
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let entries = v["entries"].as_i64().unwrap_or(0);
+    let head = v["head_chain_hash"].as_str().unwrap_or("").to_string();
+    let ok = out.status.success() && v["problem"].is_null();
+    if !ok {
+        eprintln!(
+            "vellum verify failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (ok, entries, head)
+}
+
+fn migrate(url: &str) -> Result<(), String> {
+    let out = Command::new(VELLUM)
+        .args(["migrate", "--database-url", url])
+        .env_remove("VELLUM_CONFIG")
+        .env("VELLUM_LOG", "warn")
+        .output()
+        .map_err(|e| format!("vellum migrate: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "vellum migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+struct Perf {
+    child: Child,
+}
+
+/// Samples the server with `perf record` while the load runs (needs perf in PATH).
+fn start_perf(dir: &Path, backend: Backend, connections: usize, pid: u32) -> Option<Perf> {
+    std::fs::create_dir_all(dir).ok()?;
+    let out = dir.join(format!("perf-{}-{connections}.data", backend.name()));
+    let child = Command::new("perf")
+        .args(["record", "-F", "999", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| eprintln!("perf not started: {e}"))
+        .ok()?;
+    eprintln!("perf recording to {}", out.display());
+    std::thread::sleep(Duration::from_millis(300));
+    Some(Perf { child })
+}
+
+fn stop_perf(mut p: Perf) {
+    let _ = kill(Pid::from_raw(p.child.id() as i32), Signal::SIGINT);
+    let _ = wait_exit(&mut p.child, Duration::from_secs(30));
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting from /proc
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default)]
+struct CpuSnapshot {
+    server: u64,
+    client: u64,
+    postgres: u64,
+    machine_busy: u64,
+    machine_iowait: u64,
+}
+
+/// (utime + stime, cutime + cstime) of a process, in clock ticks.
+fn proc_ticks(pid: &str) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // After "pid (comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime …
+    Some((f.get(11)? + f.get(12)?, f.get(13)? + f.get(14)?))
+}
+
+/// All CPU used by PostgreSQL: live processes plus what exited backends left in the
+/// postmaster's cutime/cstime.
+fn postgres_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "postgres" || comm.trim() == "postmaster" {
+            if let Some((own, children)) = proc_ticks(pid) {
+                total += own + children;
+            }
+        }
+    }
+    total
+}
+
+fn machine_ticks() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest fields are inside user/nice)
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    (busy, get(4))
+}
+
+impl CpuSnapshot {
+    fn take(server_pid: u32, backend: Backend) -> Self {
+        let (machine_busy, machine_iowait) = machine_ticks();
+        CpuSnapshot {
+            server: proc_ticks(&server_pid.to_string()).map_or(0, |t| t.0),
+            client: proc_ticks("self").map_or(0, |t| t.0),
+            postgres: if backend == Backend::Postgres {
+                postgres_ticks()
+            } else {
+                0
+            },
+            machine_busy,
+            machine_iowait,
+        }
+    }
+
+    fn minus(&self, before: &CpuSnapshot) -> Cpu {
+        let s = |a: u64, b: u64| a.saturating_sub(b) as f64 / CLOCK_TICKS;
+        Cpu {
+            server_s: s(self.server, before.server),
+            client_s: s(self.client, before.client),
+            postgres_s: s(self.postgres, before.postgres),
+            machine_busy_s: s(self.machine_busy, before.machine_busy),
+            machine_iowait_s: s(self.machine_iowait, before.machine_iowait),
+        }
+    }
+}
+
+/// Waits (at most `limit`) until processes other than this one and `exclude` use less than
+/// 0.15 of a CPU over two consecutive seconds: other work on a 2-core machine skews results.
+async fn wait_for_quiet(limit: Duration, exclude: &[u32]) {
+    if limit.is_zero() {
+        return;
+    }
+    let deadline = Instant::now() + limit;
+    let mut quiet_seconds = 0;
+    let mut last_report = Instant::now();
+    loop {
+        let own = |pids: &[u32]| -> u64 {
+            proc_ticks("self").map_or(0, |t| t.0)
+                + pids
+                    .iter()
+                    .filter_map(|p| proc_ticks(&p.to_string()))
+                    .map(|t| t.0)
+                    .sum::<u64>()
+        };
+        let (b0, o0) = (machine_ticks().0, own(exclude));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (b1, o1) = (machine_ticks().0, own(exclude));
+        let other =
+            (b1.saturating_sub(b0)).saturating_sub(o1.saturating_sub(o0)) as f64 / CLOCK_TICKS;
+        quiet_seconds = if other < 0.15 { quiet_seconds + 1 } else { 0 };
+        if quiet_seconds >= 2 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "machine still busy ({other:.2} CPUs used by other processes); measuring anyway"
+            );
+            return;
+        }
+        if last_report.elapsed() > Duration::from_secs(30) {
+            eprintln!("waiting for a quiet machine ({other:.2} CPUs used by other processes)");
+            last_report = Instant::now();
+        }
+    }
+}
+
+/// Per-thread scheduler statistics of the server (/proc/PID/task/*/schedstat): nanoseconds on
+/// a CPU and nanoseconds runnable but waiting for one, keyed by thread id, with the thread name.
+fn thread_times(pid: u32) -> BTreeMap<String, (String, u64, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+        let mut f = sched
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        out.insert(
+            t.file_name().to_string_lossy().into_owned(),
+            (name.trim().to_string(), run, wait),
+        );
+    }
+    out
+}
+
+fn renice_writer_threads(pid: u32, nice: i32) {
+    let tids: Vec<String> = thread_times(pid)
+        .into_iter()
+        .filter(|(_, (name, _, _))| name.starts_with("tokio-rt") || name.starts_with("sqlx-sqlite"))
+        .map(|(tid, _)| tid)
+        .collect();
+    let status = Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p"])
+        .args(&tids)
+        .stdout(Stdio::null())
+        .status();
+    eprintln!(
+        "reniced {} writer-path threads to {nice}: {status:?}",
+        tids.len()
+    );
+}
+
+/// Run and wait time per thread name (threads of one pool summed), over the load.
+fn thread_delta(
+    before: &BTreeMap<String, (String, u64, u64)>,
+    after: &BTreeMap<String, (String, u64, u64)>,
+) -> BTreeMap<String, (usize, u64, u64)> {
+    let mut out: BTreeMap<String, (usize, u64, u64)> = BTreeMap::new();
+    for (tid, (name, run, wait)) in after {
+        let (r0, w0) = before.get(tid).map_or((0, 0), |b| (b.1, b.2));
+        let e = out.entry(name.clone()).or_default();
+        e.0 += 1;
+        e.1 += run.saturating_sub(r0);
+        e.2 += wait.saturating_sub(w0);
+    }
+    out
+}
+
+fn report_threads(threads: &BTreeMap<String, (usize, u64, u64)>, wall: Duration, batches: usize) {
+    let wall_ns = wall.as_nanos().max(1) as f64;
+    let mut parts: Vec<String> = threads
+        .iter()
+        .filter(|(_, (_, run, _))| *run as f64 / wall_ns >= 0.005)
+        .map(|(name, (n, run, wait))| {
+            format!(
+                "{name} ×{n}: on CPU {:.2} cores, waiting for a CPU {:.2} thread-s/s \
+                 ({:.0} µs per commit)",
+                *run as f64 / wall_ns,
+                *wait as f64 / wall_ns,
+                *wait as f64 / 1000.0 / batches.max(1) as f64
+            )
+        })
+        .collect();
+    parts.sort();
+    eprintln!("server threads: {}", parts.join("; "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generation
+// ---------------------------------------------------------------------------------------------
+
+struct LoadResult {
+    ok: usize,
+    errors: BTreeMap<String, usize>,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    ok: usize,
+    errors: BTreeMap<String, usize>,
+    latencies_us: Vec<u32>,
+    first_error: Option<String>,
+}
+
+impl WorkerResult {
+    fn error(&mut self, kind: String, detail: impl FnOnce() -> String) {
+        if self.first_error.is_none() {
+            self.first_error = Some(detail());
+        }
+        *self.errors.entry(kind).or_default() += 1;
+    }
+}
+
+fn merge(results: Vec<WorkerResult>, elapsed: Duration) -> LoadResult {
+    let mut out = LoadResult {
+        ok: 0,
+        errors: BTreeMap::new(),
+        elapsed,
+        latencies_us: Vec::new(),
+    };
+    let mut shown = 0;
+    for r in results {
+        out.ok += r.ok;
+        for (k, v) in r.errors {
+            *out.errors.entry(k).or_default() += v;
+        }
+        out.latencies_us.extend(r.latencies_us);
+        if let Some(e) = r.first_error {
+            if shown < 3 {
+                eprintln!("error sample: {e}");
+                shown += 1;
+            }
+        }
+    }
+    out.latencies_us.sort_unstable();
+    out
+}
+
+/// Shared by all workers: the next event to send and the end of the run.
+struct Plan {
+    next: AtomicUsize,
+    bodies: Arc<Vec<Vec<u8>>>,
+    deadline: std::sync::OnceLock<Instant>,
+}
+
+impl Plan {
+    fn take(&self) -> Option<&[u8]> {
+        if self.deadline.get().is_some_and(|d| Instant::now() >= *d) {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.bodies.get(i).map(Vec::as_slice)
+    }
+}
+
+async fn run_load_raw(
+    port: u16,
+    connections: usize,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    limit: Duration,
+) -> LoadResult {
+    let plan = Arc::new(Plan {
+        next: AtomicUsize::new(0),
+        bodies: bodies.clone(),
+        deadline: std::sync::OnceLock::new(),
+    });
+    // Connect everyone first so connection set-up is not part of the measurement.
+    let barrier = Arc::new(tokio::sync::Barrier::new(connections + 1));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let plan = plan.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = WorkerResult::default();
+            let mut conn = RawConn::connect(port).await.ok();
+            barrier.wait().await;
+            let header_prefix = format!(
+                "POST /fhir/AuditEvent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                 Content-Type: application/fhir+json\r\nAccept: application/fhir+json\r\n\
+                 Content-Length: "
+            );
+            let mut req = Vec::with_capacity(4096);
+            while let Some(body) = plan.take() {
+                req.clear();
+                req.extend_from_slice(header_prefix.as_bytes());
+                req.extend_from_slice(body.len().to_string().as_bytes());
+                req.extend_from_slice(b"\r\n\r\n");
+                req.extend_from_slice(body);
+                let started = Instant::now();
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match RawConn::connect(port).await {
+                        Ok(c) => conn.insert(c),
+                        Err(e) => {
+                            r.error("connect".into(), || format!("connect: {e}"));
+                            continue;
+                        }
+                    },
+                };
+                match c.roundtrip(&req).await {
+                    Ok((201, close)) => {
+                        r.ok += 1;
+                        r.latencies_us.push(elapsed_us(started));
+                        if close {
+                            conn = None;
+                        }
+                    }
+                    Ok((status, close)) => {
+                        let body = String::from_utf8_lossy(&c.last_body).into_owned();
+                        r.error(format!("http {status}"), || {
+                            format!("HTTP {status}: {}", truncate(&body, 400))
+                        });
+                        if close {
+                            conn = None;
+                        }
+                    }
+                    Err(e) => {
+                        r.error("io".into(), || format!("I/O: {e}"));
+                        conn = None;
+                    }
+                }
+            }
+            r
+        }));
+    }
+    barrier.wait().await;
+    let start = Instant::now();
+    let _ = plan.deadline.set(start + limit);
+    let mut results = Vec::with_capacity(connections);
+    for t in tasks {
+        results.push(t.await.unwrap_or_default());
+    }
+    merge(results, start.elapsed())
+}
+
+async fn run_load_reqwest(
+    port: u16,
+    connections: usize,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    limit: Duration,
+) -> LoadResult {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .build()
+        .expect("reqwest client");
+    let url = format!("http://127.0.0.1:{port}/fhir/AuditEvent");
+    let plan = Arc::new(Plan {
+        next: AtomicUsize::new(0),
+        bodies: bodies.clone(),
+        deadline: std::sync::OnceLock::new(),
+    });
+    let barrier = Arc::new(tokio::sync::Barrier::new(connections + 1));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (plan, barrier, client, url) =
+            (plan.clone(), barrier.clone(), client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut r = WorkerResult::default();
+            barrier.wait().await;
+            while let Some(body) = plan.take() {
+                let started = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("Content-Type", "application/fhir+json")
+                    .body(body.to_vec())
+                    .send()
+                    .await;
+                match resp {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let text = resp.bytes().await;
+                        match (status, text) {
+                            (201, Ok(_)) => {
+                                r.ok += 1;
+                                r.latencies_us.push(elapsed_us(started));
+                            }
+                            (s, t) => {
+                                let t = t.map(|b| String::from_utf8_lossy(&b).into_owned());
+                                r.error(format!("http {s}"), || {
+                                    format!("HTTP {s}: {}", truncate(&t.unwrap_or_default(), 400))
+                                })
+                            }
+                        }
+                    }
+                    Err(e) => r.error("io".into(), || format!("reqwest: {e}")),
+                }
+            }
+            r
+        }));
+    }
+    barrier.wait().await;
+    let start = Instant::now();
+    let _ = plan.deadline.set(start + limit);
+    let mut results = Vec::with_capacity(connections);
+    for t in tasks {
+        results.push(t.await.unwrap_or_default());
+    }
+    merge(results, start.elapsed())
+}
+
+fn elapsed_us(since: Instant) -> u32 {
+    since.elapsed().as_micros().min(u32::MAX as u128) as u32
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection with one request in flight at a time.
+struct RawConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    last_body: Vec<u8>,
+}
+
+impl RawConn {
+    async fn connect(port: u16) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+            last_body: Vec::new(),
+        })
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        self.buf.reserve(8192);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `request` and reads one whole response: (status, connection closes).
+    async fn roundtrip(&mut self, request: &[u8]) -> std::io::Result<(u16, bool)> {
+        self.stream.write_all(request).await?;
+        let head_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| bad("response head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("malformed status line"))?;
+        let (mut length, mut chunked, mut close) = (0usize, false, false);
+        for l in lines {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse().map_err(|_| bad("bad Content-Length"))?;
+            } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.eq_ignore_ascii_case("chunked");
+            } else if k.eq_ignore_ascii_case("connection") {
+                close = v.eq_ignore_ascii_case("close");
+            }
+        }
+        self.buf.drain(..head_end);
+        self.last_body.clear();
+        if chunked {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    self.fill().await?;
+                };
+                let size_text = std::str::from_utf8(&self.buf[..line_end]).unwrap_or("");
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| bad("bad chunk size"))?;
+                let need = line_end + 2 + size + 2;
+                while self.buf.len() < need {
+                    self.fill().await?;
+                }
+                self.last_body
+                    .extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
+                self.buf.drain(..need);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            while self.buf.len() < length {
+                self.fill().await?;
+            }
+            self.last_body.extend_from_slice(&self.buf[..length]);
+            self.buf.drain(..length);
+        }
+        Ok((status, close))
+    }
+}
+
+fn bad(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases and the baseline
+// ---------------------------------------------------------------------------------------------
+
+fn pg_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `url` with its database name replaced by `db` (query string kept).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{db}{query}", &base[..path_start])
+}
+
+struct Database {
+    backend: Backend,
+    url: String,
+    sqlite_path: Option<PathBuf>,
+    pg_name: Option<String>,
+}
+
+/// A stored row as the server wrote it.
+struct Stored {
+    seq: i64,
+    id: String,
+    body: String,
+    last_updated: String,
+}
+
+struct BatchStats {
+    batches: usize,
+    mean: f64,
+    p50: usize,
+    max: usize,
+}
+
+/// Commit batches as the writer formed them: every batch carries one commit stamp
+/// (`meta.lastUpdated`), so runs of equal stamps in seq order are the batches.
+fn batch_stats(rows: &[Stored]) -> BatchStats {
+    let mut sizes: Vec<usize> = Vec::new();
+    let mut prev: Option<&str> = None;
+    for r in rows {
+        if prev == Some(r.last_updated.as_str()) {
+            if let Some(last) = sizes.last_mut() {
+                *last += 1;
+            }
+        } else {
+            sizes.push(1);
+            prev = Some(&r.last_updated);
+        }
+    }
+    let n = sizes.len();
+    let mean = rows.len() as f64 / n.max(1) as f64;
+    sizes.sort_unstable();
+    BatchStats {
+        batches: n,
+        mean,
+        p50: sizes.get(n / 2).copied().unwrap_or(0),
+        max: sizes.last().copied().unwrap_or(0),
+    }
+}
+
+fn sqlite_options(path: &Path) -> Result<sqlx::sqlite::SqliteConnectOptions, String> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    Ok(SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|e| e.to_string())?
+        .filename(path)
+        .create_if_missing(true)
+        // The server's durability settings (src/store/sqlite.rs).
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+impl Database {
+    async fn create(backend: Backend, dir: &Path, label: &str) -> Result<Self, String> {
+        match backend {
+            Backend::Sqlite => {
+                let path = dir.join(format!("{label}.db"));
+                Ok(Database {
+                    backend,
+                    url: format!("sqlite://{}", path.display()),
+                    sqlite_path: Some(path),
+                    pg_name: None,
+                })
+            }
+            Backend::Postgres => {
+                let name = format!("vellum_bench_{}_{}", label, uuid::Uuid::new_v4().simple());
+                let admin = pg_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
+                Ok(Database {
+                    backend,
+                    url: with_database(&admin, &name),
+                    sqlite_path: None,
+                    pg_name: Some(name),
+                })
+            }
+        }
+    }
+
+    async fn drop_db(self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+            }
+        }
+        // SQLite files go with the run's temporary directory.
+    }
+
+    async fn read_entries(&self) -> Result<Vec<Stored>, String> {
+        const SQL: &str = "SELECT seq, id, body, last_updated FROM entry ORDER BY seq";
+        let map = |e: sqlx::Error| format!("reading the server's entries: {e}");
+        macro_rules! rows {
+            ($rows:expr) => {
+                $rows
+                    .iter()
+                    .map(|r| {
+                        Ok(Stored {
+                            seq: r.try_get("seq")?,
+                            id: r.try_get("id")?,
+                            body: r.try_get("body")?,
+                            last_updated: r.try_get("last_updated")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(map)
+            };
+        }
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
+                let mut c = sqlx::SqliteConnection::connect_with(&sqlite_options(path)?)
+                    .await
+                    .map_err(map)?;
+                let rows = sqlx::query(SQL).fetch_all(&mut c).await.map_err(map)?;
+                rows!(rows)
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.map_err(map)?;
+                let rows = sqlx::query(SQL).fetch_all(&mut c).await.map_err(map)?;
+                rows!(rows)
+            }
+        }
+    }
+
+    /// Inserts `rows` in transactions of `batch` rows, one multi-row INSERT each, with the
+    /// hashes computed before the clock starts.
+    async fn baseline_insert(&self, rows: &[Stored], batch: usize) -> Result<Baseline, String> {
+        struct Prepared<'a> {
+            row: &'a Stored,
+            body_sha256: hash::Hash,
+            chain: hash::Hash,
+            leaf: hash::Hash,
+        }
+        let mut prev = hash::GENESIS;
+        let prepared: Vec<Prepared> = rows
+            .iter()
+            .map(|row| {
+                let body_sha256 = hash::body_sha256(row.body.as_bytes());
+                let chain = hash::chain_hash(&prev, row.seq as u64, &body_sha256);
+                prev = chain;
+                Prepared {
+                    row,
+                    body_sha256,
+                    chain,
+                    leaf: hash::leaf_hash(row.body.as_bytes()),
+                }
+            })
+            .collect();
+        let sql = |n: usize, pg: bool| {
+            let mut s = String::from(
+                "INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, \
+                 last_updated) VALUES ",
+            );
+            for i in 0..n {
+                if i > 0 {
+                    s.push(',');
+                }
+                if pg {
+                    let b = i * 7;
+                    s.push_str(&format!(
+                        "(${},${},${},${},${},${},${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7
+                    ));
+                } else {
+                    s.push_str("(?,?,?,?,?,?,?)");
+                }
+            }
+            s
+        };
+        let map = |e: sqlx::Error| format!("baseline insert: {e}");
+        macro_rules! insert_all {
+            ($conn:expr, $pg:expr) => {{
+                let full_sql = sql(batch, $pg);
+                let mut commit_total = Duration::ZERO;
+                let mut commits = 0usize;
+                let started = Instant::now();
+                for chunk in prepared.chunks(batch) {
+                    let text = if chunk.len() == batch {
+                        full_sql.clone()
+                    } else {
+                        sql(chunk.len(), $pg)
+                    };
+                    let t = Instant::now();
+                    let mut tx = $conn.begin().await.map_err(map)?;
+                    let mut q = sqlx::query(AssertSqlSafe(text));
+                    for p in chunk {
+                        q = q
+                            .bind(p.row.seq)
+                            .bind(p.row.id.as_str())
+                            .bind(p.row.body.as_str())
+                            .bind(&p.body_sha256[..])
+                            .bind(&p.chain[..])
+                            .bind(&p.leaf[..])
+                            .bind(p.row.last_updated.as_str());
+                    }
+                    q.execute(&mut *tx).await.map_err(map)?;
+                    tx.commit().await.map_err(map)?;
+                    commit_total += t.elapsed();
+                    commits += 1;
+                }
+                (started.elapsed(), commit_total, commits)
+            }};
+        }
+        let (elapsed, total, commits) = match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
+                let mut c = sqlx::SqliteConnection::connect_with(&sqlite_options(path)?)
+                    .await
+                    .map_err(map)?;
+                insert_all!(c, false)
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.map_err(map)?;
+                insert_all!(c, true)
+            }
+        };
+        Ok(Baseline {
+            batch,
+            rows: rows.len(),
+            elapsed,
+            mean_commit_ms: total.as_secs_f64() * 1000.0 / commits.max(1) as f64,
+            head_matches: false,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Realistic radiology-AI AuditEvents
+// ---------------------------------------------------------------------------------------------
+
+/// Every run posts the same sequence of events.
+const EVENT_SEED: u64 = 0x5eed_7e11_0000_0001;
+
+/// SplitMix64: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    fn bytes32(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for c in out.chunks_mut(8) {
+            c.copy_from_slice(&self.next().to_le_bytes());
+        }
+        out
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = ((c[0] as u32) << 16)
+            | ((*c.get(1).unwrap_or(&0) as u32) << 8)
+            | (*c.get(2).unwrap_or(&0) as u32);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+struct Model {
+    id: &'static str,
+    name: &'static str,
+    version: &'static str,
+    vendor: &'static str,
+    findings: &'static [(&'static str, &'static str)],
+}
+
+const MODELS: &[Model] = &[
+    Model {
+        id: "chest-ct-nodule",
+        name: "LungScan Nodule Detector",
+        version: "3.2.1",
+        vendor: "Acme Imaging AI",
+        findings: &[
+            ("RID50149", "pulmonary nodule"),
+            ("RID28502", "ground-glass opacity"),
+            ("RID5352", "pleural effusion"),
+        ],
+    },
+    Model {
+        id: "head-ct-ich",
+        name: "NeuroTriage ICH",
+        version: "2.0.3",
+        vendor: "Cortex Diagnostics",
+        findings: &[
+            ("RID4700", "intracranial hemorrhage"),
+            ("RID4706", "subdural hematoma"),
+        ],
+    },
+    Model {
+        id: "mammo-density",
+        name: "BreastView Density",
+        version: "1.4.0",
+        vendor: "Mammo Analytics",
+        findings: &[
+            ("RID29901", "breast density category C"),
+            ("RID39055", "suspicious calcification"),
+        ],
+    },
+    Model {
+        id: "cxr-triage",
+        name: "ChestFirst Triage",
+        version: "5.1.0",
+        vendor: "Radiant Labs",
+        findings: &[
+            ("RID5541", "pneumothorax"),
+            ("RID39039", "cardiomegaly"),
+            ("RID5350", "pneumonia"),
+        ],
+    },
+];
+
+const SITES: &[&str] = &[
+    "St. Elsewhere Radiology",
+    "Northside Imaging",
+    "UMC Radiology",
+];
+
+/// `n` distinct AuditEvents (compact JSON, ≈1.9–2.5 KB): an AI model inference on a DICOM
+/// study, requested by a radiologist, with the study, the patient and 1–3 findings.
+fn generate_events(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    (0..n).map(|i| radiology_event(i, &mut rng)).collect()
+}
+
+fn radiology_event(i: usize, rng: &mut Rng) -> Vec<u8> {
+    use serde_json::json;
+    let model = rng.pick(MODELS);
+    let day = 1 + rng.below(28);
+    let (h, m, s, us) = (
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+        rng.below(1_000_000),
+    );
+    let recorded = format!("2026-03-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}Z");
+    let start = format!("2026-03-{day:02}T{h:02}:{m:02}:{s:02}Z");
+    let study_uid = format!(
+        "1.2.826.0.1.3680043.10.543.{}.{}.{}",
+        20260300 + day,
+        i + 1,
+        rng.below(1_000_000_000)
+    );
+    let accession = format!("ACC{:09}", rng.below(1_000_000_000));
+    let patient = format!("pat-{:016x}", rng.next());
+    let radiologist = format!("rad-{:05}", rng.below(2000));
+    let instances = 1 + rng.below(600);
+    let latency_ms = 200 + rng.below(4000);
+    let findings = 1 + rng.below(3) as usize;
+    // The study entity (DICOM PS3.15 A.5.3.6) carries the pixel digest, the model's
+    // findings with their confidence, the inference latency and the output hash.
+    let mut details = vec![json!({
+        "type": "pixel-sha256",
+        "valueBase64Binary": base64(&rng.bytes32())
+    })];
+    for f in 0..findings {
+        let (code, label) = model.findings[f % model.findings.len()];
+        details.push(json!({
+            "type": "finding",
+            "valueString": format!(
+                "{code} {label}; confidence=0.{:03}",
+                rng.below(1000)
+            )
+        }));
+    }
+    details.push(json!({
+        "type": "inference-latency-ms",
+        "valueString": latency_ms.to_string()
+    }));
+    if rng.below(2) == 0 {
+        details.push(json!({
+            "type": "output-sha256",
+            "valueBase64Binary": base64(&rng.bytes32())
+        }));
+    }
+    let model_id = format!("{}@{}", model.id, model.version);
+    let event = json!({
+        "resourceType": "AuditEvent",
+        "meta": {
+            "security": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "AIAST"
+            }]
+        },
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110100",
+            "display": "Application Activity"
+        },
+        "action": "E",
+        "recorded": recorded,
+        "outcome": "0",
+        "agent": [
+            {
+                "type": {
+                    "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "DEV"
+                    }]
+                },
+                "who": {
+                    "identifier": {
+                        "system": "https://vellum-audit.org/fhir/ai-model",
+                        "value": model_id
+                    },
+                    "display": format!("{} {} ({})", model.name, model.version, model.vendor)
+                },
+                "requestor": false
+            },
+            {
+                "role": [{
+                    "coding": [{
+                        "system": "http://snomed.info/sct",
+                        "code": "66862007",
+                        "display": "Radiologist"
+                    }]
+                }],
+                "who": {
+                    "identifier": {
+                        "system": "https://hospital.example.org/fhir/staff",
+                        "value": radiologist
+                    }
+                },
+                "requestor": true
+            }
+        ],
+        "source": {
+            "site": rng.pick(SITES),
+            "observer": {
+                "identifier": {
+                    "system": "https://vellum-audit.org/fhir/source",
+                    "value": format!("ai-orchestrator-{:02}", 1 + rng.below(8))
+                }
+            }
+        },
+        "entity": [
+            {
+                "extension": [
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances",
+                        "valueInteger": instances
+                    },
+                    {
+                        "url": "http://hl7.org/fhir/StructureDefinition/auditevent-Accession",
+                        "valueIdentifier": { "value": accession }
+                    }
+                ],
+                "what": {
+                    "identifier": {
+                        "type": {
+                            "coding": [{
+                                "system": "http://dicom.nema.org/resources/ontology/DCM",
+                                "code": "110180",
+                                "display": "Study Instance UID"
+                            }]
+                        },
+                        "system": "urn:dicom:uid",
+                        "value": format!("urn:oid:{study_uid}")
+                    }
+                },
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2"
+                },
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "3"
+                },
+                "detail": details
+            },
+            {
+                "what": { "reference": format!("Patient/{patient}") },
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "1"
+                },
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1"
+                }
+            }
+        ]
+    });
+    // Optional elements, so sizes vary like real traffic does.
+    let mut event = event;
+    if rng.below(2) == 0 {
+        event["period"] = json!({ "start": start, "end": recorded });
+    }
+    if rng.below(2) == 0 {
+        event["subtype"] = json!([{
+            "system": "https://vellum-audit.org/fhir/CodeSystem/vellum-event-type",
+            "code": "ai-inference"
+        }]);
+    }
+    if rng.below(2) == 0 {
+        event["agent"][1]["network"] = json!({
+            "address": format!("10.{}.{}.{}", rng.below(256), rng.below(256), 1 + rng.below(254)),
+            "type": "2"
+        });
+    }
+    serde_json::to_vec(&event).expect("serialisable")
+}
