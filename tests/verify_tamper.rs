@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+
+mod common;
+use common::{Backend, TestDb};
 
 use vellum::config::{DatabaseUrl, WriterSettings};
 use vellum::fhir::create::prepare_audit_event;
@@ -25,66 +28,23 @@ const FAR: i64 = 1_000_000;
 
 const EVENT: &str = r#"{"resourceType":"AuditEvent","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110112"},"action":"E","recorded":"2026-01-01T00:00:00Z","outcome":"0","agent":[{"requestor":true,"who":{"display":"dr x"}}],"source":{"observer":{"display":"pacs"}}}"#;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// `url` with its database name replaced by `db` (query string kept).
-fn pg_url_for(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path_at = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    format!("{}/{db}{query}", &base[..path_at])
-}
-
-/// A fresh database holding a ledger of `ENTRIES` entries; a PostgreSQL
-/// database is dropped (best effort) when this goes away.
+/// A fresh database (the harness's `TestDb`, dropped with it) holding a
+/// ledger of `ENTRIES` entries.
 struct Fixture {
     backend: Backend,
     url: String,
     receipts: Vec<Receipt>,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
+    _db: TestDb,
 }
 
 impl Fixture {
     async fn new(backend: Backend) -> Fixture {
-        let (url, pg_name, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let path = dir.path().join("vellum.db");
-                (format!("sqlite://{}", path.display()), None, Some(dir))
-            }
-            Backend::Postgres => {
-                let name = format!("vellum_t_{}", uuid::Uuid::new_v4().simple());
-                let admin = pg_admin_url();
-                let mut conn = PgConnection::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required: {e}"));
-                conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("create test database");
-                (pg_url_for(&admin, &name), Some(name), None)
-            }
-        };
+        let db = TestDb::new(backend).await;
         let mut fixture = Fixture {
             backend,
-            url,
+            url: db.url.clone(),
             receipts: Vec::new(),
-            pg_name,
-            _dir: dir,
+            _db: db,
         };
         let store = match backend {
             Backend::Sqlite => AnyStore::Sqlite(
@@ -164,31 +124,6 @@ impl Fixture {
             owner.exec(sql, vec![]).await;
         }
         owner
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        let admin = pg_admin_url();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&admin).await.ok()?;
-                conn.execute(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await
-                .ok()
-            })
-        })
-        .join();
     }
 }
 
