@@ -2,6 +2,63 @@
 
 use serde_json::{json, Value};
 
+use super::search::{ParamType, PARAMS};
+
+/// IHE BALP's Audit Record Repository CapabilityStatement, which vellum
+/// instantiates (ITI-20 feed by create and batch; ITI-81 search).
+pub const BALP_ARR: &str =
+    "https://profiles.ihe.net/ITI/BALP/CapabilityStatement/IHE.BALP.ATNA.AuditRecordRepository";
+
+/// vellum's own AuditEvent profiles (StructureDefinitions in `profiles/`).
+pub const VELLUM_PROFILES: &[&str] =
+    &["https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt"];
+
+fn type_code(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Token => "token",
+        ParamType::String => "string",
+        ParamType::Reference => "reference",
+        ParamType::Date => "date",
+        ParamType::Uri => "uri",
+    }
+}
+
+fn modifiers(t: ParamType) -> &'static str {
+    match t {
+        ParamType::Token => "system|code, |code, code, system|; modifiers :not and :missing",
+        ParamType::String => "starts-with, case- and accent-insensitive; modifiers :exact, :contains, :missing",
+        ParamType::Reference => "Type/id, id or absolute URL; modifiers :identifier, :[type], :missing; ITI-81 chain .identifier",
+        ParamType::Date => "prefixes eq ne gt lt ge le sa eb ap, any precision year..instant with time zone; :missing",
+        ParamType::Uri => "exact match; :missing",
+    }
+}
+
+fn search_params() -> Vec<Value> {
+    let mut params: Vec<Value> = vec![
+        json!({
+            "name": "_id",
+            "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+            "type": "token",
+            "documentation": "Logical id; comma-separated ids are OR-ed"
+        }),
+        json!({
+            "name": "_lastUpdated",
+            "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+            "type": "date",
+            "documentation": "Commit time in the ledger; same prefixes as date"
+        }),
+    ];
+    params.extend(PARAMS.iter().map(|p| {
+        json!({
+            "name": p.name,
+            "definition": p.definition(),
+            "type": type_code(p.kind),
+            "documentation": format!("{}. {}", p.description, modifiers(p.kind)),
+        })
+    }));
+    params
+}
+
 pub fn capability_statement(base_url: &str, date: &str) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
@@ -9,31 +66,40 @@ pub fn capability_statement(base_url: &str, date: &str) -> Value {
         "date": date,
         "publisher": "vellum",
         "kind": "instance",
+        "instantiates": [BALP_ARR],
         "software": { "name": "vellum", "version": env!("CARGO_PKG_VERSION") },
         "implementation": {
             "description": "vellum tamper-evident AuditEvent repository",
             "url": base_url
         },
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Insert-only, hash-chained AuditEvent store. Update, patch and delete are refused (405).",
+            "documentation": "Insert-only, hash-chained AuditEvent store (an IHE ATNA Audit Record Repository). Update, patch and delete are refused (405). Search results page by cursor; paging links are pinned to the ledger head of the first page. _count (default 50, at most 1000), _sort (date, -date, _lastUpdated, -_lastUpdated), _summary=count, _total, _elements; Prefer: handling=strict refuses unknown parameters.",
             "resource": [{
                 "type": "AuditEvent",
                 "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+                "supportedProfile": VELLUM_PROFILES,
                 "interaction": [
                     { "code": "create" },
                     { "code": "read" },
-                    { "code": "vread" }
+                    { "code": "vread" },
+                    { "code": "search-type" }
                 ],
                 "versioning": "versioned",
                 "readHistory": false,
                 "updateCreate": false,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
                 "conditionalUpdate": false,
-                "conditionalDelete": "not-supported"
-            }]
+                "conditionalDelete": "not-supported",
+                "searchParam": search_params()
+            }],
+            "interaction": [
+                { "code": "batch" },
+                { "code": "transaction" }
+            ]
         }]
     })
 }

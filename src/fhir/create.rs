@@ -86,9 +86,10 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     }
     let id = uuid::Uuid::new_v4().to_string();
     assign_server_fields(&mut root, &id);
+    let index = super::search_index::extract(&root).into_rows();
     let (bytes, mark) = canonical::to_canonical_marking(&root, &["meta", "lastUpdated"]);
     let at = mark.unwrap_or(usize::MAX);
-    Draft::new(id, bytes, at)
+    Draft::with_index(id, bytes, at, index)
         .map_err(|e| Rejection::Invalid(vec![Issue::error(IssueType::Exception, e.to_string())]))
 }
 

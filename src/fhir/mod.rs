@@ -1,10 +1,12 @@
 //! FHIR R4 AuditEvent handling: parse, validate, prepare for the ledger,
 //! OperationOutcome and CapabilityStatement.
 
+pub mod bundle;
 pub mod capability;
 pub mod create;
 pub mod outcome;
 pub mod path;
+pub mod search;
 pub mod search_index;
 pub mod validate;
 

@@ -4,6 +4,7 @@
 //! SearchParameter expressions for AuditEvent.
 
 use crate::ledger::canonical::Json;
+use crate::store::IndexRow;
 
 /// One index row of a token parameter (`system|code`; `system` may be absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,87 @@ pub struct SearchIndex {
     pub strings: Vec<StringRow>,
     pub references: Vec<ReferenceRow>,
     pub dates: Vec<DateRow>,
+}
+
+impl SearchIndex {
+    /// The rows of the `search_index` table for these values (layout in
+    /// migrations/sqlite/0004_search_index.sql).
+    pub fn into_rows(self) -> Vec<IndexRow> {
+        let mut rows = Vec::with_capacity(
+            self.tokens.len() + self.strings.len() + 2 * self.references.len() + self.dates.len(),
+        );
+        for t in self.tokens {
+            rows.push(IndexRow {
+                param: t.param.to_string(),
+                sys: t.system,
+                val: Some(t.code),
+                ..Default::default()
+            });
+        }
+        for s in self.strings {
+            rows.push(IndexRow {
+                param: s.param.to_string(),
+                val: Some(s.normalized),
+                exact: Some(s.value),
+                ..Default::default()
+            });
+        }
+        for r in self.references {
+            if let Some(reference) = r.reference {
+                let (sys, val) = match (r.target_type, r.target_id) {
+                    (Some(t), Some(id)) => (Some(t), id),
+                    _ => (None, reference.clone()),
+                };
+                rows.push(IndexRow {
+                    param: r.param.to_string(),
+                    sys,
+                    val: Some(val),
+                    exact: Some(reference),
+                    ..Default::default()
+                });
+            }
+            if let Some(value) = r.identifier_value {
+                rows.push(IndexRow {
+                    param: format!("{}:identifier", r.param),
+                    sys: r.identifier_system,
+                    val: Some(value),
+                    ..Default::default()
+                });
+            }
+        }
+        for d in self.dates {
+            rows.push(IndexRow {
+                param: d.param.to_string(),
+                low: Some(d.low),
+                high: Some(d.high),
+                ..Default::default()
+            });
+        }
+        rows
+    }
+}
+
+/// The `_lastUpdated` row of an entry stamped at `t`.
+pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
+    let us = (t.unix_timestamp_nanos() / 1000) as i64;
+    IndexRow {
+        param: "_lastUpdated".to_string(),
+        low: Some(us),
+        high: Some(us + 1),
+        ..Default::default()
+    }
+}
+
+/// The index rows of an already stored entry (for back-filling entries
+/// stored before the index existed): its parameters plus `_lastUpdated`.
+pub fn rows_for_stored(body: &str, last_updated: &str) -> Vec<IndexRow> {
+    let mut rows = crate::ledger::canonical::parse(body.as_bytes())
+        .map(|root| extract(&root).into_rows())
+        .unwrap_or_default();
+    if let Some(t) = crate::ledger::parse_stamp(last_updated) {
+        rows.push(last_updated_row(t));
+    }
+    rows
 }
 
 /// Iterates a 0..* element (array) or a 0..1 element (single value).
@@ -279,7 +361,11 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
             let mut parts = clock.split(':');
             let h: i64 = parts.next()?.parse().ok()?;
             let mi: i64 = parts.next()?.parse().ok()?;
-            let sec_text = parts.next().unwrap_or("0");
+            // Without seconds the value has minute precision.
+            let (sec_text, minute_precision) = match parts.next() {
+                Some(t) => (t, false),
+                None => ("0", true),
+            };
             let (secs, frac) = match sec_text.split_once('.') {
                 Some((a, b)) => (a, b),
                 None => (sec_text, ""),
@@ -287,7 +373,9 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
             let sec: i64 = secs.parse().ok()?;
             // Precision of the value: whole seconds, or the fraction given.
             let frac_us: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
-            let width_us = if frac.is_empty() {
+            let width_us = if minute_precision {
+                60_000_000
+            } else if frac.is_empty() {
                 1_000_000
             } else {
                 10i64.pow(6 - frac.len().min(6) as u32)

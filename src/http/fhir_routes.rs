@@ -5,7 +5,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-use super::response::{self, error, outcome, stored_entry, stored_resource, FHIR_JSON};
+use super::conditional;
+use super::format::{query_param, render, request_format, response_format, to_json_body};
+use super::response::{self, error, outcome, stored_entry, stored_resource};
 use super::AppState;
 use crate::fhir::create::{prepare_audit_event, Rejection};
 use crate::fhir::{Issue, IssueType, OperationOutcome};
@@ -16,8 +18,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/fhir")
             .route("/metadata", web::get().to(metadata))
             .service(
+                web::resource("")
+                    .route(web::post().to(super::bundle_routes::bundle))
+                    .route(web::route().to(not_allowed_on_system)),
+            )
+            .service(
+                web::resource("/")
+                    .route(web::post().to(super::bundle_routes::bundle))
+                    .route(web::route().to(not_allowed_on_system)),
+            )
+            .service(
                 web::resource("/AuditEvent")
                     .route(web::post().to(create))
+                    .route(web::get().to(super::search_routes::search_get))
+                    .route(web::route().to(not_allowed_on_type)),
+            )
+            .service(
+                web::resource("/AuditEvent/_search")
+                    .route(web::post().to(super::search_routes::search_post))
+                    .route(web::get().to(super::search_routes::search_get))
                     .route(web::route().to(not_allowed_on_type)),
             )
             .service(
@@ -35,15 +54,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let format = match response_format(&req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match query_param(&req, "mode").as_deref() {
+        None | Some("full") => {}
+        Some(mode) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                IssueType::NotSupported,
+                format!(
+                "mode={mode} is not supported; vellum has no terminology service (mode=full is)"
+            ),
+            )
+        }
+    }
     let base = response::fhir_base(&req, state.public_base_url.as_deref());
     let now = crate::ledger::stamp(time::OffsetDateTime::now_utc());
-    HttpResponse::Ok()
-        .content_type(FHIR_JSON)
-        .body(crate::fhir::capability::capability_statement(&base, &now).to_string())
+    let json = crate::fhir::capability::capability_statement(&base, &now).to_string();
+    render(&req, format, HttpResponse::Ok().finish(), json)
 }
 
 /// Reads the body up to the configured limit; 413 beyond it.
-async fn read_body(
+pub(super) async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     req: &HttpRequest,
@@ -80,57 +114,38 @@ async fn read_body(
     Ok(body)
 }
 
-/// JSON media types vellum accepts on input (XML arrives with the REST issue).
-fn is_json_content_type(req: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(()); // FHIR clients occasionally omit it; the body decides.
-    };
-    let ct = ct
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if matches!(
-        ct.as_str(),
-        "application/fhir+json" | "application/json" | "application/json+fhir"
-    ) {
-        Ok(())
-    } else {
-        Err(Box::new(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            format!("Content-Type {ct} is not supported; send application/fhir+json"),
-        )))
-    }
-}
-
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(r) = is_json_content_type(&req) {
-        return *r;
-    }
+    let (in_format, out_format) = match (request_format(&req), response_format(&req)) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
     let body = match read_body(payload, state.max_body_bytes, &req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let draft = match prepare_audit_event(&body) {
-        Ok(d) => d,
-        Err(Rejection::Malformed(issues)) => {
-            return outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues))
-        }
-        Err(Rejection::Invalid(issues)) => {
-            return outcome(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &OperationOutcome::new(issues),
-            )
-        }
+    let json = match to_json_body(in_format, &body) {
+        Ok(j) => j,
+        Err(r) => return r,
     };
+    let mut draft = match prepare_audit_event(&json) {
+        Ok(d) => d,
+        Err(rejection) => return rejected(&rejection),
+    };
+    if let Some(cond) = req.headers().get("If-None-Exist") {
+        match conditional::existing(cond.as_bytes(), state.ledger.store()).await {
+            Ok(conditional::Found::None(key)) => draft = draft.with_key(key),
+            Ok(conditional::Found::One(entry)) => {
+                // A retry (or a duplicate): the entry that already matches.
+                let json = entry.body.clone();
+                return render(&req, out_format, stored_entry(entry), json);
+            }
+            Err(r) => return r,
+        }
+    }
     match state.ledger.append(draft).await {
         Ok(c) => {
             let location = format!(
@@ -138,21 +153,50 @@ async fn create(
                 response::fhir_base(&req, state.public_base_url.as_deref()),
                 c.receipt.id
             );
+            let status = if c.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let json = c.body.clone();
             let mut r = stored_resource(
-                StatusCode::CREATED,
+                status,
                 c.receipt.seq,
                 &c.receipt.chain_hash,
                 c.body,
                 &c.last_updated,
             );
-            r.headers_mut().insert(
-                header::LOCATION,
-                header::HeaderValue::from_str(&location)
-                    .unwrap_or(header::HeaderValue::from_static("/")),
-            );
-            r
+            if c.created {
+                r.headers_mut().insert(
+                    header::LOCATION,
+                    header::HeaderValue::from_str(&location)
+                        .unwrap_or(header::HeaderValue::from_static("/")),
+                );
+            }
+            render(&req, out_format, r, json)
         }
-        Err(AppendError::Overloaded) => {
+        Err(e) => append_failed(e),
+    }
+}
+
+/// The response to a refused resource: 400 (not FHIR) or 422 (breaks rules).
+pub(super) fn rejected(rejection: &Rejection) -> HttpResponse {
+    match rejection {
+        Rejection::Malformed(issues) => outcome(
+            StatusCode::BAD_REQUEST,
+            &OperationOutcome::new(issues.clone()),
+        ),
+        Rejection::Invalid(issues) => outcome(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &OperationOutcome::new(issues.clone()),
+        ),
+    }
+}
+
+/// The response when the ledger could not commit.
+pub(super) fn append_failed(e: AppendError) -> HttpResponse {
+    match e {
+        AppendError::Overloaded => {
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 IssueType::Transient,
@@ -162,7 +206,7 @@ async fn create(
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             r
         }
-        Err(e) => error(
+        e => error(
             StatusCode::SERVICE_UNAVAILABLE,
             IssueType::Transient,
             format!("not stored: {e}"),
@@ -178,12 +222,20 @@ fn not_found(id: &str) -> HttpResponse {
     )
 }
 
-async fn read(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+async fn read(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let id = path.into_inner();
-    fetch(&id, &state).await
+    fetch(&req, &id, &state).await
 }
 
-async fn vread(path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+async fn vread(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let (id, vid) = path.into_inner();
     if vid != "1" {
         // Entries never change: version 1 is the only one there is.
@@ -193,15 +245,22 @@ async fn vread(path: web::Path<(String, String)>, state: web::Data<AppState>) ->
             format!("AuditEvent/{id} has no version {vid}; stored events only have version 1"),
         );
     }
-    fetch(&id, &state).await
+    fetch(&req, &id, &state).await
 }
 
-async fn fetch(id: &str, state: &AppState) -> HttpResponse {
+async fn fetch(req: &HttpRequest, id: &str, state: &AppState) -> HttpResponse {
+    let format = match response_format(req) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     if !crate::fhir::validate::is_id(id) {
         return not_found(id);
     }
     match state.ledger.read(id).await {
-        Ok(Some(e)) => stored_entry(e),
+        Ok(Some(e)) => {
+            let json = e.body.clone();
+            render(req, format, stored_entry(e), json)
+        }
         Ok(None) => not_found(id),
         Err(e) => {
             tracing::error!(error = %e, "read failed");
@@ -238,6 +297,10 @@ fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
 }
 
 async fn not_allowed_on_type(req: HttpRequest) -> HttpResponse {
+    method_not_allowed(&req, "GET, POST")
+}
+
+async fn not_allowed_on_system(req: HttpRequest) -> HttpResponse {
     method_not_allowed(&req, "POST")
 }
 

@@ -1,9 +1,13 @@
 //! The actix-web application: FHIR routes, admin, health.
 
 mod admin;
+mod bundle_routes;
+mod conditional;
 mod fhir_routes;
+mod format;
 mod request_span;
 mod response;
+mod search_routes;
 
 use std::net::TcpListener;
 

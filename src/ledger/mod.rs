@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::WriterSettings;
-use crate::store::{AnyStore, Store, StoreError, StoredEntry};
+use crate::store::{AnyStore, IndexRow, Store, StoreError, StoredEntry};
 
 pub use writer::WriterHandle;
 
@@ -30,6 +30,7 @@ pub struct Draft {
     body: Vec<u8>,
     stamp_at: usize,
     key: Option<String>,
+    index: Vec<IndexRow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +39,29 @@ pub struct DraftError;
 
 impl Draft {
     /// `body` must be canonical JSON with [`STAMP_PLACEHOLDER`] at `stamp_at`.
+    /// Its search index is extracted here (one more parse); callers that
+    /// already hold the parsed resource use [`Draft::with_index`].
     pub fn new(id: String, body: Vec<u8>, stamp_at: usize) -> Result<Self, DraftError> {
+        let index = canonical::parse(&body)
+            .map(|root| crate::fhir::search_index::extract(&root).into_rows())
+            .unwrap_or_default();
+        Self::with_index(id, body, stamp_at, index)
+    }
+
+    /// As [`Draft::new`], with the search index rows already extracted.
+    pub fn with_index(
+        id: String,
+        body: Vec<u8>,
+        stamp_at: usize,
+        index: Vec<IndexRow>,
+    ) -> Result<Self, DraftError> {
         match body.get(stamp_at..stamp_at + STAMP_LEN) {
             Some(s) if s == STAMP_PLACEHOLDER.as_bytes() => Ok(Draft {
                 id,
                 body,
                 stamp_at,
                 key: None,
+                index,
             }),
             _ => Err(DraftError),
         }
@@ -143,9 +160,21 @@ impl Ledger {
 
     /// Chains and commits `draft`; returns only after the commit.
     pub async fn append(&self, draft: Draft) -> Result<Committed, AppendError> {
+        self.append_all(vec![draft])
+            .await?
+            .pop()
+            .ok_or_else(|| AppendError::Store("empty commit".into()))
+    }
+
+    /// Chains and commits `drafts` in one transaction: all of them or none
+    /// (a FHIR transaction Bundle). Returns only after the commit, in order.
+    pub async fn append_all(&self, drafts: Vec<Draft>) -> Result<Vec<Committed>, AppendError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(writer::Request { draft, reply })
+            .try_send(writer::Request { drafts, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => AppendError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => AppendError::WriterGone,

@@ -11,11 +11,14 @@ use tokio::task::JoinHandle;
 
 use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
 use crate::config::WriterSettings;
+use crate::fhir::search_index::last_updated_row;
 use crate::store::{AnyStore, Appended, ChainHead, NewEntry, Store};
 
+/// One caller's drafts: committed together in one transaction (a FHIR
+/// transaction Bundle has several; a single create has one).
 pub(super) struct Request {
-    pub draft: Draft,
-    pub reply: oneshot::Sender<Result<Committed, AppendError>>,
+    pub drafts: Vec<Draft>,
+    pub reply: oneshot::Sender<Result<Vec<Committed>, AppendError>>,
 }
 
 /// Keeps the writer task alive; aborting is never needed because the task
@@ -62,9 +65,15 @@ async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>, settings: WriterS
 
 async fn commit(store: &AnyStore, batch: Vec<Request>) {
     let started = Instant::now();
-    let n = batch.len();
-    let (drafts, replies): (Vec<Draft>, Vec<_>) =
-        batch.into_iter().map(|r| (r.draft, r.reply)).unzip();
+    let mut sizes = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut drafts: Vec<Draft> = Vec::with_capacity(batch.len());
+    for r in batch {
+        sizes.push(r.drafts.len());
+        replies.push(r.reply);
+        drafts.extend(r.drafts);
+    }
+    let n = drafts.len();
     let keys: Vec<Option<String>> = drafts.iter().map(|d| d.key.clone()).collect();
     let chain = Box::new(move |head: ChainHead, fresh: &[bool]| {
         let wanted = drafts
@@ -82,9 +91,12 @@ async fn commit(store: &AnyStore, batch: Vec<Request>) {
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
-            for (result, reply) in resolve(outcomes).into_iter().zip(replies) {
+            let mut results = resolve(outcomes).into_iter();
+            for (size, reply) in sizes.into_iter().zip(replies) {
+                let mine: Result<Vec<Committed>, AppendError> =
+                    results.by_ref().take(size).collect();
                 // The client may have gone away; the entry is committed regardless.
-                let _ = reply.send(result);
+                let _ = reply.send(mine);
             }
         }
         Err(e) => {
@@ -153,6 +165,8 @@ fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<
             let body_sha256 = hash::body_sha256(&body);
             let chain_hash = hash::chain_hash(&prev, seq as u64, &body_sha256);
             prev = chain_hash;
+            let mut index = d.index;
+            index.push(last_updated_row(now));
             NewEntry {
                 seq,
                 id: d.id,
@@ -162,6 +176,7 @@ fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<
                 body_sha256,
                 chain_hash,
                 last_updated: stamp.clone(),
+                index,
             }
         })
         .collect()

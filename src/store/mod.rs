@@ -3,12 +3,14 @@
 //! that chains a batch onto the head the store read inside its transaction.
 
 pub mod postgres;
+pub mod search;
 pub mod sqlite;
 
 use std::future::Future;
 
 use crate::config::DatabaseUrl;
 use crate::ledger::hash::{Hash, GENESIS};
+use search::{SearchHit, SearchQuery};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -50,6 +52,21 @@ pub struct NewEntry {
     pub leaf_hash: Hash,
     /// `meta.lastUpdated` as written in the body (RFC 3339, UTC, microseconds).
     pub last_updated: String,
+    /// Search index rows, inserted in the same transaction as the entry.
+    pub index: Vec<IndexRow>,
+}
+
+/// One row of the `search_index` table (layout in
+/// migrations/sqlite/0004_search_index.sql): a token, string, reference or
+/// date value of one search parameter of one entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexRow {
+    pub param: String,
+    pub sys: Option<String>,
+    pub val: Option<String>,
+    pub exact: Option<String>,
+    pub low: Option<i64>,
+    pub high: Option<i64>,
 }
 
 /// One stored row, exactly as the database holds it (hashes unchecked).
@@ -79,6 +96,22 @@ pub enum Appended {
     Existing(StoredEntry),
     /// The same key appeared earlier in this batch, at this index.
     SameAs(usize),
+}
+
+/// A stored entry as a `NewEntry` carrying its index rows (hash fields are
+/// not used by the index insert).
+pub(crate) fn backfill_entry(e: StoredEntry) -> NewEntry {
+    let index = crate::fhir::search_index::rows_for_stored(&e.body, &e.last_updated);
+    NewEntry {
+        seq: e.seq,
+        id: e.id,
+        body: String::new(),
+        body_sha256: [0; 32],
+        chain_hash: [0; 32],
+        leaf_hash: [0; 32],
+        last_updated: e.last_updated,
+        index,
+    }
 }
 
 /// Decides, for a batch's keys, which requests need a new entry.
@@ -163,6 +196,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// True when the database answers and the schema is migrated.
     fn ready(&self) -> impl Future<Output = bool> + Send;
+
+    /// One page of a search, in the query's order.
+    fn search(
+        &self,
+        query: &SearchQuery,
+    ) -> impl Future<Output = Result<Vec<SearchHit>, StoreError>> + Send;
+
+    /// How many entries match a search (cursor and limit ignored).
+    fn count(&self, query: &SearchQuery) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
 /// The backend chosen by configuration.
@@ -225,6 +267,12 @@ impl Store for AnyStore {
     }
     async fn ready(&self) -> bool {
         dispatch!(self, s => s.ready().await)
+    }
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        dispatch!(self, s => s.search(query).await)
+    }
+    async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.count(query).await)
     }
 }
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use std::collections::HashMap;
 
+use super::search::{self, Bind, SearchHit, SearchQuery};
 use super::{
     head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
     StoredEntry,
@@ -55,6 +56,61 @@ impl PostgresStore {
 
 const COLUMNS: &str = "seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated";
 
+async fn insert_index_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    entries: &[super::NewEntry],
+) -> Result<(), sqlx::Error> {
+    let n: usize = entries.iter().map(|e| e.index.len()).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    let mut seq = Vec::with_capacity(n);
+    let mut param = Vec::with_capacity(n);
+    let mut sys = Vec::with_capacity(n);
+    let mut val = Vec::with_capacity(n);
+    let mut exact = Vec::with_capacity(n);
+    let mut low = Vec::with_capacity(n);
+    let mut high = Vec::with_capacity(n);
+    for e in entries {
+        for r in &e.index {
+            seq.push(e.seq);
+            param.push(r.param.as_str());
+            sys.push(r.sys.as_deref());
+            val.push(r.val.as_deref());
+            exact.push(r.exact.as_deref());
+            low.push(r.low);
+            high.push(r.high);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO search_index (seq, param, sys, val, exact, low, high) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])",
+    )
+    .bind(&seq)
+    .bind(&param)
+    .bind(&sys)
+    .bind(&val)
+    .bind(&exact)
+    .bind(&low)
+    .bind(&high)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments> {
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t.as_str()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
 fn row_to_entry(row: &sqlx::postgres::PgRow) -> Result<StoredEntry, sqlx::Error> {
     Ok(StoredEntry {
         seq: row.try_get("seq")?,
@@ -67,10 +123,49 @@ fn row_to_entry(row: &sqlx::postgres::PgRow) -> Result<StoredEntry, sqlx::Error>
     })
 }
 
+impl PostgresStore {
+    /// Indexes entries stored before the search index existed (an upgrade),
+    /// in chunks, each under the chain lock so concurrent starts agree.
+    async fn backfill_index(&self) -> Result<(), StoreError> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CHAIN_LOCK_KEY)
+                .execute(&mut *tx)
+                .await?;
+            let indexed: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM search_index")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+            let rows = sqlx::query(
+                "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry \
+                 WHERE seq > $1 ORDER BY seq LIMIT 500",
+            )
+            .bind(indexed)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                tx.commit().await?;
+                return Ok(());
+            }
+            let entries = rows
+                .iter()
+                .map(|r| row_to_entry(r).map(super::backfill_entry))
+                .collect::<Result<Vec<_>, _>>()?;
+            insert_index_rows(&mut tx, &entries).await?;
+            tx.commit().await?;
+            tracing::info!(
+                up_to_seq = entries.last().map_or(0, |e| e.seq),
+                "search index back-filled"
+            );
+        }
+    }
+}
+
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        self.backfill_index().await
     }
 
     async fn append_batch(
@@ -140,6 +235,7 @@ impl Store for PostgresStore {
         .bind(&times)
         .execute(&mut *tx)
         .await?;
+        insert_index_rows(&mut tx, &entries).await?;
         let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
         let (mut key_names, mut key_seqs) = (Vec::new(), Vec::new());
         for (key, entry) in new_keys.zip(&entries) {
@@ -201,5 +297,32 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .is_ok()
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let sql = search::page_sql(query);
+        let numbered = sql.numbered();
+        let rows = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
+            .fetch_all(&self.pool)
+            .await?;
+        let hits = rows
+            .iter()
+            .map(|r: &sqlx::postgres::PgRow| {
+                Ok(SearchHit {
+                    entry: row_to_entry(r)?,
+                    sort_key: r.try_get("sort_key")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(search::hits_in_order(hits, query))
+    }
+
+    async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
+        let sql = search::count_sql(query);
+        let numbered = sql.numbered();
+        let row = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 }

@@ -12,6 +12,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use std::collections::HashMap;
 
+use super::search::{self, Bind, SearchHit, SearchQuery};
 use super::{
     head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
     StoredEntry,
@@ -64,11 +65,16 @@ impl SqliteStore {
 /// Splits `items` into chunks of at most `MAX_ROWS_PER_INSERT`, each a power
 /// of two long, so multi-row statements come in only a few sizes.
 fn power_of_two_chunks<T>(items: &[T]) -> Vec<&[T]> {
+    chunks_up_to(items, MAX_ROWS_PER_INSERT)
+}
+
+/// As [`power_of_two_chunks`] with another maximum (a power of two).
+fn chunks_up_to<T>(items: &[T], max: usize) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut rest = items;
     while !rest.is_empty() {
-        let n = if rest.len() >= MAX_ROWS_PER_INSERT {
-            MAX_ROWS_PER_INSERT
+        let n = if rest.len() >= max {
+            max
         } else {
             1 << (usize::BITS - 1 - rest.len().leading_zeros())
         };
@@ -92,6 +98,51 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// Index rows per multi-row INSERT (7 parameters each).
+const MAX_INDEX_ROWS_PER_INSERT: usize = 128;
+
+async fn insert_index_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    entries: &[super::NewEntry],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(i64, &super::IndexRow)> = entries
+        .iter()
+        .flat_map(|e| e.index.iter().map(move |r| (e.seq, r)))
+        .collect();
+    for chunk in chunks_up_to(&rows, MAX_INDEX_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO search_index (seq, param, sys, val, exact, low, high) VALUES {}",
+            vec!["(?,?,?,?,?,?,?)"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (seq, r) in chunk {
+            q = q
+                .bind(*seq)
+                .bind(r.param.as_str())
+                .bind(r.sys.as_deref())
+                .bind(r.val.as_deref())
+                .bind(r.exact.as_deref())
+                .bind(r.low)
+                .bind(r.high);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments> {
+    for b in binds {
+        q = match b {
+            Bind::Text(t) => q.bind(t.as_str()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
 fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Error> {
     Ok(StoredEntry {
         seq: row.try_get("seq")?,
@@ -102,6 +153,41 @@ fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Erro
         leaf_hash: row.try_get("leaf_hash")?,
         last_updated: row.try_get("last_updated")?,
     })
+}
+
+impl SqliteStore {
+    /// Indexes entries stored before the search index existed (an upgrade),
+    /// in chunks, each in its own write transaction.
+    async fn backfill_index(&self) -> Result<(), StoreError> {
+        loop {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let indexed: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM search_index")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+            let rows = sqlx::query(
+                "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry \
+                 WHERE seq > ? ORDER BY seq LIMIT 500",
+            )
+            .bind(indexed)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                tx.commit().await?;
+                return Ok(());
+            }
+            let entries = rows
+                .iter()
+                .map(|r| row_to_entry(r).map(super::backfill_entry))
+                .collect::<Result<Vec<_>, _>>()?;
+            insert_index_rows(&mut tx, &entries).await?;
+            tx.commit().await?;
+            tracing::info!(
+                up_to_seq = entries.last().map_or(0, |e| e.seq),
+                "search index back-filled"
+            );
+        }
+    }
 }
 
 impl Store for SqliteStore {
@@ -123,9 +209,12 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
         .map_err(StoreError::Io)?;
         let result = MIGRATOR.run(&self.writer).await;
+        let result = match result {
+            Ok(()) => self.backfill_index().await,
+            Err(e) => Err(e.into()),
+        };
         drop(lock);
-        result?;
-        Ok(())
+        result
     }
 
     async fn append_batch(
@@ -177,6 +266,7 @@ impl Store for SqliteStore {
             }
             q.execute(&mut *tx).await?;
         }
+        insert_index_rows(&mut tx, &entries).await?;
         let new_keys: Vec<(&str, i64)> = keys
             .iter()
             .zip(&fresh)
@@ -240,5 +330,30 @@ impl Store for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .is_ok()
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        let sql = search::page_sql(query);
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
+            .fetch_all(&self.readers)
+            .await?;
+        let hits = rows
+            .iter()
+            .map(|r: &sqlx::sqlite::SqliteRow| {
+                Ok(SearchHit {
+                    entry: row_to_entry(r)?,
+                    sort_key: r.try_get("sort_key")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(search::hits_in_order(hits, query))
+    }
+
+    async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
+        let sql = search::count_sql(query);
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 }

@@ -1,0 +1,333 @@
+//! `POST /fhir` with a `batch` or `transaction` Bundle (R4 §3.1.0.11; IHE
+//! ITI-20 feeds batches of AuditEvents this way).
+//!
+//! Entries may create AuditEvents (`POST AuditEvent`, with `ifNoneExist`)
+//! or read them (`GET AuditEvent/<id>`). A transaction commits all its
+//! creates in one ledger transaction or none; a batch answers per entry.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::conditional::{self, Found};
+use super::fhir_routes::read_body;
+use super::format::{render, request_format, response_format, to_json_body};
+use super::response::{error, fhir_base, outcome};
+use super::AppState;
+use crate::fhir::bundle::{response_bundle, ResponseEntry};
+use crate::fhir::create::{prepare_audit_event, Rejection};
+use crate::fhir::{Issue, IssueType, OperationOutcome};
+use crate::ledger::canonical::{self, Json};
+use crate::ledger::{Committed, Draft};
+use crate::store::{Store, StoredEntry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Batch,
+    Transaction,
+}
+
+/// What one request entry asks for, once checked.
+enum Planned {
+    Create(Box<Draft>),
+    /// `ifNoneExist` matched an existing entry.
+    Existing(StoredEntry),
+    Read(String),
+    /// Refused before touching the ledger.
+    Failed(StatusCode, OperationOutcome),
+}
+
+pub async fn bundle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (in_format, out_format) = match (request_format(&req), response_format(&req)) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    // A Bundle carries many events: allow 16 single-event bodies' worth.
+    let limit = state.max_body_bytes.saturating_mul(16);
+    let body = match read_body(payload, limit, &req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let json = match to_json_body(in_format, &body) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let root = match canonical::parse(&json) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                IssueType::Invalid,
+                format!("request body is not acceptable JSON: {}", e.kind),
+            )
+        }
+    };
+    if root.get("resourceType").and_then(Json::as_str) != Some("Bundle") {
+        return invalid(
+            "resourceType",
+            "POST to the base takes a Bundle of type batch or transaction",
+        );
+    }
+    let kind = match root.get("type").and_then(Json::as_str) {
+        Some("batch") => Kind::Batch,
+        Some("transaction") => Kind::Transaction,
+        Some(t) => {
+            return invalid(
+                "Bundle.type",
+                &format!("Bundle.type {t} cannot be processed; send batch or transaction"),
+            )
+        }
+        None => return invalid("Bundle.type", "Bundle.type is required"),
+    };
+    let entries = root.get("entry").and_then(Json::as_array).unwrap_or(&[]);
+    let mut planned = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        planned.push(plan_entry(i, entry, &json, &state).await);
+    }
+    let base = fhir_base(&req, state.public_base_url.as_deref());
+    let now = crate::ledger::stamp(time::OffsetDateTime::now_utc());
+    let id = uuid::Uuid::new_v4().to_string();
+    let response = match kind {
+        Kind::Transaction => {
+            if let Some((status, oo)) = planned.iter().find_map(|p| match p {
+                Planned::Failed(s, oo) => Some((*s, oo.clone())),
+                _ => None,
+            }) {
+                // All or nothing: the first refusal answers for the whole.
+                return outcome(status, &oo);
+            }
+            match transaction(planned, &state, &base).await {
+                Ok(entries) => response_bundle("transaction-response", &id, &now, &entries),
+                Err(r) => return r,
+            }
+        }
+        Kind::Batch => {
+            let entries = batch(planned, &state, &base).await;
+            response_bundle("batch-response", &id, &now, &entries)
+        }
+    };
+    render(&req, out_format, HttpResponse::Ok().finish(), response)
+}
+
+fn invalid(expression: &str, msg: &str) -> HttpResponse {
+    outcome(
+        StatusCode::BAD_REQUEST,
+        &OperationOutcome::single(Issue::error(IssueType::Invalid, msg).at(expression)),
+    )
+}
+
+fn failed(status: StatusCode, code: IssueType, at: String, msg: String) -> Planned {
+    Planned::Failed(
+        status,
+        OperationOutcome::single(Issue::error(code, msg).at(at)),
+    )
+}
+
+async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Planned {
+    let at = |p: &str| format!("Bundle.entry[{i}].{p}");
+    let Some(request) = entry.get("request") else {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            IssueType::Required,
+            at("request"),
+            "entry.request is required in a batch or transaction".into(),
+        );
+    };
+    let method = request.get("method").and_then(Json::as_str).unwrap_or("");
+    let url = request.get("url").and_then(Json::as_str).unwrap_or("");
+    let path = url.split('?').next().unwrap_or("").trim_start_matches('/');
+    let path = path.rsplit_once("/fhir/").map_or(path, |(_, p)| p);
+    match method {
+        "POST" if path == "AuditEvent" => {
+            let Some(resource) = entry.get("resource") else {
+                return failed(StatusCode::BAD_REQUEST, IssueType::Required, at("resource"), "a POST entry needs a resource".into());
+            };
+            // The resource's own bytes, so errors and canonical form are as
+            // for a single create.
+            let raw = &src[resource.start..resource.end];
+            let mut draft = match prepare_audit_event(raw) {
+                Ok(d) => d,
+                Err(r) => return rejected_entry(i, r),
+            };
+            if let Some(cond) = request.get("ifNoneExist").and_then(Json::as_str) {
+                match conditional::existing(cond.as_bytes(), state.ledger.store()).await {
+                    Ok(Found::None(key)) => draft = draft.with_key(key),
+                    Ok(Found::One(e)) => return Planned::Existing(e),
+                    Err(r) => {
+                        return failed(r.status(), IssueType::Processing, at("request.ifNoneExist"), "ifNoneExist could not be evaluated (see the If-None-Exist rules in docs/fhir-api.md)".into())
+                    }
+                }
+            }
+            Planned::Create(Box::new(draft))
+        }
+        "GET" => {
+            let mut parts = path.split('/');
+            match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some("AuditEvent"), Some(id), None, None, None)
+                | (Some("AuditEvent"), Some(id), Some("_history"), Some("1"), None)
+                    if !id.is_empty() =>
+                {
+                    Planned::Read(id.to_string())
+                }
+                _ => failed(StatusCode::BAD_REQUEST, IssueType::NotSupported, at("request.url"), format!("GET {url} is not supported in a Bundle; read AuditEvent/<id> or search at /fhir/AuditEvent")),
+            }
+        }
+        "PUT" | "PATCH" | "DELETE" => failed(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, at("request.method"), format!("{method} is not allowed; vellum's audit log is insert-only")),
+        _ => failed(StatusCode::BAD_REQUEST, IssueType::NotSupported, at("request"), format!("{method} {url} is not supported; entries create AuditEvents (POST AuditEvent) or read them")),
+    }
+}
+
+/// Re-roots a resource's issues under its Bundle entry.
+fn rejected_entry(i: usize, r: Rejection) -> Planned {
+    let (status, issues) = match r {
+        Rejection::Malformed(v) => (StatusCode::BAD_REQUEST, v),
+        Rejection::Invalid(v) => (StatusCode::UNPROCESSABLE_ENTITY, v),
+    };
+    let issues = issues
+        .into_iter()
+        .map(|mut issue| {
+            issue.expression = Some(match issue.expression.take() {
+                Some(e) => format!(
+                    "Bundle.entry[{i}].resource.{}",
+                    e.strip_prefix("AuditEvent.").unwrap_or(&e)
+                ),
+                None => format!("Bundle.entry[{i}].resource"),
+            });
+            issue
+        })
+        .collect();
+    Planned::Failed(status, OperationOutcome::new(issues))
+}
+
+fn created_entry(base: &str, c: Committed) -> ResponseEntry {
+    let status = if c.created { "201 Created" } else { "200 OK" };
+    ResponseEntry {
+        status: status.into(),
+        location: Some(format!("AuditEvent/{}/_history/1", c.receipt.id)),
+        etag: Some("W/\"1\"".into()),
+        last_modified: Some(c.last_updated.clone()),
+        full_url: Some(format!("{base}/AuditEvent/{}", c.receipt.id)),
+        resource: Some(c.body),
+        outcome: None,
+    }
+}
+
+fn stored_response(base: &str, e: StoredEntry) -> ResponseEntry {
+    ResponseEntry {
+        status: "200 OK".into(),
+        location: Some(format!("AuditEvent/{}/_history/1", e.id)),
+        etag: Some("W/\"1\"".into()),
+        last_modified: Some(e.last_updated.clone()),
+        full_url: Some(format!("{base}/AuditEvent/{}", e.id)),
+        resource: Some(e.body),
+        outcome: None,
+    }
+}
+
+fn failed_response(status: StatusCode, oo: OperationOutcome) -> ResponseEntry {
+    ResponseEntry {
+        status: format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+        location: None,
+        etag: None,
+        last_modified: None,
+        full_url: None,
+        resource: None,
+        outcome: Some(oo),
+    }
+}
+
+async fn read_entry(base: &str, id: &str, state: &AppState) -> ResponseEntry {
+    match state.ledger.store().get_by_id(id).await {
+        Ok(Some(e)) => stored_response(base, e),
+        Ok(None) => failed_response(
+            StatusCode::NOT_FOUND,
+            OperationOutcome::single(Issue::error(
+                IssueType::NotFound,
+                format!("AuditEvent/{id} is not known"),
+            )),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "bundle read failed");
+            failed_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OperationOutcome::single(Issue::error(
+                    IssueType::Transient,
+                    "the store is unavailable",
+                )),
+            )
+        }
+    }
+}
+
+/// All creates in one ledger transaction; reads after them (R4 processing
+/// order: writes before reads).
+async fn transaction(
+    planned: Vec<Planned>,
+    state: &AppState,
+    base: &str,
+) -> Result<Vec<ResponseEntry>, HttpResponse> {
+    let drafts: Vec<Draft> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Create(d) => Some((**d).clone()),
+            _ => None,
+        })
+        .collect();
+    let committed = state
+        .ledger
+        .append_all(drafts)
+        .await
+        .map_err(super::fhir_routes::append_failed)?;
+    let mut committed = committed.into_iter();
+    let mut out = Vec::with_capacity(planned.len());
+    for p in planned {
+        out.push(match p {
+            Planned::Create(_) => match committed.next() {
+                Some(c) => created_entry(base, c),
+                None => failed_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    OperationOutcome::single(Issue::error(
+                        IssueType::Exception,
+                        "commit result missing",
+                    )),
+                ),
+            },
+            Planned::Existing(e) => stored_response(base, e),
+            Planned::Read(id) => read_entry(base, &id, state).await,
+            Planned::Failed(s, oo) => failed_response(s, oo),
+        });
+    }
+    Ok(out)
+}
+
+/// Each entry on its own; the creates still share group commits.
+async fn batch(planned: Vec<Planned>, state: &AppState, base: &str) -> Vec<ResponseEntry> {
+    let futures = planned.into_iter().map(|p| async move {
+        match p {
+            Planned::Create(d) => match state.ledger.append(*d).await {
+                Ok(c) => created_entry(base, c),
+                Err(e) => {
+                    let r = super::fhir_routes::append_failed(e);
+                    failed_response(
+                        r.status(),
+                        OperationOutcome::single(Issue::error(
+                            IssueType::Transient,
+                            "not stored; retry this entry",
+                        )),
+                    )
+                }
+            },
+            Planned::Existing(e) => stored_response(base, e),
+            Planned::Read(id) => read_entry(base, &id, state).await,
+            Planned::Failed(s, oo) => failed_response(s, oo),
+        }
+    });
+    futures_util::future::join_all(futures).await
+}

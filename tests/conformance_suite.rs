@@ -1,0 +1,62 @@
+//! Runs the FHIR REST conformance suite (conformance/run.mjs, see
+//! docs/conformance.md) against the real `vellum serve` binary on each
+//! backend. The suite validates every resource it gets back with medplum's
+//! independent R4 validator.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn ensure_validator() {
+    let dir = Path::new("conformance/validator");
+    if dir.join("node_modules/@medplum/core").exists() {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(dir)
+        .status()
+        .expect("npm is required for the conformance suite");
+    assert!(status.success(), "npm ci in conformance/validator failed");
+}
+
+async fn run_suite(backend: Backend) {
+    ensure_validator();
+    let db = TestDb::new(backend).await;
+    let mut server = spawn_server_process(&db.url, &[]);
+    server.wait_ready().await;
+    let base = format!("{}/fhir", server.base);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("conformance/run.mjs")
+            .arg(base)
+            .output()
+            .expect("node is required for the conformance suite")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("not ok")).collect();
+    assert!(
+        out.status.success(),
+        "conformance suite failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        failures.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = stdout.lines().filter(|l| l.starts_with("ok ")).count();
+    assert!(passed > 200, "the suite ran only {passed} checks");
+    let (code, verdict) = run_verify(&db.url);
+    assert_eq!(code, 0, "{verdict}");
+}
+
+#[tokio::test]
+async fn conformance_suite_sqlite() {
+    run_suite(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn conformance_suite_postgres() {
+    run_suite(Backend::Postgres).await;
+}
