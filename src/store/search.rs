@@ -174,8 +174,71 @@ impl Sql {
 const COLUMNS: &str =
     "e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated";
 
+/// Conditions that could drive the query (positive index matches that are
+/// not known to be broad), by position.
+pub fn driver_candidates(q: &SearchQuery) -> Vec<usize> {
+    q.conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Condition::Has {
+                negate: false,
+                selectivity,
+                ..
+            } if *selectivity < Selectivity::Broad => Some(i),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many rows (up to `PROBE_LIMIT`) condition `i` matches in the index:
+/// a bounded index range scan that tells which condition is narrowest on
+/// this data, where a static guess cannot (one model version may be most of
+/// a store, one radiologist a sliver of it).
+pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
+    let Condition::Has { param, any, .. } = q.conditions.get(i)? else {
+        return None;
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT COUNT(*) AS n FROM (SELECT 1 FROM search_index s WHERE s.seq <= ");
+    sql.bind_int(q.head);
+    sql.push(" AND s.param = ");
+    sql.bind_text(param.as_str());
+    sql.push(" AND (");
+    for (j, m) in any.iter().enumerate() {
+        if j > 0 {
+            sql.push(" OR ");
+        }
+        row_match(&mut sql, m);
+    }
+    sql.push(") LIMIT ");
+    sql.bind_int(PROBE_LIMIT);
+    sql.push(") p");
+    Some(sql)
+}
+
+/// Probes stop counting here: beyond it a condition is not worth driving.
+pub const PROBE_LIMIT: i64 = 5000;
+
+/// The default driver when nothing was probed: the narrowest by kind.
+fn static_driver(q: &SearchQuery) -> Option<usize> {
+    driver_candidates(q)
+        .into_iter()
+        .filter_map(|i| match &q.conditions[i] {
+            Condition::Has { selectivity, .. } => Some((*selectivity, i)),
+            _ => None,
+        })
+        .min()
+        .map(|(_, i)| i)
+}
+
 /// The query returning one page of hits (`sort_key` column last).
 pub fn page_sql(q: &SearchQuery) -> Sql {
+    page_sql_driven(q, static_driver(q))
+}
+
+/// As [`page_sql`], driven by condition `driver` (None: walk the entries).
+pub fn page_sql_driven(q: &SearchQuery, driver: Option<usize>) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     sql.push(COLUMNS);
@@ -187,7 +250,7 @@ pub fn page_sql(q: &SearchQuery) -> Sql {
     if q.sort == SortKey::Recorded {
         sql.push(" LEFT JOIN search_index d ON d.seq = e.seq AND d.param = 'date'");
     }
-    where_clause(&mut sql, q);
+    where_clause(&mut sql, q, driver);
     if let Some(c) = q.cursor {
         // Walking backwards for a previous page flips the comparison; the
         // caller re-reverses the rows.
@@ -217,30 +280,16 @@ pub fn page_sql(q: &SearchQuery) -> Sql {
 }
 
 /// The query counting every match (for `total`), ignoring cursor and limit.
-pub fn count_sql(q: &SearchQuery) -> Sql {
+pub fn count_sql(q: &SearchQuery, driver: Option<usize>) -> Sql {
     let mut sql = Sql::default();
     sql.push("SELECT COUNT(*) AS n FROM entry e");
-    where_clause(&mut sql, q);
+    where_clause(&mut sql, q, driver);
     sql
 }
 
-fn where_clause(sql: &mut Sql, q: &SearchQuery) {
+fn where_clause(sql: &mut Sql, q: &SearchQuery, driver: Option<usize>) {
     sql.push(" WHERE e.seq <= ");
     sql.bind_int(q.head);
-    let driver = q
-        .conditions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| match c {
-            Condition::Has {
-                negate: false,
-                selectivity,
-                ..
-            } if *selectivity < Selectivity::Broad => Some((*selectivity, i)),
-            _ => None,
-        })
-        .min()
-        .map(|(_, i)| i);
     for (i, c) in q.conditions.iter().enumerate() {
         sql.push(" AND ");
         match c {

@@ -156,6 +156,29 @@ fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Erro
 }
 
 impl SqliteStore {
+    /// The condition to drive a search: the narrowest by a bounded probe of
+    /// the index when there is a choice (search.rs explains why).
+    async fn choose_driver(&self, query: &SearchQuery) -> Result<Option<usize>, StoreError> {
+        let candidates = search::driver_candidates(query);
+        if candidates.len() < 2 {
+            return Ok(candidates.first().copied());
+        }
+        let mut best: Option<(i64, usize)> = None;
+        for i in candidates {
+            let Some(sql) = search::probe_sql(query, i) else {
+                continue;
+            };
+            let n: i64 = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
+                .fetch_one(&self.readers)
+                .await?
+                .try_get("n")?;
+            if best.is_none_or(|(b, _)| n < b) {
+                best = Some((n, i));
+            }
+        }
+        Ok(best.map(|(_, i)| i))
+    }
+
     /// Indexes entries stored before the search index existed (an upgrade),
     /// in chunks, each in its own write transaction.
     async fn backfill_index(&self) -> Result<(), StoreError> {
@@ -333,7 +356,8 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        let sql = search::page_sql(query);
+        let driver = self.choose_driver(query).await?;
+        let sql = search::page_sql_driven(query, driver);
         let rows = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
             .fetch_all(&self.readers)
             .await?;
@@ -350,7 +374,8 @@ impl Store for SqliteStore {
     }
 
     async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
-        let sql = search::count_sql(query);
+        let driver = self.choose_driver(query).await?;
+        let sql = search::count_sql(query, driver);
         let row = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
             .fetch_one(&self.readers)
             .await?;
