@@ -218,6 +218,16 @@ async fn run_backend(backend: &str, a: &Args) {
         }
     }
     let fill = started.elapsed();
+    if backend == "postgres" {
+        // What autovacuum does on a live site after bulk growth: fresh
+        // statistics for the planner.
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query("ANALYZE")
+            .execute(&mut c)
+            .await
+            .expect("analyze");
+    }
     println!(
         "### {backend}: {} events stored in {:.0} s ({:.0} events/s through validation, chaining and indexing)",
         a.events,

@@ -28,7 +28,11 @@ impl PostgresStore {
     /// Connects; with `role`, every connection runs `SET ROLE role` first
     /// (e.g. `vellum_writer`, which may only SELECT and INSERT).
     pub async fn connect(url: &str, role: Option<&str>) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url)?;
+        // Searches are one prepared statement per query shape with the
+        // values bound; a cached generic plan cannot see how selective a
+        // value is (one patient vs. every event of a day), so plan per call.
+        let opts =
+            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
         // Fail fast when the server is unreachable (sqlx waits 30 s by default).
         let mut pool = PgPoolOptions::new()
             .max_connections(8)

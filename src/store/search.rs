@@ -218,7 +218,7 @@ pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
 }
 
 /// Probes stop counting here: beyond it a condition is not worth driving.
-pub const PROBE_LIMIT: i64 = 5000;
+pub const PROBE_LIMIT: i64 = 1000;
 
 /// The default driver when nothing was probed: the narrowest by kind.
 fn static_driver(q: &SearchQuery) -> Option<usize> {
