@@ -58,6 +58,11 @@ pub fn event(inbound: &Inbound, ai: &AiResult, link: &InferenceRef, recorded: &s
             .coding("type", DCM, "110112", "Query")
             .arr("subtype", |a| {
                 a.coding(AI_EVENT_SYSTEM, "override", "AI override");
+                a.coding(
+                    crate::radiology::OVERRIDE_ACTION_SYSTEM,
+                    override_action(ai),
+                    "",
+                );
                 message_subtypes(a, inbound);
             })
             .str("action", "U")

@@ -137,6 +137,13 @@ impl Arr<'_> {
         self
     }
 
+    /// An item that is already JSON.
+    pub fn raw_item(&mut self, json: &str) -> &mut Self {
+        self.sep();
+        self.out.push_str(json);
+        self
+    }
+
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.sep();
         string(self.out, v);

@@ -43,7 +43,7 @@ async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 /// Reads the body up to the configured limit; 413 beyond it.
-async fn read_body(
+pub(super) async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     req: &HttpRequest,

@@ -1,6 +1,7 @@
 //! The actix-web application: FHIR routes, admin, health.
 
 mod admin;
+mod ai_routes;
 mod fhir_routes;
 mod request_span;
 mod response;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub ledger: Ledger,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
+    pub privacy: crate::config::PrivacySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ impl Application {
             ledger: ledger.clone(),
             max_body_bytes: settings.max_body_bytes,
             public_base_url: settings.public_base_url.clone(),
+            privacy: settings.privacy.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -81,6 +84,7 @@ impl Application {
                 .app_data(state.clone())
                 .configure(fhir_routes::configure)
                 .configure(admin::configure)
+                .configure(ai_routes::configure)
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {
