@@ -158,7 +158,7 @@ pub fn model_entity(e: &mut Obj, name: &str, version: &str, reg: Option<&Registr
     })
     .coding("type", ENTITY_TYPE, "2", "System Object")
     .coding("role", OBJECT_ROLE, "4", "Domain Resource")
-    .arr("detail", |d| {
+    .arr_opt("detail", |d| {
         detail(d, "model-name", name);
         detail(d, "model-version", version);
         if let Some(r) = reg {
@@ -252,7 +252,7 @@ fn request_entity(a: &mut Arr, event_id: &str, session: Option<&str>, more: impl
         })
         .coding("type", ENTITY_TYPE, "2", "System Object")
         .coding("role", OBJECT_ROLE, "20", "Job")
-        .arr("detail", |d| {
+        .arr_opt("detail", |d| {
             if let Some(s) = session {
                 detail(d, "session-id", s);
             }
@@ -339,7 +339,7 @@ pub fn inference(
                 study_identity(e, x.study.uid.as_str());
                 let (check, digest) = digest_check(x.study.pixel_sha256.as_ref(), vellum_digest);
                 let instances = vellum_digest.map(|v| v.instances).or(x.study.instances);
-                e.arr("extension", |ext| {
+                e.arr_opt("extension", |ext| {
                     if let Some(acc) = &x.study.accession {
                         ext.obj(|v| {
                             v.str("url", EXT_ACCESSION).obj("valueIdentifier", |i| {
@@ -364,7 +364,7 @@ pub fn inference(
                         });
                     }
                 });
-                e.arr("detail", |d| {
+                e.arr_opt("detail", |d| {
                     if let Some(dg) = &digest {
                         detail_b64(d, "pixel-sha256", dg);
                     }
@@ -454,7 +454,7 @@ fn inference_ref_entity(
         .coding("type", ENTITY_TYPE, "2", "System Object")
         .coding("role", OBJECT_ROLE, "3", "Report")
         .str("description", what)
-        .arr("detail", details);
+        .arr_opt("detail", details);
     });
 }
 
@@ -630,7 +630,7 @@ pub fn deployment(x: &input::Model, now: Instant) -> String {
                 })
                 .coding("type", ENTITY_TYPE, "2", "System Object")
                 .coding("role", OBJECT_ROLE, "3", "Report")
-                .arr("detail", |d| {
+                .arr_opt("detail", |d| {
                     if let Some(r) = &x.validation.reference {
                         detail(d, "validation-ref", r.as_str());
                     }
