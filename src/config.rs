@@ -464,6 +464,25 @@ mod tests {
     }
 
     #[test]
+    fn privacy_comes_from_vellum_privacy_env_keys() {
+        // The only test in this binary that reads the environment.
+        std::env::set_var("VELLUM_PRIVACY_STORE_CONTENT", "true");
+        std::env::set_var("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+        std::env::set_var("VELLUM_PRIVACY_PSEUDONYM_KEY", "0123456789abcdef0123");
+        let s = Settings::load(None);
+        for k in ["STORE_CONTENT", "PSEUDONYMISE_PATIENTS", "PSEUDONYM_KEY"] {
+            std::env::remove_var(format!("VELLUM_PRIVACY_{k}"));
+        }
+        let s = s.unwrap();
+        assert!(s.privacy.store_content);
+        assert_eq!(
+            s.privacy.pseudonym_key.as_deref(),
+            Some(&b"0123456789abcdef0123"[..])
+        );
+        assert_eq!(s.mllp.privacy, s.privacy);
+    }
+
+    #[test]
     fn empty_mllp_addr_disables_mllp() {
         let raw = RawSettings {
             mllp_addr: "".into(),

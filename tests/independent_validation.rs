@@ -197,3 +197,20 @@ async fn the_independent_validator_agrees_that_invalid_fixtures_are_invalid() {
         );
     }
 }
+
+/// The committed snapshots are what profiles/build_snapshots.mjs generates
+/// from the differentials (medplum validates against the snapshot, vellum
+/// against the differential: they must not drift apart).
+#[test]
+fn profile_snapshots_are_up_to_date() {
+    ensure_validator();
+    let out = Command::new("node")
+        .args(["profiles/build_snapshots.mjs", "--check"])
+        .output()
+        .expect("node is required");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

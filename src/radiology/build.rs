@@ -651,3 +651,28 @@ pub fn deployment(x: &input::Model, now: Instant) -> String {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_agreement_is_recorded_never_replaced() {
+        let a = Digest([1; 32]);
+        let b = Digest([2; 32]);
+        let ours = |d| StudyDigest {
+            sha256: d,
+            instances: 3,
+        };
+        assert_eq!(digest_check(Some(&a), Some(&ours(a))), ("agree", Some(a)));
+        // vellum's own digest is the study digest; the engine's is kept
+        // beside it (engine-pixel-sha256) by the builder.
+        assert_eq!(
+            digest_check(Some(&b), Some(&ours(a))),
+            ("mismatch", Some(a))
+        );
+        assert_eq!(digest_check(Some(&b), None), ("unverified", Some(b)));
+        assert_eq!(digest_check(None, Some(&ours(a))), ("vellum-only", Some(a)));
+        assert_eq!(digest_check(None, None), ("none", None));
+    }
+}
