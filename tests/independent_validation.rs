@@ -214,3 +214,38 @@ fn profile_snapshots_are_up_to_date() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The HL7 v2 AI mappings' events (inference, correction) validate against
+/// base R4 and their vellum profiles independently. (Receipts are left out:
+/// medplum 4.5 miscounts the nested slice `entity:message.detail:sha256` of
+/// `hl7v2-message-receipt`; vellum's own validator checks it on every
+/// receipt, tests/mllp_listener.rs.)
+#[test]
+fn hl7v2_mapped_events_validate_against_their_profiles_independently() {
+    let origin = vellum::hl7v2::Origin {
+        peer: "10.1.2.3:40000".parse().unwrap(),
+        local: "127.0.0.1:2575".parse().unwrap(),
+    };
+    let recorded = "2026-03-14T08:26:54.000000Z";
+    let link = vellum::hl7v2::InferenceRef {
+        id: "0b9f5e7e-8a1d-4a55-9d0c-3e1f2a3b4c5d".into(),
+        recorded: recorded.into(),
+    };
+    let mut events = Vec::new();
+    for name in ["oru_r01_ai.hl7", "oru_r01_ai_correction.hl7"] {
+        let raw = std::fs::read(format!("fixtures/hl7v2/{name}")).unwrap();
+        let inbound = vellum::hl7v2::read(&raw, origin).unwrap();
+        let body = vellum::hl7v2::to_audit_event(&inbound, Some(&link), recorded);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["meta"]["profile"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("https://vellum-audit.org/"),
+            "{name}"
+        );
+        events.push(v);
+    }
+    let (ok, report) = validate_independently(&events);
+    assert!(ok, "HL7 v2 events fail independent validation:\n{report}");
+}
