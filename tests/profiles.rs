@@ -122,6 +122,13 @@ fn hl7v2_ai_events_conform_to_their_profiles() {
         vellum::hl7v2::to_audit_event(&hl7("oru_r01_ai_correction.hl7"), Some(&link), recorded);
     assert!(ovr.contains("radiology-ai-override"));
     assert!(prepare_audit_event(ovr.as_bytes()).is_ok(), "{ovr}");
+    // Free text only when configured; its digest always.
+    let mut quiet = hl7("oru_r01_ai_correction.hl7");
+    quiet.keep_free_text = false;
+    let minimal = vellum::hl7v2::to_audit_event(&quiet, Some(&link), recorded);
+    assert!(!minimal.contains("Skin fold") && minimal.contains("reason-text-sha256"));
+    assert!(ovr.contains("Skin fold") && ovr.contains("reason-text-sha256"));
+    assert!(prepare_audit_event(minimal.as_bytes()).is_ok());
     // Break the mapping's output: the profile notices.
     let broken = inf.replace("AIAST", "HTEST");
     assert!(prepare_audit_event(broken.as_bytes()).is_err());
