@@ -368,9 +368,13 @@ async fn post_inference(
         }
         Err(e) => return store_error(e),
     };
-    // vellum's own study digest arrives with the DICOM sources (issue 4);
-    // until one is configured the engine's digest is recorded unverified.
-    let event = build::inference(&x, &reg, None, &state.privacy, Instant::now());
+    // vellum's own digest when a DICOM source is configured; else the
+    // engine's digest is recorded as unverified.
+    let ours = match &state.study_digests {
+        Some(src) => src.study_digest(x.study.uid.as_str()).await,
+        None => None,
+    };
+    let event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
     match append(&state, event, event_key("inference", x.event_id.as_str())).await {
         Ok(c) => receipt(&c),
         Err(r) => r,

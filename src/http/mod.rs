@@ -22,6 +22,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
     pub privacy: crate::config::PrivacySettings,
+    /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
+    pub study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
+            // Set once the DICOM study sources exist (issue 4).
+            study_digests: None,
         });
         let server = HttpServer::new(move || {
             App::new()

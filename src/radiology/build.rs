@@ -43,6 +43,16 @@ pub struct StudyDigest {
     pub instances: u32,
 }
 
+/// Where vellum's own study digests come from (DESIGN §3: the DICOM study
+/// sources). The AI API asks it for every inference's study when set
+/// (`AppState::study_digests`); `None` = not available (yet).
+pub trait StudyDigestSource: Send + Sync {
+    fn study_digest<'a>(
+        &'a self,
+        study_uid: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StudyDigest>> + Send + 'a>>;
+}
+
 fn meta(o: &mut Obj, profile: &str, ai_asserted: bool) {
     o.obj("meta", |m| {
         m.arr("profile", |a| {
@@ -674,5 +684,53 @@ mod tests {
         assert_eq!(digest_check(Some(&b), None), ("unverified", Some(b)));
         assert_eq!(digest_check(None, Some(&ours(a))), ("vellum-only", Some(a)));
         assert_eq!(digest_check(None, None), ("none", None));
+    }
+
+    #[test]
+    fn a_digest_mismatch_is_recorded_in_a_valid_inference() {
+        let x: input::Inference = serde_json::from_str(
+            r#"{"event_id":"e1","user":{"id":"u"},"source":{"system":"s"},
+               "model":{"name":"m","version":"1"},
+               "study":{"uid":"1.2.3","pixel_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}"#,
+        )
+        .unwrap();
+        let ours = StudyDigest {
+            sha256: Digest([7; 32]),
+            instances: 2,
+        };
+        let reg = Registration {
+            name: "m".into(),
+            version: "1".into(),
+            ..Registration::default()
+        };
+        let body = inference(
+            &x,
+            &reg,
+            Some(&ours),
+            &PrivacySettings::default(),
+            Instant::now(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let study = &v["entity"][0];
+        let get = |t: &str| {
+            study["detail"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["type"] == t)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(get("digest-check")["valueString"], "mismatch");
+        assert_eq!(
+            get("pixel-sha256")["valueBase64Binary"],
+            ours.sha256.base64()
+        );
+        assert_eq!(
+            get("engine-pixel-sha256")["valueBase64Binary"],
+            "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="
+        );
+        assert_eq!(study["extension"][0]["valueInteger"], 2);
+        assert!(crate::fhir::create::prepare_audit_event(body.as_bytes()).is_ok());
     }
 }
