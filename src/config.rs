@@ -62,6 +62,40 @@ pub struct RawSettings {
     pub public_base_url: Option<String>,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
+    /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
+    #[serde(default)]
+    pub privacy: RawPrivacy,
+}
+
+/// `[privacy]` as written by an operator.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPrivacy {
+    /// Store prompt/output bodies and free text (reasons, diffs). When false
+    /// only their SHA-256 is stored.
+    pub store_content: bool,
+    /// Replace patient identifiers by HMAC-SHA-256 pseudonyms.
+    pub pseudonymise_patients: bool,
+    /// The HMAC key (at least 16 bytes; keep it secret and stable).
+    pub pseudonym_key: Option<String>,
+}
+
+/// Validated `[privacy]` settings.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PrivacySettings {
+    pub store_content: bool,
+    /// The HMAC key when patient identifiers are pseudonymised.
+    pub pseudonym_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PrivacySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("PrivacySettings")
+            .field("store_content", &self.store_content)
+            .field("pseudonymise_patients", &self.pseudonym_key.is_some())
+            .finish()
+    }
 }
 
 impl Default for RawSettings {
@@ -84,6 +118,7 @@ impl Default for RawSettings {
             writer_queue: 8192,
             public_base_url: None,
             log: "info".into(),
+            privacy: RawPrivacy::default(),
         }
     }
 }
@@ -132,6 +167,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub public_base_url: Option<String>,
     pub log: String,
+    pub privacy: PrivacySettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +184,8 @@ pub struct MllpSettings {
     pub read_timeout: Duration,
     pub max_connections: usize,
     pub tls: Option<MllpTls>,
+    /// `[privacy]`, applied to the patient of every mapped message.
+    pub privacy: PrivacySettings,
 }
 
 /// MLLP over TLS: server certificate and key, optional client CA (mTLS).
@@ -166,6 +204,7 @@ impl Default for MllpSettings {
             read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
             max_connections: raw.mllp_max_connections,
             tls: None,
+            privacy: PrivacySettings::default(),
         }
     }
 }
@@ -215,6 +254,16 @@ impl Settings {
         fig = fig.merge(
             Env::prefixed("VELLUM_")
                 .filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+        );
+        let privacy_keys = ["store_content", "pseudonymise_patients", "pseudonym_key"];
+        fig = fig.merge(
+            Env::prefixed("VELLUM_PRIVACY_")
+                .filter(move |k| {
+                    privacy_keys
+                        .iter()
+                        .any(|n| k.as_str().eq_ignore_ascii_case(n))
+                })
+                .map(|k| format!("privacy.{}", k.as_str().to_ascii_lowercase()).into()),
         );
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
@@ -326,6 +375,7 @@ impl Settings {
                 });
             }
         }
+        let privacy = validate_privacy(&raw.privacy)?;
         Ok(Settings {
             database_url,
             database_role: raw.database_role,
@@ -337,6 +387,7 @@ impl Settings {
                 read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
                 max_connections: raw.mllp_max_connections,
                 tls,
+                privacy: privacy.clone(),
             },
             max_body_bytes: raw.max_body_bytes,
             writer: WriterSettings {
@@ -348,8 +399,26 @@ impl Settings {
                 .public_base_url
                 .map(|b| b.trim_end_matches('/').to_string()),
             log: raw.log,
+            privacy,
         })
     }
+}
+
+fn validate_privacy(raw: &RawPrivacy) -> Result<PrivacySettings, ConfigError> {
+    let pseudonym_key = match (raw.pseudonymise_patients, &raw.pseudonym_key) {
+        (false, _) => None,
+        (true, Some(k)) if k.len() >= 16 => Some(k.as_bytes().to_vec()),
+        (true, _) => {
+            return Err(ConfigError::Invalid {
+                key: "privacy.pseudonym_key",
+                reason: "pseudonymise_patients needs a pseudonym_key of at least 16 bytes".into(),
+            })
+        }
+    };
+    Ok(PrivacySettings {
+        store_content: raw.store_content,
+        pseudonym_key,
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +449,37 @@ mod tests {
         raw.database_role = Some("x; DROP TABLE entry".into());
         let e = Settings::validate(raw).unwrap_err().to_string();
         assert!(e.contains("database_role"), "{e}");
+    }
+
+    #[test]
+    fn pseudonymisation_needs_a_key() {
+        let mut raw = RawSettings::default();
+        raw.privacy.pseudonymise_patients = true;
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("pseudonym_key"), "{e}");
+        raw.privacy.pseudonym_key = Some("0123456789abcdef0123".into());
+        let s = Settings::validate(raw).unwrap();
+        assert!(s.privacy.pseudonym_key.is_some());
+        assert!(!format!("{:?}", s.privacy).contains("0123456789"));
+    }
+
+    #[test]
+    fn privacy_comes_from_vellum_privacy_env_keys() {
+        // The only test in this binary that reads the environment.
+        std::env::set_var("VELLUM_PRIVACY_STORE_CONTENT", "true");
+        std::env::set_var("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+        std::env::set_var("VELLUM_PRIVACY_PSEUDONYM_KEY", "0123456789abcdef0123");
+        let s = Settings::load(None);
+        for k in ["STORE_CONTENT", "PSEUDONYMISE_PATIENTS", "PSEUDONYM_KEY"] {
+            std::env::remove_var(format!("VELLUM_PRIVACY_{k}"));
+        }
+        let s = s.unwrap();
+        assert!(s.privacy.store_content);
+        assert_eq!(
+            s.privacy.pseudonym_key.as_deref(),
+            Some(&b"0123456789abcdef0123"[..])
+        );
+        assert_eq!(s.mllp.privacy, s.privacy);
     }
 
     #[test]

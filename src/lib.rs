@@ -6,5 +6,6 @@ pub mod hl7v2;
 pub mod http;
 pub mod ledger;
 pub mod mllp;
+pub mod radiology;
 pub mod store;
 pub mod telemetry;

@@ -301,7 +301,8 @@ async fn server_assigns_id_and_version_over_client_values_and_keeps_client_meta(
         ev["meta"] = json!({
             "versionId": "7",
             "lastUpdated": "2001-01-01T00:00:00Z",
-            "profile": ["https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference"],
+            // Not a vellum profile: those are validated (tests/profiles.rs).
+            "profile": ["http://example.org/fhir/StructureDefinition/site-audit"],
             "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST"}]
         });
         let c = create(&app, &ev).await;
@@ -1101,6 +1102,62 @@ fn expected_fixture_outcomes() -> BTreeMap<&'static str, (u16, Option<&'static s
         ("valid-minimal.json", (201, None)),
         ("valid-query-with-base64.json", (201, None)),
         ("valid-radiology-ai-inference.json", (201, None)),
+        ("valid-radiology-ai-inference-profiled.json", (201, None)),
+        ("valid-radiology-ai-override.json", (201, None)),
+        ("valid-radiology-ai-rendering.json", (201, None)),
+        ("valid-ai-model-deployment.json", (201, None)),
+        (
+            "invalid-radiology-ai-inference-no-model-agent.json",
+            (422, Some("AuditEvent.agent")),
+        ),
+        (
+            "invalid-ai-model-deployment-version-mismatch.json",
+            (422, Some("AuditEvent.entity[0]")),
+        ),
+        (
+            "invalid-radiology-ai-inference-no-aiast.json",
+            (422, Some("AuditEvent.meta.security")),
+        ),
+        (
+            "invalid-radiology-ai-override-no-inference.json",
+            (422, Some("AuditEvent.entity")),
+        ),
+        (
+            "invalid-radiology-ai-inference-digest-type.json",
+            (422, Some("AuditEvent.entity[0].detail[0].value")),
+        ),
+        (
+            "invalid-radiology-ai-rendering-viewed.json",
+            (422, Some("AuditEvent.entity[0].detail")),
+        ),
+        (
+            "invalid-ai-model-deployment-no-training-date.json",
+            (422, Some("AuditEvent.entity[0].detail")),
+        ),
+        (
+            "invalid-unknown-vellum-profile.json",
+            (422, Some("AuditEvent.meta.profile[0]")),
+        ),
+        (
+            "invalid-radiology-ai-rendering-no-destination.json",
+            (422, Some("AuditEvent.agent")),
+        ),
+        (
+            "invalid-radiology-ai-override-action-fixed.json",
+            (422, Some("AuditEvent.action")),
+        ),
+        (
+            "invalid-radiology-ai-override-action-code.json",
+            (422, Some("AuditEvent.subtype[1]")),
+        ),
+        (
+            "invalid-radiology-ai-inference-confidence.json",
+            (422, Some("AuditEvent.entity[0].detail[3].value")),
+        ),
+        (
+            "invalid-radiology-ai-inference-study-identifier.json",
+            (422, Some("AuditEvent.entity[0].what.identifier.type")),
+        ),
         ("invalid-action-code.json", (422, Some("AuditEvent.action"))),
         (
             "invalid-action-wrong-json-type.json",

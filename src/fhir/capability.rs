@@ -10,8 +10,15 @@ pub const BALP_ARR: &str =
     "https://profiles.ihe.net/ITI/BALP/CapabilityStatement/IHE.BALP.ATNA.AuditRecordRepository";
 
 /// vellum's own AuditEvent profiles (StructureDefinitions in `profiles/`).
-pub const VELLUM_PROFILES: &[&str] =
-    &["https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt"];
+/// (Kept equal to the profiles `fhir::profile` validates against; a unit
+/// test checks it.)
+pub const VELLUM_PROFILES: &[&str] = &[
+    "https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt",
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference",
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-override",
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-rendering",
+    "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment",
+];
 
 fn type_code(t: ParamType) -> &'static str {
     match t {
@@ -102,4 +109,26 @@ pub fn capability_statement(base_url: &str, date: &str) -> Value {
             ]
         }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_profiles_are_the_files_in_profiles() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+        let mut urls: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let v: Value = serde_json::from_slice(&std::fs::read(e.ok()?.path()).ok()?).ok()?;
+                (v["resourceType"] == "StructureDefinition")
+                    .then(|| v["url"].as_str().map(String::from))?
+            })
+            .collect();
+        urls.sort();
+        let mut listed: Vec<String> = VELLUM_PROFILES.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(urls, listed);
+    }
 }

@@ -6,6 +6,7 @@ use crate::ledger::{Draft, STAMP_PLACEHOLDER};
 
 use super::outcome::{Issue, IssueType};
 use super::path::path_at;
+use super::profile;
 use super::validate::validate_audit_event;
 
 /// Why a create was refused; maps to an HTTP status.
@@ -84,6 +85,7 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     if !issues.is_empty() {
         return Err(Rejection::Invalid(issues));
     }
+    check_vellum_profiles(body)?;
     let id = uuid::Uuid::new_v4().to_string();
     assign_server_fields(&mut root, &id);
     let index = super::search_index::extract(&root).into_rows();
@@ -91,6 +93,22 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     let at = mark.unwrap_or(usize::MAX);
     Draft::with_index(id, bytes, at, index)
         .map_err(|e| Rejection::Invalid(vec![Issue::error(IssueType::Exception, e.to_string())]))
+}
+
+/// Events naming a vellum profile in `meta.profile` must conform to it.
+fn check_vellum_profiles(body: &[u8]) -> Result<(), Rejection> {
+    if !profile::may_name_vellum_profile(body) {
+        return Ok(());
+    }
+    // Already parsed and checked as JSON above: this cannot fail.
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Rejection::Malformed(vec![Issue::error(IssueType::Invalid, e.to_string())]))?;
+    let issues = profile::validate_profiles(&v);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid(issues))
+    }
 }
 
 /// The JSON name in serde's "missing field `x`" message.

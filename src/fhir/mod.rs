@@ -6,6 +6,7 @@ pub mod capability;
 pub mod create;
 pub mod outcome;
 pub mod path;
+pub mod profile;
 pub mod search;
 pub mod search_index;
 pub mod validate;

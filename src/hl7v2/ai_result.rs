@@ -45,27 +45,32 @@ pub fn event(inbound: &Inbound, ai: &AiResult, recorded: &str) -> String {
                 patient_entity(a, inbound.fields.patient.as_ref());
                 a.obj(|e| message_entity(e, inbound));
                 order_entities(a, &inbound.fields.orders);
+                a.obj(|e| {
+                    let (model, version) = model_and_version(ai);
+                    crate::radiology::build::model_entity(e, &model, &version, None);
+                });
             });
     });
     out
 }
 
-/// The model as an AI device-like application agent (OBX-18).
+/// Model name and version from OBX-18 (`unspecified` when the sender
+/// gives no version: the profile needs one).
+pub fn model_and_version(ai: &AiResult) -> (String, String) {
+    let (model, version) = ai.model();
+    let version = if version.is_empty() {
+        "unspecified".to_string()
+    } else {
+        version
+    };
+    (model, version)
+}
+
+/// The model as an AI device-like application agent (OBX-18), the same
+/// agent the AI API writes.
 pub fn model_agent(a: &mut Obj, ai: &AiResult) {
     let (model, version) = ai.model();
-    let display = if version.is_empty() {
-        model.clone()
-    } else {
-        format!("{model} {version}")
-    };
-    a.concept("type", DCM, "110150", "Application")
-        .obj("who", |w| {
-            w.obj("identifier", |i| {
-                i.str("value", &model);
-            })
-            .str("display", &display);
-        })
-        .bool("requestor", false);
+    crate::radiology::build::model_agent(a, &model, &version);
 }
 
 /// DESIGN §3: the study as a System Object / Report with its Study Instance

@@ -7,6 +7,7 @@
 //! `mllp::InferenceIndex`). When none is stored the message is kept as a
 //! plain receipt event instead (nothing is lost; docs/hl7v2.md).
 
+use sha2::Digest as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -58,6 +59,11 @@ pub fn event(inbound: &Inbound, ai: &AiResult, link: &InferenceRef, recorded: &s
             .coding("type", DCM, "110112", "Query")
             .arr("subtype", |a| {
                 a.coding(AI_EVENT_SYSTEM, "override", "AI override");
+                a.coding(
+                    crate::radiology::OVERRIDE_ACTION_SYSTEM,
+                    override_action(ai),
+                    "",
+                );
                 message_subtypes(a, inbound);
             })
             .str("action", "U")
@@ -113,10 +119,18 @@ pub fn event(inbound: &Inbound, ai: &AiResult, link: &InferenceRef, recorded: &s
                             });
                         }
                         if !reason.is_empty() {
+                            let text = reason.join("\n");
                             d.obj(|x| {
-                                x.str("type", "reason-text")
-                                    .str("valueString", &reason.join("\n"));
+                                x.str("type", "reason-text-sha256").str(
+                                    "valueBase64Binary",
+                                    &super::fields::base64(&sha2::Sha256::digest(text.as_bytes())),
+                                );
                             });
+                            if inbound.keep_free_text {
+                                d.obj(|x| {
+                                    x.str("type", "reason-text").str("valueString", &text);
+                                });
+                            }
                         }
                         if let Some(ms) = time_to_action {
                             d.obj(|x| {

@@ -108,6 +108,26 @@ impl Obj<'_> {
         self
     }
 
+    /// An array member, left out entirely when `f` writes no item (FHIR
+    /// forbids empty arrays).
+    pub fn arr_opt(&mut self, k: &str, f: impl FnOnce(&mut Arr)) -> &mut Self {
+        let (len, first) = (self.out.len(), self.first);
+        self.key(k);
+        self.out.push('[');
+        let mut a = Arr {
+            out: self.out,
+            first: true,
+        };
+        f(&mut a);
+        if a.first {
+            self.out.truncate(len);
+            self.first = first;
+        } else {
+            a.out.push(']');
+        }
+        self
+    }
+
     /// A Coding object member.
     pub fn coding(&mut self, k: &str, system: &str, code: &str, display: &str) -> &mut Self {
         self.obj(k, |c| coding(c, system, code, display))
@@ -134,6 +154,13 @@ impl Arr<'_> {
     pub fn obj(&mut self, f: impl FnOnce(&mut Obj)) -> &mut Self {
         self.sep();
         object(self.out, f);
+        self
+    }
+
+    /// An item that is already JSON.
+    pub fn raw_item(&mut self, json: &str) -> &mut Self {
+        self.sep();
+        self.out.push_str(json);
         self
     }
 
@@ -174,6 +201,11 @@ mod tests {
                 });
         });
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut empty = String::new();
+        object(&mut empty, |o| {
+            o.str("a", "1").arr_opt("none", |_| {}).str("b", "2");
+        });
+        assert_eq!(empty, r#"{"a":"1","b":"2"}"#);
         assert_eq!(v["a"], "q\"b\\s\n\u{1}é");
         assert_eq!(v["t"], true);
         assert!(v.get("empty").is_none());

@@ -393,6 +393,9 @@ pub struct Inbound {
     pub sha256_b64: String,
     pub byte_len: usize,
     pub origin: Origin,
+    /// Free text (an override's NTE reason) is stored only when true
+    /// (`[privacy] store_content`); its SHA-256 always.
+    pub keep_free_text: bool,
 }
 
 /// A refused message: the header (when one could be read, so the ACK can
@@ -460,6 +463,7 @@ pub fn read(raw: &[u8], origin: Origin) -> Result<Inbound, Box<Refused>> {
         sha256_b64,
         byte_len: raw.len(),
         origin,
+        keep_free_text: true,
     })
 }
 

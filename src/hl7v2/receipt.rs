@@ -214,8 +214,29 @@ pub fn message_entity(e: &mut Obj, inbound: &Inbound) {
     });
 }
 
-/// The patient from PID-3 (the MR identifier when present). Stored as sent:
-/// pseudonymisation, once configured, applies here.
+/// `[privacy] pseudonymise_patients`: replaces PID-3 by its HMAC-SHA-256
+/// pseudonym (system `https://vellum-audit.org/fhir/pseudonym`) before
+/// any mapping sees it; the identifier type and assigner go too (they say
+/// which directory the number came from).
+pub fn minimise_patient(inbound: &mut Inbound, privacy: &crate::config::PrivacySettings) {
+    let Some(p) = inbound.fields.patient.as_mut() else {
+        return;
+    };
+    let system = p.authority.uri().unwrap_or_else(|| p.authority.label());
+    let stored = crate::radiology::privacy::patient_id(privacy, Some(&system), &p.id);
+    if stored.pseudonymised {
+        p.id = stored.value;
+        p.authority = Hd {
+            namespace: String::new(),
+            universal_id: crate::radiology::privacy::PSEUDONYM_SYSTEM.to_string(),
+            universal_id_type: "URI".to_string(),
+        };
+        p.type_code = String::new();
+    }
+}
+
+/// The patient from PID-3 (the MR identifier when present), pseudonymised
+/// by [`minimise_patient`] when configured.
 pub fn patient_entity(a: &mut Arr, patient: Option<&Cx>) {
     let Some(p) = patient else {
         return;

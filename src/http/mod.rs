@@ -1,6 +1,7 @@
 //! The actix-web application: FHIR routes, admin, health.
 
 mod admin;
+mod ai_routes;
 mod bundle_routes;
 mod conditional;
 mod fhir_routes;
@@ -24,6 +25,9 @@ pub struct AppState {
     pub ledger: Ledger,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
+    pub privacy: crate::config::PrivacySettings,
+    /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
+    pub study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,9 @@ impl Application {
             ledger: ledger.clone(),
             max_body_bytes: settings.max_body_bytes,
             public_base_url: settings.public_base_url.clone(),
+            privacy: settings.privacy.clone(),
+            // Set once the DICOM study sources exist (issue 4).
+            study_digests: None,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -85,6 +92,7 @@ impl Application {
                 .app_data(state.clone())
                 .configure(fhir_routes::configure)
                 .configure(admin::configure)
+                .configure(ai_routes::configure)
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {

@@ -73,6 +73,7 @@ impl MllpListener {
             ctx: Arc::new(Context {
                 ledger,
                 index: InferenceIndex::new(),
+                privacy: settings.privacy.clone(),
             }),
             settings,
             tls,

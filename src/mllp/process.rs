@@ -16,6 +16,8 @@ use super::index::InferenceIndex;
 pub struct Context {
     pub ledger: Ledger,
     pub index: InferenceIndex,
+    /// `[privacy]`: patient identifiers are pseudonymised before mapping.
+    pub privacy: crate::config::PrivacySettings,
 }
 
 /// Reads a frame; a refused message gets its ACK right away.
@@ -40,7 +42,9 @@ fn refuse(header: Option<&hl7v2::Header>, r: &Refusal) -> Option<String> {
 }
 
 /// Maps and appends; the ACK (if the sender wants one).
-pub async fn store(ctx: Arc<Context>, inbound: Box<Inbound>) -> Option<String> {
+pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<String> {
+    hl7v2::receipt::minimise_patient(&mut inbound, &ctx.privacy);
+    inbound.keep_free_text = ctx.privacy.store_content;
     let h = &inbound.header;
     let link = match &inbound.kind {
         Kind::AiOverride { study_uid } => match ctx.index.find(&ctx.ledger, study_uid).await {

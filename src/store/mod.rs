@@ -2,6 +2,7 @@
 //! backends. The store never computes hashes: the ledger hands it a closure
 //! that chains a batch onto the head the store read inside its transaction.
 
+pub mod keys;
 pub mod postgres;
 pub mod search;
 pub mod sqlite;

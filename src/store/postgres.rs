@@ -356,3 +356,41 @@ impl Store for PostgresStore {
         Ok(row.try_get("n")?)
     }
 }
+
+impl PostgresStore {
+    /// Entries whose idempotency key is in `[from, to)`, in seq order.
+    pub(crate) async fn entries_by_key_range(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, StoredEntry)>, StoreError> {
+        // COLLATE "C": byte order, the order `prefix_end` assumes.
+        let rows = sqlx::query(
+            "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
+             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq \
+             WHERE k.key COLLATE \"C\" >= $1 AND k.key COLLATE \"C\" < $2 ORDER BY e.seq",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, row_to_entry(r)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+impl PostgresStore {
+    /// The entry an idempotency key names.
+    pub(crate) async fn entry_by_key(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
+             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(row_to_entry).transpose()?)
+    }
+}

@@ -382,3 +382,40 @@ impl Store for SqliteStore {
         Ok(row.try_get("n")?)
     }
 }
+
+impl SqliteStore {
+    /// Entries whose idempotency key is in `[from, to)`, in seq order.
+    pub(crate) async fn entries_by_key_range(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, StoredEntry)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
+             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq \
+             WHERE k.key >= ? AND k.key < ? ORDER BY e.seq",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, row_to_entry(r)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+impl SqliteStore {
+    /// The entry an idempotency key names.
+    pub(crate) async fn entry_by_key(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
+             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ?",
+        )
+        .bind(key)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.as_ref().map(row_to_entry).transpose()?)
+    }
+}

@@ -2,6 +2,8 @@
 //! PostgreSQL database per test), real servers on loopback port 0.
 #![allow(dead_code)]
 
+pub mod ai;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
