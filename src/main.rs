@@ -36,6 +36,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pixel-data digests (DESIGN §3) of DICOM files and folders: instance
+    /// digests, skipped files with reasons, study digests.
+    Hash {
+        /// Files and folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Files hashed at once (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
@@ -53,6 +66,15 @@ fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<S
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Hash {
+        paths,
+        json,
+        workers,
+    } = &cli.command
+    {
+        // Pure CPU and file work: no runtime, no configuration needed.
+        return hash(paths, *json, *workers);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +94,7 @@ fn main() -> ExitCode {
             Command::Migrate { database_url } => {
                 migrate(cli.config.as_ref(), database_url.as_ref()).await
             }
+            Command::Hash { .. } => ExitCode::from(2), // handled above
         }
     })
 }
@@ -177,5 +200,40 @@ async fn migrate(config: Option<&PathBuf>, database_url: Option<&String>) -> Exi
             eprintln!("vellum: migration failed: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `vellum hash`: exit 0 when every input was read (skipped files are
+/// reported, not failures), 2 on a missing path or an I/O error.
+fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
+    use vellum::dicom::{digest, report};
+    let files = match report::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = workers.unwrap_or_else(digest::default_workers);
+    let outcomes = digest::hash_files(&files, workers);
+    let report = report::Report::new(files.iter().map(|p| p.display().to_string()).zip(outcomes));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("vellum: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for e in &report.errors {
+            eprintln!("vellum: {}", e.reason);
+        }
+        ExitCode::from(2)
     }
 }
