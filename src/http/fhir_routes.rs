@@ -119,6 +119,8 @@ async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
+    // Issue 4: pixel digests of referenced DICOM studies (no-op without sources).
+    let body = super::dicom_routes::enrich_body(&req, body).await;
     let draft = match prepare_audit_event(&body) {
         Ok(d) => d,
         Err(Rejection::Malformed(issues)) => {

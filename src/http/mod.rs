@@ -1,6 +1,7 @@
 //! The actix-web application: FHIR routes, admin, health.
 
 mod admin;
+mod dicom_routes;
 mod fhir_routes;
 mod request_span;
 mod response;
@@ -26,6 +27,8 @@ pub struct AppState {
 pub enum StartError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("dicom: {0}")]
+    Dicom(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -75,12 +78,18 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             public_base_url: settings.public_base_url.clone(),
         });
+        let dicom = web::Data::new(
+            crate::dicom::service::DicomService::new(&settings.dicom)
+                .map_err(|e| StartError::Dicom(e.to_string()))?,
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
                 .app_data(state.clone())
                 .configure(fhir_routes::configure)
                 .configure(admin::configure)
+                .app_data(dicom.clone())
+                .configure(dicom_routes::configure)
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {
