@@ -208,7 +208,11 @@ impl DicomWebSource {
         let r = self
             .client
             .get(&url)
-            .header("Accept", "multipart/related; type=\"application/dicom\"")
+            // transfer-syntax=*: as stored (the default would be a transcode).
+            .header(
+                "Accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            )
             .send()
             .await
             .map_err(|e| fail(e.to_string()))?;
