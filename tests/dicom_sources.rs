@@ -300,3 +300,57 @@ async fn a_study_is_hashed_from_a_real_dicomweb_server_once() {
     );
     assert_eq!(instances_extension(&stored), Some(count));
 }
+
+fn run_verify_event(db_url: &str, folder: &Path, index: &Path, id: &str) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .args(["hash", "--verify", id, "--database-url", db_url])
+        .env("VELLUM_DICOM_FOLDERS", folder)
+        .env("VELLUM_DICOM_INDEX_PATH", index)
+        .output()
+        .expect("run vellum hash --verify");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn verify_rehashes_a_recorded_study_and_notices_changed_pixels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let folder = dir.path().join("mr");
+    std::fs::create_dir(&folder).expect("mkdir");
+    for e in std::fs::read_dir(fixtures().join("mr")).expect("mr fixtures") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, folder.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let index = dir.path().join("index.json");
+    let (db, app) = app_with(|raw| {
+        raw.dicom.folders.0 = vec![folder.display().to_string()];
+        raw.dicom.index_path = index.display().to_string();
+    })
+    .await;
+    let stored = create(&app, &study_event(STUDY_MR, None)).await;
+    let id = stored["id"].as_str().expect("id").to_string();
+
+    let (code, out) = run_verify_event(&db.url, &folder, &index, &id);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("Match  study 1.2.826.0.1.3680043.8.498.7700.2"),
+        "{out}"
+    );
+
+    // Change one pixel (the pixel value is the file's last element).
+    let victim = folder.join("multiframe-8bit.dcm");
+    let mut bytes = std::fs::read(&victim).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
+    std::fs::write(&victim, bytes).expect("write");
+    let (code, out) = run_verify_event(&db.url, &folder, &index, &id);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("Mismatch"), "{out}");
+}

@@ -13,6 +13,7 @@ pub mod report;
 pub mod service;
 pub mod spool;
 pub mod study;
+pub mod verify;
 pub mod walk;
 
 pub use digest::{hash_file, hash_files, DigestError, InstanceDigest, Outcome, SkipReason};
