@@ -20,7 +20,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::OpenFileOptions;
 use serde::Serialize;
 
-use super::walk::{self, PixelHash, WalkError};
+use super::walk::{self, Located, PixelHash, WalkError};
 
 /// A hashed instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -180,15 +180,38 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
     if !has_dicm_marker(&mut file).map_err(io)? {
         return Ok(Outcome::Skipped(SkipReason::NotDicom));
     }
+    // The hand-written walk first: it checks every length against the file
+    // without allocating, so a malformed header is refused before dicom-object
+    // (which would allocate whatever length it reads) sees it.
+    let (meta, located) = match walk::locate(file) {
+        Ok(l) => l,
+        Err(WalkError::Io(source)) => return Err(io(source)),
+        Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e.to_string()))),
+    };
+    // Nothing to hash: no need for dicom-object (which can take minutes
+    // on some odd headers, e.g. private UN sequences).
+    match located {
+        Located::Absent => {
+            return Ok(Outcome::Skipped(SkipReason::NoPixelData {
+                kind: non_image_kind(&meta.sop_class),
+                sop_class: meta.sop_class,
+            }))
+        }
+        Located::Empty { .. } => return Ok(Outcome::Skipped(SkipReason::EmptyPixelData)),
+        Located::Pixel(_) => {}
+    }
     let header = match read_header(path) {
         Ok(h) => h,
         Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e))),
     };
-    let file = File::open(path).map_err(io)?;
-    let pixels = match walk::hash_pixel_data(file, &header.transfer_syntax, header.bits_allocated) {
-        Ok(p) => p,
-        Err(WalkError::Io(source)) => return Err(io(source)),
-        Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e.to_string()))),
+    let pixels = match located {
+        Located::Absent => PixelHash::Absent,
+        Located::Empty { tag } => PixelHash::Empty { tag },
+        Located::Pixel(p) => match p.hash(header.bits_allocated) {
+            Ok(p) => p,
+            Err(WalkError::Io(source)) => return Err(io(source)),
+            Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e.to_string()))),
+        },
     };
     Ok(match pixels {
         PixelHash::Absent => Outcome::Skipped(SkipReason::NoPixelData {
@@ -270,6 +293,8 @@ pub fn read_uids(path: &Path) -> Result<Uids, SkipReason> {
     if !has_dicm_marker(&mut file).map_err(|e| SkipReason::Unreadable(e.to_string()))? {
         return Err(SkipReason::NotDicom);
     }
+    // Structure checked first, as in `hash_file`.
+    walk::locate(file).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
     let h = read_header(path).map_err(SkipReason::Unreadable)?;
     Ok(Uids {
         study: h.study_instance_uid,

@@ -156,8 +156,11 @@ fn long_length_vr(vr: [u8; 2]) -> bool {
 
 /// Positions `file` at the first element of the data set: after the
 /// optional 128-byte preamble, the `DICM` marker and the file meta group
-/// (group 0002, always explicit VR little endian).
-fn skip_file_meta(r: &mut BufReader<File>) -> Result<(), WalkError> {
+/// (group 0002, always explicit VR little endian). Returns the data set's
+/// offset and the Transfer Syntax UID (0002,0010) and Media Storage SOP
+/// Class UID (0002,0002).
+fn skip_file_meta(r: &mut BufReader<File>) -> Result<(u64, FileMeta), WalkError> {
+    r.seek(SeekFrom::Start(0))?;
     let mut head = [0u8; 132];
     let n = read_up_to(r, &mut head)?;
     let mut pos: u64 = if n >= 132 && &head[128..132] == b"DICM" {
@@ -168,6 +171,8 @@ fn skip_file_meta(r: &mut BufReader<File>) -> Result<(), WalkError> {
         return Err(WalkError::Malformed("no DICM marker".into()));
     };
     r.seek(SeekFrom::Start(pos))?;
+    let mut ts = String::new();
+    let mut sop_class = String::new();
     loop {
         let group = match read_u16_le(r) {
             Ok(g) => g,
@@ -177,7 +182,7 @@ fn skip_file_meta(r: &mut BufReader<File>) -> Result<(), WalkError> {
         if group != 0x0002 {
             break;
         }
-        let _element = read_u16_le(r)?;
+        let element = read_u16_le(r)?;
         let mut vr = [0u8; 2];
         r.read_exact(&mut vr).map_err(read_err)?;
         let (len, header) = if long_length_vr(vr) {
@@ -191,11 +196,43 @@ fn skip_file_meta(r: &mut BufReader<File>) -> Result<(), WalkError> {
                 "undefined length in the file meta group".into(),
             ));
         }
-        r.seek_relative(i64::from(len))?;
+        if matches!(element, 0x0002 | 0x0010) && len <= 64 {
+            let mut v = vec![0u8; len as usize];
+            r.read_exact(&mut v).map_err(read_err)?;
+            let text = String::from_utf8_lossy(&v)
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+            if element == 0x0010 {
+                ts = text;
+            } else {
+                sop_class = text;
+            }
+        } else {
+            r.seek_relative(i64::from(len))?;
+        }
         pos += header + u64::from(len);
     }
     r.seek(SeekFrom::Start(pos))?;
-    Ok(())
+    if ts.is_empty() {
+        return Err(WalkError::Malformed(
+            "no Transfer Syntax UID in the file meta".into(),
+        ));
+    }
+    Ok((
+        pos,
+        FileMeta {
+            transfer_syntax: ts,
+            sop_class,
+        },
+    ))
+}
+
+/// What the walker reads from the file meta group.
+#[derive(Debug, Clone, Default)]
+pub struct FileMeta {
+    pub transfer_syntax: String,
+    /// Media Storage SOP Class UID.
+    pub sop_class: String,
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, WalkError> {
@@ -219,12 +256,47 @@ struct Header {
     len: u32,
 }
 
-struct Walker {
+/// Longest non-pixel element accepted in a deflated data set, whose real
+/// length cannot be known in advance (no header element is near this).
+const MAX_DEFLATED_ELEMENT: u64 = 256 << 20;
+
+pub struct Walker {
     input: Input,
     big_endian: bool,
+    explicit_vr: bool,
+    /// Bytes consumed since the start of the data set.
+    pos: u64,
+    /// Bytes of the data set in the file (None when deflated).
+    available: Option<u64>,
 }
 
 impl Walker {
+    /// Refuses a length the data set cannot hold, before anything relies on
+    /// it: malformed files fail fast instead of being read for minutes.
+    fn check_len(&self, len: u32) -> Result<(), WalkError> {
+        let len = u64::from(len);
+        match self.available {
+            Some(total) if self.pos + len > total => Err(WalkError::Truncated),
+            None if len > MAX_DEFLATED_ELEMENT => Err(WalkError::Malformed(format!(
+                "element of {len} bytes in a deflated data set"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn skip(&mut self, len: u32) -> Result<(), WalkError> {
+        self.check_len(len)?;
+        self.input.skip(u64::from(len))?;
+        self.pos += u64::from(len);
+        Ok(())
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), WalkError> {
+        self.input.read_exact(buf).map_err(read_err)?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
     fn u16(&self, b: [u8; 2]) -> u16 {
         if self.big_endian {
             u16::from_be_bytes(b)
@@ -245,6 +317,7 @@ impl Walker {
     fn header(&mut self, explicit_vr: bool) -> Result<Option<Header>, WalkError> {
         let mut tag = [0u8; 4];
         let n = read_up_to(&mut self.input, &mut tag)?;
+        self.pos += n as u64;
         if n == 0 {
             return Ok(None);
         }
@@ -255,7 +328,7 @@ impl Walker {
         let mut b4 = [0u8; 4];
         if tag.0 == 0xFFFE || !explicit_vr {
             // Items and delimiters never carry a VR, nor does implicit VR.
-            self.input.read_exact(&mut b4).map_err(read_err)?;
+            self.read_exact(&mut b4)?;
             return Ok(Some(Header {
                 tag,
                 vr: None,
@@ -263,15 +336,15 @@ impl Walker {
             }));
         }
         let mut vr = [0u8; 2];
-        self.input.read_exact(&mut vr).map_err(read_err)?;
+        self.read_exact(&mut vr)?;
         let len = if long_length_vr(vr) {
             let mut reserved = [0u8; 2];
-            self.input.read_exact(&mut reserved).map_err(read_err)?;
-            self.input.read_exact(&mut b4).map_err(read_err)?;
+            self.read_exact(&mut reserved)?;
+            self.read_exact(&mut b4)?;
             self.u32(b4)
         } else {
             let mut b2 = [0u8; 2];
-            self.input.read_exact(&mut b2).map_err(read_err)?;
+            self.read_exact(&mut b2)?;
             u32::from(self.u16(b2))
         };
         Ok(Some(Header {
@@ -284,7 +357,7 @@ impl Walker {
     /// Skips the value of an element whose header was just read.
     fn skip_value(&mut self, h: Header, explicit_vr: bool, depth: usize) -> Result<(), WalkError> {
         if h.len != UNDEFINED {
-            return self.input.skip(u64::from(h.len));
+            return self.skip(h.len);
         }
         // Undefined length: a sequence, or encapsulated data nested in one.
         // UN with undefined length holds implicit VR little endian content
@@ -303,7 +376,7 @@ impl Walker {
             match h.tag {
                 SEQUENCE_END => return Ok(()),
                 ITEM if h.len == UNDEFINED => self.skip_dataset(explicit_vr, depth + 1)?,
-                ITEM => self.input.skip(u64::from(h.len))?,
+                ITEM => self.skip(h.len)?,
                 t => {
                     return Err(WalkError::Malformed(format!(
                         "({:04X},{:04X}) where an item was expected",
@@ -328,44 +401,43 @@ impl Walker {
         }
     }
 
-    /// Walks the top-level data set to the first pixel element and hashes it.
-    fn hash_pixels(
-        mut self,
-        explicit_vr: bool,
-        bits_allocated: Option<u16>,
-    ) -> Result<PixelHash, WalkError> {
-        while let Some(h) = self.header(explicit_vr)? {
+    /// Walks the top-level data set to the first pixel element.
+    fn locate(&mut self) -> Result<Option<Header>, WalkError> {
+        while let Some(h) = self.header(self.explicit_vr)? {
             if PIXEL_TAGS.contains(&h.tag) {
-                if h.len == 0 {
-                    return Ok(PixelHash::Empty { tag: h.tag });
-                }
-                return if h.len == UNDEFINED {
-                    self.hash_fragments(h.tag)
-                } else {
-                    let swap = if self.big_endian {
-                        swap_size(h.vr, bits_allocated)
-                    } else {
-                        1
-                    };
-                    let mut sha = Sha256::new();
-                    let mut buf = vec![0u8; CHUNK];
-                    copy_hashed(&mut self.input, u64::from(h.len), swap, &mut sha, &mut buf)?;
-                    Ok(PixelHash::Hashed {
-                        tag: h.tag,
-                        encapsulated: false,
-                        bytes: u64::from(h.len),
-                        sha256: sha.finalize().into(),
-                    })
-                };
+                return Ok(Some(h));
             }
             if h.tag > PIXEL_TAGS[2] {
                 // Past the pixel elements in tag order (trailing padding, a
                 // stray delimiter): there is none.
                 break;
             }
-            self.skip_value(h, explicit_vr, 0)?;
+            self.skip_value(h, self.explicit_vr, 0)?;
         }
-        Ok(PixelHash::Absent)
+        Ok(None)
+    }
+
+    /// Native pixel data: the value in chunks, byte-swapped if big endian.
+    fn hash_native(
+        mut self,
+        h: Header,
+        bits_allocated: Option<u16>,
+    ) -> Result<PixelHash, WalkError> {
+        self.check_len(h.len)?;
+        let swap = if self.big_endian {
+            swap_size(h.vr, bits_allocated)
+        } else {
+            1
+        };
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        copy_hashed(&mut self.input, u64::from(h.len), swap, &mut sha, &mut buf)?;
+        Ok(PixelHash::Hashed {
+            tag: h.tag,
+            encapsulated: false,
+            bytes: u64::from(h.len),
+            sha256: sha.finalize().into(),
+        })
     }
 
     /// Encapsulated pixel data: hash every fragment's value, skipping the
@@ -385,9 +457,11 @@ impl Walker {
                         "encapsulated pixel data item of undefined length".into(),
                     ))
                 }
-                ITEM if first => self.input.skip(u64::from(h.len))?,
+                ITEM if first => self.skip(h.len)?,
                 ITEM => {
+                    self.check_len(h.len)?;
                     copy_hashed(&mut self.input, u64::from(h.len), 1, &mut sha, &mut buf)?;
+                    self.pos += u64::from(h.len);
                     bytes += u64::from(h.len);
                 }
                 t => {
@@ -453,25 +527,155 @@ fn copy_hashed(
     Ok(())
 }
 
-/// Hashes the pixel element of the Part 10 file at `path`, whose transfer
-/// syntax is `transfer_syntax` and Bits Allocated `bits_allocated` (both
-/// from the header dicom-object read).
-pub fn hash_pixel_data(
-    file: File,
-    transfer_syntax: &str,
-    bits_allocated: Option<u16>,
-) -> Result<PixelHash, WalkError> {
-    let enc = Encoding::of_transfer_syntax(transfer_syntax);
+/// Where the walk to the pixel element ended.
+pub enum Located {
+    /// At the pixel element's value, ready to hash.
+    Pixel(Box<PixelElement>),
+    /// No top-level pixel element.
+    Absent,
+    /// The pixel element is there but has no value.
+    Empty { tag: (u16, u16) },
+}
+
+pub struct PixelElement {
+    walker: Walker,
+    header: Header,
+}
+
+impl PixelElement {
+    /// Hashes the value (DESIGN §3). `bits_allocated` (from the header)
+    /// decides the sample size of big-endian OW data.
+    pub fn hash(self, bits_allocated: Option<u16>) -> Result<PixelHash, WalkError> {
+        if self.header.len == UNDEFINED {
+            self.walker.hash_fragments(self.header.tag)
+        } else {
+            self.walker.hash_native(self.header, bits_allocated)
+        }
+    }
+}
+
+/// Walks a Part 10 file (its transfer syntax read from its file meta) to
+/// its pixel element, checking every length against the data actually
+/// there. Returns the file meta and where the walk ended.
+pub fn locate(file: File) -> Result<(FileMeta, Located), WalkError> {
+    let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(64 * 1024, file);
-    skip_file_meta(&mut r)?;
+    let (start, meta) = skip_file_meta(&mut r)?;
+    let enc = Encoding::of_transfer_syntax(&meta.transfer_syntax);
     let input = if enc.deflated {
         Input::Deflated(Box::new(DeflateDecoder::new(r)))
     } else {
         Input::File(r)
     };
-    let walker = Walker {
+    let mut walker = Walker {
         input,
         big_endian: enc.big_endian,
+        explicit_vr: enc.explicit_vr,
+        pos: 0,
+        available: (!enc.deflated).then(|| file_len.saturating_sub(start)),
     };
-    walker.hash_pixels(enc.explicit_vr, bits_allocated)
+    let located = match walker.locate()? {
+        None => Located::Absent,
+        Some(h) if h.len == 0 => Located::Empty { tag: h.tag },
+        Some(header) => Located::Pixel(Box::new(PixelElement { walker, header })),
+    };
+    Ok((meta, located))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A Part 10 file: explicit VR little endian meta, then `dataset`.
+    fn part10(dataset: &[u8]) -> tempfile::NamedTempFile {
+        let ts = b"1.2.840.10008.1.2.1\0";
+        let mut meta = Vec::new();
+        meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        meta.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        meta.extend_from_slice(ts);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[0u8; 128]).unwrap();
+        f.write_all(b"DICM").unwrap();
+        f.write_all(&meta).unwrap();
+        f.write_all(dataset).unwrap();
+        f
+    }
+
+    fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&tag.0.to_le_bytes());
+        e.extend_from_slice(&tag.1.to_le_bytes());
+        e.extend_from_slice(vr);
+        e.extend_from_slice(&[0, 0]);
+        e.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        e.extend_from_slice(value);
+        e
+    }
+
+    fn hash(f: &tempfile::NamedTempFile) -> Result<PixelHash, WalkError> {
+        match locate(File::open(f.path())?)?.1 {
+            Located::Pixel(p) => p.hash(Some(8)),
+            Located::Absent => Ok(PixelHash::Absent),
+            Located::Empty { tag } => Ok(PixelHash::Empty { tag }),
+        }
+    }
+
+    #[test]
+    fn a_length_beyond_the_file_is_refused_without_reading_it() {
+        // (0009,0010) OB claiming 4 GiB in a file of a few hundred bytes.
+        let mut ds = vec![0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0];
+        ds.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        assert!(matches!(hash(&part10(&ds)), Err(WalkError::Truncated)));
+        // The pixel value itself too.
+        let mut ds = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        ds.extend_from_slice(&1000u32.to_le_bytes());
+        ds.extend_from_slice(&[1, 2, 3]);
+        assert!(matches!(hash(&part10(&ds)), Err(WalkError::Truncated)));
+    }
+
+    #[test]
+    fn pixel_data_nested_in_a_sequence_is_not_the_instances() {
+        // (0088,0200) SQ of undefined length holding an item with pixel data,
+        // then the top-level pixel data.
+        let mut ds = vec![
+            0x88, 0x00, 0x00, 0x02, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend_from_slice(&element((0x7FE0, 0x0010), b"OB", b"icon"));
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        ds.extend_from_slice(&element((0x7FE0, 0x0010), b"OB", b"real"));
+        match hash(&part10(&ds)).unwrap() {
+            PixelHash::Hashed { sha256, bytes, .. } => {
+                assert_eq!(bytes, 4);
+                assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(b"real")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unterminated_nesting_is_refused_not_followed_forever() {
+        let mut ds = Vec::new();
+        for _ in 0..100 {
+            ds.extend_from_slice(&[
+                0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+            ]);
+            ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(matches!(hash(&part10(&ds)), Err(WalkError::Malformed(_))));
+    }
+
+    #[test]
+    fn big_endian_samples_are_swapped_by_their_size() {
+        let mut b = *b"\x01\x02\x03\x04\x05\x06\x07\x08\x09";
+        swap_in_place(&mut b, 4);
+        assert_eq!(&b, b"\x04\x03\x02\x01\x08\x07\x06\x05\x09");
+        assert_eq!(swap_size(Some(*b"OW"), Some(8)), 2);
+        assert_eq!(swap_size(Some(*b"OW"), Some(32)), 4);
+        assert_eq!(swap_size(Some(*b"OF"), None), 4);
+        assert_eq!(swap_size(Some(*b"OD"), None), 8);
+        assert_eq!(swap_size(Some(*b"OB"), Some(16)), 1);
+    }
 }
