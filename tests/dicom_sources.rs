@@ -112,6 +112,7 @@ async fn events_get_the_study_digest_from_a_folder_tree() {
     .await;
     let (want, count) = reference_study(STUDY_MR);
 
+    let mut all = Vec::new();
     let stored = create(&app, &study_event(STUDY_MR, None)).await;
     assert_eq!(
         detail(&stored, "pixel-sha256").expect("digest")["valueBase64Binary"],
@@ -120,6 +121,7 @@ async fn events_get_the_study_digest_from_a_folder_tree() {
     assert_eq!(instances_extension(&stored), Some(count));
     assert_eq!(stored["entity"][0]["detail"][0]["valueString"], "0.940");
     assert!(index.is_file(), "the folder index is persisted");
+    all.push(stored);
 
     // A sender's digest that differs is kept, vellum's recorded beside it.
     let forged = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -132,6 +134,7 @@ async fn events_get_the_study_digest_from_a_folder_tree() {
         detail(&stored, "pixel-sha256-mismatch").expect("mismatch")["valueBase64Binary"],
         want
     );
+    all.push(stored);
 
     // An unknown study is stored with the digest marked pending.
     let stored = create(&app, &study_event("1.2.3.999", None)).await;
