@@ -65,6 +65,9 @@ pub struct RawSettings {
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
     #[serde(default)]
     pub privacy: RawPrivacy,
+    /// `[dicom]`: pixel digests and the sources studies are found in.
+    #[serde(default)]
+    pub dicom: RawDicomSettings,
 }
 
 /// `[privacy]` as written by an operator.
@@ -98,6 +101,147 @@ impl std::fmt::Debug for PrivacySettings {
     }
 }
 
+/// `[dicom]` as written (env: `VELLUM_DICOM_<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDicomSettings {
+    /// Folder trees of DICOM files searched for studies (env: comma-separated).
+    pub folders: PathList,
+    /// Where the folder index (and digest cache) is persisted.
+    pub index_path: String,
+    /// DICOMweb base URL (QIDO-RS/WADO-RS), e.g. `http://pacs:8042/dicom-web`.
+    pub dicomweb_url: Option<String>,
+    /// Timeout of one DICOMweb request, ms.
+    pub dicomweb_timeout_ms: u64,
+    /// How long an event may wait for its study's digest before it is
+    /// stored with the digest pending, ms.
+    pub budget_ms: u64,
+    /// Largest `POST /dicom/digest` body, bytes.
+    pub max_upload_bytes: usize,
+    /// Files hashed at once; 0 = one per core.
+    pub workers: usize,
+}
+
+/// A list of paths: a TOML array, or one string with comma-separated items
+/// (how an environment variable carries it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "OneOrMany")]
+pub struct PathList(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for PathList {
+    fn from(v: OneOrMany) -> Self {
+        let items = match v {
+            OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+            OneOrMany::Many(v) => v,
+        };
+        PathList(
+            items
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+}
+
+impl Default for RawDicomSettings {
+    fn default() -> Self {
+        RawDicomSettings {
+            folders: PathList::default(),
+            index_path: "vellum-dicom-index.json".into(),
+            dicomweb_url: None,
+            dicomweb_timeout_ms: 30_000,
+            budget_ms: 2_000,
+            max_upload_bytes: 1 << 30,
+            workers: 0,
+        }
+    }
+}
+
+/// Validated `[dicom]` settings.
+#[derive(Debug, Clone)]
+pub struct DicomSettings {
+    pub folders: Vec<PathBuf>,
+    pub index_path: PathBuf,
+    /// Without a trailing `/`.
+    pub dicomweb_url: Option<String>,
+    pub dicomweb_timeout: Duration,
+    pub budget: Duration,
+    pub max_upload_bytes: usize,
+    /// At least 1.
+    pub workers: usize,
+}
+
+impl DicomSettings {
+    /// Is any study source configured? Without one, events are not enriched.
+    pub fn has_sources(&self) -> bool {
+        !self.folders.is_empty() || self.dicomweb_url.is_some()
+    }
+
+    pub fn validate(raw: RawDicomSettings) -> Result<Self, ConfigError> {
+        if let Some(url) = &raw.dicomweb_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "dicom.dicomweb_url",
+                    reason: "must be an absolute http(s) URL".into(),
+                });
+            }
+        }
+        for f in &raw.folders.0 {
+            if !Path::new(f).is_dir() {
+                return Err(ConfigError::Invalid {
+                    key: "dicom.folders",
+                    reason: format!("{f} is not a folder"),
+                });
+            }
+        }
+        if raw.max_upload_bytes == 0 || raw.dicomweb_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "dicom.max_upload_bytes",
+                reason: "max_upload_bytes and dicomweb_timeout_ms must be greater than 0".into(),
+            });
+        }
+        Ok(DicomSettings {
+            folders: raw.folders.0.iter().map(PathBuf::from).collect(),
+            index_path: raw.index_path.into(),
+            dicomweb_url: raw
+                .dicomweb_url
+                .map(|u| u.trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
+            dicomweb_timeout: Duration::from_millis(raw.dicomweb_timeout_ms),
+            budget: Duration::from_millis(raw.budget_ms),
+            max_upload_bytes: raw.max_upload_bytes,
+            workers: if raw.workers == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                raw.workers
+            },
+        })
+    }
+}
+
+impl Default for DicomSettings {
+    fn default() -> Self {
+        let raw = RawDicomSettings::default();
+        DicomSettings {
+            folders: Vec::new(),
+            index_path: raw.index_path.into(),
+            dicomweb_url: None,
+            dicomweb_timeout: Duration::from_millis(raw.dicomweb_timeout_ms),
+            budget: Duration::from_millis(raw.budget_ms),
+            max_upload_bytes: raw.max_upload_bytes,
+            workers: 1,
+        }
+    }
+}
+
 impl Default for RawSettings {
     fn default() -> Self {
         RawSettings {
@@ -119,6 +263,7 @@ impl Default for RawSettings {
             public_base_url: None,
             log: "info".into(),
             privacy: RawPrivacy::default(),
+            dicom: RawDicomSettings::default(),
         }
     }
 }
@@ -168,6 +313,7 @@ pub struct Settings {
     pub public_base_url: Option<String>,
     pub log: String,
     pub privacy: PrivacySettings,
+    pub dicom: DicomSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +410,26 @@ impl Settings {
                         .any(|n| k.as_str().eq_ignore_ascii_case(n))
                 })
                 .map(|k| format!("privacy.{}", k.as_str().to_ascii_lowercase()).into()),
+        );
+        // `[dicom]` keys come as VELLUM_DICOM_<KEY>; the same filtering.
+        let dicom_known = [
+            "folders",
+            "index_path",
+            "dicomweb_url",
+            "dicomweb_timeout_ms",
+            "budget_ms",
+            "max_upload_bytes",
+            "workers",
+        ];
+        fig = fig.merge(
+            Env::prefixed("VELLUM_DICOM_")
+                .filter(move |k| {
+                    dicom_known
+                        .iter()
+                        .any(|n| k.as_str().eq_ignore_ascii_case(n))
+                })
+                .map(|k| format!("dicom.{}", k.as_str().to_ascii_lowercase()).into())
+                .split("."),
         );
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
@@ -376,7 +542,9 @@ impl Settings {
             }
         }
         let privacy = validate_privacy(&raw.privacy)?;
+        let dicom = DicomSettings::validate(raw.dicom)?;
         Ok(Settings {
+            dicom,
             database_url,
             database_role: raw.database_role,
             migrate_on_start: raw.migrate_on_start,
@@ -480,6 +648,34 @@ mod tests {
             Some(&b"0123456789abcdef0123"[..])
         );
         assert_eq!(s.mllp.privacy, s.privacy);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn dicom_settings_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_DICOM_FOLDERS", format!("{d}, {d}"));
+            jail.set_env(
+                "VELLUM_DICOM_DICOMWEB_URL",
+                "http://127.0.0.1:8042/dicom-web/",
+            );
+            jail.set_env("VELLUM_DICOM_BUDGET_MS", "250");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.dicom.folders.len(), 2);
+            assert_eq!(
+                s.dicom.dicomweb_url.as_deref(),
+                Some("http://127.0.0.1:8042/dicom-web")
+            );
+            assert_eq!(s.dicom.budget, Duration::from_millis(250));
+            assert!(s.dicom.has_sources());
+            Ok(())
+        });
+        assert!(!Settings::validate(RawSettings::default())
+            .unwrap()
+            .dicom
+            .has_sources());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! vellum: a tamper-evident FHIR AuditEvent repository for radiology AI.
 
 pub mod config;
+pub mod dicom;
 pub mod fhir;
 pub mod hl7v2;
 pub mod http;

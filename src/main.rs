@@ -36,6 +36,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pixel-data digests (DESIGN §3) of DICOM files and folders: instance
+    /// digests, skipped files with reasons, study digests.
+    Hash {
+        /// Files and folders (searched recursively).
+        #[arg(required_unless_present = "verify")]
+        paths: Vec<PathBuf>,
+        /// Re-hash the studies a stored event recorded digests for (from the
+        /// configured `[dicom]` sources) and compare: exit 0 when all match,
+        /// 1 when any differs, 2 when one cannot be checked.
+        #[arg(long, value_name = "EVENT_ID", conflicts_with = "paths")]
+        verify: Option<String>,
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Files hashed at once (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
@@ -53,6 +73,17 @@ fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<S
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Hash {
+        paths,
+        json,
+        workers,
+        verify: None,
+        ..
+    } = &cli.command
+    {
+        // Pure CPU and file work: no runtime, no configuration needed.
+        return hash(paths, *json, *workers);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +103,13 @@ fn main() -> ExitCode {
             Command::Migrate { database_url } => {
                 migrate(cli.config.as_ref(), database_url.as_ref()).await
             }
+            Command::Hash {
+                verify: Some(id),
+                database_url,
+                json,
+                ..
+            } => verify_event(cli.config.as_ref(), database_url.as_ref(), &id, json).await,
+            Command::Hash { .. } => ExitCode::from(2), // handled above
         }
     })
 }
@@ -177,5 +215,113 @@ async fn migrate(config: Option<&PathBuf>, database_url: Option<&String>) -> Exi
             eprintln!("vellum: migration failed: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `vellum hash`: exit 0 when every input was read (skipped files are
+/// reported, not failures), 2 on a missing path or an I/O error.
+fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
+    use vellum::dicom::{digest, report};
+    let files = match report::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = workers.unwrap_or_else(digest::default_workers);
+    let outcomes = digest::hash_files(&files, workers);
+    let report = report::Report::new(files.iter().map(|p| p.display().to_string()).zip(outcomes));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("vellum: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for e in &report.errors {
+            eprintln!("vellum: {}", e.reason);
+        }
+        ExitCode::from(2)
+    }
+}
+
+/// `vellum hash --verify <event id>`.
+async fn verify_event(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+    id: &str,
+    json: bool,
+) -> ExitCode {
+    use vellum::dicom::verify::{verify_event, Verdict};
+    let s = match settings(config, database_url) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let service = match vellum::dicom::service::DicomService::new(&s.dicom) {
+        Ok(d) if d.has_sources() => d,
+        Ok(_) => {
+            eprintln!("vellum: no [dicom] study source is configured");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match open_store(config, database_url).await {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let entry = match store.get_by_id(id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            eprintln!("vellum: AuditEvent/{id} is not stored");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("vellum: cannot read the store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checks = verify_event(&service, entry.body.as_bytes()).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
+    } else {
+        for c in &checks {
+            println!(
+                "{:?}  study {}  recorded={} ({:?} instances)  now={} ({:?} instances)  {}",
+                c.verdict,
+                c.study_instance_uid,
+                c.recorded.as_deref().unwrap_or("-"),
+                c.recorded_instances,
+                c.now.as_deref().unwrap_or("-"),
+                c.now_instances,
+                c.detail
+            );
+        }
+    }
+    if checks.is_empty() {
+        eprintln!("vellum: AuditEvent/{id} references no DICOM study");
+        ExitCode::from(2)
+    } else if checks.iter().any(|c| c.verdict == Verdict::Mismatch) {
+        ExitCode::from(1)
+    } else if checks.iter().all(|c| c.verdict == Verdict::Match) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }

@@ -131,6 +131,8 @@ async fn create(
         Ok(j) => j,
         Err(r) => return r,
     };
+    // Issue 4: pixel digests of referenced DICOM studies (no-op without sources).
+    let json = super::dicom_routes::enrich_body(&req, json).await;
     let mut draft = match prepare_audit_event(&json) {
         Ok(d) => d,
         Err(rejection) => return rejected(&rejection),

@@ -4,6 +4,7 @@ mod admin;
 mod ai_routes;
 mod bundle_routes;
 mod conditional;
+mod dicom_routes;
 mod fhir_routes;
 mod format;
 mod request_span;
@@ -34,6 +35,8 @@ pub struct AppState {
 pub enum StartError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("dicom: {0}")]
+    Dicom(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -78,14 +81,25 @@ impl Application {
                 source,
             })?
             .port();
+        let dicom_service = std::sync::Arc::new(
+            crate::dicom::service::DicomService::new(&settings.dicom)
+                .map_err(|e| StartError::Dicom(e.to_string()))?,
+        );
+        let study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>> =
+            if dicom_service.has_sources() {
+                Some(dicom_service.clone())
+            } else {
+                None
+            };
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             max_body_bytes: settings.max_body_bytes,
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
-            // Set once the DICOM study sources exist (issue 4).
-            study_digests: None,
+            // vellum's own study digests for AI inferences (issue 4 sources).
+            study_digests,
         });
+        let dicom = web::Data::from(dicom_service);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
@@ -93,6 +107,8 @@ impl Application {
                 .configure(fhir_routes::configure)
                 .configure(admin::configure)
                 .configure(ai_routes::configure)
+                .app_data(dicom.clone())
+                .configure(dicom_routes::configure)
         })
         .listen(listener)
         .map_err(|source| StartError::Bind {

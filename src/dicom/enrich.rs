@@ -1,0 +1,292 @@
+//! Pixel digests in events (DESIGN §3): for every entity whose
+//! `what.identifier` is a Study Instance UID (`system` `urn:dicom:uid`,
+//! `type` DCM 110180, `value` `urn:oid:<uid>`), the study digest is looked
+//! up in the configured sources within a time budget and attached, before
+//! the event is validated and chained:
+//!
+//! * `entity.detail` `{type: "pixel-sha256", valueBase64Binary: <digest>}`
+//! * `entity.extension` `{url: "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances", valueInteger: <n>}`
+//!
+//! A digest the sender supplied is never replaced: when vellum's differs,
+//! vellum's is added as a `pixel-sha256-mismatch` detail and counted in
+//! [`mismatches`]. When the study is not found, a source fails, or the budget
+//! runs out, a `pixel-sha256-pending` detail (valueString: why) marks it.
+//!
+//! The event JSON is edited as vellum's own exact-number tree
+//! (`ledger::canonical`), so numbers keep their source text.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ledger::canonical::{self, Json, Member, Value};
+
+use super::service::DicomService;
+
+pub const NUMBER_OF_INSTANCES_URL: &str =
+    "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
+pub const DETAIL_DIGEST: &str = "pixel-sha256";
+pub const DETAIL_MISMATCH: &str = "pixel-sha256-mismatch";
+pub const DETAIL_PENDING: &str = "pixel-sha256-pending";
+
+static MISMATCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Sender-supplied digests that differed from vellum's, since start.
+pub fn mismatches() -> u64 {
+    MISMATCHES.load(Ordering::Relaxed)
+}
+
+/// The Study Instance UID an entity references, if it is a study entity.
+pub fn study_uid_of(entity: &Json) -> Option<String> {
+    let id = entity.get("what")?.get("identifier")?;
+    if id.get("system")?.as_str()? != "urn:dicom:uid" {
+        return None;
+    }
+    let is_study = id
+        .get("type")
+        .and_then(|t| t.get("coding"))
+        .and_then(Json::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.get("code").and_then(Json::as_str) == Some("110180"))
+        });
+    if !is_study {
+        return None;
+    }
+    let uid = id.get("value")?.as_str()?.strip_prefix("urn:oid:")?;
+    (!uid.is_empty()).then(|| uid.to_string())
+}
+
+/// What the sources said about one study.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found { base64: String, instances: usize },
+    Pending(String),
+}
+
+fn obj(members: Vec<(&str, Json)>) -> Json {
+    Json::new(Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| Member {
+                key: k.to_string(),
+                key_start: 0,
+                value: v,
+            })
+            .collect(),
+    ))
+}
+
+fn push(entity: &mut Json, key: &str, item: Json) {
+    let mut items = entity
+        .get(key)
+        .and_then(Json::as_array)
+        .map(<[Json]>::to_vec)
+        .unwrap_or_default();
+    items.push(item);
+    entity.set(key, Json::new(Value::Array(items)));
+}
+
+/// Applies a lookup result to one entity (pure: the rules of the module doc).
+pub fn apply(entity: &mut Json, lookup: &Lookup) {
+    let details = entity.get("detail").and_then(Json::as_array).unwrap_or(&[]);
+    let supplied = details
+        .iter()
+        .find(|d| d.get("type").and_then(Json::as_str) == Some(DETAIL_DIGEST))
+        .map(|d| {
+            d.get("valueBase64Binary")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        });
+    match lookup {
+        Lookup::Found { base64, instances } => {
+            match supplied {
+                None => push(
+                    entity,
+                    "detail",
+                    obj(vec![
+                        ("type", Json::string(DETAIL_DIGEST)),
+                        ("valueBase64Binary", Json::string(base64.clone())),
+                    ]),
+                ),
+                Some(theirs) if &theirs == base64 => {}
+                Some(_) => {
+                    MISMATCHES.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("sender-supplied pixel digest differs from vellum's");
+                    push(
+                        entity,
+                        "detail",
+                        obj(vec![
+                            ("type", Json::string(DETAIL_MISMATCH)),
+                            ("valueBase64Binary", Json::string(base64.clone())),
+                        ]),
+                    );
+                }
+            }
+            let has_count = entity
+                .get("extension")
+                .and_then(Json::as_array)
+                .is_some_and(|es| {
+                    es.iter().any(|e| {
+                        e.get("url").and_then(Json::as_str) == Some(NUMBER_OF_INSTANCES_URL)
+                    })
+                });
+            if !has_count {
+                push(
+                    entity,
+                    "extension",
+                    obj(vec![
+                        ("url", Json::string(NUMBER_OF_INSTANCES_URL)),
+                        (
+                            "valueInteger",
+                            Json::new(Value::Number(instances.to_string())),
+                        ),
+                    ]),
+                );
+            }
+        }
+        Lookup::Pending(why) => push(
+            entity,
+            "detail",
+            obj(vec![
+                ("type", Json::string(DETAIL_PENDING)),
+                ("valueString", Json::string(why.clone())),
+            ]),
+        ),
+    }
+}
+
+/// Looks a study up within the configured budget.
+pub async fn lookup(service: &DicomService, study_uid: &str) -> Lookup {
+    let budget = service.settings().budget;
+    match tokio::time::timeout(budget, service.study(study_uid)).await {
+        Ok(Ok(Some((found, _)))) if found.digest.instances > 0 => Lookup::Found {
+            base64: found.digest.base64(),
+            instances: found.digest.instances,
+        },
+        Ok(Ok(Some(_))) => Lookup::Pending("the study has no instance with pixel data".into()),
+        Ok(Ok(None)) => Lookup::Pending("study not found in the configured sources".into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "study source failed");
+            Lookup::Pending(format!("study source failed: {e}"))
+        }
+        Err(_) => Lookup::Pending(format!(
+            "digest not computed within the budget of {} ms",
+            budget.as_millis()
+        )),
+    }
+}
+
+/// The event body with digests attached, or `None` when nothing applies
+/// (no sources, not JSON, no study entity): the body is then used as sent.
+pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {
+    if !service.has_sources() {
+        return None;
+    }
+    let mut root = canonical::parse(body).ok()?;
+    let entities = root.get("entity").and_then(Json::as_array)?;
+    let targets: Vec<(usize, String)> = entities
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| study_uid_of(e).map(|u| (i, u)))
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let mut results: Vec<(String, Lookup)> = Vec::new();
+    for (_, uid) in &targets {
+        if !results.iter().any(|(u, _)| u == uid) {
+            let l = lookup(service, uid).await;
+            results.push((uid.clone(), l));
+        }
+    }
+    let mut entities = root.get("entity").and_then(Json::as_array)?.to_vec();
+    for (i, uid) in &targets {
+        if let (Some(e), Some((_, l))) =
+            (entities.get_mut(*i), results.iter().find(|(u, _)| u == uid))
+        {
+            apply(e, l);
+        }
+    }
+    root.set("entity", Json::new(Value::Array(entities)));
+    Some(canonical::to_canonical(&root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(extra: &str) -> Json {
+        let src = format!(
+            r#"{{"what":{{"identifier":{{"type":{{"coding":[{{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110180"}}]}},"system":"urn:dicom:uid","value":"urn:oid:1.2.3"}}}}{extra}}}"#
+        );
+        canonical::parse(src.as_bytes()).unwrap()
+    }
+
+    fn text(j: &Json) -> String {
+        String::from_utf8(canonical::to_canonical(j)).unwrap()
+    }
+
+    #[test]
+    fn study_entities_are_recognised_by_system_type_and_oid() {
+        assert_eq!(study_uid_of(&entity("")).as_deref(), Some("1.2.3"));
+        let no_type = canonical::parse(
+            br#"{"what":{"identifier":{"system":"urn:dicom:uid","value":"urn:oid:1.2.3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(study_uid_of(&no_type), None);
+    }
+
+    #[test]
+    fn digest_and_count_are_attached() {
+        let mut e = entity("");
+        apply(
+            &mut e,
+            &Lookup::Found {
+                base64: "AAAA".into(),
+                instances: 3,
+            },
+        );
+        let t = text(&e);
+        assert!(
+            t.contains(r#""detail":[{"type":"pixel-sha256","valueBase64Binary":"AAAA"}]"#),
+            "{t}"
+        );
+        assert!(t.contains(r#""extension":[{"url":"http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances","valueInteger":3}]"#), "{t}");
+    }
+
+    #[test]
+    fn a_differing_sender_digest_is_kept_and_the_mismatch_recorded() {
+        let mut e = entity(r#","detail":[{"type":"pixel-sha256","valueBase64Binary":"BBBB"}]"#);
+        let before = mismatches();
+        apply(
+            &mut e,
+            &Lookup::Found {
+                base64: "AAAA".into(),
+                instances: 1,
+            },
+        );
+        let t = text(&e);
+        assert!(
+            t.contains(r#"{"type":"pixel-sha256","valueBase64Binary":"BBBB"}"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"{"type":"pixel-sha256-mismatch","valueBase64Binary":"AAAA"}"#),
+            "{t}"
+        );
+        assert!(mismatches() > before);
+    }
+
+    #[test]
+    fn an_equal_sender_digest_is_left_alone() {
+        let mut e = entity(r#","detail":[{"type":"pixel-sha256","valueBase64Binary":"AAAA"}]"#);
+        apply(
+            &mut e,
+            &Lookup::Found {
+                base64: "AAAA".into(),
+                instances: 1,
+            },
+        );
+        assert!(!text(&e).contains("mismatch"));
+    }
+}

@@ -1,0 +1,20 @@
+//! DICOM pixel-data digests (DESIGN §3): instance digests of Part 10 files
+//! hashed in bounded memory, study digests, the sources studies are found
+//! in (folders, DICOMweb, uploads), the digest cache, and the step that
+//! attaches digests to events.
+
+pub mod dicomweb;
+pub mod digest;
+pub mod enrich;
+pub mod folder;
+pub mod index;
+pub mod multipart;
+pub mod report;
+pub mod service;
+pub mod spool;
+pub mod study;
+pub mod verify;
+pub mod walk;
+
+pub use digest::{hash_file, hash_files, DigestError, InstanceDigest, Outcome, SkipReason};
+pub use study::{study_digest, study_digests, StudyDigest};

@@ -1,0 +1,119 @@
+//! The configured study sources, tried in order: folder trees, then the
+//! DICOMweb server. One per server process, shared by the routes.
+
+use std::sync::Arc;
+
+use crate::config::DicomSettings;
+
+use super::dicomweb::{DicomWebError, DicomWebSource};
+use super::folder::{FolderError, FolderSource, StudyFound};
+use super::index::SharedIndex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("folder source: {0}")]
+    Folder(#[from] FolderError),
+    #[error("{0}")]
+    DicomWeb(#[from] DicomWebError),
+    #[error("folder source task failed: {0}")]
+    Task(String),
+}
+
+/// Which source answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Folder,
+    DicomWeb,
+}
+
+pub struct DicomService {
+    settings: DicomSettings,
+    folder: Option<Arc<FolderSource>>,
+    web: Option<DicomWebSource>,
+}
+
+impl DicomService {
+    pub fn new(settings: &DicomSettings) -> Result<Self, SourceError> {
+        let index = Arc::new(SharedIndex::open(settings.index_path.clone()));
+        let folder = (!settings.folders.is_empty()).then(|| {
+            Arc::new(FolderSource::open(
+                settings.folders.clone(),
+                index.clone(),
+                settings.workers,
+            ))
+        });
+        let web = match &settings.dicomweb_url {
+            Some(url) => Some(DicomWebSource::new(
+                url.clone(),
+                settings.dicomweb_timeout,
+                index,
+            )?),
+            None => None,
+        };
+        Ok(DicomService {
+            settings: settings.clone(),
+            folder,
+            web,
+        })
+    }
+
+    pub fn settings(&self) -> &DicomSettings {
+        &self.settings
+    }
+
+    /// Is any study source configured?
+    pub fn has_sources(&self) -> bool {
+        self.folder.is_some() || self.web.is_some()
+    }
+
+    /// The study's digest from the first source that has the study.
+    pub async fn study(
+        &self,
+        study_uid: &str,
+    ) -> Result<Option<(StudyFound, SourceKind)>, SourceError> {
+        if let Some(folder) = &self.folder {
+            let f = folder.clone();
+            let uid = study_uid.to_string();
+            let found = tokio::task::spawn_blocking(move || f.study(&uid))
+                .await
+                .map_err(|e| SourceError::Task(e.to_string()))??;
+            if let Some(found) = found {
+                return Ok(Some((found, SourceKind::Folder)));
+            }
+        }
+        if let Some(web) = &self.web {
+            if let Some(found) = web.study(study_uid).await? {
+                return Ok(Some((found, SourceKind::DicomWeb)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The AI API's view of the study sources: vellum's own digest of an
+/// inference's study, within the configured time budget (None when the study
+/// is not found, a source fails, or the budget runs out).
+impl crate::radiology::build::StudyDigestSource for DicomService {
+    fn study_digest<'a>(
+        &'a self,
+        study_uid: &'a str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Option<crate::radiology::build::StudyDigest>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let budget = self.settings().budget;
+            let found = tokio::time::timeout(budget, self.study(study_uid))
+                .await
+                .ok()?
+                .ok()??;
+            Some(crate::radiology::build::StudyDigest {
+                sha256: crate::radiology::types::Digest(found.0.digest.sha256),
+                instances: u32::try_from(found.0.digest.instances).unwrap_or(u32::MAX),
+            })
+        })
+    }
+}
