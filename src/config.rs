@@ -211,7 +211,7 @@ fn parse_addr_list(key: &'static str, list: &str) -> Result<Vec<SocketAddr>, Con
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .map(|a| {
-            a.parse().map_err(|e| ConfigError::Invalid {
+            a.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
                 key,
                 reason: format!(
                     "{a:?}: {e} (expected host:port[,host:port...], or empty to disable)"

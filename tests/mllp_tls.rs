@@ -184,7 +184,7 @@ async fn plain_and_tls_listeners_share_one_ledger() {
         s.mllp_tls_key = Some(pki.path("server.key"));
     })
     .await;
-    let [p1, p2, ptls] = app.mllp_ports[..] else {
+    let &[p1, p2, ptls] = app.mllp_ports.as_slice() else {
         panic!("three listeners: {:?}", app.mllp_ports)
     };
     assert_eq!(app.mllp_port, p1);
