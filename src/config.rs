@@ -31,8 +31,14 @@ pub struct RawSettings {
     /// Apply migrations when `serve` starts (needs DDL rights).
     pub migrate_on_start: bool,
     pub http_addr: String,
-    /// MLLP listener address; empty turns MLLP off.
+    /// MLLP listener addresses, comma-separated (`127.0.0.1:2575,0.0.0.0:2576`);
+    /// empty turns plain MLLP off. When `mllp_tls_cert` is set and
+    /// `mllp_tls_addr` is empty, these listeners speak TLS (the behaviour
+    /// before `mllp_tls_addr` existed).
     pub mllp_addr: String,
+    /// MLLP-over-TLS listener addresses, comma-separated; they use the
+    /// `mllp_tls_*` certificate settings. Empty: no dedicated TLS listeners.
+    pub mllp_tls_addr: String,
     /// Largest MLLP frame (message) accepted, bytes.
     pub mllp_max_frame_bytes: usize,
     /// How long an MLLP connection may take to deliver its next whole
@@ -250,6 +256,7 @@ impl Default for RawSettings {
             migrate_on_start: true,
             http_addr: "127.0.0.1:8080".into(),
             mllp_addr: "127.0.0.1:2575".into(),
+            mllp_tls_addr: String::new(),
             mllp_max_frame_bytes: 1024 * 1024,
             mllp_read_timeout_ms: 300_000,
             mllp_max_connections: 256,
@@ -306,7 +313,8 @@ pub struct Settings {
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     pub http_addr: SocketAddr,
-    pub mllp_addr: Option<SocketAddr>,
+    /// Every MLLP listener, in configuration order (plain ones first).
+    pub mllp_listeners: Vec<MllpListenerSpec>,
     pub mllp: MllpSettings,
     pub max_body_bytes: usize,
     pub writer: WriterSettings,
@@ -332,6 +340,31 @@ pub struct MllpSettings {
     pub tls: Option<MllpTls>,
     /// `[privacy]`, applied to the patient of every mapped message.
     pub privacy: PrivacySettings,
+}
+
+/// One MLLP listener: its address and whether it speaks TLS (with the
+/// certificate in `MllpSettings::tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MllpListenerSpec {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses a comma-separated address list; blanks between commas are
+/// ignored, so `""` is the empty list.
+fn parse_addr_list(key: &'static str, list: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                key,
+                reason: format!(
+                    "{a:?}: {e} (expected host:port[,host:port...], or empty to disable)"
+                ),
+            })
+        })
+        .collect()
 }
 
 /// MLLP over TLS: server certificate and key, optional client CA (mTLS).
@@ -384,6 +417,7 @@ impl Settings {
             "migrate_on_start",
             "http_addr",
             "mllp_addr",
+            "mllp_tls_addr",
             "mllp_max_frame_bytes",
             "mllp_read_timeout_ms",
             "mllp_max_connections",
@@ -441,14 +475,8 @@ impl Settings {
             key: "http_addr",
             reason: format!("{e} (expected host:port, e.g. 127.0.0.1:8080)"),
         })?;
-        let mllp_addr = if raw.mllp_addr.trim().is_empty() {
-            None
-        } else {
-            Some(raw.mllp_addr.parse().map_err(|e| ConfigError::Invalid {
-                key: "mllp_addr",
-                reason: format!("{e} (expected host:port, or empty to disable MLLP)"),
-            })?)
-        };
+        let mllp_plain = parse_addr_list("mllp_addr", &raw.mllp_addr)?;
+        let mllp_tls_addrs = parse_addr_list("mllp_tls_addr", &raw.mllp_tls_addr)?;
         if let Some(role) = &raw.database_role {
             let ok = !role.is_empty()
                 && role
@@ -521,6 +549,31 @@ impl Settings {
                 })
             }
         };
+        if !mllp_tls_addrs.is_empty() && tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "mllp_tls_addr",
+                reason: "TLS listeners need mllp_tls_cert and mllp_tls_key".into(),
+            });
+        }
+        // Without dedicated TLS addresses a configured certificate makes the
+        // mllp_addr listeners TLS-only (as before mllp_tls_addr existed).
+        let plain_is_tls = tls.is_some() && mllp_tls_addrs.is_empty();
+        let mut mllp_listeners: Vec<MllpListenerSpec> = Vec::new();
+        for (key, addrs, is_tls) in [
+            ("mllp_addr", &mllp_plain, plain_is_tls),
+            ("mllp_tls_addr", &mllp_tls_addrs, true),
+        ] {
+            for &addr in addrs {
+                // Port 0 (an OS-chosen port) never collides.
+                if addr.port() != 0 && mllp_listeners.iter().any(|l| l.addr == addr) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        reason: format!("{addr} is listed more than once"),
+                    });
+                }
+                mllp_listeners.push(MllpListenerSpec { addr, tls: is_tls });
+            }
+        }
         if raw.mllp_read_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 key: "mllp_read_timeout_ms",
@@ -549,7 +602,7 @@ impl Settings {
             database_role: raw.database_role,
             migrate_on_start: raw.migrate_on_start,
             http_addr,
-            mllp_addr,
+            mllp_listeners,
             mllp: MllpSettings {
                 max_frame_bytes: raw.mllp_max_frame_bytes,
                 read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
@@ -598,7 +651,13 @@ mod tests {
         let s = Settings::validate(RawSettings::default()).unwrap();
         assert_eq!(s.database_url, DatabaseUrl::Sqlite("vellum.db".into()));
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.mllp_addr.map(|a| a.port()), Some(2575));
+        assert_eq!(
+            s.mllp_listeners,
+            vec![MllpListenerSpec {
+                addr: "127.0.0.1:2575".parse().unwrap(),
+                tls: false
+            }]
+        );
     }
 
     #[test]
@@ -684,6 +743,99 @@ mod tests {
             mllp_addr: "".into(),
             ..RawSettings::default()
         };
-        assert!(Settings::validate(raw).unwrap().mllp_addr.is_none());
+        assert!(Settings::validate(raw).unwrap().mllp_listeners.is_empty());
+    }
+
+    fn specs(s: &Settings) -> Vec<(String, bool)> {
+        s.mllp_listeners
+            .iter()
+            .map(|l| (l.addr.to_string(), l.tls))
+            .collect()
+    }
+
+    /// Two files that exist, standing in for a certificate and key.
+    fn tls_files(raw: &mut RawSettings) {
+        raw.mllp_tls_cert = Some("Cargo.toml".into());
+        raw.mllp_tls_key = Some("Cargo.lock".into());
+    }
+
+    #[test]
+    fn mllp_addr_takes_a_comma_separated_list() {
+        let raw = RawSettings {
+            mllp_addr: " 127.0.0.1:2575, 0.0.0.0:2576 ,".into(),
+            ..RawSettings::default()
+        };
+        let s = Settings::validate(raw).unwrap();
+        assert_eq!(
+            specs(&s),
+            [
+                ("127.0.0.1:2575".to_string(), false),
+                ("0.0.0.0:2576".to_string(), false)
+            ]
+        );
+        let raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,nowhere".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw).unwrap_err().to_string();
+        assert!(e.contains("mllp_addr") && e.contains("nowhere"), "{e}");
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate_and_key() {
+        let mut raw = RawSettings {
+            mllp_tls_addr: "127.0.0.1:2576".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        raw.mllp_tls_addr = "127.0.0.1:x".into();
+        tls_files(&mut raw);
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        raw.mllp_tls_addr = "127.0.0.1:2576,127.0.0.1:2577".into();
+        let s = Settings::validate(raw).unwrap();
+        assert_eq!(
+            specs(&s),
+            [
+                ("127.0.0.1:2575".to_string(), false),
+                ("127.0.0.1:2576".to_string(), true),
+                ("127.0.0.1:2577".to_string(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_certificate_without_tls_addresses_makes_mllp_addr_tls() {
+        let mut raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,127.0.0.1:2576".into(),
+            ..RawSettings::default()
+        };
+        tls_files(&mut raw);
+        let s = Settings::validate(raw).unwrap();
+        assert!(s.mllp_listeners.iter().all(|l| l.tls));
+        assert_eq!(s.mllp_listeners.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_mllp_addresses_are_refused() {
+        let mut raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,127.0.0.1:2575".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("mllp_addr") && e.contains("more than once"),
+            "{e}"
+        );
+        raw.mllp_addr = "127.0.0.1:2575".into();
+        raw.mllp_tls_addr = "127.0.0.1:2575".into();
+        tls_files(&mut raw);
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        // OS-chosen ports never collide.
+        raw.mllp_addr = "127.0.0.1:0,127.0.0.1:0".into();
+        raw.mllp_tls_addr = "127.0.0.1:0".into();
+        assert_eq!(Settings::validate(raw).unwrap().mllp_listeners.len(), 3);
     }
 }

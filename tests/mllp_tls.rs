@@ -174,6 +174,67 @@ async fn a_tls_listener_acks_tls_clients_and_refuses_plain_tcp() {
 }
 
 #[tokio::test]
+async fn plain_and_tls_listeners_share_one_ledger() {
+    let pki = Pki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_mllp_app(&db.url, |s| {
+        s.mllp_addr = "127.0.0.1:0,127.0.0.1:0".into();
+        s.mllp_tls_addr = "127.0.0.1:0".into();
+        s.mllp_tls_cert = Some(pki.path("server.pem"));
+        s.mllp_tls_key = Some(pki.path("server.key"));
+    })
+    .await;
+    let &[p1, p2, ptls] = app.mllp_ports.as_slice() else {
+        panic!("three listeners: {:?}", app.mllp_ports)
+    };
+    assert_eq!(app.mllp_port, p1);
+    assert!(p1 != p2 && p2 != ptls && p1 != ptls);
+    // A message on each listener is ACKed AA and stored.
+    let mut c1 = Client::connect(p1).await;
+    let a1 = c1
+        .call(&with_control_id(&fixture("adt_a01.hl7"), "L1"))
+        .await;
+    let mut c2 = Client::connect(p2).await;
+    let a2 = c2
+        .call(&with_control_id(&fixture("adt_a01.hl7"), "L2"))
+        .await;
+    let mut s = tls_connect(ptls, &pki, false).await.expect("TLS handshake");
+    let a3 = call(&mut s, &with_control_id(&fixture("adt_a01.hl7"), "L3"))
+        .await
+        .expect("ACK");
+    for a in [&a1, &a2, &a3] {
+        assert_eq!(a.code(), "AA", "{}", a.text);
+        assert_eq!(a.field("ZVL", 4), "Y", "{}", a.text);
+        let (status, _, _) = read_event(&app.client, &app.http, a.event_id()).await;
+        assert_eq!(status, 200);
+    }
+    // MSH-10 dedupe spans listeners: the same sender and control id on
+    // listener 1, then 2 (and the TLS one) is one entry.
+    let msg = with_control_id(&fixture("orm_o01.hl7"), "SHARED1");
+    let first = c1.call(&msg).await;
+    let second = c2.call(&msg).await;
+    let third = call(&mut s, &msg).await.expect("ACK");
+    assert_eq!(first.field("ZVL", 4), "Y", "{}", first.text);
+    for a in [&second, &third] {
+        assert_eq!(a.code(), "AA", "{}", a.text);
+        assert_eq!(a.field("ZVL", 4), "N", "duplicate: {}", a.text);
+        assert_eq!(a.event_id(), first.event_id());
+    }
+    // The TLS listener does not speak plain MLLP.
+    let mut plain = Client::connect(ptls).await;
+    plain
+        .send(&with_control_id(&fixture("adt_a01.hl7"), "PLAIN1"))
+        .await;
+    assert!(plain.closed_within(Duration::from_secs(10)).await);
+    let (code, verdict) = run_verify(&db.url);
+    assert_eq!(
+        (code, verdict["entries"].as_i64()),
+        (0, Some(4)),
+        "{verdict}"
+    );
+}
+
+#[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let pki = Pki::new();
     let db = TestDb::new(Backend::Sqlite).await;

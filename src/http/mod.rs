@@ -50,7 +50,8 @@ pub struct Application {
     port: u16,
     server: Server,
     ledger: Ledger,
-    mllp: Option<MllpListener>,
+    /// Every MLLP listener, in configuration order.
+    mllp: Vec<MllpListener>,
 }
 
 impl Application {
@@ -61,14 +62,21 @@ impl Application {
             store.migrate().await?;
         }
         let ledger = Ledger::start(store, settings.writer);
-        let mllp = match settings.mllp_addr {
-            Some(addr) => Some(
-                MllpListener::bind(addr, ledger.clone(), settings.mllp.clone())
+        // One ledger for all listeners (so MSH-10 dedupe spans them); each
+        // listener has its own connection limit.
+        let mut mllp = Vec::with_capacity(settings.mllp_listeners.len());
+        for spec in &settings.mllp_listeners {
+            let mut listener_settings = settings.mllp.clone();
+            if !spec.tls {
+                listener_settings.tls = None;
+            }
+            let addr = spec.addr;
+            mllp.push(
+                MllpListener::bind(addr, ledger.clone(), listener_settings)
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
+            );
+        }
         let listener =
             TcpListener::bind(settings.http_addr).map_err(|source| StartError::Bind {
                 addr: settings.http_addr,
@@ -128,9 +136,15 @@ impl Application {
         self.port
     }
 
-    /// The bound MLLP port, when MLLP is on.
+    /// The first MLLP listener's bound port, when MLLP is on.
     pub fn mllp_port(&self) -> Option<u16> {
-        self.mllp.as_ref().map(|m| m.local_addr().port())
+        self.mllp.first().map(|m| m.local_addr().port())
+    }
+
+    /// Every MLLP listener's bound port, in configuration order (plain
+    /// `mllp_addr` listeners, then `mllp_tls_addr` ones).
+    pub fn mllp_ports(&self) -> Vec<u16> {
+        self.mllp.iter().map(|m| m.local_addr().port()).collect()
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -149,19 +163,34 @@ impl Application {
             ..
         } = self;
         drop(ledger);
-        let Some(mllp) = mllp else {
+        if mllp.is_empty() {
             return server.await;
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mllp_task = tokio::spawn(mllp.run(async move {
-            tokio::select! {
-                _ = stop_rx => {}
-                _ = termination_signal() => {}
+        }
+        // One stop signal for every listener: the termination signal or the
+        // HTTP server ending.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signal_task = tokio::spawn({
+            let stop_tx = stop_tx.clone();
+            async move {
+                termination_signal().await;
+                let _ = stop_tx.send(true);
             }
-        }));
+        });
+        let mllp_tasks: Vec<_> = mllp
+            .into_iter()
+            .map(|listener| {
+                let mut stop_rx = stop_rx.clone();
+                tokio::spawn(listener.run(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                }))
+            })
+            .collect();
         let result = server.await;
-        let _ = stop_tx.send(());
-        let _ = mllp_task.await;
+        let _ = stop_tx.send(true);
+        for task in mllp_tasks {
+            let _ = task.await;
+        }
+        signal_task.abort();
         result
     }
 }

@@ -190,6 +190,8 @@ impl Client {
 pub struct MllpApp {
     pub http: String,
     pub mllp_port: u16,
+    /// Every MLLP listener's port (`mllp_port` is the first).
+    pub mllp_ports: Vec<u16>,
     pub client: reqwest::Client,
 }
 
@@ -206,10 +208,12 @@ pub async fn spawn_mllp_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)) 
     let app = Application::build(&settings).await.expect("app builds");
     let port = app.port();
     let mllp_port = app.mllp_port().expect("MLLP is on");
+    let mllp_ports = app.mllp_ports();
     tokio::spawn(app.run_until_stopped());
     MllpApp {
         http: format!("http://127.0.0.1:{port}"),
         mllp_port,
+        mllp_ports,
         client: reqwest::Client::new(),
     }
 }
