@@ -105,11 +105,7 @@ async fn digest(
             format!("upload exceeds the limit of {limit} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = super::response::declared_length(&req);
     if declared.is_some_and(|n| n > limit) {
         return too_large();
     }

@@ -64,3 +64,12 @@ pub fn stored_entry(e: StoredEntry) -> HttpResponse {
         &e.last_updated,
     )
 }
+
+/// The request's declared `Content-Length`, when present and numeric (lets
+/// a handler refuse an oversized body before reading it).
+pub fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
