@@ -126,6 +126,17 @@ pub struct RawDicomSettings {
     pub max_upload_bytes: usize,
     /// Files hashed at once; 0 = one per core.
     pub workers: usize,
+    /// How often the digest worker looks for pending digests, ms; 0 turns
+    /// the worker off (pending studies then wait for an instance with it on).
+    pub pending_poll_ms: u64,
+    /// Longest wait between two attempts at a study that stays unavailable
+    /// (the wait doubles from `pending_poll_ms` up to this), ms.
+    pub pending_retry_max_ms: u64,
+    /// Age (since the event was stored) after which a still unavailable
+    /// digest gets a "gave up" follow-up, s; 0 = keep trying forever.
+    pub pending_give_up_after_s: u64,
+    /// Pending digests read per poll.
+    pub pending_batch: usize,
 }
 
 /// A list of paths: a TOML array, or one string with comma-separated items
@@ -167,6 +178,10 @@ impl Default for RawDicomSettings {
             budget_ms: 2_000,
             max_upload_bytes: 1 << 30,
             workers: 0,
+            pending_poll_ms: 10_000,
+            pending_retry_max_ms: 600_000,
+            pending_give_up_after_s: 0,
+            pending_batch: 100,
         }
     }
 }
@@ -183,6 +198,33 @@ pub struct DicomSettings {
     pub max_upload_bytes: usize,
     /// At least 1.
     pub workers: usize,
+    /// The pending-digest worker (src/dicom/worker.rs); see RawDicomSettings.
+    pub pending: PendingSettings,
+}
+
+/// Validated `pending_*` keys of `[dicom]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingSettings {
+    /// `None`: the worker does not run.
+    pub poll: Option<Duration>,
+    pub retry_max: Duration,
+    /// `None`: never give up.
+    pub give_up_after: Option<Duration>,
+    /// At least 1.
+    pub batch: i64,
+}
+
+impl PendingSettings {
+    fn from_raw(raw: &RawDicomSettings) -> Self {
+        let poll = (raw.pending_poll_ms > 0).then(|| Duration::from_millis(raw.pending_poll_ms));
+        PendingSettings {
+            poll,
+            retry_max: Duration::from_millis(raw.pending_retry_max_ms.max(raw.pending_poll_ms)),
+            give_up_after: (raw.pending_give_up_after_s > 0)
+                .then(|| Duration::from_secs(raw.pending_give_up_after_s)),
+            batch: i64::try_from(raw.pending_batch.max(1)).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 impl DicomSettings {
@@ -214,7 +256,9 @@ impl DicomSettings {
                 reason: "max_upload_bytes and dicomweb_timeout_ms must be greater than 0".into(),
             });
         }
+        let pending = PendingSettings::from_raw(&raw);
         Ok(DicomSettings {
+            pending,
             folders: raw.folders.0.iter().map(PathBuf::from).collect(),
             index_path: raw.index_path.into(),
             dicomweb_url: raw
@@ -237,6 +281,7 @@ impl Default for DicomSettings {
     fn default() -> Self {
         let raw = RawDicomSettings::default();
         DicomSettings {
+            pending: PendingSettings::from_raw(&raw),
             folders: Vec::new(),
             index_path: raw.index_path.into(),
             dicomweb_url: None,
@@ -454,6 +499,10 @@ impl Settings {
             "budget_ms",
             "max_upload_bytes",
             "workers",
+            "pending_poll_ms",
+            "pending_retry_max_ms",
+            "pending_give_up_after_s",
+            "pending_batch",
         ];
         fig = fig.merge(
             Env::prefixed("VELLUM_DICOM_")

@@ -24,6 +24,7 @@ fn valid_profiled_fixtures_pass() {
         "valid-radiology-ai-override.json",
         "valid-radiology-ai-rendering.json",
         "valid-ai-model-deployment.json",
+        "valid-pixel-digest.json",
     ] {
         assert_eq!(verdict(name), Ok(()), "{name}");
     }
@@ -81,6 +82,10 @@ fn invalid_profiled_fixtures_are_refused_naming_the_element() {
         (
             "invalid-ai-model-deployment-version-mismatch.json",
             "AuditEvent.entity[0]",
+        ),
+        (
+            "invalid-pixel-digest-no-digest.json",
+            "AuditEvent.entity[1]",
         ),
         (
             "invalid-unknown-vellum-profile.json",

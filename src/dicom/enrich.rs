@@ -55,6 +55,28 @@ pub fn study_uid_of(entity: &Json) -> Option<String> {
     (!uid.is_empty()).then(|| uid.to_string())
 }
 
+/// The Study Instance UID of a study entity stored with its digest pending
+/// (a `pixel-sha256-pending` detail): work for the digest worker.
+pub fn pending_study(entity: &Json) -> Option<String> {
+    let pending = entity
+        .get("detail")
+        .and_then(Json::as_array)?
+        .iter()
+        .any(|d| d.get("type").and_then(Json::as_str) == Some(DETAIL_PENDING));
+    if pending {
+        study_uid_of(entity)
+    } else {
+        None
+    }
+}
+
+/// Counts a sender digest that differs from vellum's (also used by the
+/// follow-up events of src/dicom/followup.rs).
+pub(crate) fn count_mismatch() {
+    MISMATCHES.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("sender-supplied pixel digest differs from vellum's");
+}
+
 /// What the sources said about one study.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -110,8 +132,7 @@ pub fn apply(entity: &mut Json, lookup: &Lookup) {
                 ),
                 Some(theirs) if &theirs == base64 => {}
                 Some(_) => {
-                    MISMATCHES.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("sender-supplied pixel digest differs from vellum's");
+                    count_mismatch();
                     push(
                         entity,
                         "detail",
@@ -173,6 +194,25 @@ pub async fn lookup(service: &DicomService, study_uid: &str) -> Lookup {
             "digest not computed within the budget of {} ms",
             budget.as_millis()
         )),
+    }
+}
+
+/// The one enrichment step of every way in (REST create, Bundle entries,
+/// MLLP; the AI API computes its digests in src/radiology): `body` with
+/// digests attached, or unchanged. Without a configured source this is a
+/// pointer check: no parse, no copy.
+pub async fn enrich_event(service: Option<&DicomService>, body: Vec<u8>) -> Vec<u8> {
+    match service {
+        Some(s) if s.has_sources() => enrich(s, &body).await.unwrap_or(body),
+        _ => body,
+    }
+}
+
+/// As [`enrich_event`] for a borrowed body: `None` when it is to be used as is.
+pub async fn enrich_slice(service: Option<&DicomService>, body: &[u8]) -> Option<Vec<u8>> {
+    match service {
+        Some(s) if s.has_sources() => enrich(s, body).await,
+        _ => None,
     }
 }
 
@@ -275,6 +315,13 @@ mod tests {
             "{t}"
         );
         assert!(mismatches() > before);
+    }
+
+    #[test]
+    fn pending_study_entities_are_recognised() {
+        let e = entity(r#","detail":[{"type":"pixel-sha256-pending","valueString":"x"}]"#);
+        assert_eq!(pending_study(&e).as_deref(), Some("1.2.3"));
+        assert_eq!(pending_study(&entity("")), None);
     }
 
     #[test]

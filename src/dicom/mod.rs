@@ -1,12 +1,14 @@
 //! DICOM pixel-data digests (DESIGN §3): instance digests of Part 10 files
 //! hashed in bounded memory, study digests, the sources studies are found
 //! in (folders, DICOMweb, uploads), the digest cache, and the step that
-//! attaches digests to events.
+//! attaches digests to events, and the worker that completes pending
+//! digests with follow-up events.
 
 pub mod dicomweb;
 pub mod digest;
 pub mod enrich;
 pub mod folder;
+pub mod followup;
 pub mod index;
 pub mod multipart;
 pub mod report;
@@ -15,6 +17,7 @@ pub mod spool;
 pub mod study;
 pub mod verify;
 pub mod walk;
+pub mod worker;
 
 pub use digest::{hash_file, hash_files, DigestError, InstanceDigest, Outcome, SkipReason};
 pub use study::{study_digest, study_digests, StudyDigest};

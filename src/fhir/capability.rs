@@ -18,6 +18,7 @@ pub const VELLUM_PROFILES: &[&str] = &[
     "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-override",
     "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-rendering",
     "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment",
+    "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest",
 ];
 
 fn type_code(t: ParamType) -> &'static str {

@@ -26,6 +26,7 @@ const PROFILE_SOURCES: &[&str] = &[
     include_str!("../../profiles/radiology-ai-override.json"),
     include_str!("../../profiles/radiology-ai-rendering.json"),
     include_str!("../../profiles/ai-model-deployment.json"),
+    include_str!("../../profiles/pixel-digest.json"),
 ];
 
 const TERMINOLOGY_SOURCES: &[&str] = &[
@@ -612,6 +613,19 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
             })
             .map(|(i, _)| format!("{at}.entity[{i}]"))
             .collect(),
+        "vai-9" => entities(root)
+            .filter(|(_, e)| e["what"]["identifier"]["system"] == "urn:dicom:uid")
+            .filter(|(_, e)| {
+                let has = |t: &str| details(e).any(|(_, d)| d["type"] == t);
+                let counted = e["extension"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["url"] == crate::dicom::enrich::NUMBER_OF_INSTANCES_URL);
+                !((has("pixel-sha256") && counted) || has("pixel-sha256-unavailable"))
+            })
+            .map(|(i, _)| format!("{at}.entity[{i}]"))
+            .collect(),
         // An invariant vellum does not implement is not silently "held":
         // the profiles' tests make sure every declared key is known.
         _ => vec![],
@@ -620,7 +634,7 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
 
 /// Invariant keys this module implements.
 pub const IMPLEMENTED_INVARIANTS: &[&str] = &[
-    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8",
+    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8", "vai-9",
 ];
 
 #[cfg(test)]

@@ -53,7 +53,17 @@ pub struct SearchIndex {
     pub strings: Vec<StringRow>,
     pub references: Vec<ReferenceRow>,
     pub dates: Vec<DateRow>,
+    /// Study Instance UIDs whose pixel digest is pending in this event
+    /// (internal [`PIXEL_PENDING`] rows, not a FHIR search parameter).
+    pub pixel_pending: Vec<String>,
 }
+
+/// Internal index parameter: one row (val = Study Instance UID) per study
+/// entity stored with a `pixel-sha256-pending` detail. The digest worker
+/// (src/dicom/worker.rs) finds its work here; it is not in `fhir::search`'s
+/// parameter table, so clients cannot search it (a leading `_` and a name
+/// no FHIR parameter has).
+pub const PIXEL_PENDING: &str = "_pixel-pending";
 
 impl SearchIndex {
     /// The rows of the `search_index` table for these values (layout in
@@ -106,6 +116,13 @@ impl SearchIndex {
                 param: d.param.to_string(),
                 low: Some(d.low),
                 high: Some(d.high),
+                ..Default::default()
+            });
+        }
+        for uid in self.pixel_pending {
+            rows.push(IndexRow {
+                param: PIXEL_PENDING.to_string(),
+                val: Some(uid),
                 ..Default::default()
             });
         }
@@ -305,6 +322,11 @@ pub fn extract(event: &Json) -> SearchIndex {
         }
         if let Some(ty) = entity.get("type") {
             ix.coding("entity-type", ty);
+        }
+        if let Some(uid) = crate::dicom::enrich::pending_study(entity) {
+            if !ix.pixel_pending.contains(&uid) {
+                ix.pixel_pending.push(uid);
+            }
         }
     }
     ix

@@ -1,4 +1,4 @@
-//! Health, readiness and the chain verification endpoint.
+//! Health, readiness, the chain verification endpoint and `/metrics`.
 
 use actix_web::{web, HttpResponse};
 
@@ -9,7 +9,8 @@ use crate::store::Store;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/admin/verify", web::get().to(admin_verify));
+        .route("/admin/verify", web::get().to(admin_verify))
+        .route("/metrics", web::get().to(metrics));
 }
 
 async fn healthz() -> HttpResponse {
@@ -36,5 +37,76 @@ async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
             HttpResponse::ServiceUnavailable()
                 .json(serde_json::json!({"error": "store unavailable"}))
         }
+    }
+}
+
+/// Prometheus text exposition (format 0.0.4). The ledger figures come from
+/// the database, so they agree across instances and survive restarts; the
+/// mismatch counter is this process's.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.ledger.store();
+    let (head, pending, followups) = match (
+        store.head().await,
+        store.pending_digest_count().await,
+        store.followup_count().await,
+    ) {
+        (Ok(h), Ok(p), Ok(f)) => (h.seq, p, f),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::error!(error = %e, "metrics: store unavailable");
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/plain")
+                .body("store unavailable");
+        }
+    };
+    let body = render_metrics(&[
+        (
+            "vellum_ledger_entries",
+            "gauge",
+            "Entries in the ledger (the chain head's seq).",
+            head.max(0) as u64,
+        ),
+        (
+            "vellum_dicom_digest_mismatches_total",
+            "counter",
+            "Sender-supplied pixel digests that differed from vellum's, since this process started.",
+            crate::dicom::enrich::mismatches(),
+        ),
+        (
+            "vellum_dicom_pending_digests",
+            "gauge",
+            "Study pixel digests still pending (no follow-up event yet).",
+            pending.max(0) as u64,
+        ),
+        (
+            "vellum_dicom_followups_total",
+            "counter",
+            "Follow-up pixel-digest events in the ledger.",
+            followups.max(0) as u64,
+        ),
+    ]);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
+}
+
+fn render_metrics(metrics: &[(&str, &str, &str, u64)]) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in metrics {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_are_in_prometheus_text_format() {
+        let t = super::render_metrics(&[("vellum_x_total", "counter", "X.", 3)]);
+        assert_eq!(
+            t,
+            "# HELP vellum_x_total X.\n# TYPE vellum_x_total counter\nvellum_x_total 3\n"
+        );
     }
 }

@@ -148,6 +148,9 @@ async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Pla
             // The resource's own bytes, so errors and canonical form are as
             // for a single create.
             let raw = &src[resource.start..resource.end];
+            // Issue 4: the same DICOM step as a single create, per entry.
+            let enriched = crate::dicom::enrich::enrich_slice(state.dicom.as_deref(), raw).await;
+            let raw = enriched.as_deref().unwrap_or(raw);
             let mut draft = match prepare_audit_event(raw) {
                 Ok(d) => d,
                 Err(r) => return rejected_entry(i, r),

@@ -20,22 +20,9 @@ use crate::dicom::spool::{Spool, Spooled};
 use crate::fhir::IssueType;
 
 /// Registers the route; the `DicomService` is app data of the whole app
-/// (the create path uses it too, see [`enrich_body`]).
+/// (the create paths reach it through `AppState::dicom`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/dicom").route("/digest", web::post().to(digest)));
-}
-
-/// The create path's DICOM step: attaches pixel digests of referenced
-/// studies (src/dicom/enrich.rs); the body is returned unchanged when no
-/// study source is configured or nothing applies.
-pub(super) async fn enrich_body(req: &HttpRequest, body: Vec<u8>) -> Vec<u8> {
-    let Some(service) = req.app_data::<web::Data<DicomService>>() else {
-        return body;
-    };
-    match crate::dicom::enrich::enrich(service, &body).await {
-        Some(enriched) => enriched,
-        None => body,
-    }
 }
 
 enum Body {

@@ -128,7 +128,7 @@ async fn create(
         Err(r) => return r,
     };
     // Issue 4: pixel digests of referenced DICOM studies (no-op without sources).
-    let json = super::dicom_routes::enrich_body(&req, json).await;
+    let json = crate::dicom::enrich::enrich_event(state.dicom.as_deref(), json).await;
     let mut draft = match prepare_audit_event(&json) {
         Ok(d) => d,
         Err(rejection) => return rejected(&rejection),

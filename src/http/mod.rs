@@ -29,6 +29,9 @@ pub struct AppState {
     pub privacy: crate::config::PrivacySettings,
     /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
     pub study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>>,
+    /// The study sources for event enrichment; `None` without a source, so
+    /// the create paths then skip the DICOM step entirely.
+    pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub struct Application {
     ledger: Ledger,
     /// Every MLLP listener, in configuration order.
     mllp: Vec<MllpListener>,
+    /// Completes pending pixel digests (None: no DICOM source, or off).
+    digest_worker: Option<crate::dicom::worker::DigestWorker>,
 }
 
 impl Application {
@@ -62,6 +67,10 @@ impl Application {
             store.migrate().await?;
         }
         let ledger = Ledger::start(store, settings.writer);
+        let dicom_service = std::sync::Arc::new(
+            crate::dicom::service::DicomService::new(&settings.dicom)
+                .map_err(|e| StartError::Dicom(e.to_string()))?,
+        );
         // One ledger for all listeners (so MSH-10 dedupe spans them); each
         // listener has its own connection limit.
         let mut mllp = Vec::with_capacity(settings.mllp_listeners.len());
@@ -74,7 +83,8 @@ impl Application {
             mllp.push(
                 MllpListener::bind(addr, ledger.clone(), listener_settings)
                     .await
-                    .map_err(|source| StartError::Bind { addr, source })?,
+                    .map_err(|source| StartError::Bind { addr, source })?
+                    .with_dicom(dicom_service.has_sources().then(|| dicom_service.clone())),
             );
         }
         let listener =
@@ -89,10 +99,6 @@ impl Application {
                 source,
             })?
             .port();
-        let dicom_service = std::sync::Arc::new(
-            crate::dicom::service::DicomService::new(&settings.dicom)
-                .map_err(|e| StartError::Dicom(e.to_string()))?,
-        );
         let study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>> =
             if dicom_service.has_sources() {
                 Some(dicom_service.clone())
@@ -106,7 +112,10 @@ impl Application {
             privacy: settings.privacy.clone(),
             // vellum's own study digests for AI inferences (issue 4 sources).
             study_digests,
+            dicom: dicom_service.has_sources().then(|| dicom_service.clone()),
         });
+        let digest_worker =
+            crate::dicom::worker::DigestWorker::new(ledger.clone(), dicom_service.clone());
         let dicom = web::Data::from(dicom_service);
         let server = HttpServer::new(move || {
             App::new()
@@ -129,6 +138,7 @@ impl Application {
             server,
             ledger,
             mllp,
+            digest_worker,
         })
     }
 
@@ -160,39 +170,53 @@ impl Application {
             server,
             ledger,
             mllp,
+            digest_worker,
             ..
         } = self;
         drop(ledger);
-        if mllp.is_empty() {
-            return server.await;
+        // The worker stops after the server (its append in flight commits).
+        let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
+        let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
+        let result = serve(server, mllp).await;
+        let _ = worker_stop.send(true);
+        if let Some(w) = worker {
+            let _ = w.await;
         }
-        // One stop signal for every listener: the termination signal or the
-        // HTTP server ending.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let signal_task = tokio::spawn({
-            let stop_tx = stop_tx.clone();
-            async move {
-                termination_signal().await;
-                let _ = stop_tx.send(true);
-            }
-        });
-        let mllp_tasks: Vec<_> = mllp
-            .into_iter()
-            .map(|listener| {
-                let mut stop_rx = stop_rx.clone();
-                tokio::spawn(listener.run(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                }))
-            })
-            .collect();
-        let result = server.await;
-        let _ = stop_tx.send(true);
-        for task in mllp_tasks {
-            let _ = task.await;
-        }
-        signal_task.abort();
         result
     }
+}
+
+/// Runs the HTTP server and the MLLP listeners until stopped.
+async fn serve(server: Server, mllp: Vec<MllpListener>) -> std::io::Result<()> {
+    if mllp.is_empty() {
+        return server.await;
+    }
+    // One stop signal for every listener: the termination signal or the
+    // HTTP server ending.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal_task = tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            termination_signal().await;
+            let _ = stop_tx.send(true);
+        }
+    });
+    let mllp_tasks: Vec<_> = mllp
+        .into_iter()
+        .map(|listener| {
+            let mut stop_rx = stop_rx.clone();
+            tokio::spawn(listener.run(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            }))
+        })
+        .collect();
+    let result = server.await;
+    let _ = stop_tx.send(true);
+    for task in mllp_tasks {
+        let _ = task.await;
+    }
+    signal_task.abort();
+    result
 }
 
 /// SIGTERM or SIGINT (the signals actix-web stops on).

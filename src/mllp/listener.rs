@@ -74,10 +74,20 @@ impl MllpListener {
                 ledger,
                 index: InferenceIndex::new(),
                 privacy: settings.privacy.clone(),
+                dicom: None,
             }),
             settings,
             tls,
         })
+    }
+
+    /// Enriches mapped events with pixel digests (issue 4); `None` (the
+    /// default) skips the DICOM step. Call before `run`.
+    pub fn with_dicom(mut self, dicom: Option<Arc<crate::dicom::service::DicomService>>) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.dicom = dicom;
+        }
+        self
     }
 
     /// True when the listener speaks TLS only.

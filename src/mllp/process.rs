@@ -18,6 +18,8 @@ pub struct Context {
     pub index: InferenceIndex,
     /// `[privacy]`: patient identifiers are pseudonymised before mapping.
     pub privacy: crate::config::PrivacySettings,
+    /// Study sources for pixel digests (issue 4); `None`: no DICOM step.
+    pub dicom: Option<Arc<crate::dicom::service::DicomService>>,
 }
 
 /// Reads a frame; a refused message gets its ACK right away.
@@ -58,7 +60,8 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
     };
     let recorded = crate::ledger::stamp(OffsetDateTime::now_utc());
     let body = hl7v2::to_audit_event(&inbound, link.as_ref(), &recorded);
-    let draft = match prepare_audit_event(body.as_bytes()) {
+    let body = crate::dicom::enrich::enrich_event(ctx.dicom.as_deref(), body.into_bytes()).await;
+    let draft = match prepare_audit_event(&body) {
         Ok(d) => d.with_key(h.idempotency_key()),
         Err(rejection) => {
             // A mapping bug, never the sender's content: log where, not what.

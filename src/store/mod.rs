@@ -3,6 +3,7 @@
 //! that chains a batch onto the head the store read inside its transaction.
 
 pub mod keys;
+pub mod pending;
 pub mod postgres;
 pub mod search;
 pub mod sqlite;

@@ -60,6 +60,11 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.writer
     }
+
+    /// The read-only pool (queries that must not queue behind the writer).
+    pub(crate) fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
 }
 
 /// Splits `items` into chunks of at most `MAX_ROWS_PER_INSERT`, each a power

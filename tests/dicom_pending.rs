@@ -1,0 +1,568 @@
+//! Pending pixel digests become follow-up `pixel-digest` events (issue 4),
+//! and every way in (single create, batch/transaction Bundle entries, HL7 v2
+//! over MLLP) enriches study entities. Real folder sources with the
+//! fixtures/dicom files, real SQLite and PostgreSQL, real `vellum serve`
+//! processes for the restart case. Digests are checked against the pydicom
+//! reference (fixtures/dicom/digests.json, conformance/dicom_digest.py) and
+//! `vellum hash`.
+
+mod common;
+#[path = "hl7/client.rs"]
+mod hl7client;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use vellum::config::{RawSettings, Settings};
+
+const STUDY_MR: &str = "1.2.826.0.1.3680043.8.498.7700.2";
+const PIXEL_DIGEST: &str = "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
+const COUNT_URL: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom")
+}
+
+/// The pydicom reference digest (base64) and instance count of a study.
+fn reference_study(uid: &str) -> (String, u64) {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("digests.json")).expect("read"))
+            .expect("digests.json");
+    let s = v["studies"]
+        .as_array()
+        .expect("studies")
+        .iter()
+        .find(|s| s["study_instance_uid"] == uid)
+        .expect("study in digests.json")
+        .clone();
+    (
+        s["sha256_base64"].as_str().unwrap_or_default().to_string(),
+        s["instances"].as_u64().unwrap_or_default(),
+    )
+}
+
+/// `vellum hash --json DIR`: the study digest (base64) vellum's CLI computes.
+fn cli_study_digest(dir: &Path, uid: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vellum"))
+        .args(["hash", "--json"])
+        .arg(dir)
+        .output()
+        .expect("run vellum hash");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("hash json");
+    let s = v["studies"]
+        .as_array()
+        .expect("studies")
+        .iter()
+        .find(|s| s["study_instance_uid"] == uid)
+        .unwrap_or_else(|| panic!("study in vellum hash output: {v}"));
+    s["sha256_base64"].as_str().unwrap_or_default().to_string()
+}
+
+fn study_event(uid: &str, supplied: Option<&str>) -> Value {
+    let mut entity = json!({
+        "what": {"identifier": {
+            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110180", "display": "Study Instance UID"}]},
+            "system": "urn:dicom:uid",
+            "value": format!("urn:oid:{uid}")}},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "3"}
+    });
+    if let Some(d) = supplied {
+        entity["detail"] = json!([{"type": "pixel-sha256", "valueBase64Binary": d}]);
+    }
+    let mut e = sample_event(1);
+    e["entity"] = json!([entity]);
+    e
+}
+
+fn study_entity(event: &Value) -> &Value {
+    event["entity"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .find(|e| e["what"]["identifier"]["system"] == "urn:dicom:uid")
+        .expect("study entity")
+}
+
+fn detail<'a>(entity: &'a Value, kind: &str) -> Option<&'a Value> {
+    entity["detail"]
+        .as_array()?
+        .iter()
+        .find(|d| d["type"] == kind)
+}
+
+fn instances(entity: &Value) -> Option<u64> {
+    entity["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"] == COUNT_URL)?["valueInteger"]
+        .as_u64()
+}
+
+fn copy_study(to: &Path) {
+    for f in std::fs::read_dir(fixtures().join("mr")).expect("mr fixtures") {
+        let f = f.expect("entry").path();
+        std::fs::copy(&f, to.join(f.file_name().expect("name"))).expect("copy");
+    }
+}
+
+struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new(base: &str) -> Http {
+        Http {
+            base: base.to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn create(&self, event: &Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/fhir/AuditEvent", self.base))
+            .header("Content-Type", "application/fhir+json")
+            .body(event.to_string())
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The follow-up events referencing `id`.
+    async fn followups(&self, id: &str) -> Vec<Value> {
+        let b = self
+            .get(&format!(
+                "/fhir/AuditEvent?entity=AuditEvent/{id}&_count=100"
+            ))
+            .await;
+        b["entry"]
+            .as_array()
+            .map(|es| es.iter().map(|e| e["resource"].clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r: &Value| r["meta"]["profile"][0] == PIXEL_DIGEST)
+            .collect()
+    }
+
+    /// Waits (up to 30 s) until `id` has a follow-up; returns all of them.
+    async fn wait_followups(&self, id: &str) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let f = self.followups(id).await;
+            if !f.is_empty() {
+                return f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no follow-up for {id} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
+    }
+}
+
+fn pending_settings(db: &TestDb, archive: &Path, index: &Path) -> RawSettings {
+    let mut raw = RawSettings {
+        database_url: db.url.clone(),
+        http_addr: "127.0.0.1:0".into(),
+        mllp_addr: String::new(),
+        log: "warn".into(),
+        ..RawSettings::default()
+    };
+    raw.dicom.folders.0 = vec![archive.display().to_string()];
+    raw.dicom.index_path = index.display().to_string();
+    raw.dicom.budget_ms = 2_000;
+    raw.dicom.pending_poll_ms = 200;
+    raw.dicom.pending_retry_max_ms = 400;
+    raw
+}
+
+async fn a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let raw = pending_settings(&db, &archive, &dir.path().join("index.json"));
+    let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+    let http = Http::new(&app.base);
+    let (want, count) = reference_study(STUDY_MR);
+    let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    let plain = http.create(&study_event(STUDY_MR, None)).await;
+    let claimed = http.create(&study_event(STUDY_MR, Some(wrong))).await;
+    for e in [&plain, &claimed] {
+        assert!(
+            detail(study_entity(e), "pixel-sha256-pending").is_some(),
+            "{backend:?}: stored pending: {e}"
+        );
+    }
+    assert_eq!(http.metric("vellum_dicom_pending_digests").await, 2);
+    let mismatches_before = http.metric("vellum_dicom_digest_mismatches_total").await;
+
+    // Still unavailable over several polls: no follow-up, still pending.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let plain_id = plain["id"].as_str().expect("id");
+    let claimed_id = claimed["id"].as_str().expect("id");
+    assert!(http.followups(plain_id).await.is_empty(), "{backend:?}");
+    assert_eq!(http.metric("vellum_dicom_pending_digests").await, 2);
+
+    copy_study(&archive);
+    assert_eq!(
+        cli_study_digest(&archive, STUDY_MR),
+        want,
+        "vellum hash = pydicom reference"
+    );
+    let f = http.wait_followups(plain_id).await;
+    let g = http.wait_followups(claimed_id).await;
+    // Several more polls: still exactly one follow-up per event.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(http.followups(plain_id).await.len(), 1, "{backend:?}");
+    assert_eq!(http.followups(claimed_id).await.len(), 1, "{backend:?}");
+
+    let study = study_entity(&f[0]);
+    assert_eq!(
+        detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+        want
+    );
+    assert_eq!(instances(study), Some(count));
+    assert_eq!(
+        detail(study, "digest-check").expect("check")["valueString"],
+        "vellum-only"
+    );
+    assert_eq!(
+        study["what"]["identifier"]["value"],
+        format!("urn:oid:{STUDY_MR}")
+    );
+    assert_eq!(f[0]["outcome"], "0");
+
+    // The sender's differing digest: recorded as a mismatch, never replaced.
+    let study = study_entity(&g[0]);
+    assert_eq!(
+        detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+        want
+    );
+    assert_eq!(
+        detail(study, "sender-pixel-sha256").expect("sender's")["valueBase64Binary"],
+        wrong
+    );
+    assert_eq!(
+        detail(study, "digest-check").expect("check")["valueString"],
+        "mismatch"
+    );
+    assert_eq!(g[0]["outcome"], "4");
+    let first = http.get(&format!("/fhir/AuditEvent/{claimed_id}")).await;
+    assert_eq!(first, claimed, "the first event is unchanged");
+
+    assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
+    assert_eq!(http.metric("vellum_dicom_followups_total").await, 2);
+    assert!(http.metric("vellum_dicom_digest_mismatches_total").await > mismatches_before);
+    assert_eq!(http.metric("vellum_ledger_entries").await, 4);
+    let (code, verdict) = run_verify(&db.url);
+    assert_eq!(code, 0, "{backend:?}: {verdict}");
+}
+
+#[tokio::test]
+async fn a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive_sqlite() {
+    a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive_postgres() {
+    a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive(Backend::Postgres).await;
+}
+
+/// The pending work is in the database: a server killed while a study is
+/// pending completes it after the restart, exactly once.
+async fn a_pending_study_is_completed_after_a_restart(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let archive_s = archive.display().to_string();
+    let index_s = dir.path().join("index.json").display().to_string();
+    let env = [
+        ("VELLUM_DICOM_FOLDERS", archive_s.as_str()),
+        ("VELLUM_DICOM_INDEX_PATH", index_s.as_str()),
+        ("VELLUM_DICOM_BUDGET_MS", "1000"),
+        ("VELLUM_DICOM_PENDING_POLL_MS", "200"),
+    ];
+    let mut first = spawn_server_process(&db.url, &env);
+    first.wait_ready().await;
+    let http = Http::new(&first.base);
+    let event = http.create(&study_event(STUDY_MR, None)).await;
+    let id = event["id"].as_str().expect("id").to_string();
+    assert!(detail(study_entity(&event), "pixel-sha256-pending").is_some());
+    // Killed (SIGKILL), not stopped: nothing but the database survives.
+    first.child.kill().expect("kill");
+    first.child.wait().expect("wait");
+
+    copy_study(&archive);
+    let mut second = spawn_server_process(&db.url, &env);
+    second.wait_ready().await;
+    let http = Http::new(&second.base);
+    let f = http.wait_followups(&id).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(http.followups(&id).await.len(), 1, "{backend:?}");
+    let (want, count) = reference_study(STUDY_MR);
+    let study = study_entity(&f[0]);
+    assert_eq!(
+        detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+        want
+    );
+    assert_eq!(instances(study), Some(count));
+    assert_eq!(
+        f[0]["entity"][0]["what"]["reference"],
+        format!("AuditEvent/{id}")
+    );
+    drop(second);
+    let (code, verdict) = run_verify(&db.url);
+    assert_eq!(code, 0, "{backend:?}: {verdict}");
+    assert_eq!(verdict["entries"], 2);
+}
+
+#[tokio::test]
+async fn a_pending_study_is_completed_after_a_restart_sqlite() {
+    a_pending_study_is_completed_after_a_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_pending_study_is_completed_after_a_restart_postgres() {
+    a_pending_study_is_completed_after_a_restart(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_study_that_stays_unavailable_gets_a_gave_up_follow_up_after_the_max_age() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let mut raw = pending_settings(&db, &archive, &dir.path().join("index.json"));
+    raw.dicom.budget_ms = 200;
+    raw.dicom.pending_give_up_after_s = 1;
+    let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+    let http = Http::new(&app.base);
+    let event = http.create(&study_event(STUDY_MR, None)).await;
+    let id = event["id"].as_str().expect("id");
+    let f = http.wait_followups(id).await;
+    assert_eq!(f.len(), 1);
+    let study = study_entity(&f[0]);
+    assert!(detail(study, "pixel-sha256").is_none());
+    assert!(
+        detail(study, "pixel-sha256-unavailable").is_some(),
+        "{}",
+        f[0]
+    );
+    assert_eq!(
+        detail(study, "digest-check").expect("check")["valueString"],
+        "unavailable"
+    );
+    assert_eq!(f[0]["outcome"], "4");
+    assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
+}
+
+fn with_study_folder(db: &TestDb, index: &Path) -> RawSettings {
+    let mut raw = RawSettings {
+        database_url: db.url.clone(),
+        http_addr: "127.0.0.1:0".into(),
+        mllp_addr: String::new(),
+        log: "warn".into(),
+        ..RawSettings::default()
+    };
+    raw.dicom.folders.0 = vec![fixtures().display().to_string()];
+    raw.dicom.index_path = index.display().to_string();
+    raw.dicom.budget_ms = 20_000;
+    raw
+}
+
+#[tokio::test]
+async fn batch_and_transaction_bundle_entries_get_the_study_digest() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = with_study_folder(&db, &dir.path().join("index.json"));
+        let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+        let http = Http::new(&app.base);
+        let (want, count) = reference_study(STUDY_MR);
+        for kind in ["batch", "transaction"] {
+            let bundle = json!({
+                "resourceType": "Bundle",
+                "type": kind,
+                "entry": [{
+                    "resource": study_event(STUDY_MR, None),
+                    "request": {"method": "POST", "url": "AuditEvent"}
+                }]
+            });
+            let r = http
+                .client
+                .post(format!("{}/fhir", http.base))
+                .header("Content-Type", "application/fhir+json")
+                .body(bundle.to_string())
+                .send()
+                .await
+                .expect("POST bundle");
+            assert_eq!(r.status(), 200, "{backend:?} {kind}");
+            let resp: Value = r.json().await.expect("json");
+            let location = resp["entry"][0]["response"]["location"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{backend:?} {kind}: {resp}"));
+            let id = location
+                .split("AuditEvent/")
+                .nth(1)
+                .and_then(|s| s.split('/').next())
+                .expect("id in location");
+            let stored = http.get(&format!("/fhir/AuditEvent/{id}")).await;
+            let study = study_entity(&stored);
+            assert_eq!(
+                detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+                want,
+                "{backend:?} {kind}"
+            );
+            assert_eq!(instances(study), Some(count));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_mllp_oru_ai_result_gets_the_study_digest() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = dir.path().join("index.json");
+        let app = hl7client::spawn_mllp_app(&db.url, |raw| {
+            raw.dicom.folders.0 = vec![fixtures().display().to_string()];
+            raw.dicom.index_path = index.display().to_string();
+            raw.dicom.budget_ms = 20_000;
+        })
+        .await;
+        let msg = hl7client::fixture("oru_r01_ai.hl7").replace(
+            "ZDS|1.2.826.0.1.3680043.8.498.1^",
+            &format!("ZDS|{STUDY_MR}^"),
+        );
+        assert!(msg.contains(STUDY_MR));
+        let mut c = hl7client::Client::connect(app.mllp_port).await;
+        let ack = c.call(&msg).await;
+        assert_eq!(ack.code(), "AA", "{backend:?}: {}", ack.text);
+        let (status, stored, _) =
+            hl7client::read_event(&app.client, &app.http, ack.event_id()).await;
+        assert_eq!(status, 200);
+        let (want, count) = reference_study(STUDY_MR);
+        let study = study_entity(&stored);
+        assert_eq!(
+            detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+            want,
+            "{backend:?}: {stored}"
+        );
+        assert_eq!(instances(study), Some(count));
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!(code, 0, "{verdict}");
+    }
+}
+
+/// An entry stored pending before the `_pixel-pending` index existed (schema
+/// of the previous release, entry and search rows as the old code wrote
+/// them) is found as pending after the upgrade's migrations.
+#[tokio::test]
+async fn events_stored_pending_before_the_upgrade_are_found_after_migrating() {
+    use std::borrow::Cow;
+    use vellum::fhir::search_index::{extract, PIXEL_PENDING};
+    use vellum::ledger::{canonical, Draft, Ledger, STAMP_PLACEHOLDER};
+    use vellum::store::{AnyStore, Store};
+
+    for (backend, dir, last_old) in [
+        (Backend::Sqlite, "migrations/sqlite", 4),
+        (Backend::Postgres, "migrations/postgres", 3),
+    ] {
+        let db = TestDb::new(backend).await;
+        let settings = settings_for(&db.url);
+        let store = AnyStore::connect(&settings.database_url, None)
+            .await
+            .expect("connect");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut old = sqlx::migrate::Migrator::new(path.as_path())
+            .await
+            .expect("migrations");
+        old.migrations = Cow::Owned(
+            old.migrations
+                .iter()
+                .filter(|m| m.version <= last_old)
+                .cloned()
+                .collect(),
+        );
+        match &store {
+            AnyStore::Sqlite(s) => old.run(s.pool()).await.expect("old schema"),
+            AnyStore::Postgres(s) => old.run(s.pool()).await.expect("old schema"),
+        }
+        // The event as stored by the previous release: pending marker in
+        // the body, no `_pixel-pending` row.
+        let mut event = study_event(STUDY_MR, None);
+        event["entity"][0]["detail"] = json!([
+            {"type": "pixel-sha256-pending", "valueString": "study not found in the configured sources"}
+        ]);
+        let draft = vellum::fhir::create::prepare_audit_event(event.to_string().as_bytes())
+            .expect("valid event");
+        let body = draft.body().to_vec();
+        let at = body
+            .windows(STAMP_PLACEHOLDER.len())
+            .position(|w| w == STAMP_PLACEHOLDER.as_bytes())
+            .expect("placeholder");
+        let rows: Vec<_> = extract(&canonical::parse(&body).expect("canonical"))
+            .into_rows()
+            .into_iter()
+            .filter(|r| r.param != PIXEL_PENDING)
+            .collect();
+        let old_draft = Draft::with_index(draft.id().to_string(), body, at, rows).expect("draft");
+        let ledger = Ledger::start(store.clone(), settings.writer);
+        let c = ledger.append(old_draft).await.expect("append");
+        assert!(store
+            .pending_digests(0, 10)
+            .await
+            .expect("query")
+            .is_empty());
+
+        store.migrate().await.expect("upgrade");
+        let pending = store.pending_digests(0, 10).await.expect("query");
+        assert_eq!(pending.len(), 1, "{backend:?}");
+        assert_eq!(pending[0].event_id, c.receipt.id);
+        assert_eq!(pending[0].study_uid, STUDY_MR);
+        assert_eq!(store.pending_digest_count().await.expect("count"), 1);
+        drop(ledger);
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!(code, 0, "{backend:?}: {verdict}");
+    }
+}
