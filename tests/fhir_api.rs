@@ -1106,6 +1106,11 @@ fn expected_fixture_outcomes() -> BTreeMap<&'static str, (u16, Option<&'static s
         ("valid-radiology-ai-override.json", (201, None)),
         ("valid-radiology-ai-rendering.json", (201, None)),
         ("valid-ai-model-deployment.json", (201, None)),
+        ("valid-pixel-digest.json", (201, None)),
+        (
+            "invalid-pixel-digest-no-digest.json",
+            (422, Some("AuditEvent.entity[1]")),
+        ),
         (
             "invalid-radiology-ai-inference-no-model-agent.json",
             (422, Some("AuditEvent.agent")),
