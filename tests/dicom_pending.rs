@@ -566,3 +566,81 @@ async fn events_stored_pending_before_the_upgrade_are_found_after_migrating() {
         assert_eq!(code, 0, "{backend:?}: {verdict}");
     }
 }
+
+/// Two vellum instances on one PostgreSQL, both running the worker, race
+/// for the same pending study: the follow-up is stored exactly once.
+#[tokio::test]
+async fn two_instances_store_one_follow_up_per_pending_study() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let mut raw = pending_settings(&db, &archive, &dir.path().join(format!("index-{i}.json")));
+        raw.dicom.pending_poll_ms = 50;
+        raw.dicom.pending_retry_max_ms = 50;
+        apps.push(spawn_app_with(Settings::validate(raw).expect("settings")).await);
+    }
+    let a = Http::new(&apps[0].base);
+    let b = Http::new(&apps[1].base);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut e = study_event(STUDY_MR, None);
+        e["source"]["site"] = json!(format!("site-{n}"));
+        let stored = a.create(&e).await;
+        ids.push(stored["id"].as_str().expect("id").to_string());
+    }
+    copy_study(&archive);
+    for id in &ids {
+        b.wait_followups(id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in &ids {
+        assert_eq!(a.followups(id).await.len(), 1, "{id}");
+    }
+    assert_eq!(b.metric("vellum_dicom_followups_total").await, 3);
+    assert_eq!(a.metric("vellum_ledger_entries").await, 6);
+    let (code, verdict) = run_verify(&db.url);
+    assert_eq!(code, 0, "{verdict}");
+}
+
+/// `_pixel-pending` is internal: not a search parameter clients can use,
+/// not in the CapabilityStatement.
+#[tokio::test]
+async fn the_internal_pending_index_is_not_a_public_search_parameter() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let raw = pending_settings(&db, &archive, &dir.path().join("index.json"));
+    let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+    let http = Http::new(&app.base);
+    http.create(&study_event(STUDY_MR, None)).await;
+    let strict = http
+        .client
+        .get(format!(
+            "{}/fhir/AuditEvent?_pixel-pending={STUDY_MR}",
+            http.base
+        ))
+        .header("Prefer", "handling=strict")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        strict.status(),
+        400,
+        "unknown parameter refused when strict"
+    );
+    let lenient = http
+        .get("/fhir/AuditEvent?_pixel-pending=no-such-study")
+        .await;
+    // Ignored when lenient: the search is not narrowed by it.
+    assert_eq!(lenient["total"], 1, "{lenient}");
+    assert!(lenient
+        .to_string()
+        .contains("_pixel-pending is not supported"));
+    let cap = http.get("/fhir/metadata").await.to_string();
+    assert!(!cap.contains("_pixel-pending"));
+    assert!(cap.contains(PIXEL_DIGEST));
+}
