@@ -644,3 +644,63 @@ async fn the_internal_pending_index_is_not_a_public_search_parameter() {
     assert!(!cap.contains("_pixel-pending"));
     assert!(cap.contains(PIXEL_DIGEST));
 }
+
+/// An AI API inference whose study is not available yet is stored pending
+/// too; the follow-up compares vellum's digest with the engine's.
+#[tokio::test]
+async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("archive");
+        std::fs::create_dir(&archive).expect("archive dir");
+        let mut raw = pending_settings(&db, &archive, &dir.path().join("index.json"));
+        raw.dicom.budget_ms = 300;
+        let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+        let (s, m, _) = app
+            .ai_post(
+                "models",
+                &common::ai::model("chest-xray-ai", "2.4.1", "2026-01-10T08:00:00Z"),
+            )
+            .await;
+        assert!(s == 201 || s == 200, "{s} {m}");
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(fixtures().join("digests.json")).expect("read"))
+                .expect("digests.json");
+        let hex = v["studies"]
+            .as_array()
+            .expect("studies")
+            .iter()
+            .find(|s| s["study_instance_uid"] == STUDY_MR)
+            .and_then(|s| s["sha256_hex"].as_str())
+            .expect("hex")
+            .to_string();
+        let mut inf = common::ai::inference("inf-pending", "2.4.1");
+        inf["study"]["uid"] = json!(STUDY_MR);
+        inf["study"]["pixel_sha256"] = json!(hex);
+        let (s, r, _) = app.ai_post("inferences", &inf).await;
+        assert_eq!(s, 201, "{backend:?}: {r}");
+        let id = r["id"].as_str().expect("id").to_string();
+        let http = Http::new(&app.base);
+        let first = http.get(&format!("/fhir/AuditEvent/{id}")).await;
+        assert!(
+            detail(study_entity(&first), "pixel-sha256-pending").is_some(),
+            "{backend:?}: {first}"
+        );
+        copy_study(&archive);
+        let f = http.wait_followups(&id).await;
+        let (want, count) = reference_study(STUDY_MR);
+        let study = study_entity(&f[0]);
+        assert_eq!(
+            detail(study, "pixel-sha256").expect("digest")["valueBase64Binary"],
+            want
+        );
+        assert_eq!(instances(study), Some(count));
+        assert_eq!(
+            detail(study, "digest-check").expect("check")["valueString"],
+            "agree"
+        );
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!(code, 0, "{backend:?}: {verdict}");
+    }
+}

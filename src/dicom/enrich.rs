@@ -216,6 +216,20 @@ pub async fn enrich_slice(service: Option<&DicomService>, body: &[u8]) -> Option
     }
 }
 
+/// Marks the study `study_uid` of a built event pending (the AI API, whose
+/// builder computes its own digest comparison): the worker then appends the
+/// follow-up. `None` when the event has no such study entity.
+pub fn mark_pending(body: &[u8], study_uid: &str, why: &str) -> Option<Vec<u8>> {
+    let mut root = canonical::parse(body).ok()?;
+    let mut entities = root.get("entity").and_then(Json::as_array)?.to_vec();
+    let e = entities
+        .iter_mut()
+        .find(|e| study_uid_of(e).as_deref() == Some(study_uid))?;
+    apply(e, &Lookup::Pending(why.to_string()));
+    root.set("entity", Json::new(Value::Array(entities)));
+    Some(canonical::to_canonical(&root))
+}
+
 /// The event body with digests attached, or `None` when nothing applies
 /// (no sources, not JSON, no study entity): the body is then used as sent.
 pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {

@@ -374,7 +374,20 @@ async fn post_inference(
         Some(src) => src.study_digest(x.study.uid.as_str()).await,
         None => None,
     };
-    let event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
+    let mut event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
+    if state.study_digests.is_some() && ours.is_none() {
+        // Sources configured, digest not there yet: the digest worker
+        // completes it with a follow-up event (docs/dicom.md).
+        if let Some(marked) = crate::dicom::enrich::mark_pending(
+            event.as_bytes(),
+            x.study.uid.as_str(),
+            "study not found in the configured sources, or not hashed within the budget",
+        )
+        .and_then(|b| String::from_utf8(b).ok())
+        {
+            event = marked;
+        }
+    }
     match append(&state, event, event_key("inference", x.event_id.as_str())).await {
         Ok(c) => receipt(&c),
         Err(r) => r,
