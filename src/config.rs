@@ -770,7 +770,15 @@ mod tests {
                 "http://127.0.0.1:8042/dicom-web/",
             );
             jail.set_env("VELLUM_DICOM_BUDGET_MS", "250");
+            jail.set_env("VELLUM_DICOM_PENDING_POLL_MS", "500");
+            jail.set_env("VELLUM_DICOM_PENDING_GIVE_UP_AFTER_S", "3600");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.dicom.pending.poll, Some(Duration::from_millis(500)));
+            assert_eq!(
+                s.dicom.pending.give_up_after,
+                Some(Duration::from_secs(3600))
+            );
+            assert_eq!(s.dicom.pending.retry_max, Duration::from_secs(600));
             assert_eq!(s.dicom.folders.len(), 2);
             assert_eq!(
                 s.dicom.dicomweb_url.as_deref(),
@@ -780,10 +788,11 @@ mod tests {
             assert!(s.dicom.has_sources());
             Ok(())
         });
-        assert!(!Settings::validate(RawSettings::default())
-            .unwrap()
-            .dicom
-            .has_sources());
+        let defaults = Settings::validate(RawSettings::default()).unwrap().dicom;
+        assert!(!defaults.has_sources());
+        // The worker polls by default and never gives up unless told to.
+        assert_eq!(defaults.pending.poll, Some(Duration::from_secs(10)));
+        assert_eq!(defaults.pending.give_up_after, None);
     }
 
     #[test]
