@@ -292,7 +292,7 @@ async fn a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive(backen
     assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
     assert_eq!(http.metric("vellum_dicom_followups_total").await, 2);
     assert!(http.metric("vellum_dicom_digest_mismatches_total").await > mismatches_before);
-    assert_eq!(http.metric("vellum_ledger_entries").await, 4);
+    assert_eq!(http.metric("vellum_ledger_entries_total").await, 4);
     let (code, verdict) = run_verify(&db.url);
     assert_eq!(code, 0, "{backend:?}: {verdict}");
 }
@@ -600,7 +600,7 @@ async fn two_instances_store_one_follow_up_per_pending_study() {
         assert_eq!(a.followups(id).await.len(), 1, "{id}");
     }
     assert_eq!(b.metric("vellum_dicom_followups_total").await, 3);
-    assert_eq!(a.metric("vellum_ledger_entries").await, 6);
+    assert_eq!(a.metric("vellum_ledger_entries_total").await, 6);
     let (code, verdict) = run_verify(&db.url);
     assert_eq!(code, 0, "{verdict}");
 }
@@ -703,4 +703,34 @@ async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up() {
         let (code, verdict) = run_verify(&db.url);
         assert_eq!(code, 0, "{backend:?}: {verdict}");
     }
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format_without_dicom_sources() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = spawn_app(&db.url).await;
+    let http = Http::new(&app.base);
+    http.create(&sample_event(7)).await;
+    let r = http
+        .client
+        .get(format!("{}/metrics", http.base))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(r.status(), 200);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = r.text().await.expect("text");
+    assert!(
+        text.contains("# TYPE vellum_dicom_digest_mismatches_total counter"),
+        "{text}"
+    );
+    assert_eq!(http.metric("vellum_ledger_entries_total").await, 1);
+    assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
+    assert_eq!(http.metric("vellum_dicom_followups_total").await, 0);
 }

@@ -60,9 +60,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     };
     let body = render_metrics(&[
         (
-            "vellum_ledger_entries",
-            "gauge",
-            "Entries in the ledger (the chain head's seq).",
+            "vellum_ledger_entries_total",
+            "counter",
+            "Entries appended to the ledger (the chain head's seq).",
             head.max(0) as u64,
         ),
         (
