@@ -61,6 +61,34 @@ fn cli_study_digest(dir: &Path, uid: &str) -> String {
     s["sha256_base64"].as_str().unwrap_or_default().to_string()
 }
 
+/// medplum's validator (conformance/validator, as tests/independent_validation.rs):
+/// base R4 and the vellum profile each resource names.
+fn assert_valid_independently(resources: &[Value]) {
+    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/validator");
+    if !validator.join("node_modules/@medplum/core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&validator)
+            .status()
+            .expect("npm is required for the independent validator");
+        assert!(status.success(), "npm ci failed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("resources.json");
+    std::fs::write(&file, serde_json::to_vec(resources).expect("json")).expect("write");
+    let out = Command::new("node")
+        .arg("validate.mjs")
+        .arg(&file)
+        .current_dir(&validator)
+        .output()
+        .expect("node is required for the independent validator");
+    assert!(
+        out.status.success(),
+        "follow-ups fail independent validation:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {
     let mut entity = json!({
         "what": {"identifier": {
@@ -288,6 +316,7 @@ async fn a_pending_study_gets_exactly_one_follow_up_when_its_files_arrive(backen
     assert_eq!(g[0]["outcome"], "4");
     let first = http.get(&format!("/fhir/AuditEvent/{claimed_id}")).await;
     assert_eq!(first, claimed, "the first event is unchanged");
+    assert_valid_independently(&[f[0].clone(), g[0].clone()]);
 
     assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
     assert_eq!(http.metric("vellum_dicom_followups_total").await, 2);
