@@ -6,7 +6,12 @@
 //! a read by id (one primary-key lookup through the same HTTP stack).
 //!
 //! cargo bench --bench search -- [--backend sqlite|postgres|both] [--events 1000000]
-//!   [--queries 200] [--keep PATH]   (PostgreSQL: DATABASE_URL is the admin URL)
+//!   [--queries 200] [--reuse]   (PostgreSQL: DATABASE_URL is the admin URL)
+//!
+//! `--reuse` keeps the filled store (SQLite: `target/bench-data/search-N.db`;
+//! PostgreSQL: database `vellum_search_bench_N`) and, when it already holds N
+//! entries, skips the fill: a query change can be re-measured in minutes
+//! instead of refilling a million events.
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +102,7 @@ struct Args {
     backends: Vec<String>,
     events: u64,
     queries: usize,
+    reuse: bool,
 }
 
 fn args() -> Args {
@@ -104,6 +110,7 @@ fn args() -> Args {
         backends: vec!["sqlite".into(), "postgres".into()],
         events: 1_000_000,
         queries: 200,
+        reuse: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -125,6 +132,7 @@ fn args() -> Args {
                 a.queries = val.parse().expect("--queries N");
                 i += 1;
             }
+            "--reuse" => a.reuse = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -132,7 +140,18 @@ fn args() -> Args {
     a
 }
 
-async fn database_url(backend: &str) -> (String, Option<tempfile::TempDir>) {
+/// The store to fill (or, with `--reuse`, an already filled one), and a
+/// temporary directory to keep alive while it is used.
+async fn database_url(backend: &str, a: &Args) -> (String, Option<tempfile::TempDir>) {
+    if backend == "sqlite" && a.reuse {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+        std::fs::create_dir_all(&dir).expect("bench-data dir");
+        let url = format!(
+            "sqlite://{}",
+            dir.join(format!("search-{}.db", a.events)).display()
+        );
+        return (url, None);
+    }
     if backend == "sqlite" {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("search-bench.db").display());
@@ -144,7 +163,16 @@ async fn database_url(backend: &str) -> (String, Option<tempfile::TempDir>) {
     let mut c = sqlx::PgConnection::connect(&admin)
         .await
         .expect("postgres admin");
-    let name = "vellum_search_bench";
+    let name = if a.reuse {
+        format!("vellum_search_bench_{}", a.events)
+    } else {
+        "vellum_search_bench".to_string()
+    };
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    if a.reuse && stored_entries(&url).await >= a.events {
+        return (url, None);
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
@@ -155,8 +183,19 @@ async fn database_url(backend: &str) -> (String, Option<tempfile::TempDir>) {
         .execute(&mut c)
         .await
         .expect("create bench db");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    (format!("{base}/{name}"), None)
+    (url, None)
+}
+
+/// Entries already in a PostgreSQL bench database (0 when it does not exist).
+async fn stored_entries(url: &str) -> u64 {
+    use sqlx::Connection;
+    let Ok(mut c) = sqlx::PgConnection::connect(url).await else {
+        return 0;
+    };
+    sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM entry")
+        .fetch_one(&mut c)
+        .await
+        .map_or(0, |n| n as u64)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -169,7 +208,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn run_backend(backend: &str, a: &Args) {
-    let (url, _keep) = database_url(backend).await;
+    let (url, _keep) = database_url(backend, a).await;
     let settings = Settings::validate(RawSettings {
         database_url: url.clone(),
         http_addr: "127.0.0.1:0".into(),
@@ -186,7 +225,14 @@ async fn run_backend(backend: &str, a: &Args) {
     // --- fill: prepare on a blocking thread per batch, append whole batches ---
     let started = Instant::now();
     let batch = 500u64;
-    let mut next = 0u64;
+    let already = {
+        use vellum::store::Store;
+        ledger.store().head().await.expect("head").seq as u64
+    };
+    if already > 0 && already != a.events {
+        panic!("{url} holds {already} entries, not {}: remove it", a.events);
+    }
+    let mut next = already;
     let mut pending: Option<tokio::task::JoinHandle<Vec<vellum::ledger::Draft>>> = None;
     while next < a.events || pending.is_some() {
         let prepared = if next < a.events {

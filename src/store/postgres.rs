@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use std::collections::HashMap;
 
-use super::search::{self, Bind, SearchHit, SearchQuery};
+use super::search::{self, Bind, Dialect, Plan, Purpose, SearchHit, SearchQuery};
 use super::{
     head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
     StoredEntry,
@@ -128,28 +128,16 @@ fn row_to_entry(row: &sqlx::postgres::PgRow) -> Result<StoredEntry, sqlx::Error>
 }
 
 impl PostgresStore {
-    /// The condition to drive a search: the narrowest by a bounded probe of
-    /// the index when there is a choice (search.rs explains why).
-    async fn choose_driver(&self, query: &SearchQuery) -> Result<Option<usize>, StoreError> {
-        let candidates = search::driver_candidates(query);
-        if candidates.len() < 2 {
-            return Ok(candidates.first().copied());
-        }
-        let mut best: Option<(i64, usize)> = None;
-        for i in candidates {
-            let Some(sql) = search::probe_sql(query, i) else {
-                continue;
-            };
+    /// The search plan, from bounded probes of the index (search.rs).
+    async fn plan(&self, query: &SearchQuery, purpose: Purpose) -> Result<Plan, StoreError> {
+        search::choose_plan(query, purpose, |sql| async move {
             let numbered = sql.numbered();
-            let n: i64 = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
+            let row = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
                 .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?;
-            if best.is_none_or(|(b, _)| n < b) {
-                best = Some((n, i));
-            }
-        }
-        Ok(best.map(|(_, i)| i))
+                .await?;
+            Ok(row.try_get("n")?)
+        })
+        .await
     }
 
     /// Indexes entries stored before the search index existed (an upgrade),
@@ -328,8 +316,8 @@ impl Store for PostgresStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        let driver = self.choose_driver(query).await?;
-        let sql = search::page_sql_driven(query, driver);
+        let plan = self.plan(query, Purpose::Page).await?;
+        let sql = search::page_sql(query, &plan, Dialect::Postgres);
         let numbered = sql.numbered();
         let rows = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
             .fetch_all(&self.pool)
@@ -347,8 +335,8 @@ impl Store for PostgresStore {
     }
 
     async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
-        let driver = self.choose_driver(query).await?;
-        let sql = search::count_sql(query, driver);
+        let plan = self.plan(query, Purpose::Count).await?;
+        let sql = search::count_sql(query, &plan, Dialect::Postgres);
         let numbered = sql.numbered();
         let row = bind_all(sqlx::query(AssertSqlSafe(numbered.as_str())), &sql.binds)
             .fetch_one(&self.pool)

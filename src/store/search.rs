@@ -2,11 +2,14 @@
 //! SQL with `?` placeholders (PostgreSQL renumbers them to `$n`). Every value
 //! is bound, never spliced into the SQL text.
 //!
-//! Plan: the most selective condition (if any is selective) drives the query
-//! as `e.seq IN (SELECT seq FROM search_index …)`; every other condition is a
-//! correlated `EXISTS` probe through the `(seq, param)` index. Without a
-//! selective condition the entry table is walked in sort order and probed,
-//! which stops as soon as a page is full.
+//! Plan ([`choose_plan`]): bounded probes count how many index rows each
+//! condition matches. The narrow ones (fewer than [`PROBE_LIMIT`] rows) drive
+//! the query: their entry sets are intersected, and every other condition is
+//! a correlated `EXISTS` probe through the `(seq, param)` index for those
+//! entries only. When every condition is broad, the entries (or, sorted by
+//! date, the date index) are walked in sort order and probed, which stops as
+//! soon as a page is full. The page is found from the index alone; only its
+//! rows are read from `entry`.
 
 use super::StoredEntry;
 
@@ -152,6 +155,10 @@ impl Sql {
         self.text.push('?');
         self.binds.push(Bind::Int(v));
     }
+    fn append(&mut self, other: Sql) {
+        self.text.push_str(&other.text);
+        self.binds.extend(other.binds);
+    }
 
     /// `?` → `$1, $2, …` (PostgreSQL). Placeholders are the only `?` in the
     /// text: values are never spliced in.
@@ -174,10 +181,59 @@ impl Sql {
 const COLUMNS: &str =
     "e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated";
 
-/// Conditions that could drive the query (positive index matches that are
-/// not known to be broad), by position.
+/// The SQL dialect a query is rendered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The index table as the source of a per-entry probe. SQLite without
+    /// `ANALYZE` statistics would otherwise probe a date condition through
+    /// the date index — every row of the range for every candidate entry
+    /// (measured: 8 s instead of 2 ms over a million entries).
+    fn probe_table(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "search_index s INDEXED BY search_index_entry",
+            Dialect::Postgres => "search_index s",
+        }
+    }
+}
+
+/// How a search runs, chosen per query by [`choose_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Start from the entries matching all of these conditions (their index
+    /// rows intersected: each is known to match few rows) and probe the
+    /// remaining conditions for those entries only.
+    Drive(Vec<usize>),
+    /// Every condition matches many rows: walk the entries in sort order,
+    /// probing every condition, until the page is full.
+    Walk,
+}
+
+/// What a plan is for: a page stops early, a count sees every match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Page,
+    Count,
+}
+
+/// Probes stop counting here: a condition matching more rows than this does
+/// not drive (walking in sort order finds a page sooner).
+pub const PROBE_LIMIT: i64 = 10_000;
+
+/// A condition matching at most this many rows drives alone, without
+/// probing the others: another probe would cost about as much as checking
+/// these entries.
+pub const SMALL_DRIVER: i64 = 256;
+
+/// Positive index conditions, narrowest kind first: the ones a probe may
+/// choose to drive the query.
 pub fn driver_candidates(q: &SearchQuery) -> Vec<usize> {
-    q.conditions
+    let mut c: Vec<(Selectivity, usize)> = q
+        .conditions
         .iter()
         .enumerate()
         .filter_map(|(i, c)| match c {
@@ -185,16 +241,63 @@ pub fn driver_candidates(q: &SearchQuery) -> Vec<usize> {
                 negate: false,
                 selectivity,
                 ..
-            } if *selectivity < Selectivity::Broad => Some(i),
+            } => Some((*selectivity, i)),
             _ => None,
         })
-        .collect()
+        .collect();
+    c.sort();
+    c.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Chooses the plan from bounded index probes (`count` runs a probe's SQL
+/// and returns its `n`): which conditions are narrow depends on the data —
+/// one model version may be most of a store, one radiologist a sliver.
+pub async fn choose_plan<F, Fut>(
+    q: &SearchQuery,
+    purpose: Purpose,
+    mut count: F,
+) -> Result<Plan, super::StoreError>
+where
+    F: FnMut(Sql) -> Fut,
+    Fut: std::future::Future<Output = Result<i64, super::StoreError>>,
+{
+    if let Some(i) = q
+        .conditions
+        .iter()
+        .position(|c| matches!(c, Condition::Id(_)))
+    {
+        return Ok(Plan::Drive(vec![i]));
+    }
+    let mut probed: Vec<(i64, usize)> = Vec::new();
+    for i in driver_candidates(q) {
+        let Some(sql) = probe_sql(q, i) else {
+            continue;
+        };
+        let n = count(sql).await?;
+        if n <= SMALL_DRIVER {
+            return Ok(Plan::Drive(vec![i]));
+        }
+        probed.push((n, i));
+    }
+    probed.sort();
+    let narrow: Vec<usize> = probed
+        .iter()
+        .filter(|(n, _)| *n < PROBE_LIMIT)
+        .map(|(_, i)| *i)
+        .collect();
+    if !narrow.is_empty() {
+        return Ok(Plan::Drive(narrow));
+    }
+    Ok(match (purpose, probed.first()) {
+        // A count must see every match: one condition's index rows are
+        // cheaper to read than every entry.
+        (Purpose::Count, Some(&(_, i))) => Plan::Drive(vec![i]),
+        _ => Plan::Walk,
+    })
 }
 
 /// How many rows (up to `PROBE_LIMIT`) condition `i` matches in the index:
-/// a bounded index range scan that tells which condition is narrowest on
-/// this data, where a static guess cannot (one model version may be most of
-/// a store, one radiologist a sliver of it).
+/// a bounded index range scan.
 pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
     let Condition::Has { param, any, .. } = q.conditions.get(i)? else {
         return None;
@@ -205,135 +308,204 @@ pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
     sql.push(" AND s.param = ");
     sql.bind_text(param.as_str());
     sql.push(" AND (");
-    for (j, m) in any.iter().enumerate() {
-        if j > 0 {
-            sql.push(" OR ");
-        }
-        row_match(&mut sql, m);
-    }
+    row_matches(&mut sql, any);
     sql.push(") LIMIT ");
     sql.bind_int(PROBE_LIMIT);
     sql.push(") p");
     Some(sql)
 }
 
-/// Probes stop counting here: beyond it a condition is not worth driving.
-pub const PROBE_LIMIT: i64 = 1000;
-
-/// The default driver when nothing was probed: the narrowest by kind.
-fn static_driver(q: &SearchQuery) -> Option<usize> {
-    driver_candidates(q)
-        .into_iter()
-        .filter_map(|i| match &q.conditions[i] {
-            Condition::Has { selectivity, .. } => Some((*selectivity, i)),
-            _ => None,
-        })
-        .min()
-        .map(|(_, i)| i)
+/// The entries a plan starts from, as `FROM …` source aliased `d` (its
+/// `seq` column is the entry's), plus the sort key expression over it.
+fn source(sql: &mut Sql, q: &SearchQuery, plan: &Plan, dialect: Dialect) -> &'static str {
+    let date_sort = q.sort == SortKey::Recorded;
+    match plan {
+        Plan::Drive(drivers) => {
+            sql.push(" FROM (");
+            for (j, &i) in drivers.iter().enumerate() {
+                if j > 0 {
+                    sql.push(" INTERSECT ");
+                }
+                driver_rows(sql, q, i, drivers.len() == 1);
+            }
+            sql.push(") d");
+            if date_sort {
+                sql.push(" CROSS JOIN ");
+                sql.push(match dialect {
+                    Dialect::Sqlite => "search_index dt INDEXED BY search_index_entry",
+                    Dialect::Postgres => "search_index dt",
+                });
+                sql.push(" WHERE dt.seq = d.seq AND dt.param = 'date' AND");
+                "dt.low"
+            } else {
+                sql.push(" WHERE");
+                "d.seq"
+            }
+        }
+        // Every entry has exactly one `date` row (`recorded` is 1..1), so
+        // walking the date index in order walks the entries by date.
+        Plan::Walk if date_sort => {
+            sql.push(" FROM search_index d WHERE d.param = 'date' AND d.low IS NOT NULL AND");
+            "d.low"
+        }
+        Plan::Walk => {
+            sql.push(" FROM entry d WHERE");
+            "d.seq"
+        }
+    }
 }
 
-/// The query returning one page of hits (`sort_key` column last).
-pub fn page_sql(q: &SearchQuery) -> Sql {
-    page_sql_driven(q, static_driver(q))
+/// `SELECT seq` of the entries condition `i` matches (bounded by the head).
+fn driver_rows(sql: &mut Sql, q: &SearchQuery, i: usize, distinct: bool) {
+    match &q.conditions[i] {
+        Condition::Id(ids) => {
+            sql.push("SELECT s.seq FROM entry s WHERE s.seq <= ");
+            sql.bind_int(q.head);
+            sql.push(" AND s.id IN (");
+            bind_list(sql, ids);
+            sql.push(")");
+        }
+        Condition::Has { param, any, .. } => {
+            sql.push(if distinct {
+                "SELECT DISTINCT s.seq"
+            } else {
+                "SELECT s.seq"
+            });
+            sql.push(" FROM search_index s WHERE s.seq <= ");
+            sql.bind_int(q.head);
+            sql.push(" AND s.param = ");
+            sql.bind_text(param.as_str());
+            sql.push(" AND (");
+            row_matches(sql, any);
+            sql.push(")");
+        }
+        // Never a driver (see choose_plan); matches nothing rather than
+        // everything if it ever were.
+        Condition::Missing { .. } => sql.push("SELECT s.seq FROM entry s WHERE 1 = 0"),
+    }
 }
 
-/// As [`page_sql`], driven by condition `driver` (None: walk the entries).
-pub fn page_sql_driven(q: &SearchQuery, driver: Option<usize>) -> Sql {
-    let mut sql = Sql::default();
-    sql.push("SELECT ");
-    sql.push(COLUMNS);
-    let key = match q.sort {
-        SortKey::Seq => "e.seq",
-        SortKey::Recorded => "COALESCE(d.low, 0)",
-    };
-    sql.push(&format!(", {key} AS sort_key FROM entry e"));
-    if q.sort == SortKey::Recorded {
-        sql.push(" LEFT JOIN search_index d ON d.seq = e.seq AND d.param = 'date'");
-    }
-    where_clause(&mut sql, q, driver);
-    if let Some(c) = q.cursor {
-        // Walking backwards for a previous page flips the comparison; the
-        // caller re-reverses the rows.
-        let after = c.forward != q.descending;
-        let op = if after { ">" } else { "<" };
-        sql.push(&format!(" AND ({key} {op} "));
-        sql.bind_int(c.key);
-        sql.push(&format!(" OR ({key} = "));
-        sql.bind_int(c.key);
-        sql.push(&format!(" AND e.seq {op} "));
-        sql.bind_int(c.seq);
-        sql.push("))");
-    }
+/// The query returning one page of hits (`sort_key` column last). The page
+/// is found from the index alone; only its rows are read from `entry`.
+pub fn page_sql(q: &SearchQuery, plan: &Plan, dialect: Dialect) -> Sql {
     let backwards = q.cursor.is_some_and(|c| !c.forward);
     let dir = if q.descending != backwards {
         "DESC"
     } else {
         "ASC"
     };
-    if q.sort == SortKey::Seq {
-        sql.push(&format!(" ORDER BY e.seq {dir} LIMIT "));
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    sql.push(COLUMNS);
+    sql.push(", p.sort_key FROM (SELECT d.seq AS seq, ");
+    // The key expression is only known once the source is chosen: render
+    // the source into its own buffer first.
+    let mut from = Sql::default();
+    let key = source(&mut from, q, plan, dialect);
+    sql.push(key);
+    sql.push(" AS sort_key");
+    sql.append(from);
+    conditions(&mut sql, q, plan, dialect);
+    if let Some(c) = q.cursor {
+        // Walking backwards for a previous page flips the comparison; the
+        // caller re-reverses the rows.
+        let op = if c.forward != q.descending { ">" } else { "<" };
+        sql.push(&format!(" AND ({key} {op} "));
+        sql.bind_int(c.key);
+        sql.push(&format!(" OR ({key} = "));
+        sql.bind_int(c.key);
+        sql.push(&format!(" AND d.seq {op} "));
+        sql.bind_int(c.seq);
+        sql.push("))");
+    }
+    if key == "d.seq" {
+        sql.push(&format!(" ORDER BY d.seq {dir} LIMIT "));
     } else {
-        sql.push(&format!(" ORDER BY {key} {dir}, e.seq {dir} LIMIT "));
+        sql.push(&format!(" ORDER BY {key} {dir}, d.seq {dir} LIMIT "));
     }
     sql.bind_int(q.limit);
+    sql.push(&format!(
+        ") p CROSS JOIN entry e WHERE e.seq = p.seq ORDER BY p.sort_key {dir}, p.seq {dir}"
+    ));
     sql
 }
 
 /// The query counting every match (for `total`), ignoring cursor and limit.
-pub fn count_sql(q: &SearchQuery, driver: Option<usize>) -> Sql {
+pub fn count_sql(q: &SearchQuery, plan: &Plan, dialect: Dialect) -> Sql {
     let mut sql = Sql::default();
-    sql.push("SELECT COUNT(*) AS n FROM entry e");
-    where_clause(&mut sql, q, driver);
+    sql.push("SELECT COUNT(*) AS n");
+    let count_q = SearchQuery {
+        sort: SortKey::Seq,
+        ..q.clone()
+    };
+    source(&mut sql, &count_q, plan, dialect);
+    conditions(&mut sql, &count_q, plan, dialect);
     sql
 }
 
-fn where_clause(sql: &mut Sql, q: &SearchQuery, driver: Option<usize>) {
-    sql.push(" WHERE e.seq <= ");
+/// ` d.seq <= head AND <every condition not driving>` over source `d`.
+fn conditions(sql: &mut Sql, q: &SearchQuery, plan: &Plan, dialect: Dialect) {
+    sql.push(" d.seq <= ");
     sql.bind_int(q.head);
+    let drivers: &[usize] = match plan {
+        Plan::Drive(d) => d,
+        Plan::Walk => &[],
+    };
     for (i, c) in q.conditions.iter().enumerate() {
+        if drivers.contains(&i) {
+            continue;
+        }
         sql.push(" AND ");
         match c {
             Condition::Id(ids) => {
-                sql.push("e.id IN (");
-                for (j, id) in ids.iter().enumerate() {
-                    if j > 0 {
-                        sql.push(",");
-                    }
-                    sql.bind_text(id.as_str());
-                }
-                sql.push(")");
+                sql.push("d.seq IN (SELECT s.seq FROM entry s WHERE s.id IN (");
+                bind_list(sql, ids);
+                sql.push("))");
             }
             Condition::Has {
                 param, any, negate, ..
             } => {
-                if Some(i) == driver {
-                    sql.push("e.seq IN (SELECT s.seq FROM search_index s WHERE ");
-                } else {
-                    if *negate {
-                        sql.push("NOT ");
-                    }
-                    sql.push("EXISTS (SELECT 1 FROM search_index s WHERE s.seq = e.seq AND ");
+                if *negate {
+                    sql.push("NOT ");
                 }
-                sql.push("s.param = ");
+                sql.push("EXISTS (SELECT 1 FROM ");
+                sql.push(dialect.probe_table());
+                sql.push(" WHERE s.seq = d.seq AND s.param = ");
                 sql.bind_text(param.as_str());
                 sql.push(" AND (");
-                for (j, m) in any.iter().enumerate() {
-                    if j > 0 {
-                        sql.push(" OR ");
-                    }
-                    row_match(sql, m);
-                }
+                row_matches(sql, any);
                 sql.push("))");
             }
             Condition::Missing { param, missing } => {
                 if *missing {
                     sql.push("NOT ");
                 }
-                sql.push("EXISTS (SELECT 1 FROM search_index s WHERE s.seq = e.seq AND s.param = ");
+                sql.push("EXISTS (SELECT 1 FROM ");
+                sql.push(dialect.probe_table());
+                sql.push(" WHERE s.seq = d.seq AND s.param = ");
                 sql.bind_text(param.as_str());
                 sql.push(")");
             }
         }
+    }
+}
+
+fn bind_list(sql: &mut Sql, values: &[String]) {
+    for (j, v) in values.iter().enumerate() {
+        if j > 0 {
+            sql.push(",");
+        }
+        sql.bind_text(v.as_str());
+    }
+}
+
+/// `m1 OR m2 OR …` (comma = OR).
+fn row_matches(sql: &mut Sql, any: &[RowMatch]) {
+    for (j, m) in any.iter().enumerate() {
+        if j > 0 {
+            sql.push(" OR ");
+        }
+        row_match(sql, m);
     }
 }
 
@@ -417,7 +589,11 @@ fn date_match(sql: &mut Sql, prefix: DatePrefix, low: i64, high: i64) {
     };
     match prefix {
         // The search range contains the target.
-        DatePrefix::Eq => cond(sql, &[("s.low >= ", low), ("s.high <= ", high)]),
+        // (`s.low < high` is implied, but bounds the index range scan.)
+        DatePrefix::Eq => cond(
+            sql,
+            &[("s.low >= ", low), ("s.low < ", high), ("s.high <= ", high)],
+        ),
         // Not contained.
         DatePrefix::Ne => {
             sql.push("(s.low < ");
@@ -489,33 +665,112 @@ mod tests {
         }
     }
 
+    fn has(param: &str, val: &str, selectivity: Selectivity) -> Condition {
+        Condition::Has {
+            param: param.into(),
+            any: vec![RowMatch::Value {
+                val: val.into(),
+                sys: SystemMatch::Any,
+            }],
+            negate: false,
+            selectivity,
+        }
+    }
+
+    /// Runs `choose_plan` with probe answers given per parameter name.
+    fn plan_with(query: &SearchQuery, purpose: Purpose, counts: &[(&str, i64)]) -> Plan {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(choose_plan(query, purpose, |sql: Sql| {
+            let n = counts
+                .iter()
+                .find(|(p, _)| sql.binds.contains(&Bind::Text(p.to_string())))
+                .map_or(0, |(_, n)| *n);
+            async move { Ok(n) }
+        }))
+        .expect("plan")
+    }
+
     #[test]
     fn values_are_bound_not_spliced() {
-        let sql = page_sql(&q(vec![Condition::Has {
+        let query = q(vec![Condition::Has {
             param: "agent-name".into(),
             any: vec![RowMatch::Prefix("o'brien".into())],
             negate: false,
             selectivity: Selectivity::Narrow,
-        }]));
-        assert!(!sql.text.contains("o'brien"));
-        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
-        assert!(sql.text.contains("e.seq IN (SELECT"));
-        assert!(sql.numbered().contains("$4"));
+        }]);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = page_sql(&query, &Plan::Drive(vec![0]), dialect);
+            assert!(!sql.text.contains("o'brien"));
+            assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+            assert!(sql.numbered().contains("$4"));
+        }
     }
 
     #[test]
-    fn broad_conditions_probe_instead_of_driving() {
-        let sql = page_sql(&q(vec![Condition::Has {
-            param: "action".into(),
-            any: vec![RowMatch::Value {
-                val: "E".into(),
-                sys: SystemMatch::Any,
-            }],
-            negate: false,
-            selectivity: Selectivity::Broad,
-        }]));
+    fn a_small_condition_drives_alone_without_probing_the_rest() {
+        let query = q(vec![
+            has("patient", "p1", Selectivity::Narrow),
+            has("date", "x", Selectivity::Medium),
+        ]);
+        let plan = plan_with(&query, Purpose::Page, &[("patient", 12), ("date", 9_000)]);
+        assert_eq!(plan, Plan::Drive(vec![0]));
+    }
+
+    #[test]
+    fn narrow_conditions_are_intersected_smallest_first() {
+        let query = q(vec![
+            has("subtype", "inference", Selectivity::Broad),
+            has("agent", "rad-7", Selectivity::Narrow),
+            has("date", "day", Selectivity::Medium),
+        ]);
+        let plan = plan_with(
+            &query,
+            Purpose::Page,
+            &[("subtype", PROBE_LIMIT), ("agent", 4_900), ("date", 2_800)],
+        );
+        assert_eq!(plan, Plan::Drive(vec![2, 1]));
+        let sql = page_sql(&query, &plan, Dialect::Sqlite);
+        assert!(sql.text.contains(" INTERSECT "));
+        assert!(sql.text.contains("INDEXED BY search_index_entry"));
+        let pg = page_sql(&query, &plan, Dialect::Postgres);
+        assert!(!pg.text.contains("INDEXED BY"));
+    }
+
+    #[test]
+    fn broad_conditions_walk_for_a_page_but_drive_a_count() {
+        let query = q(vec![has("action", "E", Selectivity::Broad)]);
+        let counts = [("action", PROBE_LIMIT)];
+        assert_eq!(plan_with(&query, Purpose::Page, &counts), Plan::Walk);
+        assert_eq!(
+            plan_with(&query, Purpose::Count, &counts),
+            Plan::Drive(vec![0])
+        );
+        let sql = page_sql(&query, &Plan::Walk, Dialect::Sqlite);
+        assert!(sql.text.contains("FROM entry d WHERE"));
         assert!(sql.text.contains("EXISTS"));
-        assert!(!sql.text.contains("e.seq IN"));
+    }
+
+    #[test]
+    fn an_id_always_drives() {
+        let query = q(vec![
+            has("action", "E", Selectivity::Broad),
+            Condition::Id(vec!["abc".into()]),
+        ]);
+        assert_eq!(plan_with(&query, Purpose::Page, &[]), Plan::Drive(vec![1]));
+    }
+
+    #[test]
+    fn walking_by_date_walks_the_date_index() {
+        let mut query = q(vec![has("action", "E", Selectivity::Broad)]);
+        query.sort = SortKey::Recorded;
+        query.descending = true;
+        let sql = page_sql(&query, &Plan::Walk, Dialect::Postgres);
+        assert!(sql
+            .text
+            .contains("FROM search_index d WHERE d.param = 'date'"));
+        assert!(sql.text.contains("ORDER BY d.low DESC, d.seq DESC"));
     }
 
     #[test]
