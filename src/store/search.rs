@@ -285,7 +285,13 @@ where
         .filter(|(n, _)| *n < PROBE_LIMIT)
         .map(|(_, i)| *i)
         .collect();
-    if !narrow.is_empty() {
+    // Sorted by date with only date conditions narrow: walking that date
+    // range in order stops at a full page, where driving would check (and
+    // sort) every entry of the range.
+    let only_dates = narrow.iter().all(|&i| is_date(&q.conditions[i]));
+    if !narrow.is_empty()
+        && !(only_dates && q.sort == SortKey::Recorded && purpose == Purpose::Page)
+    {
         return Ok(Plan::Drive(narrow));
     }
     Ok(match (purpose, probed.first()) {
@@ -451,6 +457,7 @@ fn conditions(sql: &mut Sql, q: &SearchQuery, plan: &Plan, dialect: Dialect) {
         Plan::Drive(d) => d,
         Plan::Walk => &[],
     };
+    let walks_dates = *plan == Plan::Walk && q.sort == SortKey::Recorded;
     for (i, c) in q.conditions.iter().enumerate() {
         if drivers.contains(&i) {
             continue;
@@ -461,6 +468,9 @@ fn conditions(sql: &mut Sql, q: &SearchQuery, plan: &Plan, dialect: Dialect) {
                 sql.push("d.seq IN (SELECT s.seq FROM entry s WHERE s.id IN (");
                 bind_list(sql, ids);
                 sql.push("))");
+            }
+            Condition::Has { any, .. } if walks_dates && is_date(c) => {
+                date_on_walked_row(sql, any);
             }
             Condition::Has {
                 param, any, negate, ..
@@ -488,6 +498,25 @@ fn conditions(sql: &mut Sql, q: &SearchQuery, plan: &Plan, dialect: Dialect) {
             }
         }
     }
+}
+
+/// A positive condition on the `date` parameter (`recorded`).
+fn is_date(c: &Condition) -> bool {
+    matches!(c, Condition::Has { param, negate: false, .. } if param == "date")
+}
+
+/// A `date` condition tested on the walked date row `d` itself (every entry
+/// has exactly one), so it bounds the walk's index range. Values are bound,
+/// never in the text, so renaming the columns is safe.
+fn date_on_walked_row(sql: &mut Sql, any: &[RowMatch]) {
+    let mut m = Sql::default();
+    m.push("(");
+    row_matches(&mut m, any);
+    m.push(")");
+    sql.append(Sql {
+        text: m.text.replace("s.low", "d.low").replace("s.high", "d.high"),
+        binds: m.binds,
+    });
 }
 
 fn bind_list(sql: &mut Sql, values: &[String]) {
@@ -771,6 +800,40 @@ mod tests {
             .text
             .contains("FROM search_index d WHERE d.param = 'date'"));
         assert!(sql.text.contains("ORDER BY d.low DESC, d.seq DESC"));
+    }
+
+    #[test]
+    fn a_date_sorted_search_walks_its_narrow_date_range() {
+        let mut query = q(vec![
+            has("subtype", "override", Selectivity::Broad),
+            Condition::Has {
+                param: "date".into(),
+                any: vec![RowMatch::Date {
+                    prefix: DatePrefix::Eq,
+                    low: 10,
+                    high: 20,
+                }],
+                negate: false,
+                selectivity: Selectivity::Medium,
+            },
+        ]);
+        query.sort = SortKey::Recorded;
+        let counts = [("subtype", PROBE_LIMIT), ("date", 2_800)];
+        assert_eq!(plan_with(&query, Purpose::Page, &counts), Plan::Walk);
+        assert_eq!(
+            plan_with(&query, Purpose::Count, &counts),
+            Plan::Drive(vec![1])
+        );
+        let sql = page_sql(&query, &Plan::Walk, Dialect::Sqlite);
+        assert!(sql
+            .text
+            .contains("(d.low >= ? AND d.low < ? AND d.high <= ?)"));
+        assert_eq!(sql.text.matches("EXISTS").count(), 1);
+        query.sort = SortKey::Seq;
+        assert_eq!(
+            plan_with(&query, Purpose::Page, &counts),
+            Plan::Drive(vec![1])
+        );
     }
 
     #[test]
