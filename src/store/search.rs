@@ -288,10 +288,10 @@ where
     // Sorted by date with only date conditions narrow: walking that date
     // range in order stops at a full page, where driving would check (and
     // sort) every entry of the range.
-    let only_dates = narrow.iter().all(|&i| is_date(&q.conditions[i]));
-    if !narrow.is_empty()
-        && !(only_dates && q.sort == SortKey::Recorded && purpose == Purpose::Page)
-    {
+    let walk_dates = q.sort == SortKey::Recorded
+        && purpose == Purpose::Page
+        && narrow.iter().all(|&i| is_date(&q.conditions[i]));
+    if !narrow.is_empty() && !walk_dates {
         return Ok(Plan::Drive(narrow));
     }
     Ok(match (purpose, probed.first()) {
