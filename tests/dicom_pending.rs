@@ -10,10 +10,11 @@ mod common;
 #[path = "hl7/client.rs"]
 mod hl7client;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::dicom::{fixtures, reference_study};
 use common::*;
 use serde_json::{json, Value};
 use vellum::config::{RawSettings, Settings};
@@ -21,28 +22,6 @@ use vellum::config::{RawSettings, Settings};
 const STUDY_MR: &str = "1.2.826.0.1.3680043.8.498.7700.2";
 const PIXEL_DIGEST: &str = "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
 const COUNT_URL: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom")
-}
-
-/// The pydicom reference digest (base64) and instance count of a study.
-fn reference_study(uid: &str) -> (String, u64) {
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("digests.json")).expect("read"))
-            .expect("digests.json");
-    let s = v["studies"]
-        .as_array()
-        .expect("studies")
-        .iter()
-        .find(|s| s["study_instance_uid"] == uid)
-        .expect("study in digests.json")
-        .clone();
-    (
-        s["sha256_base64"].as_str().unwrap_or_default().to_string(),
-        s["instances"].as_u64().unwrap_or_default(),
-    )
-}
 
 /// `vellum hash --json DIR`: the study digest (base64) vellum's CLI computes.
 fn cli_study_digest(dir: &Path, uid: &str) -> String {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dicom::{fixtures, reference_study};
 use common::*;
 use serde_json::{json, Value};
 use vellum::config::{DicomSettings, RawSettings, Settings};
@@ -19,27 +20,6 @@ use vellum::dicom::service::{DicomService, SourceKind};
 
 const STUDY_CT: &str = "1.2.826.0.1.3680043.8.498.7700.1";
 const STUDY_MR: &str = "1.2.826.0.1.3680043.8.498.7700.2";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom")
-}
-
-/// The reference study digest (base64) and instance count.
-fn reference_study(uid: &str) -> (String, u64) {
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("digests.json")).expect("read"))
-            .expect("digests.json");
-    let s = v["studies"]
-        .as_array()
-        .expect("studies")
-        .iter()
-        .find(|s| s["study_instance_uid"] == uid)
-        .expect("study in digests.json");
-    (
-        s["sha256_base64"].as_str().unwrap_or_default().to_string(),
-        s["instances"].as_u64().unwrap_or_default(),
-    )
-}
 
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {
     let mut entity = json!({

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ai;
+pub mod dicom;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

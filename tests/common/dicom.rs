@@ -1,0 +1,27 @@
+//! The DICOM fixtures (fixtures/dicom) and their independent pydicom
+//! reference digests (fixtures/dicom/digests.json).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom")
+}
+
+/// The pydicom reference study digest (base64) and instance count.
+pub fn reference_study(uid: &str) -> (String, u64) {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("digests.json")).expect("read"))
+            .expect("digests.json");
+    let s = v["studies"]
+        .as_array()
+        .expect("studies")
+        .iter()
+        .find(|s| s["study_instance_uid"] == uid)
+        .expect("study in digests.json");
+    (
+        s["sha256_base64"].as_str().unwrap_or_default().to_string(),
+        s["instances"].as_u64().unwrap_or_default(),
+    )
+}
