@@ -812,9 +812,11 @@ mod tests {
     }
 
     /// Two files that exist, standing in for a certificate and key.
+    /// Files that exist whatever the working directory (figment's `Jail`
+    /// tests change it for the whole process while they run).
     fn tls_files(raw: &mut RawSettings) {
-        raw.mllp_tls_cert = Some("Cargo.toml".into());
-        raw.mllp_tls_key = Some("Cargo.lock".into());
+        raw.mllp_tls_cert = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into());
+        raw.mllp_tls_key = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock").into());
     }
 
     #[test]
