@@ -341,6 +341,47 @@ fn stages() {
             std::hint::black_box(d);
         }
         let us = |x: u128| x as f64 / n as f64 / 1000.0;
+        // The parts of prepare_audit_event, one by one on the same body.
+        let body = hl7v2::to_audit_event(
+            &hl7v2::read(&raw, origin).expect("valid fixture"),
+            None,
+            "2026-01-01T00:00:00.000000Z",
+        )
+        .into_bytes();
+        let (mut parse, mut structure, mut rules, mut profile, mut index, mut canon) =
+            (0u128, 0u128, 0u128, 0u128, 0u128, 0u128);
+        for _ in 0..n {
+            let t = Instant::now();
+            let root = vellum::ledger::canonical::parse(&body).expect("canonical");
+            parse += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(fhir_model::check_audit_event_json(&body).is_ok());
+            structure += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::fhir::validate::validate_audit_event(&root));
+            rules += t.elapsed().as_nanos();
+            let t = Instant::now();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            std::hint::black_box(vellum::fhir::profile::validate_profiles(&v));
+            profile += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::fhir::search_index::extract(&root).into_rows());
+            index += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::ledger::canonical::to_canonical(&root));
+            canon += t.elapsed().as_nanos();
+        }
+        println!(
+            "{name} ({} bytes): canonical parse {:.1} µs, fhirbolt structure {:.1} µs, rules {:.1} µs, \
+             profile (serde_json parse + check) {:.1} µs, search index {:.1} µs, canonical write {:.1} µs",
+            body.len(),
+            us(parse),
+            us(structure),
+            us(rules),
+            us(profile),
+            us(index),
+            us(canon)
+        );
         println!(
             "{name}: read+parse {:.1} µs, map {:.1} µs, to_vec {:.1} µs, prepare_audit_event {:.1} µs",
             us(read),
