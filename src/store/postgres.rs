@@ -35,8 +35,10 @@ impl PostgresStore {
         // Searches are one prepared statement per query shape with the
         // values bound; a cached generic plan cannot see how selective a
         // value is (one patient vs. every event of a day), so plan per call.
-        let opts =
-            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
+        let writer_opts = PgConnectOptions::from_str(url)?;
+        let opts = writer_opts
+            .clone()
+            .options([("plan_cache_mode", "force_custom_plan")]);
         // Fail fast when the server is unreachable (sqlx waits 30 s by default).
         let mut pool = PgPoolOptions::new()
             .max_connections(8)
@@ -57,7 +59,9 @@ impl PostgresStore {
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(opts.clone())
+            // Not force_custom_plan: it would also re-plan, per row, the
+            // foreign-key checks and the chain trigger's query (≈ 30 per event).
+            .connect_with(writer_opts)
             .await?;
         Ok(PostgresStore {
             pool: pool.connect_with(opts).await?,
