@@ -459,10 +459,12 @@ async fn run_one(
             backend,
             work.path(),
             "entries",
-            &stored,
-            None,
-            batch,
-            &head,
+            Replay {
+                rows: &stored,
+                side: None,
+                batch,
+                server_head: &head,
+            },
         )
         .await
         {
@@ -475,10 +477,12 @@ async fn run_one(
                 backend,
                 work.path(),
                 "full",
-                &stored,
-                Some(side),
-                batch,
-                &head,
+                Replay {
+                    rows: &stored,
+                    side: Some(side),
+                    batch,
+                    server_head: &head,
+                },
             )
             .await
             {
@@ -529,16 +533,27 @@ fn loadavg() -> String {
 
 /// One baseline: `rows` re-inserted (with `side` rows too when given) in transactions of
 /// `batch`, into a fresh migrated database; repeated while other processes disturb it.
+/// What a baseline re-inserts, and the head chain hash it must end on.
+struct Replay<'a> {
+    rows: &'a [support::Stored],
+    side: Option<&'a support::SideRows>,
+    batch: usize,
+    server_head: &'a str,
+}
+
 async fn baseline(
     args: &Args,
     backend: Backend,
     work: &Path,
     label: &str,
-    rows: &[support::Stored],
-    side: Option<&support::SideRows>,
-    batch: usize,
-    server_head: &str,
+    replay: Replay<'_>,
 ) -> Option<(f64, f64, f64)> {
+    let Replay {
+        rows,
+        side,
+        batch,
+        server_head,
+    } = replay;
     for attempt in 1..=args.attempts {
         let db = Database::create(backend, work, &format!("{label}_{attempt}"))
             .await

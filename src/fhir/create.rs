@@ -80,10 +80,12 @@ fn prepare(body: &[u8], check_structure: bool) -> Result<Draft, Rejection> {
             .at("resourceType")]))
         }
     }
-    if let Err(e) = check_structure
-        .then(|| fhir_model::check_audit_event_json(body))
-        .unwrap_or(Ok(()))
-    {
+    let structure = if check_structure {
+        fhir_model::check_audit_event_json(body)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = structure {
         let offset = canonical::offset_of(body, e.line, e.column);
         if let Some(field) = missing_field(&e.message) {
             return Err(Rejection::Invalid(missing_element_issues(

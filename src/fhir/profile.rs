@@ -381,7 +381,7 @@ impl<'a> Checker<'a> {
                 }
                 found.into_iter().map(|(_, v)| (path.clone(), v)).collect()
             } else {
-                match node.get(&name) {
+                match node.get(name) {
                     Some(Value::Array(items)) => items
                         .iter()
                         .enumerate()
@@ -412,7 +412,7 @@ impl<'a> Checker<'a> {
                 for (p, v) in matching {
                     self.values(sel, p, v);
                     if v.is_object() {
-                        self.check(&slice, v, p);
+                        self.check(slice, v, p);
                     }
                 }
             }
