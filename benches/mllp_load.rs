@@ -4,7 +4,8 @@
 //! ```text
 //! cargo bench --bench mllp_load -- [--backend sqlite|postgres|both]
 //!     [--connections 1,8,64] [--duration-secs 10] [--messages 200000] [--mix adt|all]
-//!     [--window 1]
+//!     [--window 1] [--wait-quiet-secs 120] [--max-other-cpu 0.2] [--attempts 3]
+//!     [--no-baseline] [--writer-log]
 //! ```
 //!
 //! `--window N`: each connection sends N messages back to back, then reads
@@ -17,12 +18,21 @@
 //! with AI findings in turn) until the duration or message budget is used,
 //! records every ACK latency, stops the server with SIGTERM (it must exit 0),
 //! runs `vellum verify` (the entry count must equal the AA count) and prints
-//! a markdown table: messages/s, p50/p99/max ACK latency.
+//! a markdown table: messages/s, p50/p99/max ACK latency, the CPU split
+//! (server, load generator, PostgreSQL, other processes; the load average),
+//! and the same-run baselines: the rows the server stored, re-inserted into a
+//! fresh database of the same backend with plain multi-row INSERTs at the
+//! server's mean commit batch size (benches/support: the same code as
+//! benches/load.rs), once the entry rows only and once with everything the
+//! server writes per batch (entry + entry_key + search_index rows). A run or
+//! baseline during which other processes used more than `--max-other-cpu`
+//! cores is repeated (up to `--attempts`).
 //!
 //! Without `--bench` (when `cargo test --all-targets` builds this target) it
 //! does nothing.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,16 +43,15 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const VELLUM: &str = env!("CARGO_BIN_EXE_vellum");
+mod support;
+use support::{
+    batch_stats, machine_ticks, migrate, postgres_ticks, proc_ticks, run_verify, vellum_bin,
+    wait_for_quiet, writer_stats, Backend, CpuSnapshot, Database, CLOCK_TICKS,
+};
+
 const VT: u8 = 0x0b;
 const FS: u8 = 0x1c;
 const CR: u8 = 0x0d;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 struct Args {
     backends: Vec<Backend>,
@@ -51,6 +60,11 @@ struct Args {
     messages: usize,
     mix_all: bool,
     window: usize,
+    wait_quiet: Duration,
+    max_other_cpu: f64,
+    attempts: usize,
+    baseline: bool,
+    writer_log: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -65,6 +79,11 @@ fn parse_args() -> Result<Option<Args>, String> {
         messages: 200_000,
         mix_all: true,
         window: 1,
+        wait_quiet: Duration::from_secs(120),
+        max_other_cpu: 0.2,
+        attempts: 3,
+        baseline: true,
+        writer_log: false,
     };
     let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
@@ -102,6 +121,26 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .map_err(|e| format!("--window: {e}"))?
                     .max(1)
             }
+            "--wait-quiet-secs" => {
+                a.wait_quiet = Duration::from_secs(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--wait-quiet-secs: {e}"))?,
+                )
+            }
+            "--max-other-cpu" => {
+                a.max_other_cpu = value()?
+                    .parse()
+                    .map_err(|e| format!("--max-other-cpu: {e}"))?
+            }
+            "--attempts" => {
+                a.attempts = value()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--attempts: {e}"))?
+                    .max(1)
+            }
+            "--no-baseline" => a.baseline = false,
+            "--writer-log" => a.writer_log = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -136,68 +175,22 @@ fn frame(msg: &str) -> Vec<u8> {
     v
 }
 
-struct Db {
-    url: String,
-    pg: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn fresh_db(backend: Backend) -> Db {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            Db {
-                url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-                pg: None,
-                _dir: Some(dir),
-            }
-        }
-        Backend::Postgres => {
-            let admin = std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let name = format!("vellum_mllp_bench_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                .await
-                .expect("PostgreSQL reachable");
-            sqlx::Executor::execute(
-                &mut conn,
-                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-            )
-            .await
-            .expect("create database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            Db {
-                url: format!("{base}/{name}"),
-                pg: Some((admin.clone(), name)),
-                _dir: None,
-            }
-        }
-    }
-}
-
-async fn drop_db(db: Db) {
-    if let Some((admin, name)) = db.pg {
-        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-            let _ = sqlx::Executor::execute(
-                &mut conn,
-                sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-            )
-            .await;
-        }
-    }
-}
-
-fn start_server(db_url: &str, http: u16, mllp: u16) -> Child {
-    Command::new(VELLUM)
-        .arg("serve")
+fn start_server(db_url: &str, http: u16, mllp: u16, writer_log: Option<&Path>) -> Child {
+    let mut cmd = Command::new(vellum_bin());
+    cmd.arg("serve")
+        .env_remove("VELLUM_CONFIG")
         .env("VELLUM_DATABASE_URL", db_url)
         .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("VELLUM_MLLP_ADDR", format!("127.0.0.1:{mllp}"))
-        .env("VELLUM_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vellum serve")
+        .stderr(Stdio::inherit());
+    match writer_log.and_then(|p| std::fs::File::create(p).ok()) {
+        // One debug line per committed batch (count and duration), nothing else.
+        Some(out) => cmd
+            .env("VELLUM_LOG", "warn,vellum::ledger::writer=debug")
+            .stdout(out),
+        None => cmd.env("VELLUM_LOG", "warn").stdout(Stdio::null()),
+    };
+    cmd.spawn().expect("spawn vellum serve")
 }
 
 async fn wait_ready(mllp: u16) {
@@ -348,6 +341,47 @@ fn stages() {
             std::hint::black_box(d);
         }
         let us = |x: u128| x as f64 / n as f64 / 1000.0;
+        // The parts of prepare_audit_event, one by one on the same body.
+        let body = hl7v2::to_audit_event(
+            &hl7v2::read(&raw, origin).expect("valid fixture"),
+            None,
+            "2026-01-01T00:00:00.000000Z",
+        )
+        .into_bytes();
+        let (mut parse, mut structure, mut rules, mut profile, mut index, mut canon) =
+            (0u128, 0u128, 0u128, 0u128, 0u128, 0u128);
+        for _ in 0..n {
+            let t = Instant::now();
+            let root = vellum::ledger::canonical::parse(&body).expect("canonical");
+            parse += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(fhir_model::check_audit_event_json(&body).is_ok());
+            structure += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::fhir::validate::validate_audit_event(&root));
+            rules += t.elapsed().as_nanos();
+            let t = Instant::now();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            std::hint::black_box(vellum::fhir::profile::validate_profiles(&v));
+            profile += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::fhir::search_index::extract(&root).into_rows());
+            index += t.elapsed().as_nanos();
+            let t = Instant::now();
+            std::hint::black_box(vellum::ledger::canonical::to_canonical(&root));
+            canon += t.elapsed().as_nanos();
+        }
+        println!(
+            "{name} ({} bytes): canonical parse {:.1} µs, fhirbolt structure {:.1} µs, rules {:.1} µs, \
+             profile (serde_json parse + check) {:.1} µs, search index {:.1} µs, canonical write {:.1} µs",
+            body.len(),
+            us(parse),
+            us(structure),
+            us(rules),
+            us(profile),
+            us(index),
+            us(canon)
+        );
         println!(
             "{name}: read+parse {:.1} µs, map {:.1} µs, to_vec {:.1} µs, prepare_audit_event {:.1} µs",
             us(read),
@@ -356,6 +390,219 @@ fn stages() {
             us(prep)
         );
     }
+}
+
+/// One server run and its baselines: the table row and the other processes' CPU.
+async fn run_one(
+    args: &Args,
+    backend: Backend,
+    run: usize,
+    connections: usize,
+) -> Option<(String, f64)> {
+    let work = tempfile::Builder::new()
+        .prefix("vellum-mllp-load-")
+        .tempdir()
+        .ok()?;
+    let db = match Database::create(backend, work.path(), "server").await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return None;
+        }
+    };
+    let (http, mllp) = (free_port(), free_port());
+    let log = work.path().join("server.stdout");
+    let mut child = start_server(
+        &db.url,
+        http,
+        mllp,
+        args.writer_log.then_some(log.as_path()),
+    );
+    let pid = child.id();
+    wait_ready(mllp).await;
+    wait_for_quiet(args.wait_quiet, &[pid]).await;
+    let load0 = loadavg();
+    let before = CpuSnapshot::take(pid, backend);
+    let out = run_load(mllp, connections, args, run).await;
+    let cpu = CpuSnapshot::take(pid, backend).minus(&before);
+    let load1 = loadavg();
+    let wall = out.wall.as_secs_f64();
+    let other = cpu.other_s() / wall;
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    let status = child.wait().expect("server exit");
+    let name = backend.name();
+    if args.writer_log {
+        if let Some((batches, mean, busy)) = writer_stats(&log) {
+            eprintln!(
+                "{name} {connections}: writer {batches} batches, mean {mean:.1} events, mean \
+                 append_batch {:.2} ms, busy {:.0} % of the run",
+                busy.as_secs_f64() * 1000.0 / batches as f64,
+                100.0 * busy.as_secs_f64() / wall
+            );
+        }
+    }
+    let (verify_ok, entries, head) = run_verify(&db.url);
+    let stored = db.read_entries().await.unwrap_or_default();
+    let stats = batch_stats(&stored);
+    let rate = out.acked as f64 / wall;
+    let mut base = (
+        "–".to_string(),
+        "–".to_string(),
+        "–".to_string(),
+        "–".to_string(),
+    );
+    if args.baseline && other <= args.max_other_cpu && !stored.is_empty() {
+        let batch = (stats.mean.round() as usize).max(1);
+        let side = db.read_side_rows().await.ok();
+        if let Some((r, _, _)) = baseline(
+            args,
+            backend,
+            work.path(),
+            "entries",
+            Replay {
+                rows: &stored,
+                side: None,
+                batch,
+                server_head: &head,
+            },
+        )
+        .await
+        {
+            base.0 = format!("{r:.0} ({batch})");
+            base.1 = format!("{:.2}", rate / r);
+        }
+        if let Some(side) = &side {
+            if let Some((r, _, _)) = baseline(
+                args,
+                backend,
+                work.path(),
+                "full",
+                Replay {
+                    rows: &stored,
+                    side: Some(side),
+                    batch,
+                    server_head: &head,
+                },
+            )
+            .await
+            {
+                base.2 = format!(
+                    "{r:.0} ({batch}; +{:.1} rows each)",
+                    side.rows() as f64 / stored.len() as f64
+                );
+                base.3 = format!("{:.2}", rate / r);
+            }
+        }
+    }
+    db.drop_db().await;
+    let row = format!(
+        "| {name} | {connections} | {} | {} | {} | {rate:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {other:.2} | {load0} → {load1} | {} | {} | {} | {} | {} |",
+        args.window,
+        out.acked,
+        out.errors,
+        pct(&out.latencies_us, 0.50),
+        pct(&out.latencies_us, 0.99),
+        pct(&out.latencies_us, 1.0),
+        stats.mean,
+        cpu.server_s / wall,
+        cpu.client_s / wall,
+        if backend == Backend::Postgres {
+            format!("{:.2}", cpu.postgres_s / wall)
+        } else {
+            "–".into()
+        },
+        base.0,
+        base.1,
+        base.2,
+        base.3,
+        if verify_ok && entries as usize == out.acked && status.success() {
+            "ok".to_string()
+        } else {
+            format!("FAILED (exit {status}, verify {verify_ok}, {entries} entries)")
+        },
+    );
+    eprintln!("{row}");
+    Some((row, other))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// One baseline: `rows` re-inserted (with `side` rows too when given) in transactions of
+/// `batch`, into a fresh migrated database; repeated while other processes disturb it.
+/// What a baseline re-inserts, and the head chain hash it must end on.
+struct Replay<'a> {
+    rows: &'a [support::Stored],
+    side: Option<&'a support::SideRows>,
+    batch: usize,
+    server_head: &'a str,
+}
+
+async fn baseline(
+    args: &Args,
+    backend: Backend,
+    work: &Path,
+    label: &str,
+    replay: Replay<'_>,
+) -> Option<(f64, f64, f64)> {
+    let Replay {
+        rows,
+        side,
+        batch,
+        server_head,
+    } = replay;
+    for attempt in 1..=args.attempts {
+        let db = Database::create(backend, work, &format!("{label}_{attempt}"))
+            .await
+            .ok()?;
+        migrate(&db.url).ok()?;
+        wait_for_quiet(args.wait_quiet, &[]).await;
+        let (busy0, _) = machine_ticks();
+        let self0 = proc_ticks("self").map_or(0, |t| t.0);
+        let pg0 = postgres_ticks();
+        let b = match db.baseline_insert_with(rows, side, batch).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("baseline {label}: {e}");
+                db.drop_db().await;
+                return None;
+            }
+        };
+        let wall = b.elapsed.as_secs_f64();
+        let own = (proc_ticks("self").map_or(0, |t| t.0) - self0) as f64 / CLOCK_TICKS;
+        let pg = if backend == Backend::Postgres {
+            postgres_ticks().saturating_sub(pg0) as f64 / CLOCK_TICKS
+        } else {
+            0.0
+        };
+        let busy = machine_ticks().0.saturating_sub(busy0) as f64 / CLOCK_TICKS;
+        let other = (busy - own - pg).max(0.0) / wall;
+        let (ok, _, head) = run_verify(&db.url);
+        db.drop_db().await;
+        eprintln!(
+            "baseline {label} (batch {batch}): {:.0} rows/s of entries, mean commit {:.2} ms, \
+             other CPU {other:.2}, head {}",
+            b.rate(),
+            b.mean_commit_ms,
+            if ok && head == server_head {
+                "matches the server's"
+            } else {
+                "DIFFERS"
+            }
+        );
+        if other > args.max_other_cpu && attempt < args.attempts {
+            eprintln!("discarding this baseline (other CPU {other:.2})");
+            continue;
+        }
+        if !(ok && head == server_head) {
+            return None;
+        }
+        return Some((b.rate(), b.mean_commit_ms, other));
+    }
+    None
 }
 
 fn main() {
@@ -380,52 +627,29 @@ fn main() {
     rt.block_on(async {
         for &backend in &args.backends {
             for (run, &connections) in args.connections.iter().enumerate() {
-                let db = fresh_db(backend).await;
-                let (http, mllp) = (free_port(), free_port());
-                let mut child = start_server(&db.url, http, mllp);
-                wait_ready(mllp).await;
-                let out = run_load(mllp, connections, &args, run).await;
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-                let status = child.wait().expect("server exit");
-                let verify = Command::new(VELLUM)
-                    .args(["verify", "--json", "--database-url", &db.url])
-                    .output()
-                    .expect("vellum verify");
-                let verdict: serde_json::Value =
-                    serde_json::from_slice(&verify.stdout).unwrap_or_default();
-                let entries = verdict["entries"].as_u64().unwrap_or(0) as usize;
-                let row = format!(
-                    "| {} | {connections} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-                    match backend {
-                        Backend::Sqlite => "sqlite",
-                        Backend::Postgres => "postgres",
-                    },
-                    args.window,
-                    out.acked,
-                    out.errors,
-                    out.acked as f64 / out.wall.as_secs_f64(),
-                    pct(&out.latencies_us, 0.50),
-                    pct(&out.latencies_us, 0.99),
-                    pct(&out.latencies_us, 1.0),
-                    if verify.status.success() && entries == out.acked && status.success() {
-                        "ok".to_string()
-                    } else {
-                        format!(
-                            "FAILED (exit {status}, verify {:?}, {entries} entries)",
-                            verify.status.code()
-                        )
-                    },
-                );
-                println!("{row}");
-                rows.push(row);
-                drop_db(db).await;
+                for attempt in 1..=args.attempts {
+                    let row = run_one(&args, backend, run, connections).await;
+                    match row {
+                        Some((row, other))
+                            if other > args.max_other_cpu && attempt < args.attempts =>
+                        {
+                            eprintln!("discarding: other processes used {other:.2} CPUs: {row}");
+                        }
+                        Some((row, _)) => {
+                            println!("{row}");
+                            rows.push(row);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
             }
         }
     });
     println!(
-        "\n| backend | connections | window | ACKed (AA) | errors | messages/s | p50 ms | p99 ms | max ms | SIGTERM exit 0 + verify + entries = AA |"
+        "\n| backend | connections | window | ACKed (AA) | errors | messages/s | p50 ms | p99 ms | max ms | mean batch | server CPU | client CPU | PG CPU | other CPU | loadavg | baseline entry rows/s | ratio | baseline entry+key+index rows/s | ratio | SIGTERM exit 0 + verify + entries = AA |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|");
     for r in rows {
         println!("{r}");
     }

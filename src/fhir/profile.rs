@@ -59,7 +59,24 @@ struct Element {
 struct Profile {
     name: String,
     elements: HashMap<String, Element>,
+    /// Element id → the names of its constrained children, sorted (computed
+    /// once: scanning every element per visited node dominated the check).
+    children: HashMap<String, Vec<String>>,
+    /// Element id → its direct slices (`id:name`), sorted.
+    slices: HashMap<String, Vec<String>>,
 }
+
+/// What an element without a differential entry is constrained by: nothing.
+static UNCONSTRAINED: Element = Element {
+    min: None,
+    max: None,
+    fixed: None,
+    pattern: None,
+    binding: None,
+    types: Vec::new(),
+    discriminators: Vec::new(),
+    constraints: Vec::new(),
+};
 
 struct Registry {
     profiles: HashMap<String, Profile>,
@@ -166,9 +183,40 @@ fn parse_profile(sd: &Value) -> Option<Profile> {
             .collect();
         elements.insert(id.to_string(), el);
     }
+    let mut children: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut slices: HashMap<String, Vec<String>> = HashMap::new();
+    for id in elements.keys() {
+        // Every prefix ending before a '.' is a context this id constrains a child of.
+        for (dot, _) in id.match_indices('.') {
+            let (ctx, rest) = (&id[..dot], &id[dot + 1..]);
+            let seg = rest.split('.').next().unwrap_or(rest);
+            let name = seg.split(':').next().unwrap_or(seg);
+            children
+                .entry(ctx.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+        // `id` is a direct slice of every prefix that ends before a ':' with no '.' after it.
+        for (colon, _) in id.match_indices(':') {
+            if !id[colon..].contains('.') {
+                slices
+                    .entry(id[..colon].to_string())
+                    .or_default()
+                    .push(id.clone());
+            }
+        }
+    }
+    for s in slices.values_mut() {
+        s.sort();
+    }
     Some(Profile {
         name: sd["name"].as_str().unwrap_or("profile").to_string(),
         elements,
+        children: children
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect(),
+        slices,
     })
 }
 
@@ -227,6 +275,8 @@ struct Checker<'a> {
     issues: Vec<Issue>,
 }
 
+static NONE: Vec<String> = Vec::new();
+
 /// `pattern` is contained in `v` (FHIR pattern semantics).
 fn contains(v: &Value, pattern: &Value) -> bool {
     match (v, pattern) {
@@ -266,8 +316,8 @@ fn type_suffix(t: &str) -> String {
         .unwrap_or_default()
 }
 
-impl Checker<'_> {
-    fn el(&self, id: &str) -> Option<&Element> {
+impl<'a> Checker<'a> {
+    fn el(&self, id: &str) -> Option<&'a Element> {
         self.profile.elements.get(id)
     }
 
@@ -277,35 +327,19 @@ impl Checker<'_> {
     }
 
     /// Names of the children of `ctx` that the differential constrains.
-    fn children(&self, ctx: &str) -> BTreeSet<String> {
-        let prefix = format!("{ctx}.");
-        self.profile
-            .elements
-            .keys()
-            .filter_map(|id| id.strip_prefix(&prefix))
-            .map(|rest| {
-                let seg = rest.split('.').next().unwrap_or(rest);
-                seg.split(':').next().unwrap_or(seg).to_string()
-            })
-            .collect()
+    fn children(&self, ctx: &str) -> &'a [String] {
+        let profile: &'a Profile = self.profile;
+        profile.children.get(ctx).unwrap_or(&NONE)
     }
 
     /// Direct slices of element `id` (`id:name`).
-    fn slices(&self, id: &str) -> Vec<String> {
-        let prefix = format!("{id}:");
-        let mut s: Vec<String> = self
-            .profile
-            .elements
-            .keys()
-            .filter(|k| k.strip_prefix(&prefix).is_some_and(|r| !r.contains('.')))
-            .cloned()
-            .collect();
-        s.sort();
-        s
+    fn slices(&self, id: &str) -> &'a [String] {
+        let profile: &'a Profile = self.profile;
+        profile.slices.get(id).unwrap_or(&NONE)
     }
 
     fn check(&mut self, ctx: &str, node: &Value, at: &str) {
-        if let Some(el) = self.el(ctx).cloned() {
+        if let Some(el) = self.el(ctx) {
             for (key, human) in &el.constraints {
                 for bad in invariant(key, self.root, node, at) {
                     self.issue(IssueType::Invariant, &bad, format!("{key}: {human}"));
@@ -315,7 +349,7 @@ impl Checker<'_> {
         for name in self.children(ctx) {
             let id = format!("{ctx}.{name}");
             let values: Vec<(String, &Value)> = if let Some(prefix) = name.strip_suffix("[x]") {
-                let allowed = self.el(&id).map(|e| e.types.clone()).unwrap_or_default();
+                let allowed: &[String] = self.el(&id).map_or(&[], |e| &e.types);
                 let found: Vec<(&String, &Value)> = node
                     .as_object()
                     .into_iter()
@@ -348,7 +382,7 @@ impl Checker<'_> {
                 }
                 found.into_iter().map(|(_, v)| (path.clone(), v)).collect()
             } else {
-                match node.get(&name) {
+                match node.get(name) {
                     Some(Value::Array(items)) => items
                         .iter()
                         .enumerate()
@@ -359,10 +393,10 @@ impl Checker<'_> {
                 }
             };
             let here = format!("{at}.{name}");
-            let el = self.el(&id).cloned().unwrap_or_default();
-            self.cardinality(&el, values.len(), &here, None);
+            let el = self.el(&id).unwrap_or(&UNCONSTRAINED);
+            self.cardinality(el, values.len(), &here, None);
             for (p, v) in &values {
-                self.values(&el, p, v);
+                self.values(el, p, v);
                 if v.is_object() {
                     self.check(&id, v, p);
                 }
@@ -371,15 +405,15 @@ impl Checker<'_> {
             for slice in slices {
                 let matching: Vec<&(String, &Value)> = values
                     .iter()
-                    .filter(|(_, v)| self.in_slice(&slice, &el.discriminators, v))
+                    .filter(|(_, v)| self.in_slice(slice, &el.discriminators, v))
                     .collect();
-                let sel = self.el(&slice).cloned().unwrap_or_default();
-                let slice_name = slice.rsplit(':').next().unwrap_or(&slice).to_string();
-                self.cardinality(&sel, matching.len(), &here, Some(&slice_name));
+                let sel = self.el(slice).unwrap_or(&UNCONSTRAINED);
+                let slice_name = slice.rsplit(':').next().unwrap_or(slice);
+                self.cardinality(sel, matching.len(), &here, Some(slice_name));
                 for (p, v) in matching {
-                    self.values(&sel, p, v);
+                    self.values(sel, p, v);
                     if v.is_object() {
-                        self.check(&slice, v, p);
+                        self.check(slice, v, p);
                     }
                 }
             }
@@ -462,19 +496,19 @@ impl Checker<'_> {
             return false;
         }
         discriminators.iter().all(|path| {
-            let expected = self
+            let expected: Option<&Value> = self
                 .el(&format!("{slice}.{path}"))
-                .and_then(|e| e.fixed.clone().or_else(|| e.pattern.clone()))
+                .and_then(|e| e.fixed.as_ref().or(e.pattern.as_ref()))
                 .or_else(|| {
                     let own = self.el(slice)?;
                     let p = own.fixed.as_ref().or(own.pattern.as_ref())?;
                     if path == "$this" {
-                        return Some(p.clone());
+                        return Some(p);
                     }
-                    values_at(p, path).first().map(|x| (*x).clone())
+                    values_at(p, path).first().copied()
                 });
             match expected {
-                Some(exp) => values_at(v, path).iter().any(|x| contains(x, &exp)),
+                Some(exp) => values_at(v, path).iter().any(|x| contains(x, exp)),
                 None => false,
             }
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::fhir::create::prepare_audit_event;
+use crate::fhir::create::prepare_mapped_audit_event;
 use crate::hl7v2::{self, AckCode, ErrCode, Inbound, Kind, Origin, Refusal};
 use crate::ledger::{AppendError, Ledger};
 
@@ -61,7 +61,9 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
     let recorded = crate::ledger::stamp(OffsetDateTime::now_utc());
     let body = hl7v2::to_audit_event(&inbound, link.as_ref(), &recorded);
     let body = crate::dicom::enrich::enrich_event(ctx.dicom.as_deref(), body.into_bytes()).await;
-    let draft = match prepare_audit_event(&body) {
+    // vellum built this event (and enrichment only adds its own study
+    // details), so the second, fhirbolt structure parse is skipped in release.
+    let draft = match prepare_mapped_audit_event(&body) {
         Ok(d) => d.with_key(h.idempotency_key()),
         Err(rejection) => {
             // A mapping bug, never the sender's content: log where, not what.

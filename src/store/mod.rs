@@ -7,6 +7,7 @@ pub mod pending;
 pub mod postgres;
 pub mod search;
 pub mod sqlite;
+mod sqlite_append;
 
 use std::future::Future;
 
@@ -21,6 +22,10 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the SQLite append thread has stopped")]
+    AppenderGone,
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("i/o error: {0}")]

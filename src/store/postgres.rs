@@ -22,6 +22,10 @@ const CHAIN_LOCK_KEY: i64 = 0x7665_6c6c_756d;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The single writer's own connection. Not pinged before each use (a
+    /// round trip per batch): a broken connection fails one batch, whose
+    /// senders are told to retry, and is then replaced by the pool.
+    writer: PgPool,
 }
 
 impl PostgresStore {
@@ -31,8 +35,10 @@ impl PostgresStore {
         // Searches are one prepared statement per query shape with the
         // values bound; a cached generic plan cannot see how selective a
         // value is (one patient vs. every event of a day), so plan per call.
-        let opts =
-            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
+        let writer_opts = PgConnectOptions::from_str(url)?;
+        let opts = writer_opts
+            .clone()
+            .options([("plan_cache_mode", "force_custom_plan")]);
         // Fail fast when the server is unreachable (sqlx waits 30 s by default).
         let mut pool = PgPoolOptions::new()
             .max_connections(8)
@@ -48,14 +54,120 @@ impl PostgresStore {
                 })
             });
         }
+        let writer = pool
+            .clone()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            // Not force_custom_plan: it would also re-plan, per row, the
+            // foreign-key checks and the chain trigger's query (≈ 30 per event).
+            .connect_with(writer_opts)
+            .await?;
         Ok(PostgresStore {
             pool: pool.connect_with(opts).await?,
+            writer,
         })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Starts an append: the transaction and the chain lock in one simple query.
+const BEGIN_AND_LOCK: &str = "BEGIN; SELECT pg_advisory_xact_lock(130177982821741)";
+
+/// The chain head (the row whose `key` is NULL) and the entries that the
+/// batch's idempotency keys already name, in one statement.
+const HEAD_AND_KEYS: &str = "SELECT NULL::text AS key, h.seq, NULL::text AS id, NULL::text AS body, \
+     NULL::bytea AS body_sha256, h.chain_hash, NULL::bytea AS leaf_hash, NULL::text AS last_updated \
+     FROM (SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1) h \
+     UNION ALL \
+     SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
+     FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ANY($1)";
+
+/// Entries, their search index rows and their new idempotency keys in one
+/// statement (data-modifying CTEs; the foreign keys are checked at its end).
+const INSERT_ALL: &str = "WITH e AS (INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) \
+       SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[])), \
+     i AS (INSERT INTO search_index (seq, param, sys, val, exact, low, high) \
+       SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])) \
+     INSERT INTO entry_key (key, seq) SELECT * FROM UNNEST($15::text[], $16::bigint[])";
+
+async fn insert_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keys: &[Option<String>],
+    fresh: &[bool],
+    entries: &[super::NewEntry],
+) -> Result<(), sqlx::Error> {
+    let n = entries.len();
+    let (mut seqs, mut ids, mut bodies) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut bsha, mut chains, mut leaves, mut times) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in entries {
+        seqs.push(e.seq);
+        ids.push(e.id.as_str());
+        bodies.push(e.body.as_str());
+        bsha.push(&e.body_sha256[..]);
+        chains.push(&e.chain_hash[..]);
+        leaves.push(&e.leaf_hash[..]);
+        times.push(e.last_updated.as_str());
+    }
+    let m: usize = entries.iter().map(|e| e.index.len()).sum();
+    let mut i_seq = Vec::with_capacity(m);
+    let mut param = Vec::with_capacity(m);
+    let mut sys = Vec::with_capacity(m);
+    let mut val = Vec::with_capacity(m);
+    let mut exact = Vec::with_capacity(m);
+    let mut low = Vec::with_capacity(m);
+    let mut high = Vec::with_capacity(m);
+    for e in entries {
+        for r in &e.index {
+            i_seq.push(e.seq);
+            param.push(r.param.as_str());
+            sys.push(r.sys.as_deref());
+            val.push(r.val.as_deref());
+            exact.push(r.exact.as_deref());
+            low.push(r.low);
+            high.push(r.high);
+        }
+    }
+    let new_keys = keys.iter().zip(fresh).filter(|(_, f)| **f).map(|(k, _)| k);
+    let (mut key_names, mut key_seqs) = (Vec::new(), Vec::new());
+    for (key, entry) in new_keys.zip(entries) {
+        if let Some(key) = key {
+            key_names.push(key.as_str());
+            key_seqs.push(entry.seq);
+        }
+    }
+    sqlx::query(INSERT_ALL)
+        .bind(&seqs)
+        .bind(&ids)
+        .bind(&bodies)
+        .bind(&bsha)
+        .bind(&chains)
+        .bind(&leaves)
+        .bind(&times)
+        .bind(&i_seq)
+        .bind(&param)
+        .bind(&sys)
+        .bind(&val)
+        .bind(&exact)
+        .bind(&low)
+        .bind(&high)
+        .bind(&key_names)
+        .bind(&key_seqs)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 const COLUMNS: &str = "seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated";
@@ -189,85 +301,33 @@ impl Store for PostgresStore {
         keys: Vec<Option<String>>,
         chain: ChainFn,
     ) -> Result<Vec<Appended>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CHAIN_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let head = match row {
-            Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?))?,
-            None => ChainHead::EMPTY,
-        };
-        let mut stored = HashMap::new();
+        // Four round trips: BEGIN + lock (one simple query), head + stored keys
+        // (one statement), every insert (one statement), COMMIT. The head is
+        // read by a statement that starts after the lock is held, so its
+        // snapshot sees every batch committed before (no fork).
+        let mut tx = self.writer.begin_with(BEGIN_AND_LOCK).await?;
         let wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
-        if !wanted.is_empty() {
-            let rows = sqlx::query(
-                "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
-                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ANY($1)",
-            )
+        let rows = sqlx::query(HEAD_AND_KEYS)
             .bind(&wanted)
             .fetch_all(&mut *tx)
             .await?;
-            for row in &rows {
-                stored.insert(row.try_get::<String, _>("key")?, row_to_entry(row)?);
+        let mut head = ChainHead::EMPTY;
+        let mut stored = HashMap::new();
+        for row in &rows {
+            match row.try_get::<Option<String>, _>("key")? {
+                None => {
+                    head =
+                        head_from_row(Some(row.try_get("seq")?), Some(row.try_get("chain_hash")?))?
+                }
+                Some(key) => {
+                    stored.insert(key, row_to_entry(row)?);
+                }
             }
         }
         let (fresh, plan) = plan_batch(&keys, stored);
         let entries = chain(head, &fresh);
-        let n = entries.len();
-        let (mut seqs, mut ids, mut bodies) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut bsha, mut chains, mut leaves, mut times) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for e in &entries {
-            seqs.push(e.seq);
-            ids.push(e.id.as_str());
-            bodies.push(e.body.as_str());
-            bsha.push(&e.body_sha256[..]);
-            chains.push(&e.chain_hash[..]);
-            leaves.push(&e.leaf_hash[..]);
-            times.push(e.last_updated.as_str());
-        }
-        sqlx::query(
-            "INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[])",
-        )
-        .bind(&seqs)
-        .bind(&ids)
-        .bind(&bodies)
-        .bind(&bsha)
-        .bind(&chains)
-        .bind(&leaves)
-        .bind(&times)
-        .execute(&mut *tx)
-        .await?;
-        insert_index_rows(&mut tx, &entries).await?;
-        let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
-        let (mut key_names, mut key_seqs) = (Vec::new(), Vec::new());
-        for (key, entry) in new_keys.zip(&entries) {
-            if let Some(key) = key {
-                key_names.push(key.as_str());
-                key_seqs.push(entry.seq);
-            }
-        }
-        if !key_names.is_empty() {
-            sqlx::query(
-                "INSERT INTO entry_key (key, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])",
-            )
-            .bind(&key_names)
-            .bind(&key_seqs)
-            .execute(&mut *tx)
-            .await?;
+        if !entries.is_empty() {
+            insert_all(&mut tx, &keys, &fresh, &entries).await?;
         }
         tx.commit().await?;
         Ok(merge_plan(plan, entries))
@@ -380,5 +440,18 @@ impl PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(row_to_entry).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_append_takes_the_chain_lock() {
+        assert_eq!(
+            BEGIN_AND_LOCK,
+            format!("BEGIN; SELECT pg_advisory_xact_lock({CHAIN_LOCK_KEY})")
+        );
     }
 }

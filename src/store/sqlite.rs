@@ -10,25 +10,21 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
-use std::collections::HashMap;
-
 use super::search::{self, Bind, Dialect, Plan, Purpose, SearchHit, SearchQuery};
-use super::{
-    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, Store, StoreError,
-    StoredEntry,
-};
+use super::sqlite_append::Appender;
+use super::{head_from_row, Appended, ChainFn, ChainHead, Store, StoreError, StoredEntry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Rows per multi-row INSERT; a batch is split into chunks of powers of two
-/// up to this size so only a handful of statements are ever prepared.
-const MAX_ROWS_PER_INSERT: usize = 32;
-
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Migrations, the index back-fill and raw SQL for tests and tools.
     writer: SqlitePool,
     readers: SqlitePool,
     path: std::path::PathBuf,
+    /// Appends run on their own connection and thread (sqlite_append.rs),
+    /// opened on first use: the schema must be migrated first.
+    appender: std::sync::Arc<tokio::sync::OnceCell<Appender>>,
 }
 
 impl SqliteStore {
@@ -53,6 +49,7 @@ impl SqliteStore {
             writer,
             readers,
             path: path.to_path_buf(),
+            appender: Default::default(),
         })
     }
 
@@ -67,13 +64,8 @@ impl SqliteStore {
     }
 }
 
-/// Splits `items` into chunks of at most `MAX_ROWS_PER_INSERT`, each a power
-/// of two long, so multi-row statements come in only a few sizes.
-fn power_of_two_chunks<T>(items: &[T]) -> Vec<&[T]> {
-    chunks_up_to(items, MAX_ROWS_PER_INSERT)
-}
-
-/// As [`power_of_two_chunks`] with another maximum (a power of two).
+/// Splits `items` into chunks of at most `max` (a power of two), each a
+/// power of two long, so multi-row statements come in only a few sizes.
 fn chunks_up_to<T>(items: &[T], max: usize) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut rest = items;
@@ -88,19 +80,6 @@ fn chunks_up_to<T>(items: &[T], max: usize) -> Vec<&[T]> {
         rest = tail;
     }
     out
-}
-
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?,?,?,?,?)");
-    }
-    sql
 }
 
 /// Index rows per multi-row INSERT (7 parameters each).
@@ -238,71 +217,11 @@ impl Store for SqliteStore {
         keys: Vec<Option<String>>,
         chain: ChainFn,
     ) -> Result<Vec<Appended>, StoreError> {
-        // IMMEDIATE takes the write lock up front, so the head read below
-        // cannot change under us even if another process shares the file.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+        let appender = self
+            .appender
+            .get_or_try_init(|| Appender::start(&self.path))
             .await?;
-        let head = match row {
-            Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?))?,
-            None => ChainHead::EMPTY,
-        };
-        let mut stored = HashMap::new();
-        let wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
-        for chunk in power_of_two_chunks(&wanted) {
-            // Pad to the chunk's statement size with a repeated key (IN
-            // ignores duplicates) so only a few statements are ever prepared.
-            let width = chunk.len().next_power_of_two();
-            let mut q = sqlx::query(AssertSqlSafe(format!(
-                "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated \
-                 FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key IN ({})",
-                vec!["?"; width].join(",")
-            )));
-            for i in 0..width {
-                q = q.bind(chunk[i.min(chunk.len() - 1)]);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                stored.insert(row.try_get::<String, _>("key")?, row_to_entry(&row)?);
-            }
-        }
-        let (fresh, plan) = plan_batch(&keys, stored);
-        let entries = chain(head, &fresh);
-        for chunk in power_of_two_chunks(&entries) {
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
-            for e in chunk {
-                q = q
-                    .bind(e.seq)
-                    .bind(e.id.as_str())
-                    .bind(e.body.as_str())
-                    .bind(&e.body_sha256[..])
-                    .bind(&e.chain_hash[..])
-                    .bind(&e.leaf_hash[..])
-                    .bind(e.last_updated.as_str());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        insert_index_rows(&mut tx, &entries).await?;
-        let new_keys: Vec<(&str, i64)> = keys
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, f)| **f)
-            .zip(&entries)
-            .filter_map(|((k, _), e)| k.as_deref().map(|k| (k, e.seq)))
-            .collect();
-        for chunk in power_of_two_chunks(&new_keys) {
-            let sql = format!(
-                "INSERT INTO entry_key (key, seq) VALUES {}",
-                vec!["(?,?)"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (key, seq) in chunk {
-                q = q.bind(*key).bind(*seq);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(merge_plan(plan, entries))
+        appender.append(keys, chain).await
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {
