@@ -740,22 +740,23 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn privacy_comes_from_vellum_privacy_env_keys() {
-        // The only test in this binary that reads the environment.
-        std::env::set_var("VELLUM_PRIVACY_STORE_CONTENT", "true");
-        std::env::set_var("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
-        std::env::set_var("VELLUM_PRIVACY_PSEUDONYM_KEY", "0123456789abcdef0123");
-        let s = Settings::load(None);
-        for k in ["STORE_CONTENT", "PSEUDONYMISE_PATIENTS", "PSEUDONYM_KEY"] {
-            std::env::remove_var(format!("VELLUM_PRIVACY_{k}"));
-        }
-        let s = s.unwrap();
-        assert!(s.privacy.store_content);
-        assert_eq!(
-            s.privacy.pseudonym_key.as_deref(),
-            Some(&b"0123456789abcdef0123"[..])
-        );
-        assert_eq!(s.mllp.privacy, s.privacy);
+        // In a Jail: environment tests of this binary run one at a time and
+        // leave nothing behind for the others.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_PRIVACY_STORE_CONTENT", "true");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYM_KEY", "0123456789abcdef0123");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.privacy.store_content);
+            assert_eq!(
+                s.privacy.pseudonym_key.as_deref(),
+                Some(&b"0123456789abcdef0123"[..])
+            );
+            assert_eq!(s.mllp.privacy, s.privacy);
+            Ok(())
+        });
     }
 
     #[test]
