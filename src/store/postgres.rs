@@ -94,6 +94,45 @@ const INSERT_ALL: &str = "WITH e AS (INSERT INTO entry (seq, id, body, body_sha2
        SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])) \
      INSERT INTO entry_key (key, seq) SELECT * FROM UNNEST($15::text[], $16::bigint[])";
 
+/// The search index rows of a batch as one array per column, for
+/// `UNNEST` (one statement however many rows).
+struct IndexColumns<'a> {
+    seq: Vec<i64>,
+    param: Vec<&'a str>,
+    sys: Vec<Option<&'a str>>,
+    val: Vec<Option<&'a str>>,
+    exact: Vec<Option<&'a str>>,
+    low: Vec<Option<i64>>,
+    high: Vec<Option<i64>>,
+}
+
+impl<'a> IndexColumns<'a> {
+    fn of(entries: &'a [super::NewEntry]) -> Self {
+        let n: usize = entries.iter().map(|e| e.index.len()).sum();
+        let mut c = IndexColumns {
+            seq: Vec::with_capacity(n),
+            param: Vec::with_capacity(n),
+            sys: Vec::with_capacity(n),
+            val: Vec::with_capacity(n),
+            exact: Vec::with_capacity(n),
+            low: Vec::with_capacity(n),
+            high: Vec::with_capacity(n),
+        };
+        for e in entries {
+            for r in &e.index {
+                c.seq.push(e.seq);
+                c.param.push(r.param.as_str());
+                c.sys.push(r.sys.as_deref());
+                c.val.push(r.val.as_deref());
+                c.exact.push(r.exact.as_deref());
+                c.low.push(r.low);
+                c.high.push(r.high);
+            }
+        }
+        c
+    }
+}
+
 async fn insert_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     keys: &[Option<String>],
@@ -121,25 +160,7 @@ async fn insert_all(
         leaves.push(&e.leaf_hash[..]);
         times.push(e.last_updated.as_str());
     }
-    let m: usize = entries.iter().map(|e| e.index.len()).sum();
-    let mut i_seq = Vec::with_capacity(m);
-    let mut param = Vec::with_capacity(m);
-    let mut sys = Vec::with_capacity(m);
-    let mut val = Vec::with_capacity(m);
-    let mut exact = Vec::with_capacity(m);
-    let mut low = Vec::with_capacity(m);
-    let mut high = Vec::with_capacity(m);
-    for e in entries {
-        for r in &e.index {
-            i_seq.push(e.seq);
-            param.push(r.param.as_str());
-            sys.push(r.sys.as_deref());
-            val.push(r.val.as_deref());
-            exact.push(r.exact.as_deref());
-            low.push(r.low);
-            high.push(r.high);
-        }
-    }
+    let index = IndexColumns::of(entries);
     let new_keys = keys.iter().zip(fresh).filter(|(_, f)| **f).map(|(k, _)| k);
     let (mut key_names, mut key_seqs) = (Vec::new(), Vec::new());
     for (key, entry) in new_keys.zip(entries) {
@@ -156,13 +177,13 @@ async fn insert_all(
         .bind(&chains)
         .bind(&leaves)
         .bind(&times)
-        .bind(&i_seq)
-        .bind(&param)
-        .bind(&sys)
-        .bind(&val)
-        .bind(&exact)
-        .bind(&low)
-        .bind(&high)
+        .bind(&index.seq)
+        .bind(&index.param)
+        .bind(&index.sys)
+        .bind(&index.val)
+        .bind(&index.exact)
+        .bind(&index.low)
+        .bind(&index.high)
         .bind(&key_names)
         .bind(&key_seqs)
         .execute(&mut **tx)
@@ -176,39 +197,21 @@ async fn insert_index_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     entries: &[super::NewEntry],
 ) -> Result<(), sqlx::Error> {
-    let n: usize = entries.iter().map(|e| e.index.len()).sum();
-    if n == 0 {
+    let index = IndexColumns::of(entries);
+    if index.seq.is_empty() {
         return Ok(());
-    }
-    let mut seq = Vec::with_capacity(n);
-    let mut param = Vec::with_capacity(n);
-    let mut sys = Vec::with_capacity(n);
-    let mut val = Vec::with_capacity(n);
-    let mut exact = Vec::with_capacity(n);
-    let mut low = Vec::with_capacity(n);
-    let mut high = Vec::with_capacity(n);
-    for e in entries {
-        for r in &e.index {
-            seq.push(e.seq);
-            param.push(r.param.as_str());
-            sys.push(r.sys.as_deref());
-            val.push(r.val.as_deref());
-            exact.push(r.exact.as_deref());
-            low.push(r.low);
-            high.push(r.high);
-        }
     }
     sqlx::query(
         "INSERT INTO search_index (seq, param, sys, val, exact, low, high) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])",
     )
-    .bind(&seq)
-    .bind(&param)
-    .bind(&sys)
-    .bind(&val)
-    .bind(&exact)
-    .bind(&low)
-    .bind(&high)
+    .bind(&index.seq)
+    .bind(&index.param)
+    .bind(&index.sys)
+    .bind(&index.val)
+    .bind(&index.exact)
+    .bind(&index.low)
+    .bind(&index.high)
     .execute(&mut **tx)
     .await?;
     Ok(())
