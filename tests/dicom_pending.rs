@@ -69,16 +69,16 @@ fn assert_valid_independently(resources: &[Value]) {
 }
 
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {
-    let mut entity = json!({
-        "what": {"identifier": {
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110180", "display": "Study Instance UID"}]},
-            "system": "urn:dicom:uid",
-            "value": format!("urn:oid:{uid}")}},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "3"}
-    });
+    let mut entity = common::dicom::study_entity(uid);
+    let mut details = json!([]);
     if let Some(d) = supplied {
-        entity["detail"] = json!([{"type": "pixel-sha256", "valueBase64Binary": d}]);
+        details
+            .as_array_mut()
+            .expect("details")
+            .push(json!({"type": "pixel-sha256", "valueBase64Binary": d}));
+    }
+    if details.as_array().is_some_and(|d| !d.is_empty()) {
+        entity["detail"] = details;
     }
     let mut e = sample_event(1);
     e["entity"] = json!([entity]);

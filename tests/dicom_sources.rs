@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dicom::{fixtures, reference_study};
+use common::dicom::{fixtures, reference_study, study_entity};
 use common::*;
 use serde_json::{json, Value};
 use vellum::config::{DicomSettings, RawSettings, Settings};
@@ -22,20 +22,16 @@ const STUDY_CT: &str = "1.2.826.0.1.3680043.8.498.7700.1";
 const STUDY_MR: &str = "1.2.826.0.1.3680043.8.498.7700.2";
 
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {
-    let mut entity = json!({
-        "what": {"identifier": {
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110180", "display": "Study Instance UID"}]},
-            "system": "urn:dicom:uid",
-            "value": format!("urn:oid:{uid}")}},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "3"},
-        "detail": [{"type": "confidence", "valueString": "0.940"}]
-    });
+    let mut entity = study_entity(uid);
+    let mut details = json!([{"type": "confidence", "valueString": "0.940"}]);
     if let Some(d) = supplied {
-        entity["detail"]
+        details
             .as_array_mut()
-            .expect("detail")
+            .expect("details")
             .push(json!({"type": "pixel-sha256", "valueBase64Binary": d}));
+    }
+    if details.as_array().is_some_and(|d| !d.is_empty()) {
+        entity["detail"] = details;
     }
     let mut e = sample_event(1);
     e["entity"] = json!([entity]);

@@ -25,3 +25,16 @@ pub fn reference_study(uid: &str) -> (String, u64) {
         s["instances"].as_u64().unwrap_or_default(),
     )
 }
+
+/// The study entity of DESIGN §3 (`what.identifier` = the Study Instance
+/// UID, type 2 System Object, role 3 Report), without details.
+pub fn study_entity(uid: &str) -> Value {
+    serde_json::json!({
+        "what": {"identifier": {
+            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110180", "display": "Study Instance UID"}]},
+            "system": "urn:dicom:uid",
+            "value": format!("urn:oid:{uid}")}},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "3"}
+    })
+}
