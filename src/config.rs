@@ -74,6 +74,95 @@ pub struct RawSettings {
     /// `[dicom]`: pixel digests and the sources studies are found in.
     #[serde(default)]
     pub dicom: RawDicomSettings,
+    /// `[limits]`: bounds on request bodies (env `VELLUM_LIMITS_*`).
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[limits]` as written: what one request body may be, checked before
+/// anything expensive reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Deepest element nesting of an XML body.
+    pub xml_max_depth: usize,
+    /// Largest XML body (single resource or Bundle), bytes.
+    pub xml_max_bytes: usize,
+    /// Deepest nesting of arrays and objects in a JSON body (at most 100).
+    pub json_max_depth: usize,
+    /// Most members of one JSON object.
+    pub json_max_keys_per_object: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let json = crate::ledger::canonical::Limits::default();
+        RawLimits {
+            xml_max_depth: 50,
+            xml_max_bytes: 4 * 1024 * 1024,
+            json_max_depth: json.max_depth,
+            json_max_keys_per_object: json.max_keys_per_object,
+        }
+    }
+}
+
+/// Validated `[limits]` (see [`RawLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub xml_max_depth: usize,
+    pub xml_max_bytes: usize,
+    pub json: crate::ledger::canonical::Limits,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        // The defaults are valid by construction.
+        let raw = RawLimits::default();
+        LimitSettings {
+            xml_max_depth: raw.xml_max_depth,
+            xml_max_bytes: raw.xml_max_bytes,
+            json: crate::ledger::canonical::Limits {
+                max_depth: raw.json_max_depth,
+                max_keys_per_object: raw.json_max_keys_per_object,
+            },
+        }
+    }
+}
+
+impl LimitSettings {
+    pub fn validate(raw: &RawLimits) -> Result<Self, ConfigError> {
+        for (key, v) in [
+            ("limits.xml_max_depth", raw.xml_max_depth),
+            ("limits.xml_max_bytes", raw.xml_max_bytes),
+            ("limits.json_max_depth", raw.json_max_depth),
+            (
+                "limits.json_max_keys_per_object",
+                raw.json_max_keys_per_object,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be greater than 0".into(),
+                });
+            }
+        }
+        let max = crate::ledger::canonical::MAX_DEPTH;
+        if raw.json_max_depth > max {
+            return Err(ConfigError::Invalid {
+                key: "limits.json_max_depth",
+                reason: format!("must be at most {max}"),
+            });
+        }
+        Ok(LimitSettings {
+            xml_max_depth: raw.xml_max_depth,
+            xml_max_bytes: raw.xml_max_bytes,
+            json: crate::ledger::canonical::Limits {
+                max_depth: raw.json_max_depth,
+                max_keys_per_object: raw.json_max_keys_per_object,
+            },
+        })
+    }
 }
 
 /// `[privacy]` as written by an operator.
@@ -316,6 +405,7 @@ impl Default for RawSettings {
             log: "info".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
+            limits: RawLimits::default(),
         }
     }
 }
@@ -367,6 +457,7 @@ pub struct Settings {
     pub log: String,
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -514,6 +605,22 @@ impl Settings {
                 .map(|k| format!("dicom.{}", k.as_str().to_ascii_lowercase()).into())
                 .split("."),
         );
+        let limit_keys = [
+            "xml_max_depth",
+            "xml_max_bytes",
+            "json_max_depth",
+            "json_max_keys_per_object",
+        ];
+        fig = fig.merge(
+            Env::prefixed("VELLUM_LIMITS_")
+                .filter(move |k| {
+                    limit_keys
+                        .iter()
+                        .any(|n| k.as_str().eq_ignore_ascii_case(n))
+                })
+                .map(|k| format!("limits.{}", k.as_str().to_ascii_lowercase()).into())
+                .split("."),
+        );
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
     }
@@ -645,7 +752,9 @@ impl Settings {
         }
         let privacy = validate_privacy(&raw.privacy)?;
         let dicom = DicomSettings::validate(raw.dicom)?;
+        let limits = LimitSettings::validate(&raw.limits)?;
         Ok(Settings {
+            limits,
             dicom,
             database_url,
             database_role: raw.database_role,
@@ -757,6 +866,48 @@ mod tests {
             assert_eq!(s.mllp.privacy, s.privacy);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn limits_come_from_the_environment_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_LIMITS_XML_MAX_DEPTH", "20");
+            jail.set_env("VELLUM_LIMITS_JSON_MAX_KEYS_PER_OBJECT", "300");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.limits.xml_max_depth, 20);
+            assert_eq!(s.limits.xml_max_bytes, 4 * 1024 * 1024);
+            assert_eq!(s.limits.json.max_keys_per_object, 300);
+            assert_eq!(s.limits.json.max_depth, 100);
+            Ok(())
+        });
+        let defaults = Settings::validate(RawSettings::default()).unwrap().limits;
+        assert_eq!(defaults, LimitSettings::default());
+        for (bad, key) in [
+            (
+                RawLimits {
+                    json_max_depth: 101,
+                    ..RawLimits::default()
+                },
+                "limits.json_max_depth",
+            ),
+            (
+                RawLimits {
+                    xml_max_depth: 0,
+                    ..RawLimits::default()
+                },
+                "limits.xml_max_depth",
+            ),
+        ] {
+            let raw = RawSettings {
+                limits: bad,
+                ..RawSettings::default()
+            };
+            match Settings::validate(raw) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

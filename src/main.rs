@@ -78,6 +78,7 @@ fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<S
 }
 
 fn main() -> ExitCode {
+    vellum::telemetry::install_panic_hook();
     let cli = Cli::parse();
     if let Command::Hash {
         paths,

@@ -11,3 +11,20 @@ pub fn init(filter: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// Replaces the default panic hook, which prints the panic message — and a
+/// message built from input (a date, a namespace, a slice of the body) can
+/// carry PHI. This one logs only where the panic happened and on which
+/// thread, through tracing and on stderr (in case tracing is not set up).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "an unknown location".into());
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(%location, thread, "panic (message withheld: it may carry input)");
+        eprintln!("vellum: panic at {location} on thread {thread} (message withheld)");
+    }));
+}

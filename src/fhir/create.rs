@@ -1,7 +1,7 @@
 //! Turning a client's AuditEvent JSON into a ledger `Draft`: parse strictly,
 //! check structure (fhirbolt) and rules (validate.rs), assign id and meta.
 
-use crate::ledger::canonical::{self, Json, ParseErrorKind, Value};
+use crate::ledger::canonical::{self, Json, Limits, ParseErrorKind, Value};
 use crate::ledger::{Draft, STAMP_PLACEHOLDER};
 
 use super::outcome::{Issue, IssueType};
@@ -26,9 +26,16 @@ impl Rejection {
     }
 }
 
-/// Validates `body` and returns the draft to append.
+/// Validates `body` and returns the draft to append, within the default
+/// request limits.
 pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
-    prepare(body, true)
+    prepare(body, true, Limits::default())
+}
+
+/// As [`prepare_audit_event`], within the configured request limits
+/// (nesting depth, members per object).
+pub fn prepare_audit_event_with(body: &[u8], limits: Limits) -> Result<Draft, Rejection> {
+    prepare(body, true, limits)
 }
 
 /// As [`prepare_audit_event`], for AuditEvents vellum's HL7 v2 mapping wrote
@@ -39,14 +46,15 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
 /// (every test) still run it, and tests/mllp_mapping.rs checks arbitrary
 /// mutated messages through the full [`prepare_audit_event`].
 pub fn prepare_mapped_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
-    prepare(body, cfg!(debug_assertions))
+    prepare(body, cfg!(debug_assertions), Limits::INTERNAL)
 }
 
-fn prepare(body: &[u8], check_structure: bool) -> Result<Draft, Rejection> {
-    let mut root = canonical::parse(body).map_err(|e| {
+fn prepare(body: &[u8], check_structure: bool, limits: Limits) -> Result<Draft, Rejection> {
+    let mut root = canonical::parse_with(body, limits).map_err(|e| {
         let (line, col) = e.line_column(body);
         let code = match e.kind {
             ParseErrorKind::DuplicateKey(_) => IssueType::Structure,
+            ParseErrorKind::TooDeep(_) | ParseErrorKind::TooManyKeys(_) => IssueType::TooLong,
             _ => IssueType::Invalid,
         };
         Rejection::Malformed(vec![Issue::error(

@@ -10,5 +10,6 @@ pub mod profile;
 pub mod search;
 pub mod search_index;
 pub mod validate;
+pub mod xml_guard;
 
 pub use outcome::{Issue, IssueType, OperationOutcome};

@@ -393,8 +393,16 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
                 None => (sec_text, ""),
             };
             let sec: i64 = secs.parse().ok()?;
-            // Precision of the value: whole seconds, or the fraction given.
-            let frac_us: i64 = format!("{:0<6}", &frac[..frac.len().min(6)]).parse().ok()?;
+            // Precision of the value: whole seconds, or the fraction given
+            // (digits only; beyond microseconds they are ignored).
+            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let frac_us = frac
+                .bytes()
+                .chain(std::iter::repeat(b'0'))
+                .take(6)
+                .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
             let width_us = if minute_precision {
                 60_000_000
             } else if frac.is_empty() {
@@ -504,6 +512,16 @@ mod tests {
         let (lo, hi) = date_range("2026-03-14T09:26:53.12Z").unwrap();
         assert_eq!((lo, hi - lo), (us("2026-03-14T09:26:53.12Z"), 10_000));
         assert_eq!(date_range("nonsense"), None);
+        // A fraction that is not all digits (a multi-byte character where a
+        // digit should be) is not a date, and never a panic.
+        for bad in [
+            "2026-03-14T09:26:00.12345\u{e9}Z",
+            "2026-03-14T09:26:00.\u{e9}Z",
+            "2026-03-14T09:26:00.1234\u{e9}\u{e9}",
+            "2026-03-14T09:26:00.12x",
+        ] {
+            assert_eq!(date_range(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -14,9 +14,9 @@ use super::format::{render, request_format, response_format, to_json_body};
 use super::response::{error, fhir_base, outcome};
 use super::AppState;
 use crate::fhir::bundle::{response_bundle, ResponseEntry};
-use crate::fhir::create::{prepare_audit_event, Rejection};
+use crate::fhir::create::{prepare_audit_event_with, Rejection};
 use crate::fhir::{Issue, IssueType, OperationOutcome};
-use crate::ledger::canonical::{self, Json};
+use crate::ledger::canonical::{self, Json, ParseErrorKind};
 use crate::ledger::{Committed, Draft};
 use crate::store::{Store, StoredEntry};
 
@@ -51,19 +51,31 @@ pub async fn bundle(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let json = match to_json_body(in_format, &body) {
+    let json = match to_json_body(in_format, body.freeze(), state.limits).await {
         Ok(j) => j,
         Err(r) => return r,
     };
-    let root = match canonical::parse(&json) {
-        Ok(r) => r,
-        Err(e) => {
+    // Parsed on the blocking pool: a Bundle may be many megabytes.
+    let json_limits = state.limits.json;
+    let parsed = web::block(move || {
+        let root = canonical::parse_with(&json, json_limits);
+        (json, root)
+    })
+    .await;
+    let (json, root) = match parsed {
+        Ok((json, Ok(root))) => (json, root),
+        Ok((_, Err(e))) => {
+            let code = match e.kind {
+                ParseErrorKind::TooDeep(_) | ParseErrorKind::TooManyKeys(_) => IssueType::TooLong,
+                _ => IssueType::Invalid,
+            };
             return error(
                 StatusCode::BAD_REQUEST,
-                IssueType::Invalid,
+                code,
                 format!("request body is not acceptable JSON: {}", e.kind),
-            )
+            );
         }
+        Err(_) => return super::format::busy(),
     };
     if root.get("resourceType").and_then(Json::as_str) != Some("Bundle") {
         return invalid(
@@ -151,9 +163,12 @@ async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Pla
             // Issue 4: the same DICOM step as a single create, per entry.
             let enriched = crate::dicom::enrich::enrich_slice(state.dicom.as_deref(), raw).await;
             let raw = enriched.as_deref().unwrap_or(raw);
-            let mut draft = match prepare_audit_event(raw) {
-                Ok(d) => d,
-                Err(r) => return rejected_entry(i, r),
+            let raw = raw.to_vec();
+            let limits = state.limits.json;
+            let mut draft = match web::block(move || prepare_audit_event_with(&raw, limits)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(r)) => return rejected_entry(i, r),
+                Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, at("resource"), "the server is busy; retry this entry".into()),
             };
             if let Some(cond) = request.get("ifNoneExist").and_then(Json::as_str) {
                 match conditional::existing(cond.as_bytes(), state.ledger.store()).await {

@@ -9,7 +9,7 @@ use super::conditional;
 use super::format::{query_param, render, request_format, response_format, to_json_body};
 use super::response::{self, error, outcome, stored_entry, stored_resource};
 use super::AppState;
-use crate::fhir::create::{prepare_audit_event, Rejection};
+use crate::fhir::create::{prepare_audit_event_with, Rejection};
 use crate::fhir::{Issue, IssueType, OperationOutcome};
 use crate::ledger::AppendError;
 
@@ -123,15 +123,15 @@ async fn create(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let json = match to_json_body(in_format, &body) {
+    let json = match to_json_body(in_format, body.freeze(), state.limits).await {
         Ok(j) => j,
         Err(r) => return r,
     };
     // Issue 4: pixel digests of referenced DICOM studies (no-op without sources).
     let json = crate::dicom::enrich::enrich_event(state.dicom.as_deref(), json).await;
-    let mut draft = match prepare_audit_event(&json) {
+    let mut draft = match prepare_off_worker(json, state.limits).await {
         Ok(d) => d,
-        Err(rejection) => return rejected(&rejection),
+        Err(r) => return r,
     };
     if let Some(cond) = req.headers().get("If-None-Exist") {
         match conditional::existing(cond.as_bytes(), state.ledger.store()).await {
@@ -174,6 +174,20 @@ async fn create(
             render(&req, out_format, r, json)
         }
         Err(e) => append_failed(e),
+    }
+}
+
+/// Parses, checks and prepares an AuditEvent on the blocking pool: the
+/// parse is linear in the body but a body may be megabytes, and an HTTP
+/// worker must stay free for other requests (and `/healthz`).
+pub(super) async fn prepare_off_worker(
+    json: Vec<u8>,
+    limits: crate::config::LimitSettings,
+) -> Result<crate::ledger::Draft, HttpResponse> {
+    match web::block(move || prepare_audit_event_with(&json, limits.json)).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(rejection)) => Err(rejected(&rejection)),
+        Err(_) => Err(super::format::busy()),
     }
 }
 

@@ -8,9 +8,11 @@
 #![allow(clippy::result_large_err)]
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::response::error;
+use crate::config::LimitSettings;
+use crate::fhir::xml_guard::{self, XmlLimits, XmlRefusal};
 use crate::fhir::IssueType;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -163,16 +165,84 @@ pub fn render(
     resp.set_body(actix_web::body::BoxBody::new(body))
 }
 
-/// The body of a request in `format`, as FHIR JSON bytes.
-pub fn to_json_body(format: Format, body: &[u8]) -> Result<Vec<u8>, HttpResponse> {
+/// The body of a request in `format`, as FHIR JSON bytes. XML is bounded
+/// (size, nesting, UTF-8) before it is converted, and converted on the
+/// blocking pool so a large body never holds an HTTP worker.
+pub async fn to_json_body(
+    format: Format,
+    body: web::Bytes,
+    limits: LimitSettings,
+) -> Result<Vec<u8>, HttpResponse> {
     match format {
         Format::Json => Ok(body.to_vec()),
-        Format::Xml => fhir_model::xml_to_json(body).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                IssueType::Structure,
-                format!("request body is not a valid FHIR R4 XML resource: {e}"),
-            )
+        Format::Xml => match web::block(move || xml_to_json(&body, limits)).await {
+            Ok(r) => r.map_err(|e| e.response()),
+            Err(_) => Err(busy()),
+        },
+    }
+}
+
+/// The answer when the blocking pool could not run a parse.
+pub fn busy() -> HttpResponse {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        IssueType::Transient,
+        "the server is busy; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// A request body refused before or while it was parsed (a plain value, so
+/// it can come back from the blocking pool).
+#[derive(Debug, Clone)]
+pub struct BodyRefusal {
+    pub status: StatusCode,
+    pub code: IssueType,
+    pub message: String,
+}
+
+impl BodyRefusal {
+    pub fn response(&self) -> HttpResponse {
+        error(self.status, self.code, self.message.clone())
+    }
+}
+
+fn xml_to_json(body: &[u8], limits: LimitSettings) -> Result<Vec<u8>, BodyRefusal> {
+    let xml_limits = XmlLimits {
+        max_depth: limits.xml_max_depth,
+        max_bytes: limits.xml_max_bytes,
+    };
+    if let Err(e) = xml_guard::check(body, xml_limits) {
+        let (status, code) = match e {
+            XmlRefusal::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
+            XmlRefusal::TooDeep(_) => (StatusCode::BAD_REQUEST, IssueType::TooLong),
+            XmlRefusal::NotUtf8(_) | XmlRefusal::Malformed(_) => {
+                (StatusCode::BAD_REQUEST, IssueType::Structure)
+            }
+        };
+        return Err(BodyRefusal {
+            status,
+            code,
+            message: e.to_string(),
+        });
+    }
+    // The converter is third-party code: a panic in it refuses this body
+    // (the panic hook logs where, never the input) instead of failing the
+    // worker.
+    let converted = std::panic::catch_unwind(|| fhir_model::xml_to_json(body));
+    match converted {
+        Ok(Ok(json)) => Ok(json),
+        Ok(Err(e)) => Err(BodyRefusal {
+            status: StatusCode::BAD_REQUEST,
+            code: IssueType::Structure,
+            message: format!("request body is not a valid FHIR R4 XML resource: {e}"),
+        }),
+        Err(_) => Err(BodyRefusal {
+            status: StatusCode::BAD_REQUEST,
+            code: IssueType::Structure,
+            message: "request body is not a valid FHIR R4 XML resource".into(),
         }),
     }
 }

@@ -25,6 +25,8 @@ use crate::store::{AnyStore, Store, StoreError};
 pub struct AppState {
     pub ledger: Ledger,
     pub max_body_bytes: usize,
+    /// `[limits]`: bounds on request bodies.
+    pub limits: crate::config::LimitSettings,
     pub public_base_url: Option<String>,
     pub privacy: crate::config::PrivacySettings,
     /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
@@ -108,6 +110,7 @@ impl Application {
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             max_body_bytes: settings.max_body_bytes,
+            limits: settings.limits,
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
             // vellum's own study digests for AI inferences (issue 4 sources).

@@ -11,9 +11,42 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
-/// Nesting deeper than this is refused (protects the stack; real AuditEvents
-/// are well under 20 levels).
+/// Nesting deeper than this is refused whatever the settings say (protects
+/// the stack; real AuditEvents are well under 20 levels).
 pub const MAX_DEPTH: usize = 100;
+
+/// Objects with at most this many members are checked for duplicate keys by
+/// a scan of the members before them; larger ones by sorting, so the check
+/// stays O(n log n) whatever the input.
+const SCAN_DUPLICATES_UP_TO: usize = 16;
+
+/// Bounds on what [`parse_with`] accepts, so hostile input costs bounded
+/// stack, memory and CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of arrays and objects (capped at [`MAX_DEPTH`]).
+    pub max_depth: usize,
+    /// Most members one object may have.
+    pub max_keys_per_object: usize,
+}
+
+impl Limits {
+    /// For JSON vellum wrote or already stored: only the stack bound.
+    pub const INTERNAL: Limits = Limits {
+        max_depth: MAX_DEPTH,
+        max_keys_per_object: usize::MAX,
+    };
+}
+
+impl Default for Limits {
+    /// The defaults for request bodies (`[limits]` in the configuration).
+    fn default() -> Self {
+        Limits {
+            max_depth: MAX_DEPTH,
+            max_keys_per_object: 1000,
+        }
+    }
+}
 
 /// A JSON value with the byte span it came from (0..0 for values vellum made).
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +101,10 @@ pub enum ParseErrorKind {
     ControlCharacter,
     #[error("duplicate key \"{0}\"")]
     DuplicateKey(String),
-    #[error("nesting deeper than {MAX_DEPTH} levels")]
-    TooDeep,
+    #[error("nesting deeper than {0} levels (limit json_max_depth)")]
+    TooDeep(usize),
+    #[error("an object has more than {0} members (limit json_max_keys_per_object)")]
+    TooManyKeys(usize),
 }
 
 impl ParseError {
@@ -99,15 +134,27 @@ pub fn offset_of(src: &[u8], line: usize, column: usize) -> usize {
     (start + column.saturating_sub(1)).min(src.len())
 }
 
-/// Parses one JSON text (RFC 8259, with the stricter rules above).
+/// Parses one JSON text (RFC 8259, with the stricter rules above) that
+/// vellum wrote or already stored: only nesting is bounded ([`MAX_DEPTH`]).
+/// Request bodies go through [`parse_with`] and the configured limits.
 pub fn parse(src: &[u8]) -> Result<Json, ParseError> {
+    parse_with(src, Limits::INTERNAL)
+}
+
+/// Parses one JSON text within `limits`.
+pub fn parse_with(src: &[u8], limits: Limits) -> Result<Json, ParseError> {
     if let Err(e) = std::str::from_utf8(src) {
         return Err(ParseError {
             offset: e.valid_up_to(),
             kind: ParseErrorKind::InvalidUtf8,
         });
     }
-    let mut p = Parser { src, pos: 0 };
+    let mut p = Parser {
+        src,
+        pos: 0,
+        max_depth: limits.max_depth.min(MAX_DEPTH),
+        max_keys: limits.max_keys_per_object,
+    };
     p.skip_ws();
     let v = p.value(0)?;
     p.skip_ws();
@@ -120,6 +167,8 @@ pub fn parse(src: &[u8]) -> Result<Json, ParseError> {
 struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
+    max_depth: usize,
+    max_keys: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -155,8 +204,8 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Json, ParseError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err(ParseErrorKind::TooDeep));
+        if depth > self.max_depth {
+            return Err(self.err(ParseErrorKind::TooDeep(self.max_depth)));
         }
         let start = self.pos;
         let value = match self.peek() {
@@ -226,9 +275,13 @@ impl<'a> Parser<'a> {
                 None => return Err(self.err(ParseErrorKind::UnexpectedEnd)),
                 Some(_) => return Err(self.err(ParseErrorKind::UnexpectedChar)),
             }
+            if members.len() >= self.max_keys {
+                return Err(self.err(ParseErrorKind::TooManyKeys(self.max_keys)));
+            }
             let key = self.string()?;
-            // Linear scan: FHIR objects have few keys, and this keeps source order.
-            if members.iter().any(|m| m.key == key) {
+            // Small objects (all of FHIR's) are checked as they are read,
+            // so a duplicate is reported before its value is parsed.
+            if members.len() < SCAN_DUPLICATES_UP_TO && members.iter().any(|m| m.key == key) {
                 return Err(ParseError {
                     offset: key_start,
                     kind: ParseErrorKind::DuplicateKey(key),
@@ -252,6 +305,9 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
+                    if members.len() > SCAN_DUPLICATES_UP_TO {
+                        check_duplicates(&members)?;
+                    }
                     return Ok(Value::Object(members));
                 }
                 None => return Err(self.err(ParseErrorKind::UnexpectedEnd)),
@@ -405,6 +461,31 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// The duplicate-key check of a large object in O(n log n).
+fn check_duplicates(members: &[Member]) -> Result<(), ParseError> {
+    let keys: Vec<&str> = members.iter().map(|m| m.key.as_str()).collect();
+    match first_duplicate(&keys).and_then(|i| members.get(i)) {
+        Some(m) => Err(ParseError {
+            offset: m.key_start,
+            kind: ParseErrorKind::DuplicateKey(m.key.clone()),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The index of the first key (in source order) equal to an earlier one:
+/// sort the indices by key (stably, so equal keys stay in source order) and
+/// compare neighbours. This reports what the scan of small objects reports.
+fn first_duplicate<K: Ord>(keys: &[K]) -> Option<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    order
+        .windows(2)
+        .filter(|w| keys[w[0]] == keys[w[1]])
+        .map(|w| w[1])
+        .min()
 }
 
 /// Compares keys by UTF-16 code units, as JCS requires.
@@ -666,8 +747,110 @@ mod tests {
         let deep = "[".repeat(MAX_DEPTH + 5) + &"]".repeat(MAX_DEPTH + 5);
         assert_eq!(
             parse(deep.as_bytes()).unwrap_err().kind,
-            ParseErrorKind::TooDeep
+            ParseErrorKind::TooDeep(MAX_DEPTH)
         );
+        let limits = Limits {
+            max_depth: 3,
+            ..Limits::default()
+        };
+        assert!(parse_with(b"[[[1]]]", limits).is_ok());
+        assert_eq!(
+            parse_with(b"[[[[1]]]]", limits).unwrap_err().kind,
+            ParseErrorKind::TooDeep(3)
+        );
+    }
+
+    fn object_with_keys(n: usize, dup: Option<(usize, usize)>) -> String {
+        let mut keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        if let Some((from, to)) = dup {
+            keys[to] = keys[from].clone();
+        }
+        let members: Vec<String> = keys.iter().map(|k| format!("\"{k}\":1")).collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_objects() {
+        // 50,000 distinct keys: accepted (no limit on internal parses).
+        let big = object_with_keys(50_000, None);
+        assert!(parse(big.as_bytes()).is_ok());
+        // A duplicate anywhere is found, and the first one in source order
+        // is the one reported, as for small objects.
+        for (from, to) in [(0, 49_999), (30_000, 30_001), (10, 20)] {
+            let src = object_with_keys(50_000, Some((from, to)));
+            let e = parse(src.as_bytes()).unwrap_err();
+            assert_eq!(e.kind, ParseErrorKind::DuplicateKey(format!("k{from}")));
+            assert_eq!(&src.as_bytes()[e.offset..e.offset + 2], b"\"k");
+            let at = src.find(&format!("\"k{from}\"")).unwrap();
+            assert!(e.offset > at, "the later occurrence is reported");
+        }
+        // Two later copies of one key: the earlier copy is reported.
+        let src = object_with_keys(60, Some((3, 40))).replacen("\"k50\"", "\"k3\"", 1);
+        let e = parse(src.as_bytes()).unwrap_err();
+        assert_eq!(e.offset, src.match_indices("\"k3\"").nth(1).unwrap().0);
+    }
+
+    /// A key that counts how often it is compared.
+    struct Counted<'a>(u32, &'a std::cell::Cell<u64>);
+
+    impl PartialEq for Counted<'_> {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Counted<'_> {}
+
+    impl PartialOrd for Counted<'_> {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
+    impl Ord for Counted<'_> {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.1.set(self.1.get() + 1);
+            self.0.cmp(&other.0)
+        }
+    }
+
+    #[test]
+    fn duplicate_check_is_not_quadratic() {
+        // Count comparisons rather than time them: n log n for the sort,
+        // where the old scan of every earlier member did n²/2.
+        let comparisons = |n: u32| {
+            let count = std::cell::Cell::new(0);
+            let keys: Vec<Counted> = (0..n).rev().map(|i| Counted(i, &count)).collect();
+            assert_eq!(first_duplicate(&keys), None);
+            count.get()
+        };
+        for n in [1_000u32, 87_000] {
+            let bound = u64::from(n) * u64::from(n.ilog2() + 1) * 2;
+            let c = comparisons(n);
+            assert!(c <= bound, "{n} keys: {c} comparisons, more than {bound}");
+            assert!(c < u64::from(n) * u64::from(n) / 20);
+        }
+        let keys = [5, 1, 9, 1, 5];
+        assert_eq!(first_duplicate(&keys), Some(3));
+    }
+
+    #[test]
+    fn members_per_object_are_capped() {
+        let limits = Limits {
+            max_keys_per_object: 100,
+            ..Limits::default()
+        };
+        assert!(parse_with(object_with_keys(100, None).as_bytes(), limits).is_ok());
+        let e = parse_with(object_with_keys(101, None).as_bytes(), limits).unwrap_err();
+        assert_eq!(e.kind, ParseErrorKind::TooManyKeys(100));
+        assert!(e.kind.to_string().contains("json_max_keys_per_object"));
+        // The cap is per object, not per document.
+        let nested = format!(
+            "[{},{}]",
+            object_with_keys(100, None),
+            object_with_keys(100, None)
+        );
+        assert!(parse_with(nested.as_bytes(), limits).is_ok());
     }
 
     #[test]

@@ -1,0 +1,355 @@
+//! Hostile request bodies and parameters against the real `vellum serve`
+//! binary over a real socket: each is refused with a status and an
+//! OperationOutcome naming the limit, the process stays up (`/readyz`), and
+//! nothing is ever answered by a dropped connection.
+
+mod common;
+
+use common::{sample_event, spawn_server_process, Backend, ServerProcess, TestDb};
+use serde_json::Value;
+
+const FHIR_XML: &str = "application/fhir+xml";
+
+async fn server(db: &TestDb, env: &[(&str, &str)]) -> ServerProcess {
+    let mut s = spawn_server_process(&db.url, env);
+    s.wait_ready().await;
+    s
+}
+
+/// The server still serves: the process is alive and `/readyz` is 200.
+async fn assert_alive(s: &mut ServerProcess) {
+    assert!(
+        s.child.try_wait().expect("child status").is_none(),
+        "vellum exited"
+    );
+    let r = reqwest::get(format!("{}/readyz", s.base))
+        .await
+        .expect("readyz answers");
+    assert_eq!(r.status(), 200);
+}
+
+/// The status and OperationOutcome diagnostics of a refusal.
+async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.expect("an OperationOutcome");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    let diagnostics = body["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter_map(|i| i["diagnostics"].as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    (status, diagnostics)
+}
+
+/// As [`refusal`], but a created event is fine too.
+async fn refusal_or_created(r: reqwest::Response) -> (u16, String) {
+    if r.status() == 201 {
+        return (201, String::new());
+    }
+    refusal(r).await
+}
+
+async fn post(s: &ServerProcess, path: &str, ct: &str, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", s.base))
+        .header("Content-Type", ct)
+        .body(body)
+        .send()
+        .await
+        .expect("an answer, not a dropped connection")
+}
+
+/// A valid AuditEvent in XML whose first agent carries `levels` nested
+/// extensions; the document's depth is `levels + 3`.
+fn nested_xml_event(levels: usize) -> String {
+    let open = r#"<extension url="http://example.org/fhir/StructureDefinition/nest">"#;
+    format!(
+        r#"<AuditEvent xmlns="http://hl7.org/fhir"><type><system value="http://dicom.nema.org/resources/ontology/DCM"/><code value="110112"/></type><action value="E"/><recorded value="2026-03-14T09:26:53.589+01:00"/><outcome value="0"/><agent>{}{}<requestor value="true"/></agent><source><observer><display value="pacs-01"/></observer></source></AuditEvent>"#,
+        open.repeat(levels),
+        "</extension>".repeat(levels)
+    )
+}
+
+/// The same as a batch Bundle entry; depth `levels + 6`.
+fn nested_xml_bundle(levels: usize) -> String {
+    format!(
+        r#"<Bundle xmlns="http://hl7.org/fhir"><type value="batch"/><entry><resource>{}</resource><request><method value="POST"/><url value="AuditEvent"/></request></entry></Bundle>"#,
+        nested_xml_event(levels).replace(
+            r#"<AuditEvent xmlns="http://hl7.org/fhir">"#,
+            "<AuditEvent>"
+        )
+    )
+}
+
+#[tokio::test]
+async fn deeply_nested_xml_is_refused_and_the_server_stays_up() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    // 800 levels (≈ 55 KB): what overflowed the converter's stack.
+    let event = nested_xml_event(800);
+    let (status, diag) =
+        refusal(post(&s, "/fhir/AuditEvent", FHIR_XML, event.into_bytes()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("xml_max_depth"), "{diag}");
+    assert_alive(&mut s).await;
+
+    let bundle = nested_xml_bundle(800);
+    let (status, diag) = refusal(post(&s, "/fhir", FHIR_XML, bundle.into_bytes()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("xml_max_depth"), "{diag}");
+    assert_alive(&mut s).await;
+
+    // 100,000 levels: the pre-scan itself has no recursion.
+    let huge = nested_xml_event(100_000);
+    let (status, diag) =
+        refusal(post(&s, "/fhir/AuditEvent", FHIR_XML, huge.into_bytes()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("xml_max_depth"), "{diag}");
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn xml_within_the_limits_is_still_converted() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    let r = post(
+        &s,
+        "/fhir/AuditEvent",
+        FHIR_XML,
+        nested_xml_event(5).into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    // Right at the XML limit (depth 50) the converter runs (the event may
+    // still break FHIR's rules); one level more is refused unread.
+    let r = post(
+        &s,
+        "/fhir/AuditEvent",
+        FHIR_XML,
+        nested_xml_event(48).into_bytes(),
+    )
+    .await;
+    let (status, diag) = refusal_or_created(r).await;
+    assert!(status == 201 || status == 422, "{status}: {diag}");
+    let r = post(
+        &s,
+        "/fhir/AuditEvent",
+        FHIR_XML,
+        nested_xml_event(49).into_bytes(),
+    )
+    .await;
+    let (status, diag) = refusal(r).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("deeper than 50 levels"), "{diag}");
+    let r = post(&s, "/fhir", FHIR_XML, nested_xml_bundle(5).into_bytes()).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("batch-response");
+    assert_eq!(
+        body["entry"][0]["response"]["status"], "201 Created",
+        "{body}"
+    );
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn xml_size_limit_is_a_setting_answered_with_413() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[("VELLUM_LIMITS_XML_MAX_BYTES", "20000")]).await;
+    // ≈ 31 KB: under max_body_bytes, over xml_max_bytes.
+    let event = nested_xml_event(450);
+    assert!(event.len() > 20_000);
+    let (status, diag) =
+        refusal(post(&s, "/fhir/AuditEvent", FHIR_XML, event.into_bytes()).await).await;
+    assert_eq!(status, 413, "{diag}");
+    assert!(diag.contains("xml_max_bytes"), "{diag}");
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn xml_that_is_not_utf8_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    let valid = nested_xml_event(1);
+    // A default namespace that is not UTF-8.
+    let bad_ns = valid
+        .replacen("http://hl7.org/fhir", "http://hl7.org/fhir\u{1}", 1)
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect::<Vec<u8>>();
+    // A prefix that is not UTF-8.
+    let bad_prefix = b"<f\xfe:AuditEvent xmlns:f\xfe=\"http://hl7.org/fhir\"><f\xfe:action value=\"E\"/></f\xfe:AuditEvent>".to_vec();
+    for (path, body) in [
+        ("/fhir/AuditEvent", bad_ns.clone()),
+        ("/fhir/AuditEvent", bad_prefix.clone()),
+        ("/fhir", bad_ns),
+    ] {
+        let (status, diag) = refusal(post(&s, path, FHIR_XML, body).await).await;
+        assert_eq!(status, 400, "{diag}");
+        assert!(diag.contains("UTF-8"), "{diag}");
+        assert_alive(&mut s).await;
+    }
+}
+
+/// A JSON AuditEvent whose `source` object has `n` distinct extra keys (and
+/// optionally one repeated).
+fn event_with_keys(n: usize, duplicate: bool) -> Vec<u8> {
+    let mut source = String::from(r#"{"observer":{"display":"pacs-01"}"#);
+    for i in 0..n {
+        source.push_str(&format!(r#","k{i:06}":1"#));
+    }
+    if duplicate {
+        source.push_str(r#","k000000":2"#);
+    }
+    source.push('}');
+    let mut event = sample_event(1);
+    event["source"] = Value::Null;
+    event
+        .to_string()
+        .replace(r#""source":null"#, &format!(r#""source":{source}"#))
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn objects_with_too_many_keys_are_refused_while_healthz_answers() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    // 87,000 keys in one object (≈ 1 MiB): the body that took the old
+    // duplicate check 26 s. Four at once, with /healthz asked meanwhile.
+    let body = event_with_keys(87_000, false);
+    assert!(body.len() < 1024 * 1024);
+    let client = reqwest::Client::new();
+    let sends = (0..4).map(|_| {
+        client
+            .post(format!("{}/fhir/AuditEvent", s.base))
+            .header("Content-Type", "application/fhir+json")
+            .body(body.clone())
+            .send()
+    });
+    let health = async {
+        let r = client
+            .get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .expect("healthz answers");
+        r.status()
+    };
+    let (answers, health) = tokio::join!(futures_util::future::join_all(sends), health);
+    assert_eq!(health, 200);
+    for r in answers {
+        let (status, diag) = refusal(r.expect("an answer")).await;
+        assert_eq!(status, 400, "{diag}");
+        assert!(diag.contains("json_max_keys_per_object"), "{diag}");
+        assert!(diag.contains("1000"), "{diag}");
+    }
+    // The same inside a Bundle.
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"batch","entry":[{{"resource":{},"request":{{"method":"POST","url":"AuditEvent"}}}}]}}"#,
+        String::from_utf8(body).expect("utf-8")
+    );
+    let (status, diag) =
+        refusal(post(&s, "/fhir", "application/fhir+json", bundle.into_bytes()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("json_max_keys_per_object"), "{diag}");
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn the_key_cap_is_a_setting_and_duplicates_are_found_past_it() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[("VELLUM_LIMITS_JSON_MAX_KEYS_PER_OBJECT", "100000")]).await;
+    // Under the raised cap the 87,000 keys are parsed (and checked for
+    // duplicates in O(n log n)); the keys are then unknown R4 elements.
+    let (status, diag) = refusal(
+        post(
+            &s,
+            "/fhir/AuditEvent",
+            "application/fhir+json",
+            event_with_keys(87_000, false),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(!diag.contains("json_max_keys_per_object"), "{diag}");
+    assert!(diag.contains("k000000"), "{diag}");
+    // A duplicate at the very end of 87,000 keys is found.
+    let (status, diag) = refusal(
+        post(
+            &s,
+            "/fhir/AuditEvent",
+            "application/fhir+json",
+            event_with_keys(87_000, true),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("duplicate key \"k000000\""), "{diag}");
+    // Exactly at a small cap: accepted by the parser; one more is refused.
+    drop(s);
+    let db = TestDb::new(Backend::Sqlite).await;
+    s = server(&db, &[("VELLUM_LIMITS_JSON_MAX_KEYS_PER_OBJECT", "12")]).await;
+    let ok = sample_event(2);
+    let members = ok.as_object().expect("object").len();
+    assert!(members <= 12);
+    let r = post(
+        &s,
+        "/fhir/AuditEvent",
+        "application/fhir+json",
+        ok.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let (status, diag) = refusal(
+        post(
+            &s,
+            "/fhir/AuditEvent",
+            "application/fhir+json",
+            event_with_keys(12, false),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("more than 12 members"), "{diag}");
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn a_date_with_a_multibyte_fraction_is_a_400_not_a_dropped_connection() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    let client = reqwest::Client::new();
+    // `date=2026-03-14T09:26:00.12345é` (é is two bytes, so byte 6 of the
+    // fraction falls inside it).
+    let bad = "2026-03-14T09:26:00.12345%C3%A9";
+    for q in [
+        format!("date={bad}"),
+        format!("date={bad}Z"),
+        format!("date=ge{bad}"),
+    ] {
+        let r = client
+            .get(format!("{}/fhir/AuditEvent?{q}", s.base))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let (status, diag) = refusal(r).await;
+        assert_eq!(status, 400, "{q}: {diag}");
+        assert_alive(&mut s).await;
+    }
+    let r = client
+        .post(format!("{}/fhir/AuditEvent", s.base))
+        .header("Content-Type", "application/fhir+json")
+        .header("If-None-Exist", format!("date={bad}"))
+        .body(sample_event(3).to_string())
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    let (status, diag) = refusal(r).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("If-None-Exist"), "{diag}");
+    assert_alive(&mut s).await;
+}
