@@ -31,7 +31,6 @@
 //! Without `--bench` (when `cargo test --all-targets` builds this target) it
 //! does nothing.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,9 +48,8 @@ use support::{
     wait_for_quiet, writer_stats, Backend, CpuSnapshot, Database, CLOCK_TICKS,
 };
 
-const VT: u8 = 0x0b;
-const FS: u8 = 0x1c;
-const CR: u8 = 0x0d;
+use vellum_testkit::free_port;
+use vellum_testkit::mllp::{fixture, CR, FS, VT};
 
 struct Args {
     backends: Vec<Backend>,
@@ -145,19 +143,6 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(a))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/fixtures/hl7v2/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.trim_end().replace("\r\n", "\r").replace('\n', "\r") + "\r"
 }
 
 fn with_control_id(msg: &str, control_id: &str) -> String {

@@ -157,8 +157,7 @@ async fn database_url(backend: &str, a: &Args) -> (String, Option<tempfile::Temp
         let url = format!("sqlite://{}", dir.path().join("search-bench.db").display());
         return (url, Some(dir));
     }
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = vellum_testkit::pg_admin_url();
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&admin)
         .await
@@ -168,8 +167,7 @@ async fn database_url(backend: &str, a: &Args) -> (String, Option<tempfile::Temp
     } else {
         "vellum_search_bench".to_string()
     };
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let url = vellum_testkit::with_database(&admin, &name);
     if a.reuse && stored_entries(&url).await >= a.events {
         return (url, None);
     }

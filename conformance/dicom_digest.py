@@ -3,7 +3,7 @@
 
 Written against pydicom's public API only (dcmread, element values,
 pydicom.encaps.generate_fragments), sharing no code with vellum, so that
-tests/dicom_digests.rs can compare the two implementations file by file.
+tests/dicom/dicom_digests.rs can compare the two implementations file by file.
 
 Usage:
     dicom_digest.py FILE...              digests of the given files

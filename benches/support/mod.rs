@@ -1,15 +1,18 @@
-//! What the load generators share (benches/load.rs, benches/mllp_load.rs): fresh databases,
-//! the raw batched-INSERT baseline over the rows a server stored, `vellum verify`/`migrate`,
-//! and CPU accounting from /proc. Each bench uses a different subset of it.
+//! What the load generators share (benches/load.rs, benches/mllp_load.rs): the raw
+//! batched-INSERT baseline over the rows a server stored, `vellum verify`/`migrate` of a chosen
+//! build, and CPU accounting from /proc. Each bench uses a different subset of it. Fresh
+//! databases come from vellum-testkit, SQLite connections from the server's own store.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection, Row};
 use vellum::ledger::hash;
+use vellum::store::SqliteStore;
+pub use vellum_testkit::Backend;
+use vellum_testkit::TestDb;
 
 pub const VELLUM: &str = env!("CARGO_BIN_EXE_vellum");
 
@@ -20,21 +23,6 @@ pub fn vellum_bin() -> String {
 }
 /// Linux reports /proc CPU times in USER_HZ, which is 100 on every mainstream architecture.
 pub const CLOCK_TICKS: f64 = 100.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct Cpu {
@@ -292,29 +280,12 @@ pub async fn wait_for_quiet(limit: Duration, exclude: &[u32]) {
     }
 }
 
-pub fn pg_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// `url` with its database name replaced by `db` (query string kept).
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{db}{query}", &base[..path_start])
-}
-
+/// A fresh database for one run (dropped with it).
 pub struct Database {
     pub backend: Backend,
     pub url: String,
     pub sqlite_path: Option<PathBuf>,
-    pub pg_name: Option<String>,
+    _db: TestDb,
 }
 
 /// A stored row as the server wrote it.
@@ -412,61 +383,36 @@ pub fn batch_stats(rows: &[Stored]) -> BatchStats {
     }
 }
 
-pub fn sqlite_options(path: &Path) -> Result<sqlx::sqlite::SqliteConnectOptions, String> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    Ok(SqliteConnectOptions::from_str("sqlite://")
-        .map_err(|e| e.to_string())?
-        .filename(path)
-        .create_if_missing(true)
-        // The server's durability settings (src/store/sqlite.rs).
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10)))
+/// A connection with the server's own SQLite settings (journal, synchronous, busy timeout,
+/// pragmas), taken from the store rather than copied.
+async fn sqlite_connection(path: &Path) -> Result<sqlx::SqliteConnection, String> {
+    let store = SqliteStore::open(path)
+        .await
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let conn = store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", path.display()))?;
+    Ok(conn.detach())
 }
 
 impl Database {
     pub async fn create(backend: Backend, dir: &Path, label: &str) -> Result<Self, String> {
-        match backend {
-            Backend::Sqlite => {
-                let path = dir.join(format!("{label}.db"));
-                Ok(Database {
-                    backend,
-                    url: format!("sqlite://{}", path.display()),
-                    sqlite_path: Some(path),
-                    pg_name: None,
-                })
-            }
-            Backend::Postgres => {
-                let name = format!("vellum_bench_{}_{}", label, uuid::Uuid::new_v4().simple());
-                let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .map_err(|e| format!("PostgreSQL at {admin}: {e}"))?;
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
-                Ok(Database {
-                    backend,
-                    url: with_database(&admin, &name),
-                    sqlite_path: None,
-                    pg_name: Some(name),
-                })
-            }
-        }
+        let db = TestDb::create(backend, Some(dir), &format!("bench_{label}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Database {
+            backend,
+            url: db.url.clone(),
+            sqlite_path: db.sqlite_path(),
+            _db: db,
+        })
     }
 
+    /// Drops a PostgreSQL database now (SQLite files go with the run's directory).
     pub async fn drop_db(self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
-        }
-        // SQLite files go with the run's temporary directory.
+        drop(self);
     }
 
     pub async fn read_entries(&self) -> Result<Vec<Stored>, String> {
@@ -491,9 +437,7 @@ impl Database {
         match self.backend {
             Backend::Sqlite => {
                 let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
-                let mut c = sqlx::SqliteConnection::connect_with(&sqlite_options(path)?)
-                    .await
-                    .map_err(map)?;
+                let mut c = sqlite_connection(path).await?;
                 let rows = sqlx::query(SQL).fetch_all(&mut c).await.map_err(map)?;
                 rows!(rows)
             }
@@ -551,9 +495,7 @@ impl Database {
         match self.backend {
             Backend::Sqlite => {
                 let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
-                let mut c = sqlx::SqliteConnection::connect_with(&sqlite_options(path)?)
-                    .await
-                    .map_err(map)?;
+                let mut c = sqlite_connection(path).await?;
                 side!(c)
             }
             Backend::Postgres => {
@@ -691,9 +633,7 @@ impl Database {
         let (elapsed, total, commits) = match self.backend {
             Backend::Sqlite => {
                 let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
-                let mut c = sqlx::SqliteConnection::connect_with(&sqlite_options(path)?)
-                    .await
-                    .map_err(map)?;
+                let mut c = sqlite_connection(path).await?;
                 insert_all!(c, false)
             }
             Backend::Postgres => {

@@ -10,8 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 
-mod common;
-use common::{Backend, TestDb};
+use vellum_testkit::{Backend, TestDb};
 
 use vellum::config::{DatabaseUrl, WriterSettings};
 use vellum::fhir::create::prepare_audit_event;

@@ -2,14 +2,10 @@
 //! real SQLite and PostgreSQL): ACKs, storage, idempotency, framing abuse,
 //! limits and timeouts.
 
-mod common;
-#[path = "hl7/client.rs"]
-mod hl7client;
-
 use std::time::Duration;
 
-use common::*;
-use hl7client::*;
+use vellum_testkit::mllp::*;
+use vellum_testkit::*;
 
 fn entries(db: &TestDb) -> i64 {
     let (code, verdict) = run_verify(&db.url);
@@ -17,9 +13,8 @@ fn entries(db: &TestDb) -> i64 {
     verdict["entries"].as_i64().expect("entry count")
 }
 
-#[tokio::test]
-async fn ack_is_sent_only_after_commit_and_names_the_stored_event() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn ack_is_sent_only_after_commit_and_names_the_stored_event(backend) {
         let db = TestDb::new(backend).await;
         let app = spawn_mllp_app(&db.url, |_| {}).await;
         let mut c = Client::connect(app.mllp_port).await;
@@ -50,9 +45,8 @@ async fn ack_is_sent_only_after_commit_and_names_the_stored_event() {
     }
 }
 
-#[tokio::test]
-async fn a_repeated_msh10_is_acknowledged_again_and_stored_once() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn a_repeated_msh10_is_acknowledged_again_and_stored_once(backend) {
         let db = TestDb::new(backend).await;
         let app = spawn_mllp_app(&db.url, |_| {}).await;
         let msg = fixture("orm_o01.hl7");
@@ -79,9 +73,8 @@ async fn a_repeated_msh10_is_acknowledged_again_and_stored_once() {
     }
 }
 
-#[tokio::test]
-async fn malformed_messages_are_refused_with_err_and_nothing_is_stored() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn malformed_messages_are_refused_with_err_and_nothing_is_stored(backend) {
         let db = TestDb::new(backend).await;
         let app = spawn_mllp_app(&db.url, |_| {}).await;
         let mut c = Client::connect(app.mllp_port).await;
@@ -283,9 +276,8 @@ async fn enhanced_mode_follows_msh15_and_msh16() {
     assert_eq!(entries(&db), 3);
 }
 
-#[tokio::test]
-async fn an_ai_correction_is_linked_to_the_earlier_inference() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn an_ai_correction_is_linked_to_the_earlier_inference(backend) {
         let db = TestDb::new(backend).await;
         let app = spawn_mllp_app(&db.url, |_| {}).await;
         let mut c = Client::connect(app.mllp_port).await;

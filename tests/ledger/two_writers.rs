@@ -8,16 +8,14 @@
 //! `BEGIN IMMEDIATE` + the head read inside the transaction play the part of
 //! the advisory lock.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{run_verify, sample_event, spawn_server_process, Backend, TestDb};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
+use vellum_testkit::{run_verify, sample_event, spawn_server_process, Backend, TestDb};
 
 /// Client tasks per server.
 const TASKS_PER_SERVER: usize = 16;

@@ -1,12 +1,10 @@
 //! The `/ai/v1` API over real HTTP on both backends: every endpoint, events
 //! read back through `/fhir`, refusals store nothing, data minimisation.
 
-mod common;
-use common::ai::*;
-use common::*;
 use serde_json::{json, Value};
+use vellum_testkit::ai::*;
+use vellum_testkit::*;
 
-const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 const INFERENCE: &str = "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference";
 
 fn detail<'a>(entity: &'a Value, kind: &str) -> Option<&'a Value> {
@@ -25,9 +23,8 @@ fn entity_with_system<'a>(e: &'a Value, system: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no entity with {system}: {e}"))
 }
 
-#[tokio::test]
-async fn models_inferences_overrides_and_renderings_are_chained_and_read_back() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn models_inferences_overrides_and_renderings_are_chained_and_read_back(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -253,9 +250,8 @@ async fn models_inferences_overrides_and_renderings_are_chained_and_read_back() 
     }
 }
 
-#[tokio::test]
-async fn references_to_unknown_models_or_inferences_are_refused_and_nothing_is_stored() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn references_to_unknown_models_or_inferences_are_refused_and_nothing_is_stored(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;

@@ -1,9 +1,9 @@
-mod common;
-use common::*;
+//! The shared harness end to end: create, read back, verify.
 
-#[tokio::test]
-async fn created_event_reads_back_on_both_backends() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+use vellum_testkit::*;
+
+backend_tests! {
+    async fn created_event_reads_back(backend) {
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
         let r = app.post_event(&sample_event(1)).await;

@@ -3,10 +3,9 @@
 //! backend. The suite validates every resource it gets back with medplum's
 //! independent R4 validator.
 
-mod common;
-use common::*;
 use std::path::Path;
 use std::process::Command;
+use vellum_testkit::*;
 
 fn ensure_validator() {
     let dir = Path::new("conformance/validator");

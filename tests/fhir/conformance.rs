@@ -2,9 +2,8 @@
 //! lists succeeds, every AuditEvent interaction it omits is refused.
 //! Cases live in conformance/interactions.json.
 
-mod common;
-use common::*;
 use serde_json::Value;
+use vellum_testkit::*;
 
 #[tokio::test]
 async fn capability_statement_lists_exactly_the_interactions_that_work() {

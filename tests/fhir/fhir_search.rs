@@ -1,9 +1,8 @@
 //! FHIR search, paging, Bundles, formats and conditional create over real
 //! HTTP on both backends.
 
-mod common;
-use common::*;
 use serde_json::{json, Value};
+use vellum_testkit::*;
 
 /// A small, varied set of events; returns their ids in creation order.
 async fn seed(app: &TestApp) -> Vec<String> {

@@ -6,21 +6,21 @@
 //! same `X-Vellum-Seq` / `X-Vellum-Chain-Hash`; the stored chain must be
 //! gapless and `vellum verify` must pass.
 
-mod common;
-
 use std::collections::HashSet;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{run_verify, sample_event, spawn_server_process, Backend, ServerProcess, TestDb};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::task::JoinSet;
 use vellum::config::DatabaseUrl;
 use vellum::store::{AnyStore, Store, StoredEntry};
+use vellum_testkit::{
+    run_verify, sample_event, spawn_server_process, Backend, ServerProcess, TestDb,
+};
 
 /// Concurrent appending clients.
 const CLIENTS: usize = 32;
@@ -31,18 +31,8 @@ const LOAD_LIMIT: Duration = Duration::from_secs(3);
 /// How long the load runs before the server is stopped.
 const STOP_AFTER: Duration = Duration::from_secs(1);
 
-/// The scenarios start real servers and 32 clients each; on a small machine
-/// they are run one at a time so each one really runs under its own load.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 fn run_scenario(backend: Backend, stop: Stop) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(scenario(backend, stop));
+    crate::serially(scenario(backend, stop));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

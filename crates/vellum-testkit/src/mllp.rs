@@ -1,6 +1,5 @@
-//! Test support for the MLLP tests: a plain tokio MLLP client, ACK parsing,
+//! MLLP test support: a plain tokio MLLP client, ACK parsing, HL7 v2
 //! fixtures, and an in-process server with MLLP on port 0.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ pub const CR: u8 = 0x0d;
 
 /// A fixture message with `\r` segment separators.
 pub fn fixture(name: &str) -> String {
-    let path = format!("{}/fixtures/hl7v2/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = crate::repo_root().join("fixtures/hl7v2").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.trim_end().replace("\r\n", "\r").replace('\n', "\r") + "\r"
 }
 

@@ -4,13 +4,11 @@
 //! on PostgreSQL the `vellum_writer` role the server runs as lacks UPDATE,
 //! DELETE and TRUNCATE altogether. Every refusal must leave the chain intact.
 
-mod common;
-
-use common::*;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 use vellum::ledger::hash;
 use vellum::store::{PostgresStore, Store};
+use vellum_testkit::*;
 
 /// One stored row, as the database holds it.
 type Row7 = (i64, String, String, Vec<u8>, Vec<u8>, Vec<u8>, String);
@@ -310,9 +308,8 @@ async fn postgres_triggers_refuse_update_delete_and_truncate_even_for_the_owner(
     assert_verifies(&db, 3, "postgres");
 }
 
-#[tokio::test]
-async fn inserts_that_do_not_extend_the_chain_by_one_are_refused_on_both_backends() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn inserts_that_do_not_extend_the_chain_by_one_are_refused(backend) {
         let ctx = format!("{backend:?}");
         let (db, _app, before) = seeded(backend).await;
         let raw = Raw::open(&db).await;

@@ -3,10 +3,8 @@
 //! OperationOutcome naming the limit, the process stays up (`/readyz`), and
 //! nothing is ever answered by a dropped connection.
 
-mod common;
-
-use common::{sample_event, spawn_server_process, Backend, ServerProcess, TestDb};
 use serde_json::Value;
+use vellum_testkit::{sample_event, spawn_server_process, Backend, ServerProcess, TestDb};
 
 const FHIR_XML: &str = "application/fhir+xml";
 

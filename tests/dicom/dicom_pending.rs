@@ -6,18 +6,14 @@
 //! reference (fixtures/dicom/digests.json, conformance/dicom_digest.py) and
 //! `vellum hash`.
 
-mod common;
-#[path = "hl7/client.rs"]
-mod hl7client;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::dicom::{fixtures, reference_study};
-use common::*;
 use serde_json::{json, Value};
 use vellum::config::{RawSettings, Settings};
+use vellum_testkit::dicom::{fixtures, reference_study};
+use vellum_testkit::*;
 
 const STUDY_MR: &str = "1.2.826.0.1.3680043.8.498.7700.2";
 const PIXEL_DIGEST: &str = "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
@@ -40,7 +36,7 @@ fn cli_study_digest(dir: &Path, uid: &str) -> String {
     s["sha256_base64"].as_str().unwrap_or_default().to_string()
 }
 
-/// medplum's validator (conformance/validator, as tests/independent_validation.rs):
+/// medplum's validator (conformance/validator, as tests/fhir/independent_validation.rs):
 /// base R4 and the vellum profile each resource names.
 fn assert_valid_independently(resources: &[Value]) {
     let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/validator");
@@ -69,7 +65,7 @@ fn assert_valid_independently(resources: &[Value]) {
 }
 
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {
-    let mut entity = common::dicom::study_entity(uid);
+    let mut entity = vellum_testkit::dicom::study_entity(uid);
     let mut details = json!([]);
     if let Some(d) = supplied {
         details
@@ -418,9 +414,8 @@ fn with_study_folder(db: &TestDb, index: &Path) -> RawSettings {
     raw
 }
 
-#[tokio::test]
-async fn batch_and_transaction_bundle_entries_get_the_study_digest() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn batch_and_transaction_bundle_entries_get_the_study_digest(backend) {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let raw = with_study_folder(&db, &dir.path().join("index.json"));
@@ -466,28 +461,27 @@ async fn batch_and_transaction_bundle_entries_get_the_study_digest() {
     }
 }
 
-#[tokio::test]
-async fn an_mllp_oru_ai_result_gets_the_study_digest() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn an_mllp_oru_ai_result_gets_the_study_digest(backend) {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let index = dir.path().join("index.json");
-        let app = hl7client::spawn_mllp_app(&db.url, |raw| {
+        let app = vellum_testkit::mllp::spawn_mllp_app(&db.url, |raw| {
             raw.dicom.folders.0 = vec![fixtures().display().to_string()];
             raw.dicom.index_path = index.display().to_string();
             raw.dicom.budget_ms = 20_000;
         })
         .await;
-        let msg = hl7client::fixture("oru_r01_ai.hl7").replace(
+        let msg = vellum_testkit::mllp::fixture("oru_r01_ai.hl7").replace(
             "ZDS|1.2.826.0.1.3680043.8.498.1^",
             &format!("ZDS|{STUDY_MR}^"),
         );
         assert!(msg.contains(STUDY_MR));
-        let mut c = hl7client::Client::connect(app.mllp_port).await;
+        let mut c = vellum_testkit::mllp::Client::connect(app.mllp_port).await;
         let ack = c.call(&msg).await;
         assert_eq!(ack.code(), "AA", "{backend:?}: {}", ack.text);
         let (status, stored, _) =
-            hl7client::read_event(&app.client, &app.http, ack.event_id()).await;
+            vellum_testkit::mllp::read_event(&app.client, &app.http, ack.event_id()).await;
         assert_eq!(status, 200);
         let (want, count) = reference_study(STUDY_MR);
         let study = study_entity(&stored);
@@ -653,11 +647,10 @@ async fn the_internal_pending_index_is_not_a_public_search_parameter() {
     assert!(cap.contains(PIXEL_DIGEST));
 }
 
-/// An AI API inference whose study is not available yet is stored pending
-/// too; the follow-up compares vellum's digest with the engine's.
-#[tokio::test]
-async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    /// An AI API inference whose study is not available yet is stored pending
+    /// too; the follow-up compares vellum's digest with the engine's.
+    async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up(backend) {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let archive = dir.path().join("archive");
@@ -668,7 +661,7 @@ async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up() {
         let (s, m, _) = app
             .ai_post(
                 "models",
-                &common::ai::model("chest-xray-ai", "2.4.1", "2026-01-10T08:00:00Z"),
+                &vellum_testkit::ai::model("chest-xray-ai", "2.4.1", "2026-01-10T08:00:00Z"),
             )
             .await;
         assert!(s == 201 || s == 200, "{s} {m}");
@@ -683,7 +676,7 @@ async fn an_ai_inference_with_an_unavailable_study_gets_a_follow_up() {
             .and_then(|s| s["sha256_hex"].as_str())
             .expect("hex")
             .to_string();
-        let mut inf = common::ai::inference("inf-pending", "2.4.1");
+        let mut inf = vellum_testkit::ai::inference("inf-pending", "2.4.1");
         inf["study"]["uid"] = json!(STUDY_MR);
         inf["study"]["pixel_sha256"] = json!(hex);
         let (s, r, _) = app.ai_post("inferences", &inf).await;

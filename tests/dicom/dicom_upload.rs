@@ -2,13 +2,11 @@
 //! multipart/related uploads answer the same digests as the pydicom
 //! reference recorded in fixtures/dicom/digests.json.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use serde_json::Value;
 use vellum::config::{RawSettings, Settings};
+use vellum_testkit::*;
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(

@@ -2,12 +2,11 @@
 //! with an independent validator (medplum's, from npm; see
 //! conformance/validator/validate.mjs), not only with vellum's own checks.
 
-mod common;
-use common::ai;
-use common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use vellum_testkit::ai;
+use vellum_testkit::*;
 
 const VALIDATOR_DIR: &str = "conformance/validator";
 
@@ -159,7 +158,7 @@ async fn ai_api_events_validate_against_r4_and_their_profiles_independently() {
 async fn the_independent_validator_agrees_that_invalid_fixtures_are_invalid() {
     // Guards the guard: the validator must be able to fail. Every invalid
     // fixture that is still well-formed JSON is refused by vellum (checked in
-    // tests/fhir_api.rs) and must be refused independently too, unless it
+    // tests/fhir/fhir_api.rs) and must be refused independently too, unless it
     // breaks a rule medplum does not check (listed here with the reason).
     let not_checked_by_medplum = [
         "invalid-duplicate-key",            // JSON.parse keeps the last duplicate
@@ -167,7 +166,7 @@ async fn the_independent_validator_agrees_that_invalid_fixtures_are_invalid() {
         "invalid-empty-string",             // medplum accepts "" primitives
         "invalid-recorded-impossible-date", // medplum checks the instant regex only, not the calendar
         // medplum 4.5 does not apply constraints below a slice's children
-        // (nested entity slices): vellum's own validator does (tests/profiles.rs).
+        // (nested entity slices): vellum's own validator does (tests/fhir/profiles.rs).
         "invalid-radiology-ai-inference-digest-type",
         "invalid-radiology-ai-inference-study-identifier",
     ];
@@ -219,7 +218,7 @@ fn profile_snapshots_are_up_to_date() {
 /// base R4 and their vellum profiles independently. (Receipts are left out:
 /// medplum 4.5 miscounts the nested slice `entity:message.detail:sha256` of
 /// `hl7v2-message-receipt`; vellum's own validator checks it on every
-/// receipt, tests/mllp_listener.rs.)
+/// receipt, tests/mllp/mllp_listener.rs.)
 #[test]
 fn hl7v2_mapped_events_validate_against_their_profiles_independently() {
     let origin = vellum::hl7v2::Origin {

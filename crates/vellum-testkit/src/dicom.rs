@@ -1,12 +1,12 @@
 //! The DICOM fixtures (fixtures/dicom) and their independent pydicom
 //! reference digests (fixtures/dicom/digests.json).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dicom")
+    crate::repo_root().join("fixtures/dicom")
 }
 
 /// The pydicom reference study digest (base64) and instance count.

@@ -1,12 +1,11 @@
 //! A retried append carrying the same idempotency key (MLLP MSH-10, a
 //! conditional create) returns the first entry and stores nothing new.
 
-mod common;
-use common::*;
 use vellum::config::WriterSettings;
 use vellum::fhir::create::prepare_audit_event;
 use vellum::ledger::Ledger;
 use vellum::store::{AnyStore, Store};
+use vellum_testkit::*;
 
 async fn ledger_on(db: &TestDb) -> Ledger {
     let store = AnyStore::connect(&vellum::config::DatabaseUrl::parse(&db.url).unwrap(), None)
@@ -20,9 +19,8 @@ fn draft(n: u64) -> vellum::ledger::Draft {
     prepare_audit_event(sample_event(n).to_string().as_bytes()).unwrap()
 }
 
-#[tokio::test]
-async fn a_retry_with_the_same_key_returns_the_first_entry() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn a_retry_with_the_same_key_returns_the_first_entry(backend) {
         let db = TestDb::new(backend).await;
         let ledger = ledger_on(&db).await;
         let first = ledger
@@ -55,9 +53,8 @@ async fn a_retry_with_the_same_key_returns_the_first_entry() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_duplicates_store_one_entry() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+backend_tests! {
+    async fn concurrent_duplicates_store_one_entry(backend) {
         let db = TestDb::new(backend).await;
         let ledger = ledger_on(&db).await;
         let tasks: Vec<_> = (0..40)

@@ -1,16 +1,10 @@
 //! MLLP over TLS (openssl): a TLS listener answers TLS clients, refuses
 //! plain TCP, and with a client CA requires a client certificate.
 
-mod common;
-#[path = "hl7/client.rs"]
-mod hl7client;
-
 use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
-use common::*;
-use hl7client::*;
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
@@ -21,6 +15,8 @@ use openssl::x509::{X509NameBuilder, X509};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
+use vellum_testkit::mllp::*;
+use vellum_testkit::*;
 
 fn key() -> PKey<Private> {
     let rsa = openssl::rsa::Rsa::generate(2048).unwrap();

@@ -1,12 +1,15 @@
-//! Shared test harness: real databases (a fresh SQLite file or a fresh
-//! PostgreSQL database per test), real servers on loopback port 0.
-#![allow(dead_code)]
+//! vellum's shared test harness (dev-only): real databases (a fresh SQLite
+//! file or a fresh PostgreSQL database per test), real servers on loopback
+//! port 0, the MLLP client, DICOM fixtures, AI API payloads, and
+//! [`backend_tests!`], which runs one test body on both backends as two tests.
+//! Used by the integration tests under `tests/` and by the benches.
 
 pub mod ai;
 pub mod dicom;
+pub mod mllp;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,10 +17,115 @@ use serde_json::{json, Value};
 use vellum::config::{RawSettings, Settings};
 use vellum::http::Application;
 
+#[doc(hidden)]
+pub use pastey;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Expands each `async fn name(backend) { body }` into two `#[tokio::test]`s,
+/// `name_sqlite` and `name_postgres`, with `backend` bound to
+/// [`Backend::Sqlite`] and [`Backend::Postgres`]: a failure on one backend
+/// no longer hides the other. Attributes before `async fn` go on both.
+///
+/// ```ignore
+/// backend_tests! {
+///     async fn created_event_reads_back(backend) {
+///         let db = TestDb::new(backend).await;
+///         // …
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$attr:meta])* async fn $name:ident($backend:ident) $body:block)*) => {
+        $crate::pastey::paste! {$(
+            $(#[$attr])*
+            #[tokio::test]
+            async fn [<$name _sqlite>]() {
+                let $backend = $crate::Backend::Sqlite;
+                $body
+            }
+
+            $(#[$attr])*
+            #[tokio::test]
+            async fn [<$name _postgres>]() {
+                let $backend = $crate::Backend::Postgres;
+                $body
+            }
+        )*}
+    };
+}
+
+/// The repository root (this crate lives in `crates/vellum-testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `vellum` binary that Cargo built for the running integration test or
+/// bench: `CARGO_BIN_EXE_vellum` when Cargo sets it at run time, else the
+/// binary beside the test executable's `deps/` folder (where Cargo puts it).
+pub fn vellum_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_vellum") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("vellum"))
+        .expect("the test executable is in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} not found: run through `cargo test` / `cargo bench`, which build it",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether a test that needs an external tool (python packages, Orthanc, …)
+/// can run. A missing tool skips the test (returns false, says so on
+/// stderr) only on a developer machine; when `CI` is set it fails the test,
+/// since scripts/test installs every tool.
+pub fn tool_available(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required (scripts/test installs it)");
+    }
+    eprintln!("skipped: {what} is not installed (scripts/test installs it; CI fails without it)");
+    false
+}
+
+/// True when `python3 -c "import <modules>"` succeeds.
+pub fn python_imports(modules: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// True when `program` is found on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// The PostgreSQL server tests use: `DATABASE_URL` when set, else the local
@@ -28,7 +136,8 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn with_database(url: &str, db: &str) -> String {
+/// `url` with its database name replaced by `db` (query string kept).
+pub fn with_database(url: &str, db: &str) -> String {
     // Replace the path component (database name), keep any query string.
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
@@ -41,7 +150,19 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{}/{db}{query}", &base[..path_start])
 }
 
-/// A fresh, empty database that is removed when dropped.
+/// Why a fresh database could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TestDbError {
+    #[error("a temporary directory for SQLite: {0}")]
+    TempDir(#[from] std::io::Error),
+    #[error("PostgreSQL at {url} is required for these tests: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("CREATE DATABASE {name}: {source}")]
+    Create { name: String, source: sqlx::Error },
+}
+
+/// A fresh, empty database that is removed when dropped (a PostgreSQL
+/// database is dropped; a SQLite file goes with its temporary directory).
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
@@ -50,38 +171,66 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A fresh database for one test; panics when it cannot be made.
     pub async fn new(backend: Backend) -> TestDb {
+        TestDb::create(backend, None, "t")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A fresh database named after `label`: SQLite as `<label>.db` in
+    /// `sqlite_dir` (else in a temporary directory of its own), PostgreSQL as
+    /// `vellum_<label>_<uuid>` on [`pg_admin_url`].
+    pub async fn create(
+        backend: Backend,
+        sqlite_dir: Option<&Path>,
+        label: &str,
+    ) -> Result<TestDb, TestDbError> {
         match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let path: PathBuf = dir.path().join("vellum.db");
-                TestDb {
-                    url: format!("sqlite://{}", path.display()),
+                let (dir, own) = match sqlite_dir {
+                    Some(d) => (d.to_path_buf(), None),
+                    None => {
+                        let t = tempfile::tempdir()?;
+                        (t.path().to_path_buf(), Some(t))
+                    }
+                };
+                let file = if own.is_some() {
+                    "vellum.db".to_string()
+                } else {
+                    format!("{label}.db")
+                };
+                Ok(TestDb {
+                    url: format!("sqlite://{}", dir.join(file).display()),
                     backend,
                     pg_name: None,
-                    _dir: Some(dir),
-                }
+                    _dir: own,
+                })
             }
             Backend::Postgres => {
-                let name = format!("vellum_t_{}", uuid::Uuid::new_v4().simple());
+                let name = format!("vellum_{label}_{}", uuid::Uuid::new_v4().simple());
                 let admin = pg_admin_url();
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
                     .await
-                    .unwrap_or_else(|e| {
-                        panic!("PostgreSQL at {admin} is required for these tests: {e}")
-                    });
+                    .map_err(|source| TestDbError::Connect {
+                        url: admin.clone(),
+                        source,
+                    })?;
                 sqlx::Executor::execute(
                     &mut conn,
                     sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
                 )
                 .await
-                .expect("create test database");
-                TestDb {
+                .map_err(|source| TestDbError::Create {
+                    name: name.clone(),
+                    source,
+                })?;
+                Ok(TestDb {
                     url: with_database(&admin, &name),
                     backend,
                     pg_name: Some(name),
                     _dir: None,
-                }
+                })
             }
         }
     }
@@ -181,7 +330,7 @@ pub struct ServerProcess {
 
 pub fn spawn_server_process(db_url: &str, extra_env: &[(&str, &str)]) -> ServerProcess {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vellum"));
+    let mut cmd = Command::new(vellum_bin());
     cmd.arg("serve")
         .env("VELLUM_DATABASE_URL", db_url)
         .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{port}"))
@@ -231,7 +380,7 @@ impl Drop for ServerProcess {
 
 /// Runs `vellum verify --database-url URL --json`; returns (exit code, verdict).
 pub fn run_verify(db_url: &str) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vellum"))
+    let out = Command::new(vellum_bin())
         .args(["verify", "--json", "--database-url", db_url])
         .output()
         .expect("run vellum verify");

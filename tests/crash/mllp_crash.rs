@@ -2,17 +2,13 @@
 //! a restart every message that got AA is stored, exactly once (resending
 //! everything stores only what was missing), and `vellum verify` passes.
 
-mod common;
-#[path = "hl7/client.rs"]
-mod hl7client;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use hl7client::*;
+use vellum_testkit::mllp::*;
+use vellum_testkit::*;
 
 const SENDERS: usize = 8;
 
@@ -29,8 +25,12 @@ fn message(sender: usize, n: usize) -> String {
     with_control_id(&base, &format!("CRASH{sender:02}{n:06}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_message_survives_kill_9_exactly_once() {
+#[test]
+fn every_acknowledged_message_survives_kill_9_exactly_once() {
+    crate::serially(every_acknowledged_message_survives_kill_9_exactly_once_scenario());
+}
+
+async fn every_acknowledged_message_survives_kill_9_exactly_once_scenario() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::new(backend).await;
         let (mut server, port) = serve(&db).await;
@@ -129,8 +129,12 @@ async fn every_acknowledged_message_survives_kill_9_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_while_messages_flow_finishes_in_flight_messages_and_exits_0() {
+#[test]
+fn sigterm_while_messages_flow_finishes_in_flight_messages_and_exits_0() {
+    crate::serially(sigterm_while_messages_flow_finishes_in_flight_messages_and_exits_0_scenario());
+}
+
+async fn sigterm_while_messages_flow_finishes_in_flight_messages_and_exits_0_scenario() {
     let db = TestDb::new(Backend::Sqlite).await;
     let (mut server, port) = serve(&db).await;
     let acked_total = Arc::new(AtomicUsize::new(0));

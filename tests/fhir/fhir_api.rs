@@ -3,20 +3,17 @@
 //! an OperationOutcome naming the faulty element), the ledger receipt
 //! headers, canonical bodies, the hash chain and the CapabilityStatement.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use common::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vellum::config::{RawSettings, Settings};
 use vellum::ledger::canonical::{self, jcs_key_order};
 use vellum::ledger::hash;
+use vellum_testkit::*;
 
-const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 const FHIR_JSON: &str = "application/fhir+json";
 
 /// (case name, how to break a valid event, expected `issue[0].expression`).
@@ -217,9 +214,8 @@ fn minimal_event_text() -> String {
 // ---------------------------------------------------------------------------
 // create
 
-#[tokio::test]
-async fn create_answers_201_with_location_etag_last_modified_and_receipt_headers() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn create_answers_201_with_location_etag_last_modified_and_receipt_headers(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -290,9 +286,8 @@ async fn create_answers_201_with_location_etag_last_modified_and_receipt_headers
     }
 }
 
-#[tokio::test]
-async fn server_assigns_id_and_version_over_client_values_and_keeps_client_meta() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn server_assigns_id_and_version_over_client_values_and_keeps_client_meta(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -301,7 +296,7 @@ async fn server_assigns_id_and_version_over_client_values_and_keeps_client_meta(
         ev["meta"] = json!({
             "versionId": "7",
             "lastUpdated": "2001-01-01T00:00:00Z",
-            // Not a vellum profile: those are validated (tests/profiles.rs).
+            // Not a vellum profile: those are validated (tests/fhir/profiles.rs).
             "profile": ["http://example.org/fhir/StructureDefinition/site-audit"],
             "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST"}]
         });
@@ -325,23 +320,22 @@ async fn server_assigns_id_and_version_over_client_values_and_keeps_client_meta(
     }
 }
 
-#[tokio::test]
-async fn stored_body_is_canonical_json_with_sorted_keys_and_number_text_preserved() {
-    // Keys out of order, insignificant whitespace, escapes that JCS writes
-    // differently, and numbers whose text must survive byte for byte.
-    let src = r#"{
-      "source" : { "observer" : { "display" : "pacs" } },
-      "resourceType" : "AuditEvent",
-      "type" : { "system" : "http://dicom.nema.org/resources/ontology/DCM", "code" : "110112" },
-      "recorded" : "2026-03-14T09:26:53.589+01:00",
-      "extension" : [
-        { "valueDecimal" : 0.940, "url" : "https://vellum-audit.org/fhir/StructureDefinition/confidence" },
-        { "valueDecimal" : -0.0100, "url" : "https://vellum-audit.org/fhir/StructureDefinition/delta" },
-        { "valueInteger" : 12, "url" : "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances" }
-      ],
-      "agent" : [ { "who" : { "display" : "Dr. \u00c4rztin \"Q\" \/ M\u00fcller\ttab" }, "requestor" : true } ]
-    }"#;
-    for backend in BACKENDS {
+backend_tests! {
+    async fn stored_body_is_canonical_json_with_sorted_keys_and_number_text_preserved(backend) {
+        // Keys out of order, insignificant whitespace, escapes that JCS writes
+        // differently, and numbers whose text must survive byte for byte.
+        let src = r#"{
+          "source" : { "observer" : { "display" : "pacs" } },
+          "resourceType" : "AuditEvent",
+          "type" : { "system" : "http://dicom.nema.org/resources/ontology/DCM", "code" : "110112" },
+          "recorded" : "2026-03-14T09:26:53.589+01:00",
+          "extension" : [
+            { "valueDecimal" : 0.940, "url" : "https://vellum-audit.org/fhir/StructureDefinition/confidence" },
+            { "valueDecimal" : -0.0100, "url" : "https://vellum-audit.org/fhir/StructureDefinition/delta" },
+            { "valueInteger" : 12, "url" : "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances" }
+          ],
+          "agent" : [ { "who" : { "display" : "Dr. \u00c4rztin \"Q\" \/ M\u00fcller\ttab" }, "requestor" : true } ]
+        }"#;
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -378,9 +372,8 @@ async fn stored_body_is_canonical_json_with_sorted_keys_and_number_text_preserve
     }
 }
 
-#[tokio::test]
-async fn receipt_chain_hash_links_each_body_to_the_previous_entry() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn receipt_chain_hash_links_each_body_to_the_previous_entry(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -411,9 +404,8 @@ async fn receipt_chain_hash_links_each_body_to_the_previous_entry() {
     }
 }
 
-#[tokio::test]
-async fn two_hundred_concurrent_creates_get_unique_ids_and_gapless_seqs_and_verify() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn two_hundred_concurrent_creates_get_unique_ids_and_gapless_seqs_and_verify(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -463,9 +455,8 @@ async fn two_hundred_concurrent_creates_get_unique_ids_and_gapless_seqs_and_veri
 // ---------------------------------------------------------------------------
 // read / vread
 
-#[tokio::test]
-async fn read_and_vread_return_the_exact_created_bytes_and_the_same_headers() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn read_and_vread_return_the_exact_created_bytes_and_the_same_headers(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -506,9 +497,8 @@ async fn read_and_vread_return_the_exact_created_bytes_and_the_same_headers() {
     }
 }
 
-#[tokio::test]
-async fn unknown_ids_versions_and_routes_are_404_operation_outcomes() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn unknown_ids_versions_and_routes_are_404_operation_outcomes(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -537,9 +527,8 @@ async fn unknown_ids_versions_and_routes_are_404_operation_outcomes() {
 // ---------------------------------------------------------------------------
 // insert-only at the REST layer
 
-#[tokio::test]
-async fn put_patch_and_delete_are_405_operation_outcomes_with_allow_and_change_nothing() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn put_patch_and_delete_are_405_operation_outcomes_with_allow_and_change_nothing(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -611,74 +600,73 @@ async fn put_patch_and_delete_are_405_operation_outcomes_with_allow_and_change_n
 // ---------------------------------------------------------------------------
 // rejections
 
-#[tokio::test]
-async fn unacceptable_json_is_400_operation_outcome_and_nothing_is_stored() {
-    let ok = minimal_event_text();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("not JSON", b"this is not json".to_vec()),
-        ("empty body", Vec::new()),
-        ("truncated", ok.as_bytes()[..ok.len() - 5].to_vec()),
-        ("trailing garbage", format!("{ok} x").into_bytes()),
-        ("two documents", format!("{ok}{ok}").into_bytes()),
-        (
-            "duplicate key",
-            ok.replacen(
-                r#""recorded""#,
-                r#""outcome":"0","outcome":"4","recorded""#,
-                1,
-            )
-            .into_bytes(),
-        ),
-        (
-            "duplicate resourceType",
-            ok.replacen("{", r#"{"resourceType":"AuditEvent","#, 1)
+backend_tests! {
+    async fn unacceptable_json_is_400_operation_outcome_and_nothing_is_stored(backend) {
+        let ok = minimal_event_text();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("not JSON", b"this is not json".to_vec()),
+            ("empty body", Vec::new()),
+            ("truncated", ok.as_bytes()[..ok.len() - 5].to_vec()),
+            ("trailing garbage", format!("{ok} x").into_bytes()),
+            ("two documents", format!("{ok}{ok}").into_bytes()),
+            (
+                "duplicate key",
+                ok.replacen(
+                    r#""recorded""#,
+                    r#""outcome":"0","outcome":"4","recorded""#,
+                    1,
+                )
                 .into_bytes(),
-        ),
-        (
-            "lone high surrogate",
-            ok.replacen(r#""pacs""#, r#""pa\ud800cs""#, 1).into_bytes(),
-        ),
-        (
-            "lone low surrogate",
-            ok.replacen(r#""pacs""#, r#""pa\udc00cs""#, 1).into_bytes(),
-        ),
-        (
-            "NaN",
-            ok.replacen(
-                r#""agent""#,
-                r#""extension":[{"url":"http://x/y","valueDecimal":NaN}],"agent""#,
-                1,
-            )
-            .into_bytes(),
-        ),
-        (
-            "Infinity",
-            ok.replacen(
-                r#""agent""#,
-                r#""extension":[{"url":"http://x/y","valueDecimal":-Infinity}],"agent""#,
-                1,
-            )
-            .into_bytes(),
-        ),
-        ("invalid UTF-8", {
-            let mut b = ok.clone().into_bytes();
-            let at = ok.find("pacs").unwrap();
-            b[at] = 0xff;
-            b
-        }),
-        (
-            "raw control character",
-            ok.replacen("pacs", "pa\u{1}cs", 1).into_bytes(),
-        ),
-        ("array root", format!("[{ok}]").into_bytes()),
-        ("string root", br#""AuditEvent""#.to_vec()),
-        (
-            "missing resourceType",
-            ok.replacen(r#""resourceType":"AuditEvent","#, "", 1)
+            ),
+            (
+                "duplicate resourceType",
+                ok.replacen("{", r#"{"resourceType":"AuditEvent","#, 1)
+                    .into_bytes(),
+            ),
+            (
+                "lone high surrogate",
+                ok.replacen(r#""pacs""#, r#""pa\ud800cs""#, 1).into_bytes(),
+            ),
+            (
+                "lone low surrogate",
+                ok.replacen(r#""pacs""#, r#""pa\udc00cs""#, 1).into_bytes(),
+            ),
+            (
+                "NaN",
+                ok.replacen(
+                    r#""agent""#,
+                    r#""extension":[{"url":"http://x/y","valueDecimal":NaN}],"agent""#,
+                    1,
+                )
                 .into_bytes(),
-        ),
-    ];
-    for backend in BACKENDS {
+            ),
+            (
+                "Infinity",
+                ok.replacen(
+                    r#""agent""#,
+                    r#""extension":[{"url":"http://x/y","valueDecimal":-Infinity}],"agent""#,
+                    1,
+                )
+                .into_bytes(),
+            ),
+            ("invalid UTF-8", {
+                let mut b = ok.clone().into_bytes();
+                let at = ok.find("pacs").unwrap();
+                b[at] = 0xff;
+                b
+            }),
+            (
+                "raw control character",
+                ok.replacen("pacs", "pa\u{1}cs", 1).into_bytes(),
+            ),
+            ("array root", format!("[{ok}]").into_bytes()),
+            ("string root", br#""AuditEvent""#.to_vec()),
+            (
+                "missing resourceType",
+                ok.replacen(r#""resourceType":"AuditEvent","#, "", 1)
+                    .into_bytes(),
+            ),
+        ];
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
         for (name, body) in &cases {
@@ -795,95 +783,94 @@ async fn wrong_json_types_are_400_with_their_fhirpath() {
     }
 }
 
-#[tokio::test]
-async fn rule_violations_are_422_with_the_fhirpath_of_the_element() {
-    let cases: Vec<MutationCase> = vec![
-        (
-            "action outside audit-event-action",
-            Box::new(|e| e["action"] = json!("X")),
-            "AuditEvent.action",
-        ),
-        (
-            "outcome outside audit-event-outcome",
-            Box::new(|e| e["outcome"] = json!("1")),
-            "AuditEvent.outcome",
-        ),
-        (
-            "recorded without time",
-            Box::new(|e| e["recorded"] = json!("2026-03-14")),
-            "AuditEvent.recorded",
-        ),
-        (
-            "recorded without zone",
-            Box::new(|e| e["recorded"] = json!("2026-03-14T09:26:53")),
-            "AuditEvent.recorded",
-        ),
-        (
-            "recorded on an impossible day",
-            Box::new(|e| e["recorded"] = json!("2026-02-29T09:26:53Z")),
-            "AuditEvent.recorded",
-        ),
-        (
-            "agent empty",
-            Box::new(|e| e["agent"] = json!([])),
-            "AuditEvent.agent",
-        ),
-        (
-            "network type outside network-type",
-            Box::new(|e| e["agent"][1]["network"]["type"] = json!("6")),
-            "AuditEvent.agent[1].network.type",
-        ),
-        (
-            "sev-1: entity with name and query",
-            Box::new(|e| {
-                e["entity"][1]["name"] = json!("chart");
-                e["entity"][1]["query"] = json!("eA==");
-            }),
-            "AuditEvent.entity[1]",
-        ),
-        (
-            "query not base64",
-            Box::new(|e| e["entity"][0]["query"] = json!("not base64!")),
-            "AuditEvent.entity[0].query",
-        ),
-        (
-            "agent.requestor missing",
-            Box::new(|e| {
-                e["agent"][1].as_object_mut().unwrap().remove("requestor");
-            }),
-            "AuditEvent.agent[1].requestor",
-        ),
-        (
-            "recorded missing",
-            Box::new(|e| {
-                e.as_object_mut().unwrap().remove("recorded");
-            }),
-            "AuditEvent.recorded",
-        ),
-        (
-            "source.observer missing",
-            Box::new(|e| {
-                e["source"].as_object_mut().unwrap().remove("observer");
-            }),
-            "AuditEvent.source.observer",
-        ),
-        (
-            "extension.url missing",
-            Box::new(|e| e["entity"][1]["extension"] = json!([{"valueString": "x"}])),
-            "AuditEvent.entity[1].extension[0].url",
-        ),
-        (
-            "entity.detail.type missing",
-            Box::new(|e| e["entity"][0]["detail"] = json!([{"valueString": "x"}])),
-            "AuditEvent.entity[0].detail[0].type",
-        ),
-        (
-            "period.start not a dateTime",
-            Box::new(|e| e["period"] = json!({"start": "14/03/2026"})),
-            "AuditEvent.period.start",
-        ),
-    ];
-    for backend in BACKENDS {
+backend_tests! {
+    async fn rule_violations_are_422_with_the_fhirpath_of_the_element(backend) {
+        let cases: Vec<MutationCase> = vec![
+            (
+                "action outside audit-event-action",
+                Box::new(|e| e["action"] = json!("X")),
+                "AuditEvent.action",
+            ),
+            (
+                "outcome outside audit-event-outcome",
+                Box::new(|e| e["outcome"] = json!("1")),
+                "AuditEvent.outcome",
+            ),
+            (
+                "recorded without time",
+                Box::new(|e| e["recorded"] = json!("2026-03-14")),
+                "AuditEvent.recorded",
+            ),
+            (
+                "recorded without zone",
+                Box::new(|e| e["recorded"] = json!("2026-03-14T09:26:53")),
+                "AuditEvent.recorded",
+            ),
+            (
+                "recorded on an impossible day",
+                Box::new(|e| e["recorded"] = json!("2026-02-29T09:26:53Z")),
+                "AuditEvent.recorded",
+            ),
+            (
+                "agent empty",
+                Box::new(|e| e["agent"] = json!([])),
+                "AuditEvent.agent",
+            ),
+            (
+                "network type outside network-type",
+                Box::new(|e| e["agent"][1]["network"]["type"] = json!("6")),
+                "AuditEvent.agent[1].network.type",
+            ),
+            (
+                "sev-1: entity with name and query",
+                Box::new(|e| {
+                    e["entity"][1]["name"] = json!("chart");
+                    e["entity"][1]["query"] = json!("eA==");
+                }),
+                "AuditEvent.entity[1]",
+            ),
+            (
+                "query not base64",
+                Box::new(|e| e["entity"][0]["query"] = json!("not base64!")),
+                "AuditEvent.entity[0].query",
+            ),
+            (
+                "agent.requestor missing",
+                Box::new(|e| {
+                    e["agent"][1].as_object_mut().unwrap().remove("requestor");
+                }),
+                "AuditEvent.agent[1].requestor",
+            ),
+            (
+                "recorded missing",
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("recorded");
+                }),
+                "AuditEvent.recorded",
+            ),
+            (
+                "source.observer missing",
+                Box::new(|e| {
+                    e["source"].as_object_mut().unwrap().remove("observer");
+                }),
+                "AuditEvent.source.observer",
+            ),
+            (
+                "extension.url missing",
+                Box::new(|e| e["entity"][1]["extension"] = json!([{"valueString": "x"}])),
+                "AuditEvent.entity[1].extension[0].url",
+            ),
+            (
+                "entity.detail.type missing",
+                Box::new(|e| e["entity"][0]["detail"] = json!([{"valueString": "x"}])),
+                "AuditEvent.entity[0].detail[0].type",
+            ),
+            (
+                "period.start not a dateTime",
+                Box::new(|e| e["period"] = json!({"start": "14/03/2026"})),
+                "AuditEvent.period.start",
+            ),
+        ];
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
         for (name, mutate, expr) in &cases {
@@ -1058,9 +1045,8 @@ async fn metadata_returns_a_capability_statement_for_audit_event() {
     }
 }
 
-#[tokio::test]
-async fn admin_verify_returns_a_json_verdict_on_both_backends() {
-    for backend in BACKENDS {
+backend_tests! {
+    async fn admin_verify_returns_a_json_verdict(backend) {
         let ctx = format!("{backend:?}");
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
@@ -1254,24 +1240,23 @@ fn without_server_fields(mut v: Value) -> Value {
     v
 }
 
-#[tokio::test]
-async fn every_fixture_gets_its_expected_status_and_expression() {
-    let expected = expected_fixture_outcomes();
-    let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures/auditevents")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| (n.starts_with("valid-") || n.starts_with("invalid-")) && n.ends_with(".json"))
-        .collect();
-    files.sort();
-    let listed: Vec<String> = expected.keys().map(|k| k.to_string()).collect();
-    assert_eq!(
-        files, listed,
-        "every fixture has an expectation and vice versa"
-    );
-    assert!(files.iter().filter(|f| f.starts_with("valid-")).count() >= 3);
-    assert!(files.iter().filter(|f| f.starts_with("invalid-")).count() >= 6);
+backend_tests! {
+    async fn every_fixture_gets_its_expected_status_and_expression(backend) {
+        let expected = expected_fixture_outcomes();
+        let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
+            .expect("fixtures/auditevents")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| (n.starts_with("valid-") || n.starts_with("invalid-")) && n.ends_with(".json"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = expected.keys().map(|k| k.to_string()).collect();
+        assert_eq!(
+            files, listed,
+            "every fixture has an expectation and vice versa"
+        );
+        assert!(files.iter().filter(|f| f.starts_with("valid-")).count() >= 3);
+        assert!(files.iter().filter(|f| f.starts_with("invalid-")).count() >= 6);
 
-    for backend in BACKENDS {
         let db = TestDb::new(backend).await;
         let app = spawn_app(&db.url).await;
         let mut stored = Vec::new();

@@ -1,0 +1,12 @@
+//! FHIR REST, the AI API, profiles, conformance and hostile input: one test
+//! binary, one module per concern (shared helpers in vellum-testkit).
+
+mod ai_api;
+mod conformance;
+mod conformance_suite;
+mod fhir_api;
+mod fhir_search;
+mod hostile_input;
+mod independent_validation;
+mod profiles;
+mod smoke_common;
