@@ -39,29 +39,8 @@ fn cli_study_digest(dir: &Path, uid: &str) -> String {
 /// medplum's validator (conformance/validator, as tests/fhir/independent_validation.rs):
 /// base R4 and the vellum profile each resource names.
 fn assert_valid_independently(resources: &[Value]) {
-    let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/validator");
-    if !validator.join("node_modules/@medplum/core").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&validator)
-            .status()
-            .expect("npm is required for the independent validator");
-        assert!(status.success(), "npm ci failed");
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("resources.json");
-    std::fs::write(&file, serde_json::to_vec(resources).expect("json")).expect("write");
-    let out = Command::new("node")
-        .arg("validate.mjs")
-        .arg(&file)
-        .current_dir(&validator)
-        .output()
-        .expect("node is required for the independent validator");
-    assert!(
-        out.status.success(),
-        "follow-ups fail independent validation:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (valid, report) = vellum_testkit::validator::validate_independently(resources);
+    assert!(valid, "follow-ups fail independent validation:\n{report}");
 }
 
 fn study_event(uid: &str, supplied: Option<&str>) -> Value {

@@ -3,22 +3,9 @@
 //! backend. The suite validates every resource it gets back with medplum's
 //! independent R4 validator.
 
-use std::path::Path;
 use std::process::Command;
+use vellum_testkit::validator::ensure_validator;
 use vellum_testkit::*;
-
-fn ensure_validator() {
-    let dir = Path::new("conformance/validator");
-    if dir.join("node_modules/@medplum/core").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(dir)
-        .status()
-        .expect("npm is required for the conformance suite");
-    assert!(status.success(), "npm ci in conformance/validator failed");
-}
 
 async fn run_suite(backend: Backend) {
     ensure_validator();

@@ -3,45 +3,10 @@
 //! conformance/validator/validate.mjs), not only with vellum's own checks.
 
 use serde_json::Value;
-use std::path::Path;
 use std::process::Command;
 use vellum_testkit::ai;
+use vellum_testkit::validator::{ensure_validator, validate_independently};
 use vellum_testkit::*;
-
-const VALIDATOR_DIR: &str = "conformance/validator";
-
-/// Installs the validator's pinned npm packages once (idempotent).
-fn ensure_validator() {
-    if Path::new(VALIDATOR_DIR)
-        .join("node_modules/@medplum/core")
-        .exists()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(VALIDATOR_DIR)
-        .status()
-        .expect("npm is required for the independent validator");
-    assert!(status.success(), "npm ci in {VALIDATOR_DIR} failed");
-}
-
-fn validate_independently(resources: &[Value]) -> (bool, String) {
-    ensure_validator();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("resources.json");
-    std::fs::write(&file, serde_json::to_vec(resources).unwrap()).unwrap();
-    let out = Command::new("node")
-        .arg("validate.mjs")
-        .arg(&file)
-        .current_dir(VALIDATOR_DIR)
-        .output()
-        .expect("node is required for the independent validator");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
 
 fn fixtures(prefix: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();
