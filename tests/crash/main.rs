@@ -1,8 +1,10 @@
-//! Tests that kill or stop a real `vellum serve` process under load. Kept
-//! in their own binary so their load and timing do not overlap other tests.
+//! Tests that run real `vellum serve` processes under load: killed, stopped,
+//! or two writing to one database. Kept in their own binary, one scenario at
+//! a time, so their load and timing do not overlap other tests.
 
 mod durability;
 mod mllp_crash;
+mod two_writers;
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Barrier;
@@ -24,16 +24,8 @@ const EVENTS_PER_SERVER: u64 = 300;
 const SERVERS: usize = 2;
 const TOTAL: u64 = EVENTS_PER_SERVER * SERVERS as u64;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 fn run(backend: Backend, start: Start) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(two_writers(backend, start));
+    crate::serially(two_writers(backend, start));
 }
 
 /// How the two processes come up on the fresh database.
