@@ -225,10 +225,7 @@ async fn run_backend(backend: &str, a: &Args) {
     // --- fill: prepare on a blocking thread per batch, append whole batches ---
     let started = Instant::now();
     let batch = 500u64;
-    let already = {
-        use vellum::store::Store;
-        ledger.store().head().await.expect("head").seq as u64
-    };
+    let already = { ledger.head().await.expect("head").seq as u64 };
     if already > 0 && already != a.events {
         panic!("{url} holds {already} entries, not {}: remove it", a.events);
     }

@@ -10,6 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use vellum_ledger::{DatabaseUrl, WriterSettings};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
@@ -96,7 +98,7 @@ pub struct RawLimits {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        let json = crate::ledger::canonical::Limits::default();
+        let json = vellum_json::Limits::default();
         RawLimits {
             xml_max_depth: 50,
             xml_max_bytes: 4 * 1024 * 1024,
@@ -111,7 +113,7 @@ impl Default for RawLimits {
 pub struct LimitSettings {
     pub xml_max_depth: usize,
     pub xml_max_bytes: usize,
-    pub json: crate::ledger::canonical::Limits,
+    pub json: vellum_json::Limits,
 }
 
 impl Default for LimitSettings {
@@ -121,7 +123,7 @@ impl Default for LimitSettings {
         LimitSettings {
             xml_max_depth: raw.xml_max_depth,
             xml_max_bytes: raw.xml_max_bytes,
-            json: crate::ledger::canonical::Limits {
+            json: vellum_json::Limits {
                 max_depth: raw.json_max_depth,
                 max_keys_per_object: raw.json_max_keys_per_object,
             },
@@ -147,7 +149,7 @@ impl LimitSettings {
                 });
             }
         }
-        let max = crate::ledger::canonical::MAX_DEPTH;
+        let max = vellum_json::MAX_DEPTH;
         if raw.json_max_depth > max {
             return Err(ConfigError::Invalid {
                 key: "limits.json_max_depth",
@@ -157,7 +159,7 @@ impl LimitSettings {
         Ok(LimitSettings {
             xml_max_depth: raw.xml_max_depth,
             xml_max_bytes: raw.xml_max_bytes,
-            json: crate::ledger::canonical::Limits {
+            json: vellum_json::Limits {
                 max_depth: raw.json_max_depth,
                 max_keys_per_object: raw.json_max_keys_per_object,
             },
@@ -398,45 +400,14 @@ impl Default for RawSettings {
             mllp_tls_key: None,
             mllp_tls_client_ca: None,
             max_body_bytes: 1024 * 1024,
-            batch_max_events: 512,
-            batch_max_wait_us: 0,
-            writer_queue: 8192,
+            batch_max_events: vellum_ledger::DEFAULT_BATCH_MAX_EVENTS,
+            batch_max_wait_us: vellum_ledger::DEFAULT_BATCH_MAX_WAIT_US,
+            writer_queue: vellum_ledger::DEFAULT_WRITER_QUEUE,
             public_base_url: None,
             log: "info".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: &str| ConfigError::Invalid {
-            key: "database_url",
-            reason: reason.to_string(),
-        };
-        if let Some(path) = s
-            .strip_prefix("sqlite://")
-            .or_else(|| s.strip_prefix("sqlite:"))
-        {
-            let path = path.split('?').next().unwrap_or_default();
-            if path.is_empty() {
-                return Err(invalid(
-                    "sqlite URL needs a file path, e.g. sqlite://vellum.db",
-                ));
-            }
-            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
-        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(s.to_string()))
-        } else {
-            Err(invalid("must start with sqlite:// or postgres://"))
         }
     }
 }
@@ -458,13 +429,6 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct WriterSettings {
-    pub batch_max_events: usize,
-    pub batch_max_wait: Duration,
-    pub queue: usize,
 }
 
 /// MLLP listener limits and TLS.
@@ -520,17 +484,6 @@ impl Default for MllpSettings {
             max_connections: raw.mllp_max_connections,
             tls: None,
             privacy: PrivacySettings::default(),
-        }
-    }
-}
-
-impl Default for WriterSettings {
-    fn default() -> Self {
-        let raw = RawSettings::default();
-        WriterSettings {
-            batch_max_events: raw.batch_max_events,
-            batch_max_wait: Duration::from_micros(raw.batch_max_wait_us),
-            queue: raw.writer_queue,
         }
     }
 }
@@ -626,7 +579,11 @@ impl Settings {
     }
 
     pub fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
-        let database_url = DatabaseUrl::parse(&raw.database_url)?;
+        let database_url =
+            DatabaseUrl::parse(&raw.database_url).map_err(|e| ConfigError::Invalid {
+                key: "database_url",
+                reason: e.to_string(),
+            })?;
         let http_addr = raw.http_addr.parse().map_err(|e| ConfigError::Invalid {
             key: "http_addr",
             reason: format!("{e} (expected host:port, e.g. 127.0.0.1:8080)"),

@@ -17,7 +17,6 @@ pub mod spool;
 pub mod study;
 pub mod verify;
 pub mod walk;
-pub mod worker;
 
 pub use digest::{hash_file, hash_files, DigestError, InstanceDigest, Outcome, SkipReason};
 pub use study::{study_digest, study_digests, StudyDigest};

@@ -2,11 +2,12 @@
 
 mod admin;
 mod ai_routes;
+mod body;
 mod bundle_routes;
-mod conditional;
 mod dicom_routes;
 mod fhir_routes;
 mod format;
+mod intake_response;
 mod request_span;
 mod response;
 mod search_routes;
@@ -17,13 +18,15 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Settings;
-use crate::ledger::Ledger;
 use crate::mllp::MllpListener;
-use crate::store::{AnyStore, Store, StoreError};
+use vellum_ledger::store::{AnyStore, Store, StoreError};
+use vellum_ledger::Ledger;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
     pub ledger: Ledger,
+    /// The one submit path (validate → enrich → key → append).
+    pub intake: crate::intake::Intake,
     pub max_body_bytes: usize,
     /// `[limits]`: bounds on request bodies.
     pub limits: crate::config::LimitSettings,
@@ -58,13 +61,14 @@ pub struct Application {
     /// Every MLLP listener, in configuration order.
     mllp: Vec<MllpListener>,
     /// Completes pending pixel digests (None: no DICOM source, or off).
-    digest_worker: Option<crate::dicom::worker::DigestWorker>,
+    digest_worker: Option<crate::digest_worker::DigestWorker>,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let store =
-            AnyStore::connect(&settings.database_url, settings.database_role.as_deref()).await?;
+        let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
+            .await?
+            .with_indexer(crate::fhir::search_index::rows_for_body);
         if settings.migrate_on_start {
             store.migrate().await?;
         }
@@ -107,8 +111,15 @@ impl Application {
             } else {
                 None
             };
+        let intake = crate::intake::Intake::new(
+            ledger.clone(),
+            dicom_service.has_sources().then(|| dicom_service.clone()),
+            settings.limits.json,
+        );
+        let intake_for_worker = intake.clone();
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
+            intake,
             max_body_bytes: settings.max_body_bytes,
             limits: settings.limits,
             public_base_url: settings.public_base_url.clone(),
@@ -118,7 +129,7 @@ impl Application {
             dicom: dicom_service.has_sources().then(|| dicom_service.clone()),
         });
         let digest_worker =
-            crate::dicom::worker::DigestWorker::new(ledger.clone(), dicom_service.clone());
+            crate::digest_worker::DigestWorker::new(intake_for_worker, dicom_service.clone());
         let dicom = web::Data::from(dicom_service);
         let server = HttpServer::new(move || {
             App::new()

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use crate::config::PrivacySettings;
 
 /// `Identifier.system` of a pseudonymised patient identifier.
-pub const PSEUDONYM_SYSTEM: &str = "https://vellum-audit.org/fhir/pseudonym";
+pub use crate::vocabulary::PSEUDONYM_SYSTEM;
 
 /// A patient identifier as it is to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

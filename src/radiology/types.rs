@@ -128,7 +128,7 @@ impl Instant {
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub fn stamp(&self) -> String {
-        crate::ledger::stamp(self.0)
+        vellum_ledger::stamp(self.0)
     }
 
     /// Milliseconds from `earlier` to `self` (negative when before).
