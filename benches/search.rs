@@ -1,4 +1,4 @@
-//! Search latency over a large store (issue 3): fills a fresh database with
+//! Search latency over a large store: fills a fresh database with
 //! N realistic radiology AuditEvents through the real ledger (validation,
 //! canonical JSON, chaining, search index — in batches, as a busy site's
 //! group commits would), then serves it with the real HTTP application and

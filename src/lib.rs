@@ -18,3 +18,6 @@ pub mod ledger {
     pub use vellum_ledger::*;
 }
 pub use vellum_ledger::store;
+
+#[cfg(test)]
+mod architecture_tests;

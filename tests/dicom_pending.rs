@@ -1,4 +1,4 @@
-//! Pending pixel digests become follow-up `pixel-digest` events (issue 4),
+//! Pending pixel digests become follow-up `pixel-digest` events (DICOM pixel digests),
 //! and every way in (single create, batch/transaction Bundle entries, HL7 v2
 //! over MLLP) enriches study entities. Real folder sources with the
 //! fixtures/dicom files, real SQLite and PostgreSQL, real `vellum serve`

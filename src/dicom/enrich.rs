@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use vellum_json::{self as canonical, Json, Member, Value};
 
+use super::check::DigestCheck;
 use super::service::DicomService;
 
 pub use crate::vocabulary::{
@@ -120,17 +121,8 @@ pub fn apply(entity: &mut Json, lookup: &Lookup) {
         });
     match lookup {
         Lookup::Found { base64, instances } => {
-            match supplied {
-                None => push(
-                    entity,
-                    "detail",
-                    obj(vec![
-                        ("type", Json::string(DETAIL_DIGEST)),
-                        ("valueBase64Binary", Json::string(base64.clone())),
-                    ]),
-                ),
-                Some(theirs) if &theirs == base64 => {}
-                Some(_) => {
+            match DigestCheck::of(supplied.as_deref(), Some(base64.as_str())) {
+                DigestCheck::Mismatch => {
                     count_mismatch();
                     push(
                         entity,
@@ -141,6 +133,15 @@ pub fn apply(entity: &mut Json, lookup: &Lookup) {
                         ]),
                     );
                 }
+                DigestCheck::VellumOnly => push(
+                    entity,
+                    "detail",
+                    obj(vec![
+                        ("type", Json::string(DETAIL_DIGEST)),
+                        ("valueBase64Binary", Json::string(base64.clone())),
+                    ]),
+                ),
+                DigestCheck::Agree | DigestCheck::SenderOnly | DigestCheck::Neither => {}
             }
             let has_count = entity
                 .get("extension")

@@ -4,6 +4,7 @@
 //! attaches digests to events, and the worker that completes pending
 //! digests with follow-up events.
 
+pub mod check;
 pub mod dicomweb;
 pub mod digest;
 pub mod enrich;

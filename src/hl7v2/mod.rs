@@ -14,7 +14,6 @@
 pub mod ai_result;
 pub mod correction;
 pub mod fields;
-pub mod json;
 pub mod receipt;
 
 use std::net::SocketAddr;

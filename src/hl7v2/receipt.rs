@@ -3,8 +3,8 @@
 //! mappings.
 
 use super::fields::{Cx, Hd, OrderNumber};
-use super::json::{object, Arr, Obj};
 use super::{Inbound, HL7V2_SYSTEM, RECEIPT_PROFILE};
+use vellum_json::write::{object, Arr, Obj};
 
 pub(crate) use crate::vocabulary::{DCM, ENTITY_TYPE, OBJECT_ROLE, V2_0203};
 

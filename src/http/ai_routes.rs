@@ -380,12 +380,16 @@ async fn post_inference(
     };
     // vellum's own digest when a DICOM source is configured; else the
     // engine's digest is recorded as unverified.
-    let ours = match &state.study_digests {
-        Some(src) => src.study_digest(x.study.uid.as_str()).await,
+    let ours = match &state.dicom {
+        Some(service) => {
+            service
+                .study_digest_within_budget(x.study.uid.as_str())
+                .await
+        }
         None => None,
     };
     let mut event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
-    if state.study_digests.is_some() && ours.is_none() {
+    if state.dicom.is_some() && ours.is_none() {
         // Sources configured, digest not there yet: the digest worker
         // completes it with a follow-up event (docs/dicom.md).
         if let Some(marked) = crate::dicom::enrich::mark_pending(

@@ -32,8 +32,6 @@ pub struct AppState {
     pub limits: crate::config::LimitSettings,
     pub public_base_url: Option<String>,
     pub privacy: crate::config::PrivacySettings,
-    /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
-    pub study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>>,
     /// The study sources for event enrichment; `None` without a source, so
     /// the create paths then skip the DICOM step entirely.
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
@@ -105,12 +103,6 @@ impl Application {
                 source,
             })?
             .port();
-        let study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>> =
-            if dicom_service.has_sources() {
-                Some(dicom_service.clone())
-            } else {
-                None
-            };
         let intake = crate::intake::Intake::new(
             ledger.clone(),
             dicom_service.has_sources().then(|| dicom_service.clone()),
@@ -124,8 +116,6 @@ impl Application {
             limits: settings.limits,
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
-            // vellum's own study digests for AI inferences (issue 4 sources).
-            study_digests,
             dicom: dicom_service.has_sources().then(|| dicom_service.clone()),
         });
         let digest_worker =

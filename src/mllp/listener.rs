@@ -82,7 +82,7 @@ impl MllpListener {
         })
     }
 
-    /// Enriches mapped events with pixel digests (issue 4); `None` (the
+    /// Enriches mapped events with pixel digests; `None` (the
     /// default) skips the DICOM step. Call before `run`.
     pub fn with_dicom(mut self, dicom: Option<Arc<crate::dicom::service::DicomService>>) -> Self {
         if let Some(ctx) = Arc::get_mut(&mut self.ctx) {

@@ -287,7 +287,8 @@ impl Digest {
         Digest(sha2::Sha256::digest(bytes).into())
     }
     pub fn base64(&self) -> String {
-        crate::hl7v2::fields::base64(&self.0)
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
     }
 }
 

@@ -6,7 +6,7 @@ pub mod ai;
 pub mod dicom;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,111 +14,7 @@ use serde_json::{json, Value};
 use vellum::config::{RawSettings, Settings};
 use vellum::http::Application;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server tests use: `DATABASE_URL` when set, else the local
-/// server on 127.0.0.1:5432 as user postgres. Tests fail (never skip) when
-/// it is unreachable; scripts/test starts a throwaway cluster if needed.
-pub fn pg_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    // Replace the path component (database name), keep any query string.
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{db}{query}", &base[..path_start])
-}
-
-/// A fresh, empty database that is removed when dropped.
-pub struct TestDb {
-    pub url: String,
-    pub backend: Backend,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let path: PathBuf = dir.path().join("vellum.db");
-                TestDb {
-                    url: format!("sqlite://{}", path.display()),
-                    backend,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let name = format!("vellum_t_{}", uuid::Uuid::new_v4().simple());
-                let admin = pg_admin_url();
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("PostgreSQL at {admin} is required for these tests: {e}")
-                    });
-                sqlx::Executor::execute(
-                    &mut conn,
-                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-                )
-                .await
-                .expect("create test database");
-                TestDb {
-                    url: with_database(&admin, &name),
-                    backend,
-                    pg_name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    /// The SQLite file path (SQLite only).
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        self.url.strip_prefix("sqlite://").map(PathBuf::from)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        let admin = pg_admin_url();
-        // Drop runs inside the test's runtime; use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                    .await
-                    .ok()?;
-                sqlx::Executor::execute(
-                    &mut conn,
-                    sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
-                )
-                .await
-                .ok()
-            })
-        })
-        .join();
-    }
-}
+pub use vellum::ledger::testing::{Backend, TestDb};
 
 pub fn settings_for(db_url: &str) -> Settings {
     Settings::validate(RawSettings {

@@ -7,6 +7,8 @@
 pub mod hash;
 mod settings;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;
 mod writer;
 
