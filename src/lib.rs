@@ -8,5 +8,6 @@ pub mod http;
 pub mod ledger;
 pub mod mllp;
 pub mod radiology;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
