@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use vellum::config::{DatabaseUrl, Settings};
-use vellum::http::Application;
 use vellum::ledger::verify::verify;
+use vellum::startup::Application;
 use vellum::store::{AnyStore, Store};
 
 // Allocation is the largest single item of the request path (one String per

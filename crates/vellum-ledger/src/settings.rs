@@ -3,6 +3,7 @@
 //! invalid value; the server's configuration layers them from file and
 //! environment.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,20 +14,17 @@ pub const DEFAULT_BATCH_MAX_WAIT_US: u64 = 0;
 /// Appends that may wait for the writer before callers are told to retry.
 pub const DEFAULT_WRITER_QUEUE: usize = 8192;
 
-/// The database the store lives in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
 }
 
+/// Why a database URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DatabaseUrlError {
-    #[error("sqlite URL needs a file path, e.g. sqlite://vellum.db")]
-    MissingPath,
-    #[error("must start with sqlite:// or postgres://")]
-    UnknownScheme,
-}
+#[error("invalid setting `database_url`: {0}")]
+pub struct DatabaseUrlError(pub &'static str);
 
 impl DatabaseUrl {
     pub fn parse(s: &str) -> Result<Self, DatabaseUrlError> {
@@ -36,14 +34,44 @@ impl DatabaseUrl {
         {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
-                return Err(DatabaseUrlError::MissingPath);
+                return Err(DatabaseUrlError(
+                    "sqlite URL needs a file path, e.g. sqlite://vellum.db",
+                ));
             }
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(DatabaseUrl::Postgres(s.to_string()))
         } else {
-            Err(DatabaseUrlError::UnknownScheme)
+            Err(DatabaseUrlError("must start with sqlite:// or postgres://"))
         }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            // A PostgreSQL URL may carry a password: never print it.
+            DatabaseUrl::Postgres(u) => f
+                .debug_tuple("Postgres")
+                .field(&without_password(u))
+                .finish(),
+        }
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:[redacted]{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
