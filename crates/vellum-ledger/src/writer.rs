@@ -192,8 +192,8 @@ mod tests {
         let body = format!(r#"{{"meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}"}}}}"#);
         let at = body.find("0000").unwrap();
         let drafts = vec![
-            Draft::new("a".into(), body.clone().into_bytes(), at).unwrap(),
-            Draft::new("b".into(), body.into_bytes(), at).unwrap(),
+            Draft::with_index("a".into(), body.clone().into_bytes(), at, vec![]).unwrap(),
+            Draft::with_index("b".into(), body.into_bytes(), at, vec![]).unwrap(),
         ];
         let now = time::macros::datetime!(2026-01-02 03:04:05.678901 UTC);
         let out = chain_batch(
