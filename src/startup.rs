@@ -12,9 +12,9 @@ use crate::dicom::service::DicomService;
 use crate::digest_worker::DigestWorker;
 use crate::http::AppState;
 use crate::intake::Intake;
-use vellum_ledger::Ledger;
 use crate::mllp::MllpListener;
 use vellum_ledger::store::{AnyStore, Store, StoreError};
+use vellum_ledger::Ledger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

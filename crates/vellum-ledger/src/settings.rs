@@ -107,13 +107,9 @@ mod tests {
             DatabaseUrl::parse("postgres://u@h/d"),
             Ok(DatabaseUrl::Postgres("postgres://u@h/d".into()))
         );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://"),
-            Err(DatabaseUrlError::MissingPath)
-        );
-        assert_eq!(
-            DatabaseUrl::parse("mysql://x"),
-            Err(DatabaseUrlError::UnknownScheme)
-        );
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        let pg = DatabaseUrl::parse("postgres://u:secret@h/d").expect("url");
+        assert!(!format!("{pg:?}").contains("secret"));
     }
 }
