@@ -1,4 +1,4 @@
-//! Search latency over a large store (issue 3): fills a fresh database with
+//! Search latency over a large store: fills a fresh database with
 //! N realistic radiology AuditEvents through the real ledger (validation,
 //! canonical JSON, chaining, search index — in batches, as a busy site's
 //! group commits would), then serves it with the real HTTP application and
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vellum::config::{RawSettings, Settings};
 use vellum::fhir::create::prepare_audit_event;
-use vellum::http::Application;
+use vellum::startup::Application;
 
 const PATIENTS: u64 = 20_000;
 const RADIOLOGISTS: u64 = 200;
@@ -223,10 +223,7 @@ async fn run_backend(backend: &str, a: &Args) {
     // --- fill: prepare on a blocking thread per batch, append whole batches ---
     let started = Instant::now();
     let batch = 500u64;
-    let already = {
-        use vellum::store::Store;
-        ledger.store().head().await.expect("head").seq as u64
-    };
+    let already = { ledger.head().await.expect("head").seq as u64 };
     if already > 0 && already != a.events {
         panic!("{url} holds {already} entries, not {}: remove it", a.events);
     }

@@ -2,11 +2,23 @@
 
 pub mod config;
 pub mod dicom;
+pub mod digest_worker;
 pub mod fhir;
 pub mod hl7v2;
 pub mod http;
-pub mod ledger;
+pub mod intake;
 pub mod mllp;
 pub mod radiology;
-pub mod store;
+pub mod startup;
 pub mod telemetry;
+pub mod vocabulary;
+
+/// The ledger crate under the path integrators and tests have used.
+pub mod ledger {
+    pub use vellum_json as canonical;
+    pub use vellum_ledger::*;
+}
+pub use vellum_ledger::store;
+
+#[cfg(test)]
+mod architecture_tests;

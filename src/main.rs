@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use vellum::config::{DatabaseUrl, Settings};
-use vellum::http::Application;
 use vellum::ledger::verify::verify;
+use vellum::startup::Application;
 use vellum::store::{AnyStore, Store};
 
 // Allocation is the largest single item of the request path (one String per
@@ -140,7 +140,7 @@ async fn serve(config: Option<&PathBuf>) -> ExitCode {
     };
     tracing::info!(
         port = app.port(),
-        backend = app.ledger().store().backend_name(),
+        backend = app.ledger().backend_name(),
         "vellum listening"
     );
     match app.run_until_stopped().await {
@@ -169,6 +169,7 @@ async fn open_store(
             eprintln!("vellum: cannot open the store: {e}");
             ExitCode::from(2)
         })
+        .map(|s| s.with_indexer(vellum::fhir::search_index::rows_for_body))
 }
 
 async fn run_verify(

@@ -17,15 +17,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ledger::canonical::{self, Json, Member, Value};
+use vellum_json::{self as canonical, Json, Member, Value};
 
+use super::check::DigestCheck;
 use super::service::DicomService;
 
-pub const NUMBER_OF_INSTANCES_URL: &str =
-    "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
-pub const DETAIL_DIGEST: &str = "pixel-sha256";
-pub const DETAIL_MISMATCH: &str = "pixel-sha256-mismatch";
-pub const DETAIL_PENDING: &str = "pixel-sha256-pending";
+pub use crate::vocabulary::{
+    DETAIL_DIGEST, DETAIL_MISMATCH, DETAIL_PENDING,
+    EXT_NUMBER_OF_INSTANCES as NUMBER_OF_INSTANCES_URL,
+};
 
 static MISMATCHES: AtomicU64 = AtomicU64::new(0);
 
@@ -37,7 +37,7 @@ pub fn mismatches() -> u64 {
 /// The Study Instance UID an entity references, if it is a study entity.
 pub fn study_uid_of(entity: &Json) -> Option<String> {
     let id = entity.get("what")?.get("identifier")?;
-    if id.get("system")?.as_str()? != "urn:dicom:uid" {
+    if id.get("system")?.as_str()? != crate::vocabulary::DICOM_UID_SYSTEM {
         return None;
     }
     let is_study = id
@@ -121,17 +121,8 @@ pub fn apply(entity: &mut Json, lookup: &Lookup) {
         });
     match lookup {
         Lookup::Found { base64, instances } => {
-            match supplied {
-                None => push(
-                    entity,
-                    "detail",
-                    obj(vec![
-                        ("type", Json::string(DETAIL_DIGEST)),
-                        ("valueBase64Binary", Json::string(base64.clone())),
-                    ]),
-                ),
-                Some(theirs) if &theirs == base64 => {}
-                Some(_) => {
+            match DigestCheck::of(supplied.as_deref(), Some(base64.as_str())) {
+                DigestCheck::Mismatch => {
                     count_mismatch();
                     push(
                         entity,
@@ -142,6 +133,15 @@ pub fn apply(entity: &mut Json, lookup: &Lookup) {
                         ]),
                     );
                 }
+                DigestCheck::VellumOnly => push(
+                    entity,
+                    "detail",
+                    obj(vec![
+                        ("type", Json::string(DETAIL_DIGEST)),
+                        ("valueBase64Binary", Json::string(base64.clone())),
+                    ]),
+                ),
+                DigestCheck::Agree | DigestCheck::SenderOnly | DigestCheck::Neither => {}
             }
             let has_count = entity
                 .get("extension")
@@ -197,25 +197,6 @@ pub async fn lookup(service: &DicomService, study_uid: &str) -> Lookup {
     }
 }
 
-/// The one enrichment step of every way in (REST create, Bundle entries,
-/// MLLP; the AI API computes its digests in src/radiology): `body` with
-/// digests attached, or unchanged. Without a configured source this is a
-/// pointer check: no parse, no copy.
-pub async fn enrich_event(service: Option<&DicomService>, body: Vec<u8>) -> Vec<u8> {
-    match service {
-        Some(s) if s.has_sources() => enrich(s, &body).await.unwrap_or(body),
-        _ => body,
-    }
-}
-
-/// As [`enrich_event`] for a borrowed body: `None` when it is to be used as is.
-pub async fn enrich_slice(service: Option<&DicomService>, body: &[u8]) -> Option<Vec<u8>> {
-    match service {
-        Some(s) if s.has_sources() => enrich(s, body).await,
-        _ => None,
-    }
-}
-
 /// Marks the study `study_uid` of a built event pending (the AI API, whose
 /// builder computes its own digest comparison): the worker then appends the
 /// follow-up. `None` when the event has no such study entity.
@@ -237,14 +218,27 @@ pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut root = canonical::parse(body).ok()?;
-    let entities = root.get("entity").and_then(Json::as_array)?;
+    enrich_root(service, &mut root)
+        .await
+        .then(|| canonical::to_canonical(&root))
+}
+
+/// Attaches digests to the study entities of a parsed event (the intake
+/// path, after validation). True when anything was attached.
+pub async fn enrich_root(service: &DicomService, root: &mut Json) -> bool {
+    if !service.has_sources() {
+        return false;
+    }
+    let Some(entities) = root.get("entity").and_then(Json::as_array) else {
+        return false;
+    };
     let targets: Vec<(usize, String)> = entities
         .iter()
         .enumerate()
         .filter_map(|(i, e)| study_uid_of(e).map(|u| (i, u)))
         .collect();
     if targets.is_empty() {
-        return None;
+        return false;
     }
     let mut results: Vec<(String, Lookup)> = Vec::new();
     for (_, uid) in &targets {
@@ -253,7 +247,13 @@ pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {
             results.push((uid.clone(), l));
         }
     }
-    let mut entities = root.get("entity").and_then(Json::as_array)?.to_vec();
+    let Some(mut entities) = root
+        .get("entity")
+        .and_then(Json::as_array)
+        .map(<[Json]>::to_vec)
+    else {
+        return false;
+    };
     for (i, uid) in &targets {
         if let (Some(e), Some((_, l))) =
             (entities.get_mut(*i), results.iter().find(|(u, _)| u == uid))
@@ -262,7 +262,7 @@ pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {
         }
     }
     root.set("entity", Json::new(Value::Array(entities)));
-    Some(canonical::to_canonical(&root))
+    true
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 
 use serde_json::{json, Value};
 
-use crate::ledger::canonical::{self, Json};
+use vellum_json::{self as canonical, Json};
 
 use super::enrich::{study_uid_of, DETAIL_DIGEST, NUMBER_OF_INSTANCES_URL};
 
-pub const PROFILE: &str = "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
+pub use crate::vocabulary::PIXEL_DIGEST_PROFILE as PROFILE;
 /// The sender's digest from the first event, when it differs from vellum's.
 pub const DETAIL_SENDER_DIGEST: &str = "sender-pixel-sha256";
 /// agree | mismatch | vellum-only | unavailable.
@@ -20,10 +20,7 @@ pub const DETAIL_CHECK: &str = "digest-check";
 /// Why no digest could be computed (a "gave up" follow-up).
 pub const DETAIL_UNAVAILABLE: &str = "pixel-sha256-unavailable";
 
-const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
-const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
-const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+use crate::vocabulary::{DCM, ENTITY_TYPE, OBJECT_ROLE, SOURCE_TYPE_SYSTEM as SOURCE_TYPE};
 
 /// What the worker found for one pending study.
 #[derive(Debug, Clone, PartialEq, Eq)]

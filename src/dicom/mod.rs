@@ -4,6 +4,7 @@
 //! attaches digests to events, and the worker that completes pending
 //! digests with follow-up events.
 
+pub mod check;
 pub mod dicomweb;
 pub mod digest;
 pub mod enrich;
@@ -17,7 +18,6 @@ pub mod spool;
 pub mod study;
 pub mod verify;
 pub mod walk;
-pub mod worker;
 
 pub use digest::{hash_file, hash_files, DigestError, InstanceDigest, Outcome, SkipReason};
 pub use study::{study_digest, study_digests, StudyDigest};

@@ -8,6 +8,7 @@ use crate::config::DicomSettings;
 use super::dicomweb::{DicomWebError, DicomWebSource};
 use super::folder::{FolderError, FolderSource, StudyFound};
 use super::index::SharedIndex;
+use super::study::StudyDigest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -90,30 +91,16 @@ impl DicomService {
     }
 }
 
-/// The AI API's view of the study sources: vellum's own digest of an
-/// inference's study, within the configured time budget (None when the study
-/// is not found, a source fails, or the budget runs out).
-impl crate::radiology::build::StudyDigestSource for DicomService {
-    fn study_digest<'a>(
-        &'a self,
-        study_uid: &'a str,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Option<crate::radiology::build::StudyDigest>>
-                + Send
-                + 'a,
-        >,
-    > {
-        Box::pin(async move {
-            let budget = self.settings().budget;
-            let found = tokio::time::timeout(budget, self.study(study_uid))
-                .await
-                .ok()?
-                .ok()??;
-            Some(crate::radiology::build::StudyDigest {
-                sha256: crate::radiology::types::Digest(found.0.digest.sha256),
-                instances: u32::try_from(found.0.digest.instances).unwrap_or(u32::MAX),
-            })
-        })
+impl DicomService {
+    /// vellum's own digest of a study within the configured time budget
+    /// (the AI API's inferences); `None` when the study is not found, has no
+    /// pixel data, a source fails, or the budget runs out.
+    pub async fn study_digest_within_budget(&self, study_uid: &str) -> Option<StudyDigest> {
+        let budget = self.settings().budget;
+        let found = tokio::time::timeout(budget, self.study(study_uid))
+            .await
+            .ok()?
+            .ok()??;
+        Some(found.0.digest)
     }
 }

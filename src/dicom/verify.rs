@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::ledger::canonical::{self, Json};
+use vellum_json::{self as canonical, Json};
 
 use super::enrich::{study_uid_of, DETAIL_DIGEST, NUMBER_OF_INSTANCES_URL};
 use super::service::DicomService;

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::outcome::OperationOutcome;
-use crate::ledger::canonical;
+use vellum_json as canonical;
 
 /// One link of a searchset.
 #[derive(Debug, Clone)]

@@ -4,22 +4,7 @@ use serde_json::{json, Value};
 
 use super::search::{ParamType, PARAMS};
 
-/// IHE BALP's Audit Record Repository CapabilityStatement, which vellum
-/// instantiates (ITI-20 feed by create and batch; ITI-81 search).
-pub const BALP_ARR: &str =
-    "https://profiles.ihe.net/ITI/BALP/CapabilityStatement/IHE.BALP.ATNA.AuditRecordRepository";
-
-/// vellum's own AuditEvent profiles (StructureDefinitions in `profiles/`).
-/// (Kept equal to the profiles `fhir::profile` validates against; a unit
-/// test checks it.)
-pub const VELLUM_PROFILES: &[&str] = &[
-    "https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt",
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference",
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-override",
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-rendering",
-    "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment",
-    "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest",
-];
+pub use crate::vocabulary::{BALP_ARR, VELLUM_PROFILES};
 
 fn type_code(t: ParamType) -> &'static str {
     match t {

@@ -1,8 +1,8 @@
 //! Turning a client's AuditEvent JSON into a ledger `Draft`: parse strictly,
 //! check structure (fhirbolt) and rules (validate.rs), assign id and meta.
 
-use crate::ledger::canonical::{self, Json, Limits, ParseErrorKind, Value};
-use crate::ledger::{Draft, STAMP_PLACEHOLDER};
+use vellum_json::{self as canonical, Json, Limits, ParseErrorKind, Value};
+use vellum_ledger::{Draft, STAMP_PLACEHOLDER};
 
 use super::outcome::{Issue, IssueType};
 use super::path::path_at;
@@ -32,25 +32,29 @@ pub fn prepare_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
     prepare(body, true, Limits::default())
 }
 
-/// As [`prepare_audit_event`], within the configured request limits
-/// (nesting depth, members per object).
-pub fn prepare_audit_event_with(body: &[u8], limits: Limits) -> Result<Draft, Rejection> {
-    prepare(body, true, limits)
-}
-
-/// As [`prepare_audit_event`], for AuditEvents vellum's HL7 v2 mapping wrote
-/// itself: every check but the fhirbolt R4 structure parse, which such an
-/// event passes by construction (its element names and JSON types are fixed
-/// in code; values are only ever JSON strings). That parse builds the whole
-/// R4 model only to drop it, a third of the per-message CPU. Debug builds
-/// (every test) still run it, and tests/mllp_mapping.rs checks arbitrary
-/// mutated messages through the full [`prepare_audit_event`].
-pub fn prepare_mapped_audit_event(body: &[u8]) -> Result<Draft, Rejection> {
-    prepare(body, cfg!(debug_assertions), Limits::INTERNAL)
-}
-
 fn prepare(body: &[u8], check_structure: bool, limits: Limits) -> Result<Draft, Rejection> {
-    let mut root = canonical::parse_with(body, limits).map_err(|e| {
+    finish(check(body, check_structure, limits)?)
+}
+
+/// A valid AuditEvent, parsed once (vellum's exact-number tree), not yet
+/// given its server id and `meta`. Enrichment edits it in place.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    root: Json,
+}
+
+impl Checked {
+    pub fn root_mut(&mut self) -> &mut Json {
+        &mut self.root
+    }
+}
+
+/// Parses `body` strictly and checks it: JSON (within `limits`), an
+/// AuditEvent, R4 structure (fhirbolt; skipped when `check_structure` is
+/// false, for events vellum built itself), R4 rules, and vellum's profiles
+/// when the event names one.
+pub fn check(body: &[u8], check_structure: bool, limits: Limits) -> Result<Checked, Rejection> {
+    let root = canonical::parse_with(body, limits).map_err(|e| {
         let (line, col) = e.line_column(body);
         let code = match e.kind {
             ParseErrorKind::DuplicateKey(_) => IssueType::Structure,
@@ -114,6 +118,13 @@ fn prepare(body: &[u8], check_structure: bool, limits: Limits) -> Result<Draft, 
         return Err(Rejection::Invalid(issues));
     }
     check_vellum_profiles(body)?;
+    Ok(Checked { root })
+}
+
+/// Assigns the server id and `meta`, derives the search-index rows and
+/// writes the canonical body: the draft the ledger chains.
+pub fn finish(checked: Checked) -> Result<Draft, Rejection> {
+    let mut root = checked.root;
     let id = uuid::Uuid::new_v4().to_string();
     assign_server_fields(&mut root, &id);
     let index = super::search_index::extract(&root).into_rows();

@@ -1,6 +1,6 @@
 //! FHIRPath locations of JSON nodes, for error `expression`s.
 
-use crate::ledger::canonical::{Json, Value};
+use vellum_json::{Json, Value};
 
 /// The FHIRPath (`AuditEvent.agent[0].who`) of the deepest element whose
 /// source span contains byte `offset`. Used to locate errors that fhirbolt
@@ -41,7 +41,7 @@ pub fn path_at(root: &Json, resource_type: &str, offset: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::canonical::parse;
+    use vellum_json::parse;
 
     #[test]
     fn finds_nested_elements() {

@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::outcome::{Issue, IssueType};
 
 /// Canonical prefix of vellum's StructureDefinitions.
-pub const PROFILE_PREFIX: &str = "https://vellum-audit.org/fhir/StructureDefinition/";
-const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
+pub use crate::vocabulary::PROFILE_PREFIX;
+use crate::vocabulary::VALUESET_PREFIX;
 
 const PROFILE_SOURCES: &[&str] = &[
     include_str!("../../profiles/hl7v2-message-receipt.json"),
@@ -519,9 +519,9 @@ impl<'a> Checker<'a> {
 // Invariants declared by the profiles (constraint keys), implemented here.
 // Each returns the locations that break it (empty = holds).
 
-const AIAST_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
-const ACTION_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/ai-override-action";
-const MODEL_VERSION_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-model-version";
+use crate::vocabulary::{
+    MODEL_VERSION_SYSTEM, OVERRIDE_ACTION_SYSTEM as ACTION_SYSTEM, SECURITY_SYSTEM as AIAST_SYSTEM,
+};
 
 fn entities(root: &Value) -> impl Iterator<Item = (usize, &Value)> {
     root["entity"].as_array().into_iter().flatten().enumerate()
@@ -655,7 +655,7 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|x| x["url"] == crate::dicom::enrich::NUMBER_OF_INSTANCES_URL);
+                    .any(|x| x["url"] == crate::vocabulary::EXT_NUMBER_OF_INSTANCES);
                 !((has("pixel-sha256") && counted) || has("pixel-sha256-unavailable"))
             })
             .map(|(i, _)| format!("{at}.entity[{i}]"))

@@ -8,7 +8,7 @@
 
 use super::outcome::{Issue, IssueType};
 use super::search_index::{date_range, normalize_string, split_reference};
-use crate::store::search::{
+use vellum_ledger::store::search::{
     Condition, Cursor, DatePrefix, RowMatch, SearchQuery, Selectivity, SortKey, SystemMatch,
 };
 

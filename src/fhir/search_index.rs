@@ -3,8 +3,9 @@
 //! bodies. One function per parameter type; the table below follows the R4
 //! SearchParameter expressions for AuditEvent.
 
-use crate::ledger::canonical::Json;
-use crate::store::IndexRow;
+use vellum_json::Json;
+use vellum_ledger::store::followups::FollowupKind;
+use vellum_ledger::store::IndexRow;
 
 /// One index row of a token parameter (`system|code`; `system` may be absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,13 @@ pub struct SearchIndex {
 /// parameter table, so clients cannot search it (a leading `_` and a name
 /// no FHIR parameter has).
 pub const PIXEL_PENDING: &str = "_pixel-pending";
+
+/// Studies marked [`PIXEL_PENDING`] are completed by a `pixel-digest`
+/// follow-up event stored under `pixel-digest:<event id>|<study uid>`.
+pub const PIXEL_DIGEST_FOLLOWUP: FollowupKind = FollowupKind {
+    param: PIXEL_PENDING,
+    key_prefix: "pixel-digest:",
+};
 
 impl SearchIndex {
     /// The rows of the `search_index` table for these values (layout in
@@ -130,27 +138,12 @@ impl SearchIndex {
     }
 }
 
-/// The `_lastUpdated` row of an entry stamped at `t`.
-pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
-    let us = (t.unix_timestamp_nanos() / 1000) as i64;
-    IndexRow {
-        param: "_lastUpdated".to_string(),
-        low: Some(us),
-        high: Some(us + 1),
-        ..Default::default()
-    }
-}
-
-/// The index rows of an already stored entry (for back-filling entries
-/// stored before the index existed): its parameters plus `_lastUpdated`.
-pub fn rows_for_stored(body: &str, last_updated: &str) -> Vec<IndexRow> {
-    let mut rows = crate::ledger::canonical::parse(body.as_bytes())
+/// The parameter rows of a stored body (the back-fill of entries stored
+/// before the search index existed; the ledger adds `_lastUpdated`).
+pub fn rows_for_body(body: &str) -> Vec<IndexRow> {
+    vellum_json::parse(body.as_bytes())
         .map(|root| extract(&root).into_rows())
-        .unwrap_or_default();
-    if let Some(t) = crate::ledger::parse_stamp(last_updated) {
-        rows.push(last_updated_row(t));
-    }
-    rows
+        .unwrap_or_default()
 }
 
 /// Iterates a 0..* element (array) or a 0..1 element (single value).
@@ -428,7 +421,7 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::canonical::parse;
+    use vellum_json::parse;
 
     #[test]
     fn extracts_the_r4_parameters() {

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use crate::ledger::canonical::{Json, Value};
+use vellum_json::{Json, Value};
 
 use super::outcome::{Issue, IssueType};
 
@@ -39,7 +39,7 @@ struct Validator<'a> {
     issues: &'a mut Vec<Issue>,
 }
 
-fn members(j: &Json) -> &[crate::ledger::canonical::Member] {
+fn members(j: &Json) -> &[vellum_json::Member] {
     match &j.value {
         Value::Object(m) => m,
         _ => &[],
@@ -413,7 +413,7 @@ pub fn is_base64(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::canonical::parse;
+    use vellum_json::parse;
 
     fn issues(src: &str) -> Vec<(String, IssueType)> {
         validate_audit_event(&parse(src.as_bytes()).unwrap())

@@ -4,12 +4,12 @@
 //! whose OBX-18 names a model, model identity/version from OBX-18.1/18.2.
 
 use super::fields::{AiResult, Finding};
-use super::json::{object, Arr, Obj};
 use super::receipt::{
     message_entity, message_subtypes, order_entities, patient_entity, sender_agent, source, DCM,
     ENTITY_TYPE, OBJECT_ROLE,
 };
 use super::{Inbound, AI_EVENT_SYSTEM, INFERENCE_PROFILE};
+use vellum_json::write::{object, Arr, Obj};
 
 pub fn event(inbound: &Inbound, ai: &AiResult, recorded: &str) -> String {
     let mut out = String::with_capacity(3072);

@@ -13,12 +13,12 @@ use time::OffsetDateTime;
 
 use super::ai_result::{finding_detail, model_agent, study_entity};
 use super::fields::AiResult;
-use super::json::object;
 use super::receipt::{
     message_entity, message_subtypes, order_entities, patient_entity, sender_agent, source, DCM,
     ENTITY_TYPE, OBJECT_ROLE,
 };
 use super::{Inbound, InferenceRef, AI_EVENT_SYSTEM, OVERRIDE_PROFILE};
+use vellum_json::write::object;
 
 /// The override action: any `X` → reject, else (`C`) accept_with_edit.
 pub fn override_action(ai: &AiResult) -> &'static str {

@@ -14,7 +14,6 @@
 pub mod ai_result;
 pub mod correction;
 pub mod fields;
-pub mod json;
 pub mod receipt;
 
 use std::net::SocketAddr;
@@ -23,19 +22,9 @@ use sha2::{Digest, Sha256};
 
 use fields::{clean, Hd, Seps};
 
-/// Canonical of the receipt profile.
-pub const RECEIPT_PROFILE: &str =
-    "https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt";
-/// Canonical of the AI inference profile.
-pub const INFERENCE_PROFILE: &str =
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference";
-/// Canonical of the AI override profile.
-pub const OVERRIDE_PROFILE: &str =
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-override";
-/// vellum's code system for the kind of radiology AI event.
-pub const AI_EVENT_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event";
-/// vellum's code system for HL7 v2 message details (entity.detail types).
-pub const HL7V2_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/hl7v2";
+pub use crate::vocabulary::{
+    AI_EVENT_SYSTEM, HL7V2_SYSTEM, INFERENCE_PROFILE, OVERRIDE_PROFILE, RECEIPT_PROFILE,
+};
 
 /// HL7 versions vellum accepts (MSH-12.1).
 pub const SUPPORTED_VERSIONS: &[&str] = &[

@@ -3,13 +3,10 @@
 //! mappings.
 
 use super::fields::{Cx, Hd, OrderNumber};
-use super::json::{object, Arr, Obj};
 use super::{Inbound, HL7V2_SYSTEM, RECEIPT_PROFILE};
+use vellum_json::write::{object, Arr, Obj};
 
-pub(crate) const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-pub(crate) const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
-pub(crate) const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
-const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+pub(crate) use crate::vocabulary::{DCM, ENTITY_TYPE, OBJECT_ROLE, V2_0203};
 
 pub fn event(inbound: &Inbound, recorded: &str) -> String {
     let h = &inbound.header;

@@ -3,8 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
-use crate::ledger::verify::verify;
-use crate::store::Store;
+use crate::fhir::search_index::PIXEL_DIGEST_FOLLOWUP;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -18,7 +17,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.ledger.store().ready().await {
+    if state.ledger.ready().await {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {
         HttpResponse::ServiceUnavailable()
@@ -29,7 +28,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// 200 with the verdict when the chain holds, 409 with it when it does not.
 async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
-    match verify(state.ledger.store()).await {
+    match state.ledger.verify().await {
         Ok(v) if v.ok() => HttpResponse::Ok().json(v),
         Ok(v) => HttpResponse::Conflict().json(v),
         Err(e) => {
@@ -44,11 +43,11 @@ async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
 /// the database, so they agree across instances and survive restarts; the
 /// mismatch counter is this process's.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let store = state.ledger.store();
+    let store = &state.ledger;
     let (head, pending, followups) = match (
         store.head().await,
-        store.pending_digest_count().await,
-        store.followup_count().await,
+        store.pending_count(&PIXEL_DIGEST_FOLLOWUP).await,
+        store.followup_count(&PIXEL_DIGEST_FOLLOWUP).await,
     ) {
         (Ok(h), Ok(p), Ok(f)) => (h.seq, p, f),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {

@@ -9,15 +9,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::fhir_routes::read_body;
+use super::body::read_body;
 use super::response;
 use super::AppState;
-use crate::fhir::create::{prepare_audit_event, Rejection};
-use crate::ledger::{AppendError, Committed};
+use crate::fhir::create::Rejection;
+use crate::intake::{IntakeError, Stored, Submission};
 use crate::radiology::build::{self, Registration};
 use crate::radiology::lookup::{self, InferenceLookupError};
 use crate::radiology::types::{Instant, Token};
 use crate::radiology::{event_key, input, model_key};
+use vellum_ledger::{AppendError, Committed};
 
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI: &str = include_str!("ai_openapi.json");
@@ -173,10 +174,21 @@ async fn read_input<T: DeserializeOwned>(
 }
 
 /// Validates the built event like any FHIR create and appends it.
+/// Submits a built event through the intake path. The event carries its
+/// own study digest (src/radiology), so DICOM enrichment is skipped.
 async fn append(state: &AppState, event: String, key: String) -> Result<Committed, HttpResponse> {
-    let draft = match prepare_audit_event(event.as_bytes()) {
-        Ok(d) => d.with_key(key),
-        Err(Rejection::Malformed(issues)) | Err(Rejection::Invalid(issues)) => {
+    let submission = Submission::fhir(event).with_key(key).without_enrichment();
+    match state.intake.submit(submission).await {
+        Ok(Stored::Committed(c)) => Ok(c),
+        // No If-None-Exist on this path; treated as an internal error.
+        Ok(Stored::Existing(_)) => Err(problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store",
+            "the event could not be stored",
+            None,
+        )),
+        Err(IntakeError::Rejected(Rejection::Malformed(issues)))
+        | Err(IntakeError::Rejected(Rejection::Invalid(issues))) => {
             // The input passed its own checks, so this is vellum's mapping:
             // answer with the OperationOutcome, log where (never what).
             let at: Vec<&str> = issues
@@ -184,29 +196,27 @@ async fn append(state: &AppState, event: String, key: String) -> Result<Committe
                 .filter_map(|i| i.expression.as_deref())
                 .collect();
             tracing::error!(at = ?at, "ai: built AuditEvent failed validation");
-            return Err(response::outcome(
+            Err(response::outcome(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &crate::fhir::OperationOutcome::new(issues),
-            ));
+            ))
         }
-    };
-    state.ledger.append(draft).await.map_err(|e| match e {
-        AppendError::Overloaded => problem(
+        Err(IntakeError::Append(AppendError::Overloaded)) | Err(IntakeError::Busy) => Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "the ledger is overloaded; retry later",
             None,
-        ),
-        e => {
+        )),
+        Err(e) => {
             tracing::error!(error = %e, "ai: append failed");
-            problem(
+            Err(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store",
                 "the event could not be stored",
                 None,
-            )
+            ))
         }
-    })
+    }
 }
 
 /// 201 (or 200 for a repeated event id) with the receipt.
@@ -370,12 +380,16 @@ async fn post_inference(
     };
     // vellum's own digest when a DICOM source is configured; else the
     // engine's digest is recorded as unverified.
-    let ours = match &state.study_digests {
-        Some(src) => src.study_digest(x.study.uid.as_str()).await,
+    let ours = match &state.dicom {
+        Some(service) => {
+            service
+                .study_digest_within_budget(x.study.uid.as_str())
+                .await
+        }
         None => None,
     };
     let mut event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
-    if state.study_digests.is_some() && ours.is_none() {
+    if state.dicom.is_some() && ours.is_none() {
         // Sources configured, digest not there yet: the digest worker
         // completes it with a follow-up event (docs/dicom.md).
         if let Some(marked) = crate::dicom::enrich::mark_pending(

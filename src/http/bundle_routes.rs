@@ -8,17 +8,18 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::conditional::{self, Found};
-use super::fhir_routes::read_body;
+use super::body::read_body;
 use super::format::{render, request_format, response_format, to_json_body};
+use super::intake_response::{append_failed, condition_failed};
 use super::response::{error, fhir_base, outcome};
 use super::AppState;
 use crate::fhir::bundle::{response_bundle, ResponseEntry};
-use crate::fhir::create::{prepare_audit_event_with, Rejection};
+use crate::fhir::create::Rejection;
 use crate::fhir::{Issue, IssueType, OperationOutcome};
-use crate::ledger::canonical::{self, Json, ParseErrorKind};
-use crate::ledger::{Committed, Draft};
-use crate::store::{Store, StoredEntry};
+use crate::intake::{IntakeError, Prepared, Submission};
+use vellum_json::{self as canonical, Json, ParseErrorKind};
+use vellum_ledger::store::StoredEntry;
+use vellum_ledger::{Committed, Draft};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -100,7 +101,7 @@ pub async fn bundle(
         planned.push(plan_entry(i, entry, &json, &state).await);
     }
     let base = fhir_base(&req, state.public_base_url.as_deref());
-    let now = crate::ledger::stamp(time::OffsetDateTime::now_utc());
+    let now = vellum_ledger::stamp(time::OffsetDateTime::now_utc());
     let id = uuid::Uuid::new_v4().to_string();
     let response = match kind {
         Kind::Transaction => {
@@ -159,27 +160,20 @@ async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Pla
             };
             // The resource's own bytes, so errors and canonical form are as
             // for a single create.
-            let raw = &src[resource.start..resource.end];
-            // Issue 4: the same DICOM step as a single create, per entry.
-            let enriched = crate::dicom::enrich::enrich_slice(state.dicom.as_deref(), raw).await;
-            let raw = enriched.as_deref().unwrap_or(raw);
-            let raw = raw.to_vec();
-            let limits = state.limits.json;
-            let mut draft = match web::block(move || prepare_audit_event_with(&raw, limits)).await {
-                Ok(Ok(d)) => d,
-                Ok(Err(r)) => return rejected_entry(i, r),
-                Err(_) => return failed(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, at("resource"), "the server is busy; retry this entry".into()),
-            };
+            let mut submission = Submission::fhir(&src[resource.start..resource.end]);
             if let Some(cond) = request.get("ifNoneExist").and_then(Json::as_str) {
-                match conditional::existing(cond.as_bytes(), state.ledger.store()).await {
-                    Ok(Found::None(key)) => draft = draft.with_key(key),
-                    Ok(Found::One(e)) => return Planned::Existing(e),
-                    Err(r) => {
-                        return failed(r.status(), IssueType::Processing, at("request.ifNoneExist"), "ifNoneExist could not be evaluated (see the If-None-Exist rules in docs/fhir-api.md)".into())
-                    }
-                }
+                submission = submission.if_none_exist(cond.as_bytes());
             }
-            Planned::Create(Box::new(draft))
+            match state.intake.prepare(submission).await {
+                Ok(Prepared::Draft(draft)) => Planned::Create(draft),
+                Ok(Prepared::Existing(e)) => Planned::Existing(e),
+                Err(IntakeError::Rejected(r)) => rejected_entry(i, r),
+                Err(IntakeError::Condition(c)) => {
+                    let status = condition_failed(&c).status();
+                    failed(status, IssueType::Processing, at("request.ifNoneExist"), "ifNoneExist could not be evaluated (see the If-None-Exist rules in docs/fhir-api.md)".into())
+                }
+                Err(_) => failed(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, at("resource"), "the server is busy; retry this entry".into()),
+            }
         }
         "GET" => {
             let mut parts = path.split('/');
@@ -262,7 +256,7 @@ fn failed_response(status: StatusCode, oo: OperationOutcome) -> ResponseEntry {
 }
 
 async fn read_entry(base: &str, id: &str, state: &AppState) -> ResponseEntry {
-    match state.ledger.store().get_by_id(id).await {
+    match state.ledger.read(id).await {
         Ok(Some(e)) => stored_response(base, e),
         Ok(None) => failed_response(
             StatusCode::NOT_FOUND,
@@ -299,10 +293,10 @@ async fn transaction(
         })
         .collect();
     let committed = state
-        .ledger
-        .append_all(drafts)
+        .intake
+        .commit_all(drafts)
         .await
-        .map_err(super::fhir_routes::append_failed)?;
+        .map_err(append_failed)?;
     let mut committed = committed.into_iter();
     let mut out = Vec::with_capacity(planned.len());
     for p in planned {
@@ -329,10 +323,10 @@ async fn transaction(
 async fn batch(planned: Vec<Planned>, state: &AppState, base: &str) -> Vec<ResponseEntry> {
     let futures = planned.into_iter().map(|p| async move {
         match p {
-            Planned::Create(d) => match state.ledger.append(*d).await {
+            Planned::Create(d) => match state.intake.commit(*d).await {
                 Ok(c) => created_entry(base, c),
                 Err(e) => {
-                    let r = super::fhir_routes::append_failed(e);
+                    let r = append_failed(e);
                     failed_response(
                         r.status(),
                         OperationOutcome::single(Issue::error(

@@ -3,15 +3,14 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 
-use super::conditional;
+use super::body::read_body;
 use super::format::{query_param, render, request_format, response_format, to_json_body};
+use super::intake_response::intake_failed;
 use super::response::{self, error, outcome, stored_entry, stored_resource};
 use super::AppState;
-use crate::fhir::create::{prepare_audit_event_with, Rejection};
 use crate::fhir::{Issue, IssueType, OperationOutcome};
-use crate::ledger::AppendError;
+use crate::intake::{Stored, Submission};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -71,43 +70,9 @@ async fn metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         }
     }
     let base = response::fhir_base(&req, state.public_base_url.as_deref());
-    let now = crate::ledger::stamp(time::OffsetDateTime::now_utc());
+    let now = vellum_ledger::stamp(time::OffsetDateTime::now_utc());
     let json = crate::fhir::capability::capability_statement(&base, &now).to_string();
     render(&req, format, HttpResponse::Ok().finish(), json)
-}
-
-/// Reads the body up to the configured limit; 413 beyond it.
-pub(super) async fn read_body(
-    mut payload: web::Payload,
-    limit: usize,
-    req: &HttpRequest,
-) -> Result<web::BytesMut, HttpResponse> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            IssueType::TooLong,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let declared = super::response::declared_length(req);
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                IssueType::Invalid,
-                format!("could not read the request body: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 async fn create(
@@ -127,25 +92,17 @@ async fn create(
         Ok(j) => j,
         Err(r) => return r,
     };
-    // Issue 4: pixel digests of referenced DICOM studies (no-op without sources).
-    let json = crate::dicom::enrich::enrich_event(state.dicom.as_deref(), json).await;
-    let mut draft = match prepare_off_worker(json, state.limits).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let mut submission = Submission::fhir(json);
     if let Some(cond) = req.headers().get("If-None-Exist") {
-        match conditional::existing(cond.as_bytes(), state.ledger.store()).await {
-            Ok(conditional::Found::None(key)) => draft = draft.with_key(key),
-            Ok(conditional::Found::One(entry)) => {
-                // A retry (or a duplicate): the entry that already matches.
-                let json = entry.body.clone();
-                return render(&req, out_format, stored_entry(entry), json);
-            }
-            Err(r) => return r,
-        }
+        submission = submission.if_none_exist(cond.as_bytes());
     }
-    match state.ledger.append(draft).await {
-        Ok(c) => {
+    match state.intake.submit(submission).await {
+        Ok(Stored::Existing(entry)) => {
+            // A retry (or a duplicate): the entry that already matches.
+            let json = entry.body.clone();
+            render(&req, out_format, stored_entry(entry), json)
+        }
+        Ok(Stored::Committed(c)) => {
             let location = format!(
                 "{}/AuditEvent/{}/_history/1",
                 response::fhir_base(&req, state.public_base_url.as_deref()),
@@ -173,56 +130,7 @@ async fn create(
             }
             render(&req, out_format, r, json)
         }
-        Err(e) => append_failed(e),
-    }
-}
-
-/// Parses, checks and prepares an AuditEvent on the blocking pool: the
-/// parse is linear in the body but a body may be megabytes, and an HTTP
-/// worker must stay free for other requests (and `/healthz`).
-pub(super) async fn prepare_off_worker(
-    json: Vec<u8>,
-    limits: crate::config::LimitSettings,
-) -> Result<crate::ledger::Draft, HttpResponse> {
-    match web::block(move || prepare_audit_event_with(&json, limits.json)).await {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(rejection)) => Err(rejected(&rejection)),
-        Err(_) => Err(super::format::busy()),
-    }
-}
-
-/// The response to a refused resource: 400 (not FHIR) or 422 (breaks rules).
-pub(super) fn rejected(rejection: &Rejection) -> HttpResponse {
-    match rejection {
-        Rejection::Malformed(issues) => outcome(
-            StatusCode::BAD_REQUEST,
-            &OperationOutcome::new(issues.clone()),
-        ),
-        Rejection::Invalid(issues) => outcome(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &OperationOutcome::new(issues.clone()),
-        ),
-    }
-}
-
-/// The response when the ledger could not commit.
-pub(super) fn append_failed(e: AppendError) -> HttpResponse {
-    match e {
-        AppendError::Overloaded => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                IssueType::Transient,
-                "the ledger is busy; retry shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            r
-        }
-        e => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            IssueType::Transient,
-            format!("not stored: {e}"),
-        ),
+        Err(e) => intake_failed(e),
     }
 }
 

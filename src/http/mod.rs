@@ -1,12 +1,14 @@
-//! The actix-web application: FHIR routes, admin, health.
+//! The actix-web application: FHIR routes, admin, health. Built from
+//! state that `crate::startup` has already opened.
 
 mod admin;
 mod ai_routes;
+mod body;
 mod bundle_routes;
-mod conditional;
 mod dicom_routes;
 mod fhir_routes;
 mod format;
+mod intake_response;
 mod request_span;
 mod response;
 mod search_routes;
@@ -16,232 +18,41 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
-use crate::config::Settings;
-use crate::ledger::Ledger;
-use crate::mllp::MllpListener;
-use crate::store::{AnyStore, Store, StoreError};
+use crate::dicom::service::DicomService;
+use vellum_ledger::Ledger;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
     pub ledger: Ledger,
+    /// The one submit path (validate → enrich → key → append).
+    pub intake: crate::intake::Intake,
     pub max_body_bytes: usize,
     /// `[limits]`: bounds on request bodies.
     pub limits: crate::config::LimitSettings,
     pub public_base_url: Option<String>,
     pub privacy: crate::config::PrivacySettings,
-    /// vellum's own study digests for AI inferences (DICOM sources, issue 4).
-    pub study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>>,
     /// The study sources for event enrichment; `None` without a source, so
     /// the create paths then skip the DICOM step entirely.
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    #[error("dicom: {0}")]
-    Dicom(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-}
-
-/// A bound, not yet running server (zero2prod's `Application`): tests bind
-/// port 0 and read the port back.
-pub struct Application {
-    port: u16,
-    server: Server,
-    ledger: Ledger,
-    /// Every MLLP listener, in configuration order.
-    mllp: Vec<MllpListener>,
-    /// Completes pending pixel digests (None: no DICOM source, or off).
-    digest_worker: Option<crate::dicom::worker::DigestWorker>,
-}
-
-impl Application {
-    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let store =
-            AnyStore::connect(&settings.database_url, settings.database_role.as_deref()).await?;
-        if settings.migrate_on_start {
-            store.migrate().await?;
-        }
-        let ledger = Ledger::start(store, settings.writer);
-        let dicom_service = std::sync::Arc::new(
-            crate::dicom::service::DicomService::new(&settings.dicom)
-                .map_err(|e| StartError::Dicom(e.to_string()))?,
-        );
-        // One ledger for all listeners (so MSH-10 dedupe spans them); each
-        // listener has its own connection limit.
-        let mut mllp = Vec::with_capacity(settings.mllp_listeners.len());
-        for spec in &settings.mllp_listeners {
-            let mut listener_settings = settings.mllp.clone();
-            if !spec.tls {
-                listener_settings.tls = None;
-            }
-            let addr = spec.addr;
-            mllp.push(
-                MllpListener::bind(addr, ledger.clone(), listener_settings)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?
-                    .with_dicom(dicom_service.has_sources().then(|| dicom_service.clone())),
-            );
-        }
-        let listener =
-            TcpListener::bind(settings.http_addr).map_err(|source| StartError::Bind {
-                addr: settings.http_addr,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: settings.http_addr,
-                source,
-            })?
-            .port();
-        let study_digests: Option<std::sync::Arc<dyn crate::radiology::build::StudyDigestSource>> =
-            if dicom_service.has_sources() {
-                Some(dicom_service.clone())
-            } else {
-                None
-            };
-        let state = web::Data::new(AppState {
-            ledger: ledger.clone(),
-            max_body_bytes: settings.max_body_bytes,
-            limits: settings.limits,
-            public_base_url: settings.public_base_url.clone(),
-            privacy: settings.privacy.clone(),
-            // vellum's own study digests for AI inferences (issue 4 sources).
-            study_digests,
-            dicom: dicom_service.has_sources().then(|| dicom_service.clone()),
-        });
-        let digest_worker =
-            crate::dicom::worker::DigestWorker::new(ledger.clone(), dicom_service.clone());
-        let dicom = web::Data::from(dicom_service);
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
-                .app_data(state.clone())
-                .configure(fhir_routes::configure)
-                .configure(admin::configure)
-                .configure(ai_routes::configure)
-                .app_data(dicom.clone())
-                .configure(dicom_routes::configure)
-        })
-        .listen(listener)
-        .map_err(|source| StartError::Bind {
-            addr: settings.http_addr,
-            source,
-        })?
-        .run();
-        Ok(Application {
-            port,
-            server,
-            ledger,
-            mllp,
-            digest_worker,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The first MLLP listener's bound port, when MLLP is on.
-    pub fn mllp_port(&self) -> Option<u16> {
-        self.mllp.first().map(|m| m.local_addr().port())
-    }
-
-    /// Every MLLP listener's bound port, in configuration order (plain
-    /// `mllp_addr` listeners, then `mllp_tls_addr` ones).
-    pub fn mllp_ports(&self) -> Vec<u16> {
-        self.mllp.iter().map(|m| m.local_addr().port()).collect()
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// Serves until SIGTERM/SIGINT (graceful: in-flight requests finish, so
-    /// every acknowledged append has committed). The MLLP listener stops
-    /// accepting on the signal (or when the HTTP server ends) and finishes
-    /// the messages it has received before this returns.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application {
-            server,
-            ledger,
-            mllp,
-            digest_worker,
-            ..
-        } = self;
-        drop(ledger);
-        // The worker stops after the server (its append in flight commits).
-        let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
-        let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
-        let result = serve(server, mllp).await;
-        let _ = worker_stop.send(true);
-        if let Some(w) = worker {
-            let _ = w.await;
-        }
-        result
-    }
-}
-
-/// Runs the HTTP server and the MLLP listeners until stopped.
-async fn serve(server: Server, mllp: Vec<MllpListener>) -> std::io::Result<()> {
-    if mllp.is_empty() {
-        return server.await;
-    }
-    // One stop signal for every listener: the termination signal or the
-    // HTTP server ending.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let signal_task = tokio::spawn({
-        let stop_tx = stop_tx.clone();
-        async move {
-            termination_signal().await;
-            let _ = stop_tx.send(true);
-        }
-    });
-    let mllp_tasks: Vec<_> = mllp
-        .into_iter()
-        .map(|listener| {
-            let mut stop_rx = stop_rx.clone();
-            tokio::spawn(listener.run(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            }))
-        })
-        .collect();
-    let result = server.await;
-    let _ = stop_tx.send(true);
-    for task in mllp_tasks {
-        let _ = task.await;
-    }
-    signal_task.abort();
-    result
-}
-
-/// SIGTERM or SIGINT (the signals actix-web stops on).
-async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => std::future::pending::<()>().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+/// The HTTP server on an already bound `listener`, serving `state`. It
+/// runs once awaited (or spawned).
+pub fn server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    dicom: web::Data<DicomService>,
+) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
+            .app_data(state.clone())
+            .configure(fhir_routes::configure)
+            .configure(admin::configure)
+            .configure(ai_routes::configure)
+            .app_data(dicom.clone())
+            .configure(dicom_routes::configure)
+    })
+    .listen(listener)?
+    .run())
 }

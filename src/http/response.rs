@@ -4,7 +4,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::fhir::{Issue, IssueType, OperationOutcome};
-use crate::store::StoredEntry;
+use vellum_ledger::store::StoredEntry;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -20,7 +20,7 @@ pub fn error(status: StatusCode, code: IssueType, msg: impl Into<String>) -> Htt
 
 /// `Last-Modified` from a stored `meta.lastUpdated`.
 pub fn http_date(last_updated: &str) -> Option<String> {
-    let t = crate::ledger::parse_stamp(last_updated)?;
+    let t = vellum_ledger::parse_stamp(last_updated)?;
     let st: std::time::SystemTime = t.into();
     Some(httpdate::fmt_http_date(st))
 }

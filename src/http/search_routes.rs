@@ -10,8 +10,7 @@ use super::AppState;
 use crate::fhir::bundle::{self, Link, Match};
 use crate::fhir::search::{self, format_cursor, SearchRequest, TotalMode};
 use crate::fhir::{IssueType, OperationOutcome};
-use crate::store::search::{Cursor, SearchHit};
-use crate::store::Store;
+use vellum_ledger::store::search::{Cursor, SearchHit};
 
 /// `Prefer: handling=strict` (R4 §3.1.1.5.8).
 fn strict_handling(req: &HttpRequest) -> bool {
@@ -72,7 +71,7 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         Ok(s) => s,
         Err(issues) => return outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues)),
     };
-    let store = state.ledger.store();
+    let store = &state.ledger;
     if !sr.head_given {
         match store.head().await {
             Ok(h) => sr.query.head = h.seq,
@@ -120,7 +119,7 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         })
         .collect();
     let ignored = (!sr.ignored.is_empty()).then(|| OperationOutcome::new(sr.ignored.clone()));
-    let now = crate::ledger::stamp(time::OffsetDateTime::now_utc());
+    let now = vellum_ledger::stamp(time::OffsetDateTime::now_utc());
     let json = bundle::searchset(
         &uuid::Uuid::new_v4().to_string(),
         &now,
@@ -132,7 +131,7 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
     render(req, format, HttpResponse::Ok().finish(), json)
 }
 
-fn unavailable(e: crate::store::StoreError) -> HttpResponse {
+fn unavailable(e: vellum_ledger::store::StoreError) -> HttpResponse {
     tracing::error!(error = %e, "search failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -13,7 +13,7 @@
 use time::OffsetDateTime;
 
 use crate::hl7v2::{AckCode, Header, Refusal};
-use crate::ledger::Receipt;
+use vellum_ledger::Receipt;
 
 /// What the ACK reports about the stored entry.
 #[derive(Debug, Clone)]

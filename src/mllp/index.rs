@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::hl7v2::{InferenceRef, INFERENCE_PROFILE};
-use crate::ledger::Ledger;
-use crate::store::{Store, StoreError};
+use vellum_ledger::store::StoreError;
+use vellum_ledger::Ledger;
 
 const PAGE: i64 = 500;
 
@@ -44,7 +44,7 @@ impl InferenceIndex {
     ) -> Result<Option<InferenceRef>, StoreError> {
         let mut st = self.state.lock().await;
         loop {
-            let page = ledger.store().entries_after(st.scanned_to, PAGE).await?;
+            let page = ledger.entries_after(st.scanned_to, PAGE).await?;
             let n = page.len();
             for e in page {
                 st.scanned_to = e.seq;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::MllpSettings;
 use crate::hl7v2::{self, AckCode, ErrCode, Kind, Origin, Refusal};
-use crate::ledger::Ledger;
+use vellum_ledger::Ledger;
 
 use super::ack;
 use super::codec::{self, Frame};
@@ -27,6 +27,7 @@ use super::connection::{Connection, Read};
 use super::index::InferenceIndex;
 use super::process::{self, Context, Step};
 use super::tls;
+use crate::intake::Intake;
 
 /// A bound MLLP listener, not yet accepting.
 pub struct MllpListener {
@@ -71,21 +72,21 @@ impl MllpListener {
             listener,
             local,
             ctx: Arc::new(Context {
+                intake: Intake::new(ledger.clone(), None, vellum_json::Limits::INTERNAL),
                 ledger,
                 index: InferenceIndex::new(),
                 privacy: settings.privacy.clone(),
-                dicom: None,
             }),
             settings,
             tls,
         })
     }
 
-    /// Enriches mapped events with pixel digests (issue 4); `None` (the
+    /// Enriches mapped events with pixel digests; `None` (the
     /// default) skips the DICOM step. Call before `run`.
     pub fn with_dicom(mut self, dicom: Option<Arc<crate::dicom::service::DicomService>>) -> Self {
         if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
-            ctx.dicom = dicom;
+            ctx.intake = ctx.intake.clone().with_dicom(dicom);
         }
         self
     }

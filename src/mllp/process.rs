@@ -5,21 +5,21 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::fhir::create::prepare_mapped_audit_event;
 use crate::hl7v2::{self, AckCode, ErrCode, Inbound, Kind, Origin, Refusal};
-use crate::ledger::{AppendError, Ledger};
+use crate::intake::{Intake, IntakeError, Stored, Submission};
+use vellum_ledger::{AppendError, Ledger};
 
-use super::ack::{self, Stored};
+use super::ack;
 use super::index::InferenceIndex;
 
 /// What every connection handler shares.
 pub struct Context {
     pub ledger: Ledger,
+    /// The one submit path (with the study sources for pixel digests).
+    pub intake: Intake,
     pub index: InferenceIndex,
     /// `[privacy]`: patient identifiers are pseudonymised before mapping.
     pub privacy: crate::config::PrivacySettings,
-    /// Study sources for pixel digests (issue 4); `None`: no DICOM step.
-    pub dicom: Option<Arc<crate::dicom::service::DicomService>>,
 }
 
 /// Reads a frame; a refused message gets its ACK right away.
@@ -58,14 +58,25 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
         },
         _ => None,
     };
-    let recorded = crate::ledger::stamp(OffsetDateTime::now_utc());
+    let recorded = vellum_ledger::stamp(OffsetDateTime::now_utc());
     let body = hl7v2::to_audit_event(&inbound, link.as_ref(), &recorded);
-    let body = crate::dicom::enrich::enrich_event(ctx.dicom.as_deref(), body.into_bytes()).await;
-    // vellum built this event (and enrichment only adds its own study
-    // details), so the second, fhirbolt structure parse is skipped in release.
-    let draft = match prepare_mapped_audit_event(&body) {
-        Ok(d) => d.with_key(h.idempotency_key()),
-        Err(rejection) => {
+    let submission = Submission::mapped(body).with_key(h.idempotency_key());
+    match ctx.intake.submit(submission).await {
+        Ok(Stored::Committed(committed)) => {
+            if !h.wants_ack(AckCode::Accept) {
+                return None;
+            }
+            Some(ack::build(
+                Some(h),
+                AckCode::Accept,
+                None,
+                Some(ack::Stored {
+                    receipt: &committed.receipt,
+                    created: committed.created,
+                }),
+            ))
+        }
+        Err(IntakeError::Rejected(rejection)) => {
             // A mapping bug, never the sender's content: log where, not what.
             let at: Vec<&str> = rejection
                 .issues()
@@ -73,7 +84,7 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
                 .filter_map(|i| i.expression.as_deref())
                 .collect();
             tracing::error!(at = ?at, "mllp: mapped AuditEvent failed validation");
-            return refuse(
+            refuse(
                 Some(h),
                 &Refusal::error(
                     ErrCode::InternalError,
@@ -82,30 +93,15 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
                     0,
                     "the message could not be mapped to a valid AuditEvent",
                 ),
-            );
+            )
         }
-    };
-    match ctx.ledger.append(draft).await {
-        Ok(committed) => {
-            if !h.wants_ack(AckCode::Accept) {
-                return None;
-            }
-            Some(ack::build(
-                Some(h),
-                AckCode::Accept,
-                None,
-                Some(Stored {
-                    receipt: &committed.receipt,
-                    created: committed.created,
-                }),
-            ))
-        }
-        Err(AppendError::Overloaded) => refuse(
+        Err(IntakeError::Append(AppendError::Overloaded)) | Err(IntakeError::Busy) => refuse(
             Some(h),
             &retry_later("vellum is overloaded; resend the message later"),
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "mllp: append failed");
+        // No If-None-Exist on this path: Existing and Condition cannot occur.
+        Ok(Stored::Existing(_)) | Err(IntakeError::Condition(_)) | Err(IntakeError::Append(_)) => {
+            tracing::error!("mllp: append failed");
             refuse(
                 Some(h),
                 &retry_later("the message could not be stored; resend it"),

@@ -3,7 +3,7 @@
 //! validation) before it is appended.
 
 use crate::config::PrivacySettings;
-use crate::hl7v2::json::{object, Arr, Obj};
+use vellum_json::write::{object, Arr, Obj};
 
 use super::input::{self, Source, User};
 use super::privacy::{keep_content, patient_id};
@@ -36,22 +36,8 @@ pub struct InferenceInfo {
     pub patient_entity: Option<String>,
 }
 
-/// vellum's own study digest, when a DICOM source is configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StudyDigest {
-    pub sha256: Digest,
-    pub instances: u32,
-}
-
-/// Where vellum's own study digests come from (DESIGN §3: the DICOM study
-/// sources). The AI API asks it for every inference's study when set
-/// (`AppState::study_digests`); `None` = not available (yet).
-pub trait StudyDigestSource: Send + Sync {
-    fn study_digest<'a>(
-        &'a self,
-        study_uid: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<StudyDigest>> + Send + 'a>>;
-}
+use crate::dicom::check::DigestCheck;
+pub use crate::dicom::study::StudyDigest;
 
 fn meta(o: &mut Obj, profile: &str, ai_asserted: bool) {
     o.obj("meta", |m| {
@@ -221,18 +207,19 @@ pub fn finding_json(f: &input::Finding) -> String {
     v
 }
 
-/// agree / mismatch / unverified, and which digest is `pixel-sha256`.
+/// The digest check's code (agree / mismatch / vellum-only / unverified /
+/// none, the one rule of `dicom::check`) and which digest is `pixel-sha256`.
 pub fn digest_check(
     engine: Option<&Digest>,
     vellum: Option<&StudyDigest>,
 ) -> (&'static str, Option<Digest>) {
-    match (engine, vellum) {
-        (Some(e), Some(v)) if *e == v.sha256 => ("agree", Some(v.sha256)),
-        (_, Some(v)) if engine.is_some() => ("mismatch", Some(v.sha256)),
-        (None, Some(v)) => ("vellum-only", Some(v.sha256)),
-        (Some(e), None) => ("unverified", Some(*e)),
-        _ => ("none", None),
-    }
+    let ours = vellum.map(|v| Digest(v.sha256));
+    let check = DigestCheck::of(engine, ours.as_ref());
+    let recorded = match check {
+        DigestCheck::SenderOnly => engine.copied(),
+        _ => ours,
+    };
+    (check.code(), recorded)
 }
 
 fn patient_entity_from(a: &mut Arr, privacy: &PrivacySettings, p: &input::Patient) {
@@ -348,7 +335,9 @@ pub fn inference(
             a.obj(|e| {
                 study_identity(e, x.study.uid.as_str());
                 let (check, digest) = digest_check(x.study.pixel_sha256.as_ref(), vellum_digest);
-                let instances = vellum_digest.map(|v| v.instances).or(x.study.instances);
+                let instances = vellum_digest
+                    .map(|v| u32::try_from(v.instances).unwrap_or(u32::MAX))
+                    .or(x.study.instances);
                 e.arr_opt("extension", |ext| {
                     if let Some(acc) = &x.study.accession {
                         ext.obj(|v| {
@@ -670,8 +659,9 @@ mod tests {
     fn digest_agreement_is_recorded_never_replaced() {
         let a = Digest([1; 32]);
         let b = Digest([2; 32]);
-        let ours = |d| StudyDigest {
-            sha256: d,
+        let ours = |d: Digest| StudyDigest {
+            study_instance_uid: "1.2.3".into(),
+            sha256: d.0,
             instances: 3,
         };
         assert_eq!(digest_check(Some(&a), Some(&ours(a))), ("agree", Some(a)));
@@ -695,7 +685,8 @@ mod tests {
         )
         .unwrap();
         let ours = StudyDigest {
-            sha256: Digest([7; 32]),
+            study_instance_uid: "1.2.3".into(),
+            sha256: [7; 32],
             instances: 2,
         };
         let reg = Registration {
@@ -722,10 +713,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(get("digest-check")["valueString"], "mismatch");
-        assert_eq!(
-            get("pixel-sha256")["valueBase64Binary"],
-            ours.sha256.base64()
-        );
+        assert_eq!(get("pixel-sha256")["valueBase64Binary"], ours.base64());
         assert_eq!(
             get("engine-pixel-sha256")["valueBase64Binary"],
             "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::ledger::Ledger;
-use crate::store::StoreError;
+use vellum_ledger::store::StoreError;
+use vellum_ledger::Ledger;
 
 use super::build::{InferenceInfo, Registration};
 use super::*;
@@ -51,10 +51,7 @@ pub fn registration_of(id: &str, body: &str) -> Option<Registration> {
 
 /// Every registered model version, in deployment (ledger) order.
 pub async fn registrations(ledger: &Ledger) -> Result<Vec<Registration>, StoreError> {
-    let rows = ledger
-        .store()
-        .entries_by_key_prefix(MODEL_KEY_PREFIX)
-        .await?;
+    let rows = ledger.read_by_key_prefix(MODEL_KEY_PREFIX).await?;
     Ok(rows
         .iter()
         .filter_map(|(_, e)| registration_of(&e.id, &e.body))
@@ -67,10 +64,7 @@ pub async fn registration(
     name: &str,
     version: &str,
 ) -> Result<Option<Registration>, StoreError> {
-    let entry = ledger
-        .store()
-        .entry_by_key(&model_key(name, version))
-        .await?;
+    let entry = ledger.read_by_key(&model_key(name, version)).await?;
     Ok(entry.and_then(|e| registration_of(&e.id, &e.body)))
 }
 

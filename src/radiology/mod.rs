@@ -15,41 +15,13 @@ pub mod lookup;
 pub mod privacy;
 pub mod types;
 
-pub use crate::hl7v2::{AI_EVENT_SYSTEM, INFERENCE_PROFILE, OVERRIDE_PROFILE};
-
-/// Canonical base of vellum's conformance resources.
-pub const CANONICAL_BASE: &str = "https://vellum-audit.org/fhir";
-pub const RENDERING_PROFILE: &str =
-    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-rendering";
-pub const DEPLOYMENT_PROFILE: &str =
-    "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment";
-/// Override actions (subtype slice `action`, required binding).
-pub const OVERRIDE_ACTION_SYSTEM: &str =
-    "https://vellum-audit.org/fhir/CodeSystem/ai-override-action";
-/// Override reasons (`reason-code` detail).
-pub const OVERRIDE_REASON_SYSTEM: &str =
-    "https://vellum-audit.org/fhir/CodeSystem/ai-override-reason";
-/// `agent.who.identifier.system` of a model (value: the model name).
-pub const MODEL_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-model";
-/// `entity.what.identifier.system` of a model version (`name|version`).
-pub const MODEL_VERSION_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-model-version";
-/// `entity.what.identifier.system` of the sender's own event id.
-pub const EVENT_ID_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-event-id";
-
-pub(crate) const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
-pub(crate) const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
-pub(crate) const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
-pub(crate) const SECURITY_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
-pub(crate) const PARTICIPATION_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
-pub(crate) const SOURCE_TYPE_SYSTEM: &str =
-    "http://terminology.hl7.org/CodeSystem/security-source-type";
-pub(crate) const SNOMED: &str = "http://snomed.info/sct";
-pub const EXT_ACCESSION: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-Accession";
-pub const EXT_NUMBER_OF_INSTANCES: &str =
-    "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
-pub const EXT_SOP_CLASS: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-SOPClass";
+pub use crate::vocabulary::{
+    AI_EVENT_SYSTEM, CANONICAL_BASE, DCM, DEPLOYMENT_PROFILE, ENTITY_TYPE, EVENT_ID_SYSTEM,
+    EXT_ACCESSION, EXT_NUMBER_OF_INSTANCES, EXT_SOP_CLASS, INFERENCE_PROFILE, MODEL_SYSTEM,
+    MODEL_VERSION_SYSTEM, OBJECT_ROLE, OVERRIDE_ACTION_SYSTEM, OVERRIDE_PROFILE,
+    OVERRIDE_REASON_SYSTEM, PARTICIPATION_SYSTEM, RENDERING_PROFILE, SECURITY_SYSTEM, SNOMED,
+    SOURCE_TYPE_SYSTEM,
+};
 
 /// The idempotency key of a model version's deployment event.
 pub fn model_key(name: &str, version: &str) -> String {

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use crate::config::PrivacySettings;
 
 /// `Identifier.system` of a pseudonymised patient identifier.
-pub const PSEUDONYM_SYSTEM: &str = "https://vellum-audit.org/fhir/pseudonym";
+pub use crate::vocabulary::PSEUDONYM_SYSTEM;
 
 /// A patient identifier as it is to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn patient_id(p: &PrivacySettings, system: Option<&str>, value: &str) -> Sto
     match &p.pseudonym_key {
         Some(key) => StoredPatientId {
             system: Some(PSEUDONYM_SYSTEM.to_string()),
-            value: pseudonym(key, system, value),
+            value: pseudonym(key.expose(), system, value),
             pseudonymised: true,
         },
         None => StoredPatientId {
@@ -67,7 +67,7 @@ mod tests {
         );
         let p = PrivacySettings {
             store_content: false,
-            pseudonym_key: Some(b"0123456789abcdef".to_vec()),
+            pseudonym_key: Some(b"0123456789abcdef".to_vec().into()),
         };
         let a = patient_id(&p, Some("urn:oid:1.2"), "123");
         let b = patient_id(&p, Some("urn:oid:1.3"), "123");

@@ -128,7 +128,7 @@ impl Instant {
 
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub fn stamp(&self) -> String {
-        crate::ledger::stamp(self.0)
+        vellum_ledger::stamp(self.0)
     }
 
     /// Milliseconds from `earlier` to `self` (negative when before).
@@ -287,7 +287,8 @@ impl Digest {
         Digest(sha2::Sha256::digest(bytes).into())
     }
     pub fn base64(&self) -> String {
-        crate::hl7v2::fields::base64(&self.0)
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Pending pixel digests become follow-up `pixel-digest` events (issue 4),
+//! Pending pixel digests become follow-up `pixel-digest` events (DICOM pixel digests),
 //! and every way in (single create, batch/transaction Bundle entries, HL7 v2
 //! over MLLP) enriches study entities. Real folder sources with the
 //! fixtures/dicom files, real SQLite and PostgreSQL, real `vellum serve`
@@ -481,7 +481,7 @@ backend_tests! {
 #[tokio::test]
 async fn events_stored_pending_before_the_upgrade_are_found_after_migrating() {
     use std::borrow::Cow;
-    use vellum::fhir::search_index::{extract, PIXEL_PENDING};
+    use vellum::fhir::search_index::{extract, PIXEL_DIGEST_FOLLOWUP, PIXEL_PENDING};
     use vellum::ledger::{canonical, Draft, Ledger, STAMP_PLACEHOLDER};
     use vellum::store::{AnyStore, Store};
 
@@ -530,18 +530,27 @@ async fn events_stored_pending_before_the_upgrade_are_found_after_migrating() {
         let old_draft = Draft::with_index(draft.id().to_string(), body, at, rows).expect("draft");
         let ledger = Ledger::start(store.clone(), settings.writer);
         let c = ledger.append(old_draft).await.expect("append");
-        assert!(store
-            .pending_digests(0, 10)
+        assert!(ledger
+            .pending_followups(&PIXEL_DIGEST_FOLLOWUP, 0, 10)
             .await
             .expect("query")
             .is_empty());
 
         store.migrate().await.expect("upgrade");
-        let pending = store.pending_digests(0, 10).await.expect("query");
+        let pending = ledger
+            .pending_followups(&PIXEL_DIGEST_FOLLOWUP, 0, 10)
+            .await
+            .expect("query");
         assert_eq!(pending.len(), 1, "{backend:?}");
         assert_eq!(pending[0].event_id, c.receipt.id);
-        assert_eq!(pending[0].study_uid, STUDY_MR);
-        assert_eq!(store.pending_digest_count().await.expect("count"), 1);
+        assert_eq!(pending[0].value, STUDY_MR);
+        assert_eq!(
+            ledger
+                .pending_count(&PIXEL_DIGEST_FOLLOWUP)
+                .await
+                .expect("count"),
+            1
+        );
         drop(ledger);
         let (code, verdict) = run_verify(&db.url);
         assert_eq!(code, 0, "{backend:?}: {verdict}");

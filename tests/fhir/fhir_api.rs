@@ -1,4 +1,4 @@
-//! The FHIR REST surface of issue 2, end to end over real sockets and real
+//! The FHIR REST surface, end to end over real sockets and real
 //! databases: create, read, vread, the 405/404/400/413/415/422 answers (each
 //! an OperationOutcome naming the faulty element), the ledger receipt
 //! headers, canonical bodies, the hash chain and the CapabilityStatement.

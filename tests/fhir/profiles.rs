@@ -143,7 +143,7 @@ fn hl7v2_ai_events_conform_to_their_profiles() {
 fn hl7v2_patients_are_pseudonymised_when_configured() {
     let privacy = vellum::config::PrivacySettings {
         store_content: false,
-        pseudonym_key: Some(b"0123456789abcdef".to_vec()),
+        pseudonym_key: Some(b"0123456789abcdef".to_vec().into()),
     };
     let mut inbound = hl7("adt_a01.hl7");
     let clear_id = inbound.fields.patient.as_ref().unwrap().id.clone();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vellum::config::{RawSettings, Settings};
-use vellum::http::Application;
+use vellum::startup::Application;
 
 pub const VT: u8 = 0x0b;
 pub const FS: u8 = 0x1c;

@@ -6,12 +6,35 @@
 //! criteria, decided inside the write transaction (covers two retries racing
 //! each other, which a search alone cannot).
 
-use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use crate::fhir::{search, Issue, IssueType};
+use vellum_ledger::store::StoredEntry;
+use vellum_ledger::Ledger;
 
-use super::response::{error, outcome};
-use crate::fhir::{search, IssueType, OperationOutcome};
-use crate::store::{AnyStore, Store, StoredEntry};
+/// Why the criteria could not decide: each edge maps it (HTTP 400, 412 or
+/// 503 with an OperationOutcome; a Bundle entry's response).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("If-None-Exist is not a valid search")]
+    Invalid(Vec<Issue>),
+    #[error("If-None-Exist matches more than one stored AuditEvent")]
+    Ambiguous,
+    #[error("the store is unavailable")]
+    Unavailable,
+}
+
+impl ConditionError {
+    pub fn issues(&self) -> Vec<Issue> {
+        match self {
+            ConditionError::Invalid(issues) => issues.clone(),
+            ConditionError::Ambiguous => {
+                vec![Issue::error(IssueType::Processing, self.to_string())]
+            }
+            ConditionError::Unavailable => {
+                vec![Issue::error(IssueType::Transient, self.to_string())]
+            }
+        }
+    }
+}
 
 pub enum Found {
     /// Nothing matches: create, under this idempotency key.
@@ -32,7 +55,7 @@ fn criteria(header: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn existing(header: &[u8], store: &AnyStore) -> Result<Found, HttpResponse> {
+pub async fn existing(header: &[u8], ledger: &Ledger) -> Result<Found, ConditionError> {
     let mut pairs = criteria(header);
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
     // Strict: an ignored criterion would match far more than the client meant.
@@ -40,27 +63,22 @@ pub async fn existing(header: &[u8], store: &AnyStore) -> Result<Found, HttpResp
         for i in &mut issues {
             i.diagnostics = format!("If-None-Exist: {}", i.diagnostics);
         }
-        outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues))
+        ConditionError::Invalid(issues)
     })?;
     if sr.query.conditions.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
+        return Err(ConditionError::Invalid(vec![Issue::error(
             IssueType::Invalid,
             "If-None-Exist names no search criteria",
-        ));
+        )]));
     }
     sr.query.limit = 2;
     sr.query.cursor = None;
-    let unavailable = |e: crate::store::StoreError| {
+    let unavailable = |e: vellum_ledger::store::StoreError| {
         tracing::error!(error = %e, "conditional create lookup failed");
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            IssueType::Transient,
-            "the store is unavailable",
-        )
+        ConditionError::Unavailable
     };
-    sr.query.head = store.head().await.map_err(unavailable)?.seq;
-    let mut hits = store.search(&sr.query).await.map_err(unavailable)?;
+    sr.query.head = ledger.head().await.map_err(unavailable)?.seq;
+    let mut hits = ledger.search(&sr.query).await.map_err(unavailable)?;
     match hits.len() {
         0 => {
             pairs.sort();
@@ -71,10 +89,6 @@ pub async fn existing(header: &[u8], store: &AnyStore) -> Result<Found, HttpResp
             Ok(Found::None(key.finish()))
         }
         1 => Ok(Found::One(hits.remove(0).entry)),
-        _ => Err(error(
-            StatusCode::PRECONDITION_FAILED,
-            IssueType::Processing,
-            "If-None-Exist matches more than one stored AuditEvent",
-        )),
+        _ => Err(ConditionError::Ambiguous),
     }
 }

@@ -11,6 +11,9 @@
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
+/// Writing JSON text directly (the event builders).
+pub mod write;
+
 /// Nesting deeper than this is refused whatever the settings say (protects
 /// the stack; real AuditEvents are well under 20 levels).
 pub const MAX_DEPTH: usize = 100;

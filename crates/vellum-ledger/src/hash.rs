@@ -112,7 +112,7 @@ mod tests {
           "id": "6f1c2a8e-2b9d-4a57-9a51-0c8f0d3c1b7e",
           "meta": {"versionId": "1", "lastUpdated": "2026-11-23T16:55:05.895198Z"}
         }"#;
-        let body = crate::ledger::canonical::canonicalize(input).unwrap();
+        let body = vellum_json::canonicalize(input).unwrap();
         assert_eq!(body.len(), 340);
         let b = body_sha256(&body);
         assert_eq!(

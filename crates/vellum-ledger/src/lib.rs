@@ -1,10 +1,21 @@
-//! The ledger: the only writer of the store. Every way in (REST, MLLP, AI
-//! API) ends in `Ledger::append(Draft) -> Committed`.
+//! The ledger: the only writer of the store and the only way to read it.
+//! Every way in ends in `Ledger::append(Draft) -> Committed`; the draft
+//! carries everything stored beside the entry (search-index rows, the
+//! idempotency key), computed above this crate, so the ledger knows nothing
+//! of FHIR, DICOM or HL7.
 
-pub mod canonical;
 pub mod hash;
+mod settings;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod verify;
 mod writer;
+
+pub use settings::{
+    DatabaseUrl, DatabaseUrlError, WriterSettings, DEFAULT_BATCH_MAX_EVENTS,
+    DEFAULT_BATCH_MAX_WAIT_US, DEFAULT_WRITER_QUEUE,
+};
 
 use std::sync::Arc;
 
@@ -12,8 +23,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::WriterSettings;
-use crate::store::{AnyStore, IndexRow, Store, StoreError, StoredEntry};
+use crate::store::followups::{FollowupKind, Pending};
+use crate::store::search::{SearchHit, SearchQuery};
+use crate::store::{AnyStore, ChainHead, IndexRow, Store, StoreError, StoredEntry};
 
 pub use writer::WriterHandle;
 
@@ -38,17 +50,9 @@ pub struct Draft {
 pub struct DraftError;
 
 impl Draft {
-    /// `body` must be canonical JSON with [`STAMP_PLACEHOLDER`] at `stamp_at`.
-    /// Its search index is extracted here (one more parse); callers that
-    /// already hold the parsed resource use [`Draft::with_index`].
-    pub fn new(id: String, body: Vec<u8>, stamp_at: usize) -> Result<Self, DraftError> {
-        let index = canonical::parse(&body)
-            .map(|root| crate::fhir::search_index::extract(&root).into_rows())
-            .unwrap_or_default();
-        Self::with_index(id, body, stamp_at, index)
-    }
-
-    /// As [`Draft::new`], with the search index rows already extracted.
+    /// `body` must be canonical JSON with [`STAMP_PLACEHOLDER`] at
+    /// `stamp_at`; `index` are its search-index rows, derived above the
+    /// ledger (the writer adds `_lastUpdated`).
     pub fn with_index(
         id: String,
         body: Vec<u8>,
@@ -182,12 +186,81 @@ impl Ledger {
         rx.await.map_err(|_| AppendError::WriterGone)?
     }
 
+    /// The entry stored under `id`.
     pub async fn read(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
         self.store.get_by_id(id).await
     }
 
-    pub fn store(&self) -> &AnyStore {
-        &self.store
+    /// The entry an idempotency key names.
+    pub async fn read_by_key(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
+        self.store.entry_by_key(key).await
+    }
+
+    /// `(key, entry)` for every idempotency key starting with `prefix`, in
+    /// seq order.
+    pub async fn read_by_key_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, StoredEntry)>, StoreError> {
+        self.store.entries_by_key_prefix(prefix).await
+    }
+
+    /// Up to `limit` entries with seq > `after_seq`, in seq order.
+    pub async fn entries_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.store.entries_after(after_seq, limit).await
+    }
+
+    /// The last committed entry's seq and chain hash.
+    pub async fn head(&self) -> Result<ChainHead, StoreError> {
+        self.store.head().await
+    }
+
+    /// One page of a search, in the query's order.
+    pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
+        self.store.search(query).await
+    }
+
+    /// How many entries match a search.
+    pub async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
+        self.store.count(query).await
+    }
+
+    /// Outstanding follow-ups of `kind`, oldest first.
+    pub async fn pending_followups(
+        &self,
+        kind: &FollowupKind,
+        from_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Pending>, StoreError> {
+        self.store.pending_followups(kind, from_seq, limit).await
+    }
+
+    /// How many follow-ups of `kind` are outstanding.
+    pub async fn pending_count(&self, kind: &FollowupKind) -> Result<i64, StoreError> {
+        self.store.pending_count(kind).await
+    }
+
+    /// How many follow-ups of `kind` are stored.
+    pub async fn followup_count(&self, kind: &FollowupKind) -> Result<i64, StoreError> {
+        self.store.followup_count(kind).await
+    }
+
+    /// Recomputes every hash and link (see [`verify::verify`]).
+    pub async fn verify(&self) -> Result<verify::Verdict, StoreError> {
+        verify::verify(&self.store).await
+    }
+
+    /// True when the database answers and the schema is migrated.
+    pub async fn ready(&self) -> bool {
+        self.store.ready().await
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.store.backend_name()
     }
 }
 
@@ -207,7 +280,7 @@ mod tests {
     #[test]
     fn draft_requires_the_placeholder() {
         let body = format!(r#"{{"meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}"}}}}"#).into_bytes();
-        assert!(Draft::new("x".into(), body.clone(), 24).is_ok());
-        assert!(Draft::new("x".into(), body, 3).is_err());
+        assert!(Draft::with_index("x".into(), body.clone(), 24, vec![]).is_ok());
+        assert!(Draft::with_index("x".into(), body, 3, vec![]).is_err());
     }
 }

@@ -86,8 +86,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-const ENTRY_COLUMNS: &str =
-    "e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated";
+const ENTRY_COLUMNS: &str = super::reads::entry_columns!();
 
 fn append(
     conn: &mut Connection,

@@ -1,7 +1,8 @@
-//! A minimal JSON writer for the mappings: events are written straight
-//! into a `String` (no `serde_json::Value` tree: with `preserve_order` on,
-//! every object is an IndexMap with SipHash, which cost more than the rest
-//! of the mapping together). Keys are static; values are escaped here.
+//! A minimal JSON writer for the event builders (HL7 v2 mapping, AI API):
+//! events are written straight into a `String` (no `serde_json::Value`
+//! tree: with `preserve_order` on, every object is an IndexMap with SipHash,
+//! which cost more than the rest of the mapping together). Keys are static;
+//! values are escaped here.
 
 use std::fmt::Write as _;
 

@@ -2,18 +2,22 @@
 //! backends. The store never computes hashes: the ledger hands it a closure
 //! that chains a batch onto the head the store read inside its transaction.
 
+pub mod followups;
 pub mod keys;
-pub mod pending;
 pub mod postgres;
+mod reads;
 pub mod search;
 pub mod sqlite;
 mod sqlite_append;
 
 use std::future::Future;
 
-use crate::config::DatabaseUrl;
-use crate::ledger::hash::{Hash, GENESIS};
+use crate::hash::{Hash, GENESIS};
+use crate::DatabaseUrl;
 use search::{SearchHit, SearchQuery};
+
+/// Entries back-filled into the search index per transaction.
+const BACKFILL_CHUNK: i64 = 500;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -105,10 +109,29 @@ pub enum Appended {
     SameAs(usize),
 }
 
+/// Derives the search-index rows of a stored body (all but `_lastUpdated`,
+/// which the ledger adds from the commit time). Supplied by the layer that
+/// knows the resource type, so the store stays ignorant of FHIR.
+pub type IndexFn = fn(&str) -> Vec<IndexRow>;
+
+/// The `_lastUpdated` row of an entry stamped at `t` (µs, half-open range).
+pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
+    let us = (t.unix_timestamp_nanos() / 1000) as i64;
+    IndexRow {
+        param: "_lastUpdated".to_string(),
+        low: Some(us),
+        high: Some(us + 1),
+        ..Default::default()
+    }
+}
+
 /// A stored entry as a `NewEntry` carrying its index rows (hash fields are
 /// not used by the index insert).
-pub(crate) fn backfill_entry(e: StoredEntry) -> NewEntry {
-    let index = crate::fhir::search_index::rows_for_stored(&e.body, &e.last_updated);
+pub(crate) fn backfill_entry(e: StoredEntry, indexer: IndexFn) -> NewEntry {
+    let mut index = indexer(&e.body);
+    if let Some(t) = crate::parse_stamp(&e.last_updated) {
+        index.push(last_updated_row(t));
+    }
     NewEntry {
         seq: e.seq,
         id: e.id,
@@ -231,6 +254,22 @@ impl AnyStore {
         })
     }
 
+    /// Sets how the upgrade back-fill (run by `migrate`) derives the index
+    /// rows of entries stored before the search index existed; without it
+    /// the back-fill is skipped.
+    pub fn with_indexer(self, indexer: IndexFn) -> Self {
+        match self {
+            AnyStore::Sqlite(mut s) => {
+                s.indexer = Some(indexer);
+                AnyStore::Sqlite(s)
+            }
+            AnyStore::Postgres(mut s) => {
+                s.indexer = Some(indexer);
+                AnyStore::Postgres(s)
+            }
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",
@@ -291,7 +330,7 @@ pub(crate) fn head_from_row(
     match (seq, chain) {
         (Some(seq), Some(c)) => Ok(ChainHead {
             seq,
-            chain_hash: crate::ledger::hash::from_slice(&c).ok_or(StoreError::Corrupt {
+            chain_hash: crate::hash::from_slice(&c).ok_or(StoreError::Corrupt {
                 seq,
                 what: "chain_hash is not 32 bytes",
             })?,

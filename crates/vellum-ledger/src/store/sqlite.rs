@@ -10,11 +10,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
-use super::search::{self, Bind, Dialect, Plan, Purpose, SearchHit, SearchQuery};
+use super::search::{Dialect, SearchHit, SearchQuery};
 use super::sqlite_append::Appender;
-use super::{head_from_row, Appended, ChainFn, ChainHead, Store, StoreError, StoredEntry};
+use super::{Appended, ChainFn, ChainHead, IndexFn, Store, StoreError, StoredEntry};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -25,6 +25,8 @@ pub struct SqliteStore {
     /// Appends run on their own connection and thread (sqlite_append.rs),
     /// opened on first use: the schema must be migrated first.
     appender: std::sync::Arc<tokio::sync::OnceCell<Appender>>,
+    /// Derives a body's search-index rows for the upgrade back-fill.
+    pub(super) indexer: Option<IndexFn>,
 }
 
 impl SqliteStore {
@@ -50,6 +52,7 @@ impl SqliteStore {
             readers,
             path: path.to_path_buf(),
             appender: Default::default(),
+            indexer: None,
         })
     }
 
@@ -114,66 +117,39 @@ async fn insert_index_rows(
     Ok(())
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>,
-    binds: &'q [Bind],
-) -> sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments> {
-    for b in binds {
-        q = match b {
-            Bind::Text(t) => q.bind(t.as_str()),
-            Bind::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
-
-fn row_to_entry(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, sqlx::Error> {
-    Ok(StoredEntry {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        body: row.try_get("body")?,
-        body_sha256: row.try_get("body_sha256")?,
-        chain_hash: row.try_get("chain_hash")?,
-        leaf_hash: row.try_get("leaf_hash")?,
-        last_updated: row.try_get("last_updated")?,
-    })
-}
+super::reads::impl_reads!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    readers,
+    Dialect::Sqlite
+);
 
 impl SqliteStore {
-    /// The search plan, from bounded probes of the index (search.rs).
-    async fn plan(&self, query: &SearchQuery, purpose: Purpose) -> Result<Plan, StoreError> {
-        search::choose_plan(query, purpose, |sql| async move {
-            let row = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
-                .fetch_one(&self.readers)
-                .await?;
-            Ok(row.try_get("n")?)
-        })
-        .await
-    }
-
     /// Indexes entries stored before the search index existed (an upgrade),
     /// in chunks, each in its own write transaction.
     async fn backfill_index(&self) -> Result<(), StoreError> {
+        let Some(indexer) = self.indexer else {
+            return Ok(());
+        };
         loop {
             let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let indexed: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS n FROM search_index")
+            let indexed: i64 = sqlx::query(super::reads::MAX_INDEXED_SQL)
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
-            let rows = sqlx::query(
-                "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry \
-                 WHERE seq > ? ORDER BY seq LIMIT 500",
-            )
-            .bind(indexed)
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = sqlx::query(super::reads::AFTER_SQL)
+                .bind(indexed)
+                .bind(super::BACKFILL_CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
             if rows.is_empty() {
                 tx.commit().await?;
                 return Ok(());
             }
             let entries = rows
                 .iter()
-                .map(|r| row_to_entry(r).map(super::backfill_entry))
+                .map(|r| row_to_entry(r).map(|e| super::backfill_entry(e, indexer)))
                 .collect::<Result<Vec<_>, _>>()?;
             insert_index_rows(&mut tx, &entries).await?;
             tx.commit().await?;
@@ -225,23 +201,11 @@ impl Store for SqliteStore {
     }
 
     async fn head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query("SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.readers)
-            .await?;
-        match row {
-            Some(r) => head_from_row(Some(r.try_get("seq")?), Some(r.try_get("chain_hash")?)),
-            None => Ok(ChainHead::EMPTY),
-        }
+        self.read_head().await
     }
 
     async fn get_by_id(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.as_ref().map(row_to_entry).transpose()?)
+        self.read_by_id(id).await
     }
 
     async fn entries_after(
@@ -249,85 +213,18 @@ impl Store for SqliteStore {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated FROM entry \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.iter().map(row_to_entry).collect::<Result<_, _>>()?)
+        self.read_after(after_seq, limit).await
     }
 
     async fn ready(&self) -> bool {
-        sqlx::query("SELECT 1 FROM entry LIMIT 1")
-            .fetch_optional(&self.readers)
-            .await
-            .is_ok()
+        self.read_ready().await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
-        let plan = self.plan(query, Purpose::Page).await?;
-        let sql = search::page_sql(query, &plan, Dialect::Sqlite);
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
-            .fetch_all(&self.readers)
-            .await?;
-        let hits = rows
-            .iter()
-            .map(|r: &sqlx::sqlite::SqliteRow| {
-                Ok(SearchHit {
-                    entry: row_to_entry(r)?,
-                    sort_key: r.try_get("sort_key")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(search::hits_in_order(hits, query))
+        self.read_search(query).await
     }
 
     async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
-        let plan = self.plan(query, Purpose::Count).await?;
-        let sql = search::count_sql(query, &plan, Dialect::Sqlite);
-        let row = bind_all(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
-}
-
-impl SqliteStore {
-    /// Entries whose idempotency key is in `[from, to)`, in seq order.
-    pub(crate) async fn entries_by_key_range(
-        &self,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<(String, StoredEntry)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT k.key, e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
-             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq \
-             WHERE k.key >= ? AND k.key < ? ORDER BY e.seq",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("key")?, row_to_entry(r)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-}
-
-impl SqliteStore {
-    /// The entry an idempotency key names.
-    pub(crate) async fn entry_by_key(&self, key: &str) -> Result<Option<StoredEntry>, StoreError> {
-        let row = sqlx::query(
-            "SELECT e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, \
-             e.last_updated FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = ?",
-        )
-        .bind(key)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.as_ref().map(row_to_entry).transpose()?)
+        self.read_count(query).await
     }
 }

@@ -1,6 +1,6 @@
 //! The pending-digest worker of `vellum serve` (zero2prod's
 //! issue_delivery_worker pattern): every `pending_poll_ms` it reads the
-//! outstanding digests from the database (store::pending: `_pixel-pending`
+//! outstanding digests from the database (the ledger's follow-ups: `_pixel-pending`
 //! index rows without a follow-up), retries each study against the sources,
 //! and appends the follow-up `pixel-digest` event through `Ledger::append`
 //! under the idempotency key `pixel-digest:<event id>|<study uid>`.
@@ -20,13 +20,14 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::config::PendingSettings;
-use crate::fhir::create::prepare_audit_event;
-use crate::ledger::{parse_stamp, stamp, Ledger};
-use crate::store::pending::{followup_key, PendingDigest};
-use crate::store::StoreError;
+use crate::fhir::search_index::PIXEL_DIGEST_FOLLOWUP;
+use vellum_ledger::store::followups::Pending as PendingDigest;
+use vellum_ledger::store::StoreError;
+use vellum_ledger::{parse_stamp, stamp, Ledger};
 
-use super::followup::{self, Computed};
-use super::service::DicomService;
+use crate::dicom::followup::{self, Computed};
+use crate::dicom::service::DicomService;
+use crate::intake::{Intake, IntakeError, Stored, Submission};
 
 /// Upper bound of one study lookup by the worker (the request path's
 /// `budget_ms` does not apply here; sources have their own timeouts).
@@ -34,6 +35,7 @@ const LOOKUP_CEILING: Duration = Duration::from_secs(600);
 
 pub struct DigestWorker {
     ledger: Ledger,
+    intake: Intake,
     service: Arc<DicomService>,
     settings: PendingSettings,
     poll: Duration,
@@ -54,7 +56,9 @@ pub enum Attempt {
 impl DigestWorker {
     /// `None` when the worker is off (`pending_poll_ms = 0`) or no source
     /// is configured (nothing could ever complete).
-    pub fn new(ledger: Ledger, service: Arc<DicomService>) -> Option<Self> {
+    /// `None` when there is nothing to do: no source, or polling off.
+    pub fn new(intake: Intake, service: Arc<DicomService>) -> Option<Self> {
+        let ledger = intake.ledger().clone();
         let settings = service.settings().pending;
         let poll = settings.poll?;
         if !service.has_sources() {
@@ -62,6 +66,7 @@ impl DigestWorker {
         }
         Some(DigestWorker {
             ledger,
+            intake,
             service,
             settings,
             poll,
@@ -89,20 +94,22 @@ impl DigestWorker {
     /// One walk over every outstanding digest. Returns how many follow-ups
     /// were appended.
     pub async fn pass(&mut self, stop: &watch::Receiver<bool>) -> Result<usize, StoreError> {
-        let store = self.ledger.store().clone();
         let mut seen: HashSet<(i64, String)> = HashSet::new();
         let mut outstanding_min: Option<i64> = None;
         let mut max_seen: Option<i64> = None;
         let mut appended = 0;
         let mut from = self.low_water;
         loop {
-            let page = store.pending_digests(from, self.settings.batch).await?;
+            let page = self
+                .ledger
+                .pending_followups(&PIXEL_DIGEST_FOLLOWUP, from, self.settings.batch)
+                .await?;
             let mut new_rows = 0;
             for p in &page {
                 if *stop.borrow() {
                     return Ok(appended);
                 }
-                if !seen.insert((p.seq, p.study_uid.clone())) {
+                if !seen.insert((p.seq, p.value.clone())) {
                     continue;
                 }
                 new_rows += 1;
@@ -134,13 +141,13 @@ impl DigestWorker {
     }
 
     async fn attempt(&mut self, p: &PendingDigest) -> Attempt {
-        let key = (p.seq, p.study_uid.clone());
+        let key = (p.seq, p.value.clone());
         if let Some((_, due)) = self.backoff.get(&key) {
             if Instant::now() < *due {
                 return Attempt::NotDue;
             }
         }
-        let computed = match self.compute(&p.study_uid).await {
+        let computed = match self.compute(&p.value).await {
             Ok(c) => c,
             Err(why) if self.too_old(p) => Computed::GaveUp(why),
             Err(_) => {
@@ -204,27 +211,30 @@ impl DigestWorker {
             .await?
             .ok_or(WorkerError::EventGone)?;
         let recorded = stamp(OffsetDateTime::now_utc());
-        let (body, mismatch) = followup::build(
-            &original.body,
-            &p.event_id,
-            &p.study_uid,
-            computed,
-            &recorded,
-        )?;
-        let draft = prepare_audit_event(body.as_bytes())
-            .map_err(|r| {
+        let (body, mismatch) =
+            followup::build(&original.body, &p.event_id, &p.value, computed, &recorded)?;
+        // The follow-up carries the digest the worker computed: no
+        // enrichment; every check, as for a client's event.
+        let submission = Submission::fhir(body)
+            .with_key(PIXEL_DIGEST_FOLLOWUP.key(&p.event_id, &p.value))
+            .without_enrichment();
+        let committed = match self.intake.submit(submission).await {
+            Ok(Stored::Committed(c)) => c,
+            Ok(Stored::Existing(_)) => return Ok(()),
+            Err(IntakeError::Rejected(r)) => {
                 let at: Vec<String> = r
                     .issues()
                     .iter()
                     .filter_map(|i| i.expression.clone())
                     .collect();
-                WorkerError::Invalid(at.join(", "))
-            })?
-            .with_key(followup_key(&p.event_id, &p.study_uid));
-        let committed = self.ledger.append(draft).await?;
+                return Err(WorkerError::Invalid(at.join(", ")));
+            }
+            Err(IntakeError::Append(e)) => return Err(e.into()),
+            Err(e) => return Err(WorkerError::Intake(e.to_string())),
+        };
         if committed.created {
             if mismatch {
-                super::enrich::count_mismatch();
+                crate::dicom::enrich::count_mismatch();
             }
             tracing::info!(
                 seq = committed.receipt.seq,
@@ -241,11 +251,13 @@ pub enum WorkerError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("append: {0}")]
-    Append(#[from] crate::ledger::AppendError),
+    Append(#[from] vellum_ledger::AppendError),
     #[error("the pending event is no longer readable")]
     EventGone,
     #[error("{0}")]
     Build(#[from] followup::FollowupError),
     #[error("the follow-up event failed validation at {0}")]
     Invalid(String),
+    #[error("intake: {0}")]
+    Intake(String),
 }

@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
-use crate::config::WriterSettings;
-use crate::fhir::search_index::last_updated_row;
+use crate::store::last_updated_row;
 use crate::store::{AnyStore, Appended, ChainHead, NewEntry, Store};
+use crate::WriterSettings;
 
 /// One caller's drafts: committed together in one transaction (a FHIR
 /// transaction Bundle has several; a single create has one).
@@ -185,15 +185,15 @@ fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::STAMP_PLACEHOLDER;
+    use crate::STAMP_PLACEHOLDER;
 
     #[test]
     fn batch_is_stamped_numbered_and_chained() {
         let body = format!(r#"{{"meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}"}}}}"#);
         let at = body.find("0000").unwrap();
         let drafts = vec![
-            Draft::new("a".into(), body.clone().into_bytes(), at).unwrap(),
-            Draft::new("b".into(), body.into_bytes(), at).unwrap(),
+            Draft::with_index("a".into(), body.clone().into_bytes(), at, vec![]).unwrap(),
+            Draft::with_index("b".into(), body.into_bytes(), at, vec![]).unwrap(),
         ];
         let now = time::macros::datetime!(2026-01-02 03:04:05.678901 UTC);
         let out = chain_batch(

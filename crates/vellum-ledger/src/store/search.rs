@@ -178,8 +178,7 @@ impl Sql {
     }
 }
 
-const COLUMNS: &str =
-    "e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated";
+const COLUMNS: &str = super::reads::entry_columns!();
 
 /// The SQL dialect a query is rendered for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

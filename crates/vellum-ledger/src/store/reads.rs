@@ -1,0 +1,199 @@
+//! The read queries both backends serve, written once. Every statement
+//! uses numbered placeholders (`$1`, `$2`, …), which SQLite and PostgreSQL
+//! both accept, so the SQL is the same text on both; only the row and
+//! argument types differ, which is what [`impl_reads!`] fills in.
+
+/// The entry columns every read selects, in `StoredEntry` order.
+macro_rules! entry_columns {
+    () => {
+        "e.seq, e.id, e.body, e.body_sha256, e.chain_hash, e.leaf_hash, e.last_updated"
+    };
+}
+pub(crate) use entry_columns;
+
+pub(crate) const HEAD_SQL: &str = "SELECT seq, chain_hash FROM entry ORDER BY seq DESC LIMIT 1";
+pub(crate) const BY_ID_SQL: &str =
+    concat!("SELECT ", entry_columns!(), " FROM entry e WHERE e.id = $1");
+pub(crate) const AFTER_SQL: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM entry e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
+);
+pub(crate) const KEY_RANGE_SQL: &str = concat!(
+    "SELECT k.key, ",
+    entry_columns!(),
+    " FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key >= $1 AND k.key < $2 ORDER BY e.seq"
+);
+pub(crate) const BY_KEY_SQL: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = $1"
+);
+pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
+pub(crate) const MAX_INDEXED_SQL: &str = "SELECT COALESCE(MAX(seq), 0) AS n FROM search_index";
+
+/// Writes, for one backend (`$store` with its read pool field `$pool`,
+/// database `$db`, row `$row`, search dialect `$dialect`), the row decoder `row_to_entry`, the search
+/// binder `bind_all`, and the read half of the store: head, by id, after,
+/// ready, search, count, by key, by key range.
+macro_rules! impl_reads {
+    ($store:ty, $db:ty, $row:ty, $pool:ident, $dialect:expr) => {
+        fn bind_all<'q>(
+            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+            binds: &'q [super::search::Bind],
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+            for b in binds {
+                q = match b {
+                    super::search::Bind::Text(t) => q.bind(t.as_str()),
+                    super::search::Bind::Int(i) => q.bind(*i),
+                };
+            }
+            q
+        }
+
+        fn row_to_entry(row: &$row) -> Result<super::StoredEntry, sqlx::Error> {
+            use sqlx::Row as _;
+            Ok(super::StoredEntry {
+                seq: row.try_get("seq")?,
+                id: row.try_get("id")?,
+                body: row.try_get("body")?,
+                body_sha256: row.try_get("body_sha256")?,
+                chain_hash: row.try_get("chain_hash")?,
+                leaf_hash: row.try_get("leaf_hash")?,
+                last_updated: row.try_get("last_updated")?,
+            })
+        }
+
+        impl $store {
+            /// The search plan, from bounded probes of the index (search.rs).
+            async fn plan(
+                &self,
+                query: &super::search::SearchQuery,
+                purpose: super::search::Purpose,
+            ) -> Result<super::search::Plan, super::StoreError> {
+                use sqlx::Row as _;
+                super::search::choose_plan(query, purpose, |sql| async move {
+                    let text = sql.numbered();
+                    let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(text.as_str())), &sql.binds)
+                        .fetch_one(&self.$pool)
+                        .await?;
+                    Ok(row.try_get("n")?)
+                })
+                .await
+            }
+
+            async fn read_head(&self) -> Result<super::ChainHead, super::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(super::reads::HEAD_SQL)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                match row {
+                    Some(r) => super::head_from_row(
+                        Some(r.try_get("seq")?),
+                        Some(r.try_get("chain_hash")?),
+                    ),
+                    None => Ok(super::ChainHead::EMPTY),
+                }
+            }
+
+            async fn read_by_id(
+                &self,
+                id: &str,
+            ) -> Result<Option<super::StoredEntry>, super::StoreError> {
+                let row = sqlx::query(super::reads::BY_ID_SQL)
+                    .bind(id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_entry).transpose()?)
+            }
+
+            async fn read_after(
+                &self,
+                after_seq: i64,
+                limit: i64,
+            ) -> Result<Vec<super::StoredEntry>, super::StoreError> {
+                let rows = sqlx::query(super::reads::AFTER_SQL)
+                    .bind(after_seq)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                Ok(rows.iter().map(row_to_entry).collect::<Result<_, _>>()?)
+            }
+
+            async fn read_ready(&self) -> bool {
+                sqlx::query(super::reads::READY_SQL)
+                    .fetch_optional(&self.$pool)
+                    .await
+                    .is_ok()
+            }
+
+            async fn read_search(
+                &self,
+                query: &super::search::SearchQuery,
+            ) -> Result<Vec<super::search::SearchHit>, super::StoreError> {
+                use sqlx::Row as _;
+                let plan = self.plan(query, super::search::Purpose::Page).await?;
+                let sql = super::search::page_sql(query, &plan, $dialect);
+                let text = sql.numbered();
+                let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(text.as_str())), &sql.binds)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                let hits = rows
+                    .iter()
+                    .map(|r: &$row| {
+                        Ok(super::search::SearchHit {
+                            entry: row_to_entry(r)?,
+                            sort_key: r.try_get("sort_key")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                Ok(super::search::hits_in_order(hits, query))
+            }
+
+            async fn read_count(
+                &self,
+                query: &super::search::SearchQuery,
+            ) -> Result<i64, super::StoreError> {
+                use sqlx::Row as _;
+                let plan = self.plan(query, super::search::Purpose::Count).await?;
+                let sql = super::search::count_sql(query, &plan, $dialect);
+                let text = sql.numbered();
+                let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(text.as_str())), &sql.binds)
+                    .fetch_one(&self.$pool)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            /// Entries whose idempotency key is in `[from, to)`, in seq order.
+            pub(crate) async fn entries_by_key_range(
+                &self,
+                from: &str,
+                to: &str,
+            ) -> Result<Vec<(String, super::StoredEntry)>, super::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::reads::KEY_RANGE_SQL)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("key")?, row_to_entry(r)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// The entry an idempotency key names.
+            pub(crate) async fn entry_by_key(
+                &self,
+                key: &str,
+            ) -> Result<Option<super::StoredEntry>, super::StoreError> {
+                let row = sqlx::query(super::reads::BY_KEY_SQL)
+                    .bind(key)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                Ok(row.as_ref().map(row_to_entry).transpose()?)
+            }
+        }
+    };
+}
+pub(crate) use impl_reads;

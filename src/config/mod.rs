@@ -1,0 +1,604 @@
+//! One typed configuration: defaults, then an optional TOML file, then
+//! `VELLUM_*` environment variables (which win). Validated once at start-up
+//! into types that cannot hold invalid values.
+//!
+//! Each section owns its raw keys, their defaults and their validation:
+//! database.rs, http.rs, mllp.rs (+ TLS), writer.rs, privacy.rs, dicom.rs,
+//! limits.rs. The file keeps its historical shape — the database, HTTP, MLLP
+//! and writer keys at the top level, `[privacy]`, `[dicom]` and `[limits]`
+//! as tables — and [`RawSettings`] is that document; the environment names
+//! are derived from its serde field names (env.rs).
+
+mod database;
+mod dicom;
+mod env;
+mod http;
+mod limits;
+mod mllp;
+mod privacy;
+pub mod secret;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
+pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use http::{HttpSettings, RawHttp};
+pub use limits::{LimitSettings, RawLimits};
+pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
+pub use privacy::{PrivacySettings, RawPrivacy};
+pub use secret::Secret;
+pub use writer::{RawWriter, WriterSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// A count or size that must not be 0.
+fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
+    if v == 0 {
+        Err(ConfigError::Invalid {
+            key,
+            reason: "must be greater than 0".into(),
+        })
+    } else {
+        Ok(v)
+    }
+}
+
+/// The configuration document as an operator writes it (TOML file or
+/// `VELLUM_*` variables). The top-level keys belong to the sections named
+/// beside them, which document, default and validate them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    // database.rs
+    pub database_url: String,
+    pub database_role: Option<String>,
+    pub migrate_on_start: bool,
+    // http.rs
+    pub http_addr: String,
+    pub max_body_bytes: usize,
+    pub public_base_url: Option<String>,
+    // mllp.rs
+    pub mllp_addr: String,
+    pub mllp_tls_addr: String,
+    pub mllp_max_frame_bytes: usize,
+    pub mllp_read_timeout_ms: u64,
+    pub mllp_max_connections: usize,
+    pub mllp_tls_cert: Option<String>,
+    pub mllp_tls_key: Option<String>,
+    pub mllp_tls_client_ca: Option<String>,
+    // writer.rs
+    pub batch_max_events: usize,
+    pub batch_max_wait_us: u64,
+    pub writer_queue: usize,
+    /// tracing filter (RUST_LOG syntax).
+    pub log: String,
+    /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
+    #[serde(default)]
+    pub privacy: RawPrivacy,
+    /// `[dicom]`: pixel digests and the sources studies are found in.
+    #[serde(default)]
+    pub dicom: RawDicomSettings,
+    /// `[limits]`: bounds on request bodies (env `VELLUM_LIMITS_*`).
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// The document split into its sections.
+struct RawSections {
+    database: RawDatabase,
+    http: RawHttp,
+    mllp: RawMllp,
+    writer: RawWriter,
+    log: String,
+    privacy: RawPrivacy,
+    dicom: RawDicomSettings,
+    limits: RawLimits,
+}
+
+impl RawSettings {
+    // Both conversions name every field, so a key added to a section and not
+    // to the document (or the reverse) does not compile.
+    fn from_sections(s: RawSections) -> Self {
+        let RawSections {
+            database,
+            http,
+            mllp,
+            writer,
+            log,
+            privacy,
+            dicom,
+            limits,
+        } = s;
+        RawSettings {
+            database_url: database.database_url,
+            database_role: database.database_role,
+            migrate_on_start: database.migrate_on_start,
+            http_addr: http.http_addr,
+            max_body_bytes: http.max_body_bytes,
+            public_base_url: http.public_base_url,
+            mllp_addr: mllp.mllp_addr,
+            mllp_tls_addr: mllp.mllp_tls_addr,
+            mllp_max_frame_bytes: mllp.mllp_max_frame_bytes,
+            mllp_read_timeout_ms: mllp.mllp_read_timeout_ms,
+            mllp_max_connections: mllp.mllp_max_connections,
+            mllp_tls_cert: mllp.mllp_tls_cert,
+            mllp_tls_key: mllp.mllp_tls_key,
+            mllp_tls_client_ca: mllp.mllp_tls_client_ca,
+            batch_max_events: writer.batch_max_events,
+            batch_max_wait_us: writer.batch_max_wait_us,
+            writer_queue: writer.writer_queue,
+            log,
+            privacy,
+            dicom,
+            limits,
+        }
+    }
+
+    fn into_sections(self) -> RawSections {
+        let RawSettings {
+            database_url,
+            database_role,
+            migrate_on_start,
+            http_addr,
+            max_body_bytes,
+            public_base_url,
+            mllp_addr,
+            mllp_tls_addr,
+            mllp_max_frame_bytes,
+            mllp_read_timeout_ms,
+            mllp_max_connections,
+            mllp_tls_cert,
+            mllp_tls_key,
+            mllp_tls_client_ca,
+            batch_max_events,
+            batch_max_wait_us,
+            writer_queue,
+            log,
+            privacy,
+            dicom,
+            limits,
+        } = self;
+        RawSections {
+            database: RawDatabase {
+                database_url,
+                database_role,
+                migrate_on_start,
+            },
+            http: RawHttp {
+                http_addr,
+                max_body_bytes,
+                public_base_url,
+            },
+            mllp: RawMllp {
+                mllp_addr,
+                mllp_tls_addr,
+                mllp_max_frame_bytes,
+                mllp_read_timeout_ms,
+                mllp_max_connections,
+                mllp_tls_cert,
+                mllp_tls_key,
+                mllp_tls_client_ca,
+            },
+            writer: RawWriter {
+                batch_max_events,
+                batch_max_wait_us,
+                writer_queue,
+            },
+            log,
+            privacy,
+            dicom,
+            limits,
+        }
+    }
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        RawSettings::from_sections(RawSections {
+            database: RawDatabase::default(),
+            http: RawHttp::default(),
+            mllp: RawMllp::default(),
+            writer: RawWriter::default(),
+            log: "info".into(),
+            privacy: RawPrivacy::default(),
+            dicom: RawDicomSettings::default(),
+            limits: RawLimits::default(),
+        })
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub database_role: Option<String>,
+    pub migrate_on_start: bool,
+    pub http_addr: std::net::SocketAddr,
+    /// Every MLLP listener, in configuration order (plain ones first).
+    pub mllp_listeners: Vec<MllpListenerSpec>,
+    pub mllp: MllpSettings,
+    pub max_body_bytes: usize,
+    pub writer: WriterSettings,
+    pub public_base_url: Option<String>,
+    pub log: String,
+    pub privacy: PrivacySettings,
+    pub dicom: DicomSettings,
+    pub limits: LimitSettings,
+}
+
+impl Settings {
+    /// Loads defaults → `file` (if given) → `VELLUM_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let defaults = Serialized::defaults(RawSettings::default());
+        let env = env::provider(&defaults)?;
+        let mut fig = Figment::from(defaults);
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(env);
+        let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        Self::validate(raw)
+    }
+
+    pub fn validate(raw: RawSettings) -> Result<Self, ConfigError> {
+        let RawSections {
+            database,
+            http,
+            mllp,
+            writer,
+            log,
+            privacy,
+            dicom,
+            limits,
+        } = raw.into_sections();
+        let database = DatabaseSettings::validate(database)?;
+        let http = HttpSettings::validate(http)?;
+        let privacy = PrivacySettings::validate(&privacy)?;
+        let mllp = MllpSection::validate(mllp, &privacy)?;
+        let writer = writer.validate()?;
+        let dicom = DicomSettings::validate(dicom)?;
+        let limits = LimitSettings::validate(&limits)?;
+        Ok(Settings {
+            database_url: database.url,
+            database_role: database.role,
+            migrate_on_start: database.migrate_on_start,
+            http_addr: http.addr,
+            max_body_bytes: http.max_body_bytes,
+            public_base_url: http.public_base_url,
+            mllp_listeners: mllp.listeners,
+            mllp: mllp.settings,
+            writer,
+            log,
+            privacy,
+            dicom,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::validate(RawSettings::default()).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("vellum.db".into()));
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.mllp_listeners,
+            vec![MllpListenerSpec {
+                addr: "127.0.0.1:2575".parse().unwrap(),
+                tls: false
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut raw = RawSettings {
+            http_addr: "nowhere".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("http_addr"), "{e}");
+        raw.http_addr = "127.0.0.1:0".into();
+        raw.database_url = "mysql://x".into();
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("database_url"), "{e}");
+        raw.database_url = "postgres://postgres@localhost/db".into();
+        raw.database_role = Some("x; DROP TABLE entry".into());
+        let e = Settings::validate(raw).unwrap_err().to_string();
+        assert!(e.contains("database_role"), "{e}");
+    }
+
+    #[test]
+    fn pseudonymisation_needs_a_key() {
+        let mut raw = RawSettings::default();
+        raw.privacy.pseudonymise_patients = true;
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("pseudonym_key"), "{e}");
+        raw.privacy.pseudonym_key = Some("0123456789abcdef0123".into());
+        let s = Settings::validate(raw).unwrap();
+        assert!(s.privacy.pseudonym_key.is_some());
+        assert!(!format!("{:?}", s.privacy).contains("0123456789"));
+        assert!(!format!("{s:?}").contains("0123456789"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn privacy_comes_from_vellum_privacy_env_keys() {
+        // In a Jail: environment tests of this binary run one at a time and
+        // leave nothing behind for the others.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_PRIVACY_STORE_CONTENT", "true");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYM_KEY", "0123456789abcdef0123");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.privacy.store_content);
+            assert_eq!(
+                s.privacy
+                    .pseudonym_key
+                    .as_ref()
+                    .map(|k| k.expose().as_slice()),
+                Some(&b"0123456789abcdef0123"[..])
+            );
+            assert_eq!(s.mllp.privacy, s.privacy);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn limits_come_from_the_environment_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_LIMITS_XML_MAX_DEPTH", "20");
+            jail.set_env("VELLUM_LIMITS_JSON_MAX_KEYS_PER_OBJECT", "300");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.limits.xml_max_depth, 20);
+            assert_eq!(s.limits.xml_max_bytes, 4 * 1024 * 1024);
+            assert_eq!(s.limits.json.max_keys_per_object, 300);
+            assert_eq!(s.limits.json.max_depth, 100);
+            Ok(())
+        });
+        let defaults = Settings::validate(RawSettings::default()).unwrap().limits;
+        assert_eq!(defaults, LimitSettings::default());
+        for (bad, key) in [
+            (
+                RawLimits {
+                    json_max_depth: 101,
+                    ..RawLimits::default()
+                },
+                "limits.json_max_depth",
+            ),
+            (
+                RawLimits {
+                    xml_max_depth: 0,
+                    ..RawLimits::default()
+                },
+                "limits.xml_max_depth",
+            ),
+        ] {
+            let raw = RawSettings {
+                limits: bad,
+                ..RawSettings::default()
+            };
+            match Settings::validate(raw) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn dicom_settings_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_DICOM_FOLDERS", format!("{d}, {d}"));
+            jail.set_env(
+                "VELLUM_DICOM_DICOMWEB_URL",
+                "http://127.0.0.1:8042/dicom-web/",
+            );
+            jail.set_env("VELLUM_DICOM_BUDGET_MS", "250");
+            jail.set_env("VELLUM_DICOM_PENDING_POLL_MS", "500");
+            jail.set_env("VELLUM_DICOM_PENDING_GIVE_UP_AFTER_S", "3600");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.dicom.pending.poll, Some(Duration::from_millis(500)));
+            assert_eq!(
+                s.dicom.pending.give_up_after,
+                Some(Duration::from_secs(3600))
+            );
+            assert_eq!(s.dicom.pending.retry_max, Duration::from_secs(600));
+            assert_eq!(s.dicom.folders.len(), 2);
+            assert_eq!(
+                s.dicom.dicomweb_url.as_deref(),
+                Some("http://127.0.0.1:8042/dicom-web")
+            );
+            assert_eq!(s.dicom.budget, Duration::from_millis(250));
+            assert!(s.dicom.has_sources());
+            Ok(())
+        });
+        let defaults = Settings::validate(RawSettings::default()).unwrap().dicom;
+        assert!(!defaults.has_sources());
+        // The worker polls by default and never gives up unless told to.
+        assert_eq!(defaults.pending.poll, Some(Duration::from_secs(10)));
+        assert_eq!(defaults.pending.give_up_after, None);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn file_keys_keep_their_shape_and_the_environment_wins() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vellum.toml",
+                r#"
+                database_url = "postgres://postgres@127.0.0.1/db"
+                database_role = "vellum_writer"
+                http_addr = "127.0.0.1:0"
+                mllp_addr = ""
+                batch_max_events = 7
+                log = "warn"
+
+                [privacy]
+                store_content = true
+
+                [dicom]
+                budget_ms = 5
+
+                [limits]
+                xml_max_depth = 9
+                "#,
+            )?;
+            jail.set_env("VELLUM_BATCH_MAX_EVENTS", "8");
+            jail.set_env("VELLUM_LIMITS_XML_MAX_DEPTH", "10");
+            let s = Settings::load(Some(Path::new("vellum.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.database_url,
+                DatabaseUrl::Postgres("postgres://postgres@127.0.0.1/db".into())
+            );
+            assert_eq!(s.database_role.as_deref(), Some("vellum_writer"));
+            assert!(s.mllp_listeners.is_empty());
+            assert_eq!(s.writer.batch_max_events, 8);
+            assert_eq!(s.log, "warn");
+            assert!(s.privacy.store_content);
+            assert_eq!(s.dicom.budget, Duration::from_millis(5));
+            assert_eq!(s.limits.xml_max_depth, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn unknown_file_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vellum.toml", "htp_addr = \"127.0.0.1:0\"\n")?;
+            let e = Settings::load(Some(Path::new("vellum.toml"))).unwrap_err();
+            assert!(matches!(e, ConfigError::Load(_)), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn empty_mllp_addr_disables_mllp() {
+        let raw = RawSettings {
+            mllp_addr: "".into(),
+            ..RawSettings::default()
+        };
+        assert!(Settings::validate(raw).unwrap().mllp_listeners.is_empty());
+    }
+
+    fn specs(s: &Settings) -> Vec<(String, bool)> {
+        s.mllp_listeners
+            .iter()
+            .map(|l| (l.addr.to_string(), l.tls))
+            .collect()
+    }
+
+    /// Two files that exist, standing in for a certificate and key.
+    /// Files that exist whatever the working directory (figment's `Jail`
+    /// tests change it for the whole process while they run).
+    fn tls_files(raw: &mut RawSettings) {
+        raw.mllp_tls_cert = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into());
+        raw.mllp_tls_key = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock").into());
+    }
+
+    #[test]
+    fn mllp_addr_takes_a_comma_separated_list() {
+        let raw = RawSettings {
+            mllp_addr: " 127.0.0.1:2575, 0.0.0.0:2576 ,".into(),
+            ..RawSettings::default()
+        };
+        let s = Settings::validate(raw).unwrap();
+        assert_eq!(
+            specs(&s),
+            [
+                ("127.0.0.1:2575".to_string(), false),
+                ("0.0.0.0:2576".to_string(), false)
+            ]
+        );
+        let raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,nowhere".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw).unwrap_err().to_string();
+        assert!(e.contains("mllp_addr") && e.contains("nowhere"), "{e}");
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate_and_key() {
+        let mut raw = RawSettings {
+            mllp_tls_addr: "127.0.0.1:2576".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        raw.mllp_tls_addr = "127.0.0.1:x".into();
+        tls_files(&mut raw);
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        raw.mllp_tls_addr = "127.0.0.1:2576,127.0.0.1:2577".into();
+        let s = Settings::validate(raw).unwrap();
+        assert_eq!(
+            specs(&s),
+            [
+                ("127.0.0.1:2575".to_string(), false),
+                ("127.0.0.1:2576".to_string(), true),
+                ("127.0.0.1:2577".to_string(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_certificate_without_tls_addresses_makes_mllp_addr_tls() {
+        let mut raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,127.0.0.1:2576".into(),
+            ..RawSettings::default()
+        };
+        tls_files(&mut raw);
+        let s = Settings::validate(raw).unwrap();
+        assert!(s.mllp_listeners.iter().all(|l| l.tls));
+        assert_eq!(s.mllp_listeners.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_mllp_addresses_are_refused() {
+        let mut raw = RawSettings {
+            mllp_addr: "127.0.0.1:2575,127.0.0.1:2575".into(),
+            ..RawSettings::default()
+        };
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(
+            e.contains("mllp_addr") && e.contains("more than once"),
+            "{e}"
+        );
+        raw.mllp_addr = "127.0.0.1:2575".into();
+        raw.mllp_tls_addr = "127.0.0.1:2575".into();
+        tls_files(&mut raw);
+        let e = Settings::validate(raw.clone()).unwrap_err().to_string();
+        assert!(e.contains("mllp_tls_addr"), "{e}");
+        // OS-chosen ports never collide.
+        raw.mllp_addr = "127.0.0.1:0,127.0.0.1:0".into();
+        raw.mllp_tls_addr = "127.0.0.1:0".into();
+        assert_eq!(Settings::validate(raw).unwrap().mllp_listeners.len(), 3);
+    }
+}

@@ -1,0 +1,212 @@
+//! The one submit path. Every way in — REST create, each Bundle entry, the
+//! AI API, HL7 v2 over MLLP, the DICOM follow-up worker — hands its event to
+//! [`Intake::submit`] (or [`Intake::prepare`] + [`Intake::commit_all`] for a
+//! transaction), which
+//!
+//! 1. validates it first, parsing it once (on the blocking pool: a body may
+//!    be megabytes and the async workers must stay free);
+//! 2. enriches the parsed tree: DICOM pixel digests of referenced studies,
+//!    or a pending mark the follow-up worker completes — only for events
+//!    already known to be valid, since a lookup may download a study;
+//! 3. assigns id and `meta`, derives the search-index rows and the
+//!    idempotency key (an explicit key, or one derived from `If-None-Exist`);
+//! 4. appends it through the ledger's single writer, returning only after
+//!    the commit.
+//!
+//! Mapping [`IntakeError`] to HTTP statuses, OperationOutcomes and HL7 ACK
+//! codes stays at each edge.
+
+pub mod conditional;
+
+use std::sync::Arc;
+
+use vellum_json::Limits;
+use vellum_ledger::store::StoredEntry;
+use vellum_ledger::{AppendError, Committed, Draft, Ledger};
+
+use crate::dicom::service::DicomService;
+use crate::fhir::create::{self, Rejection};
+use conditional::{ConditionError, Found};
+
+/// Who wrote the event's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A client: every check, within the configured request limits.
+    Client,
+    /// vellum's own mapping (HL7 v2, the AI API, follow-ups): its element
+    /// names and JSON types are fixed in code, so the fhirbolt structure
+    /// parse (a third of the per-message CPU) runs only in debug builds,
+    /// and every test.
+    Vellum,
+}
+
+/// One event on its way in.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    body: Vec<u8>,
+    origin: Origin,
+    key: Option<String>,
+    if_none_exist: Option<Vec<u8>>,
+    enrich: bool,
+}
+
+impl Submission {
+    /// An AuditEvent as a client sent it (FHIR JSON).
+    pub fn fhir(body: impl Into<Vec<u8>>) -> Self {
+        Submission {
+            body: body.into(),
+            origin: Origin::Client,
+            key: None,
+            if_none_exist: None,
+            enrich: true,
+        }
+    }
+
+    /// An AuditEvent vellum's own mapping wrote.
+    pub fn mapped(body: impl Into<Vec<u8>>) -> Self {
+        Submission {
+            origin: Origin::Vellum,
+            ..Submission::fhir(body)
+        }
+    }
+
+    /// An idempotency key: if an entry is already stored under it, that
+    /// entry is the answer and nothing new is stored.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// FHIR conditional create: the criteria of `If-None-Exist`.
+    pub fn if_none_exist(mut self, criteria: impl Into<Vec<u8>>) -> Self {
+        self.if_none_exist = Some(criteria.into());
+        self
+    }
+
+    /// Skips DICOM enrichment (events whose digests were computed by the
+    /// caller, such as the follow-up worker's).
+    pub fn without_enrichment(mut self) -> Self {
+        self.enrich = false;
+        self
+    }
+}
+
+/// What a submission became before the commit.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Ready to append.
+    Draft(Box<Draft>),
+    /// `If-None-Exist` matched exactly this stored entry: nothing to append.
+    Existing(StoredEntry),
+}
+
+/// What a submission became.
+#[derive(Debug)]
+pub enum Stored {
+    /// Committed now, or (`created == false`) the entry its key names.
+    Committed(Committed),
+    /// `If-None-Exist` matched this entry; nothing was appended.
+    Existing(StoredEntry),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The event is not an acceptable AuditEvent.
+    #[error("the event was refused")]
+    Rejected(Rejection),
+    /// `If-None-Exist` could not be decided.
+    #[error(transparent)]
+    Condition(ConditionError),
+    /// The ledger did not commit.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The blocking pool that validates events is gone (shutting down).
+    #[error("the server is busy")]
+    Busy,
+}
+
+/// The submit path, shared by every way in.
+#[derive(Clone)]
+pub struct Intake {
+    ledger: Ledger,
+    dicom: Option<Arc<DicomService>>,
+    limits: Limits,
+}
+
+impl Intake {
+    pub fn new(ledger: Ledger, dicom: Option<Arc<DicomService>>, limits: Limits) -> Self {
+        Intake {
+            ledger,
+            dicom,
+            limits,
+        }
+    }
+
+    /// The same path with these study sources for enrichment.
+    pub fn with_dicom(mut self, dicom: Option<Arc<DicomService>>) -> Self {
+        self.dicom = dicom;
+        self
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Validates, enriches, keys and appends one event.
+    pub async fn submit(&self, submission: Submission) -> Result<Stored, IntakeError> {
+        match self.prepare(submission).await? {
+            Prepared::Draft(draft) => Ok(Stored::Committed(self.ledger.append(*draft).await?)),
+            Prepared::Existing(entry) => Ok(Stored::Existing(entry)),
+        }
+    }
+
+    /// Steps 1–3 of [`Intake::submit`]: the draft, or the entry an
+    /// `If-None-Exist` already names.
+    pub async fn prepare(&self, submission: Submission) -> Result<Prepared, IntakeError> {
+        let Submission {
+            body,
+            origin,
+            key,
+            if_none_exist,
+            enrich,
+        } = submission;
+        let (structure, limits) = match origin {
+            Origin::Client => (true, self.limits),
+            Origin::Vellum => (cfg!(debug_assertions), Limits::INTERNAL),
+        };
+        let mut checked =
+            tokio::task::spawn_blocking(move || create::check(&body, structure, limits))
+                .await
+                .map_err(|_| IntakeError::Busy)?
+                .map_err(IntakeError::Rejected)?;
+        if enrich {
+            if let Some(service) = self.dicom.as_deref() {
+                crate::dicom::enrich::enrich_root(service, checked.root_mut()).await;
+            }
+        }
+        let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
+        if let Some(key) = key {
+            draft = draft.with_key(key);
+        }
+        if let Some(criteria) = if_none_exist {
+            match conditional::existing(&criteria, &self.ledger)
+                .await
+                .map_err(IntakeError::Condition)?
+            {
+                Found::None(key) => draft = draft.with_key(key),
+                Found::One(entry) => return Ok(Prepared::Existing(entry)),
+            }
+        }
+        Ok(Prepared::Draft(Box::new(draft)))
+    }
+
+    /// Appends prepared drafts in one transaction: all of them or none.
+    pub async fn commit_all(&self, drafts: Vec<Draft>) -> Result<Vec<Committed>, AppendError> {
+        self.ledger.append_all(drafts).await
+    }
+
+    /// Appends one prepared draft.
+    pub async fn commit(&self, draft: Draft) -> Result<Committed, AppendError> {
+        self.ledger.append(draft).await
+    }
+}

@@ -1,0 +1,77 @@
+//! Every canonical URL, code system and extension URL vellum writes or
+//! reads, in one place. Builders, validators and search use these names;
+//! no module spells a URL of its own.
+
+/// Canonical base of vellum's conformance resources (`profiles/`).
+pub const CANONICAL_BASE: &str = "https://vellum-audit.org/fhir";
+
+// Profiles (StructureDefinitions in `profiles/`).
+pub const PROFILE_PREFIX: &str = "https://vellum-audit.org/fhir/StructureDefinition/";
+pub const RECEIPT_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/hl7v2-message-receipt";
+pub const INFERENCE_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-inference";
+pub const OVERRIDE_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-override";
+pub const RENDERING_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-rendering";
+pub const DEPLOYMENT_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment";
+pub const PIXEL_DIGEST_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
+/// vellum's own AuditEvent profiles, in the CapabilityStatement's order.
+pub const VELLUM_PROFILES: &[&str] = &[
+    RECEIPT_PROFILE,
+    INFERENCE_PROFILE,
+    OVERRIDE_PROFILE,
+    RENDERING_PROFILE,
+    DEPLOYMENT_PROFILE,
+    PIXEL_DIGEST_PROFILE,
+];
+pub const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
+
+// vellum's code and identifier systems.
+/// The kind of radiology AI event (`subtype`).
+pub const AI_EVENT_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event";
+/// HL7 v2 message details (`entity.detail` types).
+pub const HL7V2_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/hl7v2";
+/// Override actions (subtype slice `action`, required binding).
+pub const OVERRIDE_ACTION_SYSTEM: &str =
+    "https://vellum-audit.org/fhir/CodeSystem/ai-override-action";
+/// Override reasons (`reason-code` detail).
+pub const OVERRIDE_REASON_SYSTEM: &str =
+    "https://vellum-audit.org/fhir/CodeSystem/ai-override-reason";
+/// `agent.who.identifier.system` of a model (value: the model name).
+pub const MODEL_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-model";
+/// `entity.what.identifier.system` of a model version (`name|version`).
+pub const MODEL_VERSION_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-model-version";
+/// `entity.what.identifier.system` of the sender's own event id.
+pub const EVENT_ID_SYSTEM: &str = "https://vellum-audit.org/fhir/ai-event-id";
+/// Patient pseudonyms (`[privacy]`).
+pub const PSEUDONYM_SYSTEM: &str = "https://vellum-audit.org/fhir/pseudonym";
+
+// External code systems.
+pub const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+pub const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+pub const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+pub const SECURITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+pub const PARTICIPATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+pub const SOURCE_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+pub const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+pub const SNOMED: &str = "http://snomed.info/sct";
+/// `what.identifier.system` of a DICOM UID (`value`: `urn:oid:<uid>`).
+pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
+/// IHE BALP's Audit Record Repository CapabilityStatement.
+pub const BALP_ARR: &str =
+    "https://profiles.ihe.net/ITI/BALP/CapabilityStatement/IHE.BALP.ATNA.AuditRecordRepository";
+
+// R4 core AuditEvent extensions for DICOM entities.
+pub const EXT_ACCESSION: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-Accession";
+pub const EXT_NUMBER_OF_INSTANCES: &str =
+    "http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances";
+pub const EXT_SOP_CLASS: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-SOPClass";
+
+// `entity.detail` types of pixel digests.
+pub const DETAIL_DIGEST: &str = "pixel-sha256";
+pub const DETAIL_MISMATCH: &str = "pixel-sha256-mismatch";
+pub const DETAIL_PENDING: &str = "pixel-sha256-pending";
