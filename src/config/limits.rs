@@ -17,6 +17,15 @@ pub struct RawLimits {
     pub json_max_depth: usize,
     /// Most members of one JSON object.
     pub json_max_keys_per_object: usize,
+    /// Most entries in one batch or transaction Bundle.
+    pub bundle_max_entries: usize,
+    /// Most entries of one Bundle validated or stored at once (bounds the
+    /// memory and writer-queue share of a single request).
+    pub bundle_concurrency: usize,
+    /// Most search parameters (name=value pairs) in one search.
+    pub search_max_params: usize,
+    /// Most comma-separated values (OR) in one search parameter.
+    pub search_max_values: usize,
 }
 
 impl Default for RawLimits {
@@ -27,6 +36,10 @@ impl Default for RawLimits {
             xml_max_bytes: 4 * 1024 * 1024,
             json_max_depth: json.max_depth,
             json_max_keys_per_object: json.max_keys_per_object,
+            bundle_max_entries: 10_000,
+            bundle_concurrency: 64,
+            search_max_params: 64,
+            search_max_values: 256,
         }
     }
 }
@@ -37,20 +50,16 @@ pub struct LimitSettings {
     pub xml_max_depth: usize,
     pub xml_max_bytes: usize,
     pub json: vellum_json::Limits,
+    pub bundle_max_entries: usize,
+    pub bundle_concurrency: usize,
+    pub search: SearchLimits,
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         // The defaults are valid by construction.
         let raw = RawLimits::default();
-        LimitSettings {
-            xml_max_depth: raw.xml_max_depth,
-            xml_max_bytes: raw.xml_max_bytes,
-            json: vellum_json::Limits {
-                max_depth: raw.json_max_depth,
-                max_keys_per_object: raw.json_max_keys_per_object,
-            },
-        }
+        LimitSettings::from_raw(&raw)
     }
 }
 
@@ -64,6 +73,10 @@ impl LimitSettings {
                 "limits.json_max_keys_per_object",
                 raw.json_max_keys_per_object,
             ),
+            ("limits.bundle_max_entries", raw.bundle_max_entries),
+            ("limits.bundle_concurrency", raw.bundle_concurrency),
+            ("limits.search_max_params", raw.search_max_params),
+            ("limits.search_max_values", raw.search_max_values),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid {
@@ -79,13 +92,43 @@ impl LimitSettings {
                 reason: format!("must be at most {max}"),
             });
         }
-        Ok(LimitSettings {
+        Ok(LimitSettings::from_raw(raw))
+    }
+
+    fn from_raw(raw: &RawLimits) -> Self {
+        LimitSettings {
             xml_max_depth: raw.xml_max_depth,
             xml_max_bytes: raw.xml_max_bytes,
             json: vellum_json::Limits {
                 max_depth: raw.json_max_depth,
                 max_keys_per_object: raw.json_max_keys_per_object,
             },
-        })
+            bundle_max_entries: raw.bundle_max_entries,
+            bundle_concurrency: raw.bundle_concurrency,
+            search: SearchLimits {
+                max_params: raw.search_max_params,
+                max_values: raw.search_max_values,
+            },
+        }
+    }
+}
+
+/// Bounds on one search, refused with 400 above them (a search with
+/// thousands of terms would otherwise run one probe query per condition
+/// and end in a database error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Most `name=value` pairs.
+    pub max_params: usize,
+    /// Most comma-separated (OR) values in one parameter.
+    pub max_values: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        SearchLimits {
+            max_params: 64,
+            max_values: 256,
+        }
     }
 }

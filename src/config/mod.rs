@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
 pub use http::{HttpSettings, RawHttp};
-pub use limits::{LimitSettings, RawLimits};
+pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
 pub use secret::Secret;

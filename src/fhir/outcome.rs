@@ -14,6 +14,8 @@ pub enum IssueType {
     NotFound,
     NotSupported,
     TooLong,
+    /// The request is more expensive than the server allows (`too-costly`).
+    TooCostly,
     Processing,
     Exception,
     Transient,
@@ -32,6 +34,7 @@ impl IssueType {
             IssueType::NotFound => "not-found",
             IssueType::NotSupported => "not-supported",
             IssueType::TooLong => "too-long",
+            IssueType::TooCostly => "too-costly",
             IssueType::Processing => "processing",
             IssueType::Exception => "exception",
             IssueType::Transient => "transient",

@@ -180,11 +180,54 @@ pub struct SearchRequest {
 
 /// Parses `params` (query string and form body pairs, decoded). `now_us` is
 /// the current time in µs (for `ap`).
+pub use crate::config::SearchLimits;
+
+/// The limit a search breaks, as an issue naming the setting.
+fn over_limits(params: &[(String, String)], limits: SearchLimits) -> Option<Issue> {
+    if params.len() > limits.max_params {
+        return Some(Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "the search has {} parameters; the limit is {} (limits.search_max_params)",
+                params.len(),
+                limits.max_params
+            ),
+        ));
+    }
+    params.iter().find_map(|(name, value)| {
+        let n = value.split(',').count();
+        (n > limits.max_values).then(|| {
+            Issue::error(
+                IssueType::TooCostly,
+                format!(
+                    "{n} values for one parameter; the limit is {} (limits.search_max_values)",
+                    limits.max_values
+                ),
+            )
+            .at(name.as_str())
+        })
+    })
+}
+
+/// [`parse_within`] the default [`SearchLimits`].
 pub fn parse(
     params: &[(String, String)],
     strict: bool,
     now_us: i64,
 ) -> Result<SearchRequest, Vec<Issue>> {
+    parse_within(params, strict, now_us, SearchLimits::default())
+}
+
+/// Parses a search's parameters into a query, refusing one above `limits`.
+pub fn parse_within(
+    params: &[(String, String)],
+    strict: bool,
+    now_us: i64,
+    limits: SearchLimits,
+) -> Result<SearchRequest, Vec<Issue>> {
+    if let Some(issue) = over_limits(params, limits) {
+        return Err(vec![issue]);
+    }
     let mut errors = Vec::new();
     let mut req = SearchRequest {
         query: SearchQuery {

@@ -373,9 +373,17 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "Z"),
             };
+            // Exactly two digits each, in range (hour 00–23, minute 00–59,
+            // second 00–60 for a leap second): an out-of-range component
+            // must be refused, not wrapped into the next day.
+            let two_digits = |t: &str| -> Option<i64> {
+                (t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| t.parse().ok())
+                    .flatten()
+            };
             let mut parts = clock.split(':');
-            let h: i64 = parts.next()?.parse().ok()?;
-            let mi: i64 = parts.next()?.parse().ok()?;
+            let h = two_digits(parts.next()?).filter(|h| *h < 24)?;
+            let mi = two_digits(parts.next()?).filter(|m| *m < 60)?;
             // Without seconds the value has minute precision.
             let (sec_text, minute_precision) = match parts.next() {
                 Some(t) => (t, false),
@@ -385,7 +393,11 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
                 Some((a, b)) => (a, b),
                 None => (sec_text, ""),
             };
-            let sec: i64 = secs.parse().ok()?;
+            let sec = if minute_precision {
+                0
+            } else {
+                two_digits(secs).filter(|s| *s <= 60)?
+            };
             // Precision of the value: whole seconds, or the fraction given
             // (digits only; beyond microseconds they are ignored).
             if !frac.bytes().all(|b| b.is_ascii_digit()) {
@@ -407,8 +419,8 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
                 UtcOffset::UTC
             } else {
                 let sign = if zone.starts_with('-') { -1 } else { 1 };
-                let oh: i8 = zone.get(1..3)?.parse().ok()?;
-                let om: i8 = zone.get(4..6)?.parse().ok()?;
+                let oh = i8::try_from(two_digits(zone.get(1..3)?).filter(|h| *h <= 14)?).ok()?;
+                let om = i8::try_from(two_digits(zone.get(4..6)?).filter(|m| *m < 60)?).ok()?;
                 UtcOffset::from_hms(sign * oh, sign * om, 0).ok()?
             };
             let local = to_us(date) + ((h * 60 + mi) * 60 + sec) * 1_000_000 + frac_us;
@@ -505,6 +517,19 @@ mod tests {
         let (lo, hi) = date_range("2026-03-14T09:26:53.12Z").unwrap();
         assert_eq!((lo, hi - lo), (us("2026-03-14T09:26:53.12Z"), 10_000));
         assert_eq!(date_range("nonsense"), None);
+        // Components out of range are refused, never wrapped into the next
+        // hour or day.
+        for bad in [
+            "2026-03-14T24:00:00Z",
+            "2026-03-14T09:60:00Z",
+            "2026-03-14T09:26:61Z",
+            "2026-03-14T99:99:99Z",
+            "2026-03-14T+9:26:00Z",
+            "2026-03-14T09:26:00+15:00",
+            "2026-03-14T09:26:00+01:60",
+        ] {
+            assert_eq!(date_range(bad), None, "{bad}");
+        }
         // A fraction that is not all digits (a multi-byte character where a
         // digit should be) is not a date, and never a panic.
         for bad in [

@@ -7,6 +7,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 
 use super::body::read_body;
 use super::format::{render, request_format, response_format, to_json_body};
@@ -96,10 +97,31 @@ pub async fn bundle(
         None => return invalid("Bundle.type", "Bundle.type is required"),
     };
     let entries = root.get("entry").and_then(Json::as_array).unwrap_or(&[]);
-    let mut planned = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        planned.push(plan_entry(i, entry, &json, &state).await);
+    let max = state.limits.bundle_max_entries;
+    if entries.len() > max {
+        return outcome(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &OperationOutcome::single(
+                Issue::error(
+                    IssueType::TooCostly,
+                    format!(
+                        "the Bundle has {} entries; the limit is {max} (limits.bundle_max_entries)",
+                        entries.len()
+                    ),
+                )
+                .at("Bundle.entry"),
+            ),
+        );
     }
+    // At most `bundle_concurrency` entries are validated at once, in order:
+    // one large Bundle must not take every blocking thread or the memory of
+    // all its entries' work at the same time.
+    let concurrency = state.limits.bundle_concurrency;
+    let planned: Vec<Planned> = futures_util::stream::iter(entries.iter().enumerate())
+        .map(|(i, entry)| plan_entry(i, entry, &json, &state))
+        .buffered(concurrency)
+        .collect()
+        .await;
     let base = fhir_base(&req, state.public_base_url.as_deref());
     let now = vellum_ledger::stamp(time::OffsetDateTime::now_utc());
     let id = uuid::Uuid::new_v4().to_string();
@@ -319,8 +341,11 @@ async fn transaction(
     Ok(out)
 }
 
-/// Each entry on its own; the creates still share group commits.
+/// Each entry on its own, at most `bundle_concurrency` at once (so one
+/// batch cannot fill the writer's queue and crowd out other clients); the
+/// creates still share group commits.
 async fn batch(planned: Vec<Planned>, state: &AppState, base: &str) -> Vec<ResponseEntry> {
+    let concurrency = state.limits.bundle_concurrency;
     let futures = planned.into_iter().map(|p| async move {
         match p {
             Planned::Create(d) => match state.intake.commit(*d).await {
@@ -341,5 +366,8 @@ async fn batch(planned: Vec<Planned>, state: &AppState, base: &str) -> Vec<Respo
             Planned::Failed(s, oo) => failed_response(s, oo),
         }
     });
-    futures_util::future::join_all(futures).await
+    futures_util::stream::iter(futures)
+        .buffered(concurrency)
+        .collect()
+        .await
 }

@@ -25,13 +25,17 @@ pub fn http_date(last_updated: &str) -> Option<String> {
     Some(httpdate::fmt_http_date(st))
 }
 
-/// The FHIR base URL (`…/fhir`) as clients should see it.
+/// The FHIR base URL (`…/fhir`) as clients should see it: the configured
+/// `public_base_url`, else the address the listener is bound to. Never the
+/// request's `Host` or `Forwarded` headers, which any client can set (a
+/// `Location` pointing at another site).
 pub fn fhir_base(req: &HttpRequest, configured: Option<&str>) -> String {
     match configured {
         Some(base) => format!("{base}/fhir"),
         None => {
-            let info = req.connection_info();
-            format!("{}://{}/fhir", info.scheme(), info.host())
+            let config = req.app_config();
+            let scheme = if config.secure() { "https" } else { "http" };
+            format!("{scheme}://{}/fhir", config.local_addr())
         }
     }
 }

@@ -67,10 +67,11 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         Ok(f) => f,
         Err(r) => return r,
     };
-    let mut sr = match search::parse(&params, strict_handling(req), now_us()) {
-        Ok(s) => s,
-        Err(issues) => return outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues)),
-    };
+    let mut sr =
+        match search::parse_within(&params, strict_handling(req), now_us(), state.limits.search) {
+            Ok(s) => s,
+            Err(issues) => return outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues)),
+        };
     let store = &state.ledger;
     if !sr.head_given {
         match store.head().await {

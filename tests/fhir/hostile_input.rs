@@ -352,3 +352,152 @@ async fn a_date_with_a_multibyte_fraction_is_a_400_not_a_dropped_connection() {
     assert!(diag.contains("If-None-Exist"), "{diag}");
     assert_alive(&mut s).await;
 }
+
+vellum_testkit::backend_tests! {
+    /// A 5,000-character index value (over PostgreSQL's B-tree entry size)
+    /// is stored, fails none of the events committed with it, and is found
+    /// again by an exact search.
+    async fn a_very_long_index_value_fails_nothing_and_is_found(backend) {
+        let db = TestDb::new(backend).await;
+        let mut s = server(&db, &[]).await;
+        let long: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut event = sample_event(1);
+        event["agent"][0]["altId"] = Value::String(long.clone());
+        let client = reqwest::Client::new();
+        let post_event = |body: String| {
+            let client = client.clone();
+            let url = format!("{}/fhir/AuditEvent", s.base);
+            async move {
+                client
+                    .post(url)
+                    .header("Content-Type", "application/fhir+json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("an answer")
+                    .status()
+                    .as_u16()
+            }
+        };
+        // The long one among ordinary neighbours, so they share batches.
+        let mut bodies = vec![event.to_string()];
+        bodies.extend((2..40).map(|n| sample_event(n).to_string()));
+        let statuses = futures_util::future::join_all(bodies.into_iter().map(post_event)).await;
+        assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+        let r = client
+            .get(format!("{}/fhir/AuditEvent?altid={long}&_summary=count", s.base))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(r.status(), 200);
+        let bundle: Value = r.json().await.expect("a Bundle");
+        assert_eq!(bundle["total"], 1, "{bundle}");
+        // A value equal up to the kept prefix but different after it does
+        // not match.
+        let other = format!("{}z", &long[..4999]);
+        let r = client
+            .get(format!("{}/fhir/AuditEvent?altid={other}&_summary=count", s.base))
+            .send()
+            .await
+            .expect("an answer");
+        let bundle: Value = r.json().await.expect("a Bundle");
+        assert_eq!(bundle["total"], 0, "{bundle}");
+        assert_alive(&mut s).await;
+        let (code, verdict) = vellum_testkit::run_verify(&db.url);
+        assert_eq!(code, 0, "{verdict}");
+    }
+}
+
+#[tokio::test]
+async fn bundles_and_searches_above_their_limits_are_refused_naming_the_setting() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(
+        &db,
+        &[
+            ("VELLUM_LIMITS_BUNDLE_MAX_ENTRIES", "5"),
+            ("VELLUM_LIMITS_SEARCH_MAX_PARAMS", "4"),
+            ("VELLUM_LIMITS_SEARCH_MAX_VALUES", "3"),
+        ],
+    )
+    .await;
+    let entry = serde_json::json!({
+        "resource": sample_event(1),
+        "request": {"method": "POST", "url": "AuditEvent"}
+    });
+    let bundle = |n: usize| {
+        serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": vec![entry.clone(); n]})
+            .to_string()
+            .into_bytes()
+    };
+    let (status, diag) = refusal(post(&s, "/fhir", "application/fhir+json", bundle(6)).await).await;
+    assert_eq!(status, 413, "{diag}");
+    assert!(diag.contains("limits.bundle_max_entries"), "{diag}");
+    let r = post(&s, "/fhir", "application/fhir+json", bundle(5)).await;
+    assert_eq!(r.status(), 200);
+    let response: Value = r.json().await.expect("a batch-response");
+    assert_eq!(response["entry"].as_array().map(Vec::len), Some(5));
+    assert!(response["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .all(|e| e["response"]["status"] == "201 Created"));
+
+    let client = reqwest::Client::new();
+    let search = |q: String| {
+        let client = client.clone();
+        let url = format!("{}/fhir/AuditEvent?{q}", s.base);
+        async move { client.get(url).send().await.expect("an answer") }
+    };
+    let (status, diag) =
+        refusal(search("action=E&action=R&action=C&action=U&action=D".into()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("limits.search_max_params"), "{diag}");
+    let (status, diag) = refusal(search("action=E,R,C,U".into()).await).await;
+    assert_eq!(status, 400, "{diag}");
+    assert!(diag.contains("limits.search_max_values"), "{diag}");
+    assert_eq!(search("action=E,R,C".into()).await.status(), 200);
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn location_never_comes_from_the_host_header() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/fhir/AuditEvent", s.base))
+        .header("Content-Type", "application/fhir+json")
+        .header("Host", "attacker.example")
+        .header("Forwarded", "host=attacker.example;proto=https")
+        .header("X-Forwarded-Host", "attacker.example")
+        .body(sample_event(1).to_string())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().expect("ascii").to_string();
+    assert!(!location.contains("attacker"), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/fhir/AuditEvent/", s.base)),
+        "{location} vs {}",
+        s.base
+    );
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn out_of_range_time_components_are_a_400() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    for bad in [
+        "2026-03-14T24:00:00Z",
+        "2026-03-14T09:60:00Z",
+        "2026-03-14T09:26:61Z",
+    ] {
+        let r = reqwest::get(format!("{}/fhir/AuditEvent?date={bad}", s.base))
+            .await
+            .expect("an answer");
+        let (status, diag) = refusal(r).await;
+        assert_eq!(status, 400, "{bad}: {diag}");
+    }
+    assert_alive(&mut s).await;
+}

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
 use crate::store::last_updated_row;
-use crate::store::{AnyStore, Appended, ChainHead, NewEntry, Store};
+use crate::store::{AnyStore, Appended, ChainHead, IndexRow, NewEntry, Store};
 use crate::WriterSettings;
 
 /// One caller's drafts: committed together in one transaction (a FHIR
@@ -165,7 +165,7 @@ fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<
             let body_sha256 = hash::body_sha256(&body);
             let chain_hash = hash::chain_hash(&prev, seq as u64, &body_sha256);
             prev = chain_hash;
-            let mut index = d.index;
+            let mut index: Vec<_> = d.index.into_iter().map(IndexRow::bounded).collect();
             index.push(last_updated_row(now));
             NewEntry {
                 seq,

@@ -80,6 +80,44 @@ pub struct IndexRow {
     pub high: Option<i64>,
 }
 
+/// Longest index text (`sys`, `val`, `exact`) stored as written, in bytes.
+/// A PostgreSQL B-tree entry must fit a third of a page (about 2.7 kB): a
+/// longer value would fail its insert and with it every event of the same
+/// group commit. Longer values are stored as their first bytes plus the
+/// SHA-256 of the whole, and searches bound their values the same way, so
+/// equal values still match; a prefix or `:contains` search longer than
+/// this only matches equal values.
+pub const MAX_INDEX_TEXT: usize = 512;
+
+/// `v` as the index stores it (see [`MAX_INDEX_TEXT`]).
+pub fn bound_index_text(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.len() <= MAX_INDEX_TEXT {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    // 64 hex digits and a separator follow the kept prefix.
+    let mut keep = MAX_INDEX_TEXT - 65;
+    while !v.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let digest = crate::hash::body_sha256(v.as_bytes());
+    std::borrow::Cow::Owned(format!("{}#{}", &v[..keep], hex::encode(digest)))
+}
+
+impl IndexRow {
+    /// The row with every text bounded for the index (see [`MAX_INDEX_TEXT`]).
+    pub(crate) fn bounded(mut self) -> Self {
+        for t in [&mut self.sys, &mut self.val, &mut self.exact]
+            .into_iter()
+            .flatten()
+        {
+            if t.len() > MAX_INDEX_TEXT {
+                *t = bound_index_text(t).into_owned();
+            }
+        }
+        self
+    }
+}
+
 /// One stored row, exactly as the database holds it (hashes unchecked).
 #[derive(Debug, Clone)]
 pub struct StoredEntry {
@@ -128,7 +166,10 @@ pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
 /// A stored entry as a `NewEntry` carrying its index rows (hash fields are
 /// not used by the index insert).
 pub(crate) fn backfill_entry(e: StoredEntry, indexer: IndexFn) -> NewEntry {
-    let mut index = indexer(&e.body);
+    let mut index: Vec<IndexRow> = indexer(&e.body)
+        .into_iter()
+        .map(IndexRow::bounded)
+        .collect();
     if let Some(t) = crate::parse_stamp(&e.last_updated) {
         index.push(last_updated_row(t));
     }

@@ -11,7 +11,7 @@
 //! soon as a page is full. The page is found from the index alone; only its
 //! rows are read from `entry`.
 
-use super::StoredEntry;
+use super::{bound_index_text, StoredEntry};
 
 /// A bound SQL value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -553,34 +553,35 @@ fn row_match(sql: &mut Sql, m: &RowMatch) {
     match m {
         RowMatch::Value { val, sys } => {
             sql.push("(s.val = ");
-            sql.bind_text(val.as_str());
+            sql.bind_text(bound_index_text(val));
             match sys {
                 SystemMatch::Any => {}
                 SystemMatch::Absent => sql.push(" AND s.sys IS NULL"),
                 SystemMatch::Is(system) => {
                     sql.push(" AND s.sys = ");
-                    sql.bind_text(system.as_str());
+                    sql.bind_text(bound_index_text(system));
                 }
             }
             sql.push(")");
         }
         RowMatch::System(system) => {
             sql.push("(s.sys = ");
-            sql.bind_text(system.as_str());
+            sql.bind_text(bound_index_text(system));
             sql.push(")");
         }
         RowMatch::TypedId { ty, id } => {
             sql.push("(s.val = ");
-            sql.bind_text(id.as_str());
+            sql.bind_text(bound_index_text(id));
             sql.push(" AND s.sys = ");
-            sql.bind_text(ty.as_str());
+            sql.bind_text(bound_index_text(ty));
             sql.push(")");
         }
         RowMatch::Prefix(p) => {
             // A byte range, so the (param, val) index serves it; "C"
             // collation on PostgreSQL makes the range byte-wise there too.
+            let p = bound_index_text(p);
             sql.push("(s.val >= ");
-            sql.bind_text(p.as_str());
+            sql.bind_text(p.as_ref());
             sql.push(" AND s.val < ");
             sql.bind_text(format!("{p}\u{10FFFF}"));
             sql.push(")");
@@ -592,7 +593,7 @@ fn row_match(sql: &mut Sql, m: &RowMatch) {
         }
         RowMatch::Exact(v) => {
             sql.push("(s.exact = ");
-            sql.bind_text(v.as_str());
+            sql.bind_text(bound_index_text(v));
             sql.push(")");
         }
         RowMatch::Date { prefix, low, high } => date_match(sql, *prefix, *low, *high),
