@@ -108,6 +108,12 @@ mod tests {
             ("LIMITS_BUNDLE_CONCURRENCY", "limits.bundle_concurrency"),
             ("LIMITS_SEARCH_MAX_PARAMS", "limits.search_max_params"),
             ("LIMITS_SEARCH_MAX_VALUES", "limits.search_max_values"),
+            (
+                "LIMITS_HTTP_HEADER_TIMEOUT_MS",
+                "limits.http_header_timeout_ms",
+            ),
+            ("LIMITS_HTTP_BODY_TIMEOUT_MS", "limits.http_body_timeout_ms"),
+            ("LIMITS_HTTP_MAX_CONNECTIONS", "limits.http_max_connections"),
         ];
         for (var, path) in documented {
             assert_eq!(

@@ -26,6 +26,12 @@ pub struct RawLimits {
     pub search_max_params: usize,
     /// Most comma-separated values (OR) in one search parameter.
     pub search_max_values: usize,
+    /// How long an HTTP client may take to send a request's headers, ms.
+    pub http_header_timeout_ms: u64,
+    /// How long an HTTP client may take to send a whole request body, ms.
+    pub http_body_timeout_ms: u64,
+    /// Most HTTP connections open at once (all clients together).
+    pub http_max_connections: usize,
 }
 
 impl Default for RawLimits {
@@ -40,6 +46,9 @@ impl Default for RawLimits {
             bundle_concurrency: 64,
             search_max_params: 64,
             search_max_values: 256,
+            http_header_timeout_ms: 5_000,
+            http_body_timeout_ms: 30_000,
+            http_max_connections: 1024,
         }
     }
 }
@@ -53,6 +62,9 @@ pub struct LimitSettings {
     pub bundle_max_entries: usize,
     pub bundle_concurrency: usize,
     pub search: SearchLimits,
+    pub http_header_timeout: std::time::Duration,
+    pub http_body_timeout: std::time::Duration,
+    pub http_max_connections: usize,
 }
 
 impl Default for LimitSettings {
@@ -77,6 +89,15 @@ impl LimitSettings {
             ("limits.bundle_concurrency", raw.bundle_concurrency),
             ("limits.search_max_params", raw.search_max_params),
             ("limits.search_max_values", raw.search_max_values),
+            ("limits.http_max_connections", raw.http_max_connections),
+            (
+                "limits.http_header_timeout_ms",
+                usize::try_from(raw.http_header_timeout_ms).unwrap_or(usize::MAX),
+            ),
+            (
+                "limits.http_body_timeout_ms",
+                usize::try_from(raw.http_body_timeout_ms).unwrap_or(usize::MAX),
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid {
@@ -109,6 +130,9 @@ impl LimitSettings {
                 max_params: raw.search_max_params,
                 max_values: raw.search_max_values,
             },
+            http_header_timeout: std::time::Duration::from_millis(raw.http_header_timeout_ms),
+            http_body_timeout: std::time::Duration::from_millis(raw.http_body_timeout_ms),
+            http_max_connections: raw.http_max_connections,
         }
     }
 }

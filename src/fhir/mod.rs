@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod capability;
 pub mod create;
+pub mod narrative;
 pub mod outcome;
 pub mod path;
 pub mod profile;

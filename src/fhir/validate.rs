@@ -54,6 +54,28 @@ impl Validator<'_> {
 
     /// Rules that hold for every element of every FHIR JSON resource.
     fn generic(&mut self, node: &Json, path: &mut String) {
+        if let Value::String(s) = &node.value {
+            // R4 strings SHALL NOT hold characters below U+0020 but tab, CR
+            // and LF (a NUL would also break every XML response).
+            if let Some(c) = s
+                .chars()
+                .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n'))
+            {
+                self.push(
+                    IssueType::Value,
+                    path,
+                    format!(
+                        "control character U+{:04X} is not allowed in a FHIR string",
+                        c as u32
+                    ),
+                );
+            }
+            if path.ends_with(".text.div") {
+                if let Err(why) = super::narrative::check_div(s) {
+                    self.push(IssueType::Value, path, why);
+                }
+            }
+        }
         match &node.value {
             Value::String(s) if s.is_empty() => self.push(
                 IssueType::Value,

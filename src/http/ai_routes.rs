@@ -168,7 +168,13 @@ async fn read_input<T: DeserializeOwned>(
             None,
         ));
     }
-    let body = read_body(payload, state.max_body_bytes, req).await?;
+    let body = read_body(
+        payload,
+        state.max_body_bytes,
+        state.limits.http_body_timeout,
+        req,
+    )
+    .await?;
     parse_input(&body)
         .map_err(|(msg, field)| problem(StatusCode::BAD_REQUEST, "invalid", &msg, field.as_ref()))
 }

@@ -8,8 +8,36 @@ use super::response::error;
 use crate::fhir::IssueType;
 
 /// The whole body, or 413 as soon as it exceeds `limit` (checked against
-/// `Content-Length` first, then while reading).
+/// `Content-Length` first, then while reading), or 408 when it has not
+/// arrived within `deadline` (a client trickling a body must not hold a
+/// connection and a worker indefinitely).
 pub(crate) async fn read_body(
+    payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+    req: &HttpRequest,
+) -> Result<web::BytesMut, HttpResponse> {
+    match tokio::time::timeout(deadline, read_within(payload, limit, req)).await {
+        Ok(read) => read,
+        Err(_) => {
+            let mut r = error(
+                StatusCode::REQUEST_TIMEOUT,
+                IssueType::Transient,
+                format!(
+                    "the request body did not arrive within {} ms (limits.http_body_timeout_ms)",
+                    deadline.as_millis()
+                ),
+            );
+            r.headers_mut().insert(
+                actix_web::http::header::CONNECTION,
+                actix_web::http::header::HeaderValue::from_static("close"),
+            );
+            Err(r)
+        }
+    }
+}
+
+async fn read_within(
     mut payload: web::Payload,
     limit: usize,
     req: &HttpRequest,

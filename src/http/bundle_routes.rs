@@ -49,7 +49,7 @@ pub async fn bundle(
     };
     // A Bundle carries many events: allow 16 single-event bodies' worth.
     let limit = state.max_body_bytes.saturating_mul(16);
-    let body = match read_body(payload, limit, &req).await {
+    let body = match read_body(payload, limit, state.limits.http_body_timeout, &req).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -84,7 +84,14 @@ async fn create(
         (Ok(i), Ok(o)) => (i, o),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let body = match read_body(payload, state.max_body_bytes, &req).await {
+    let body = match read_body(
+        payload,
+        state.max_body_bytes,
+        state.limits.http_body_timeout,
+        &req,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -43,6 +43,10 @@ pub fn server(
     state: web::Data<AppState>,
     dicom: web::Data<DicomService>,
 ) -> std::io::Result<Server> {
+    let limits = state.limits;
+    // actix counts connections per worker thread.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_worker = limits.http_max_connections.div_ceil(workers).max(1);
     Ok(HttpServer::new(move || {
         App::new()
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
@@ -53,6 +57,9 @@ pub fn server(
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)
     })
+    .workers(workers)
+    .max_connections(per_worker)
+    .client_request_timeout(limits.http_header_timeout)
     .listen(listener)?
     .run())
 }

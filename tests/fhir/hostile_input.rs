@@ -501,3 +501,79 @@ async fn out_of_range_time_components_are_a_400() {
     }
     assert_alive(&mut s).await;
 }
+
+#[tokio::test]
+async fn control_characters_and_unsafe_narratives_are_refused_with_their_path() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[]).await;
+    let json = "application/fhir+json";
+    let mut nul = sample_event(1);
+    nul["source"]["site"] = Value::String("Radiology\u{0}".into());
+    let r = post(&s, "/fhir/AuditEvent", json, nul.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.expect("an OperationOutcome");
+    assert_eq!(
+        body["issue"][0]["expression"][0], "AuditEvent.source.site",
+        "{body}"
+    );
+    for div in [
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>unclosed &amp bare</div>"#,
+    ] {
+        let mut e = sample_event(2);
+        e["text"] = serde_json::json!({"status": "generated", "div": div});
+        let r = post(&s, "/fhir/AuditEvent", json, e.to_string().into_bytes()).await;
+        assert_eq!(r.status(), 422, "{div}");
+        let body: Value = r.json().await.expect("an OperationOutcome");
+        assert_eq!(
+            body["issue"][0]["expression"][0], "AuditEvent.text.div",
+            "{body}"
+        );
+    }
+    // A plain narrative is stored and comes back inside well-formed XML.
+    let mut e = sample_event(3);
+    e["text"] = serde_json::json!({"status": "generated",
+        "div": r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>Query by <b>Dr. X</b> &amp; team</p></div>"#});
+    let r = post(&s, "/fhir/AuditEvent", json, e.to_string().into_bytes()).await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().expect("ascii").to_string();
+    let xml = reqwest::Client::new()
+        .get(&location)
+        .header("Accept", FHIR_XML)
+        .send()
+        .await
+        .expect("an answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(xml.contains("<b>Dr. X</b>"), "{xml}");
+    assert_alive(&mut s).await;
+}
+
+#[tokio::test]
+async fn a_trickling_body_gets_408_naming_the_setting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[("VELLUM_LIMITS_HTTP_BODY_TIMEOUT_MS", "500")]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(
+        b"POST /fhir/AuditEvent HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resourceType\"",
+    )
+    .await
+    .expect("send");
+    let mut answer = Vec::new();
+    // The server answers and closes; the client never sends the rest.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("limits.http_body_timeout_ms"), "{text}");
+    assert_alive(&mut s).await;
+}
