@@ -114,6 +114,14 @@ mod tests {
             ),
             ("LIMITS_HTTP_BODY_TIMEOUT_MS", "limits.http_body_timeout_ms"),
             ("LIMITS_HTTP_MAX_CONNECTIONS", "limits.http_max_connections"),
+            (
+                "LIMITS_MLLP_MAX_CONNECTIONS_PER_PEER",
+                "limits.mllp_max_connections_per_peer",
+            ),
+            (
+                "LIMITS_MLLP_FIRST_BYTE_TIMEOUT_MS",
+                "limits.mllp_first_byte_timeout_ms",
+            ),
         ];
         for (var, path) in documented {
             assert_eq!(

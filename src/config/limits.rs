@@ -32,7 +32,17 @@ pub struct RawLimits {
     pub http_body_timeout_ms: u64,
     /// Most HTTP connections open at once (all clients together).
     pub http_max_connections: usize,
+    /// Most MLLP connections one peer address may hold open.
+    pub mllp_max_connections_per_peer: usize,
+    /// How long a new MLLP connection may stay silent before its first
+    /// byte, ms.
+    pub mllp_first_byte_timeout_ms: u64,
 }
+
+/// Default of `limits.mllp_max_connections_per_peer`.
+pub const DEFAULT_MLLP_MAX_CONNECTIONS_PER_PEER: usize = 32;
+/// Default of `limits.mllp_first_byte_timeout_ms`.
+pub const DEFAULT_MLLP_FIRST_BYTE_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for RawLimits {
     fn default() -> Self {
@@ -49,6 +59,8 @@ impl Default for RawLimits {
             http_header_timeout_ms: 5_000,
             http_body_timeout_ms: 30_000,
             http_max_connections: 1024,
+            mllp_max_connections_per_peer: DEFAULT_MLLP_MAX_CONNECTIONS_PER_PEER,
+            mllp_first_byte_timeout_ms: DEFAULT_MLLP_FIRST_BYTE_TIMEOUT_MS,
         }
     }
 }
@@ -65,6 +77,8 @@ pub struct LimitSettings {
     pub http_header_timeout: std::time::Duration,
     pub http_body_timeout: std::time::Duration,
     pub http_max_connections: usize,
+    pub mllp_max_connections_per_peer: usize,
+    pub mllp_first_byte_timeout: std::time::Duration,
 }
 
 impl Default for LimitSettings {
@@ -90,6 +104,14 @@ impl LimitSettings {
             ("limits.search_max_params", raw.search_max_params),
             ("limits.search_max_values", raw.search_max_values),
             ("limits.http_max_connections", raw.http_max_connections),
+            (
+                "limits.mllp_max_connections_per_peer",
+                raw.mllp_max_connections_per_peer,
+            ),
+            (
+                "limits.mllp_first_byte_timeout_ms",
+                usize::try_from(raw.mllp_first_byte_timeout_ms).unwrap_or(usize::MAX),
+            ),
             (
                 "limits.http_header_timeout_ms",
                 usize::try_from(raw.http_header_timeout_ms).unwrap_or(usize::MAX),
@@ -133,6 +155,10 @@ impl LimitSettings {
             http_header_timeout: std::time::Duration::from_millis(raw.http_header_timeout_ms),
             http_body_timeout: std::time::Duration::from_millis(raw.http_body_timeout_ms),
             http_max_connections: raw.http_max_connections,
+            mllp_max_connections_per_peer: raw.mllp_max_connections_per_peer,
+            mllp_first_byte_timeout: std::time::Duration::from_millis(
+                raw.mllp_first_byte_timeout_ms,
+            ),
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct MllpSettings {
     pub max_frame_bytes: usize,
     pub read_timeout: Duration,
     pub max_connections: usize,
+    /// Most connections one peer address may hold open (`[limits]`).
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may stay silent before its first byte
+    /// (`[limits]`): idle connections must not lock real senders out.
+    pub first_byte_timeout: Duration,
     pub tls: Option<MllpTls>,
     /// `[privacy]`, applied to the patient of every mapped message.
     pub privacy: PrivacySettings,
@@ -67,6 +72,10 @@ impl Default for MllpSettings {
             max_frame_bytes: raw.mllp_max_frame_bytes,
             read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
             max_connections: raw.mllp_max_connections,
+            max_connections_per_peer: super::limits::DEFAULT_MLLP_MAX_CONNECTIONS_PER_PEER,
+            first_byte_timeout: Duration::from_millis(
+                super::limits::DEFAULT_MLLP_FIRST_BYTE_TIMEOUT_MS,
+            ),
             tls: None,
             privacy: PrivacySettings::default(),
         }
@@ -143,6 +152,10 @@ impl MllpSection {
                 max_frame_bytes: raw.mllp_max_frame_bytes,
                 read_timeout: Duration::from_millis(raw.mllp_read_timeout_ms),
                 max_connections: raw.mllp_max_connections,
+                max_connections_per_peer: super::limits::DEFAULT_MLLP_MAX_CONNECTIONS_PER_PEER,
+                first_byte_timeout: Duration::from_millis(
+                    super::limits::DEFAULT_MLLP_FIRST_BYTE_TIMEOUT_MS,
+                ),
                 tls,
                 privacy: privacy.clone(),
             },

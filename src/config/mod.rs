@@ -282,7 +282,11 @@ impl Settings {
             max_body_bytes: http.max_body_bytes,
             public_base_url: http.public_base_url,
             mllp_listeners: mllp.listeners,
-            mllp: mllp.settings,
+            mllp: MllpSettings {
+                max_connections_per_peer: limits.mllp_max_connections_per_peer,
+                first_byte_timeout: limits.mllp_first_byte_timeout,
+                ..mllp.settings
+            },
             writer,
             log,
             privacy,

@@ -107,8 +107,9 @@ impl MllpListener {
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let limit = Arc::new(Semaphore::new(self.settings.max_connections));
+        let peers = PeerCounts::default();
         tokio::select! {
-            _ = self.accept_loop(&limit, &notify_shutdown, &done_tx) => {}
+            _ = self.accept_loop(&limit, &peers, &notify_shutdown, &done_tx) => {}
             _ = shutdown => {
                 tracing::info!("mllp: shutting down, finishing in-flight messages");
             }
@@ -124,6 +125,7 @@ impl MllpListener {
     async fn accept_loop(
         &self,
         limit: &Arc<Semaphore>,
+        peers: &PeerCounts,
         notify_shutdown: &broadcast::Sender<()>,
         done_tx: &mpsc::Sender<()>,
     ) {
@@ -145,6 +147,18 @@ impl MllpListener {
                     continue;
                 }
             };
+            // One address may not take every connection slot: refuse (close)
+            // its connections beyond the per-peer cap at once.
+            let Some(peer_slot) = peers.claim(peer.ip(), self.settings.max_connections_per_peer)
+            else {
+                tracing::warn!(
+                    peer_port = peer.port(),
+                    limit = self.settings.max_connections_per_peer,
+                    "mllp: connection refused, peer is at limits.mllp_max_connections_per_peer"
+                );
+                drop(socket);
+                continue;
+            };
             let _ = socket.set_nodelay(true);
             let local = socket.local_addr().unwrap_or(self.local);
             let handler = Handler {
@@ -157,8 +171,46 @@ impl MllpListener {
             };
             tokio::spawn(async move {
                 handler.run(socket).await;
+                drop(peer_slot);
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Open connections per peer address.
+#[derive(Clone, Default)]
+struct PeerCounts(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One claimed connection of a peer; released when dropped.
+struct PeerSlot {
+    counts: PeerCounts,
+    ip: std::net::IpAddr,
+}
+
+impl PeerCounts {
+    fn claim(&self, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
         }
     }
 }
@@ -204,8 +256,17 @@ impl Handler {
         let mut messages = 0usize;
         let mut why = "closed by peer";
         loop {
+            // Until its first message a connection gets the short first-byte
+            // timeout; after that, the idle read timeout.
+            let timeout = if messages == 0 {
+                self.settings
+                    .first_byte_timeout
+                    .min(self.settings.read_timeout)
+            } else {
+                self.settings.read_timeout
+            };
             let read = tokio::select! {
-                r = conn.read_frames(self.settings.read_timeout) => r,
+                r = conn.read_frames(timeout) => r,
                 _ = self.shutdown.recv() => {
                     // Answer what was already received completely, then close.
                     let frames = conn.buffered();

@@ -363,3 +363,55 @@ async fn latin1_messages_are_decoded_per_msh18() {
         ("AR", "MSH^1^18^102&Data type error&HL70357")
     );
 }
+
+#[tokio::test]
+async fn one_greedy_peer_cannot_take_every_connection() {
+    let db = TestDb::new(vellum_testkit::Backend::Sqlite).await;
+    let app = spawn_mllp_app(&db.url, |raw| {
+        raw.limits.mllp_max_connections_per_peer = 2;
+    })
+    .await;
+    let idle = Client::connect(app.mllp_port).await;
+    let idle2 = Client::connect(app.mllp_port).await;
+    // A third connection from the same address is over the cap: closed
+    // without an answer, its message not stored.
+    let mut third = Client::connect(app.mllp_port).await;
+    assert!(third.try_call(&fixture("adt_a01.hl7")).await.is_none());
+    drop((idle, idle2));
+    // The slots are released with the connections: a sender is served again
+    // (retry while the server notices the closed connections).
+    let mut served = None;
+    for _ in 0..50 {
+        let mut c = Client::connect(app.mllp_port).await;
+        if let Some(ack) = c.try_call(&fixture("adt_a01.hl7")).await {
+            served = Some(ack);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ack = served.expect("served once the peer's connections closed");
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+    assert_eq!(entries(&db), 1);
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
+    let db = TestDb::new(vellum_testkit::Backend::Sqlite).await;
+    let app = spawn_mllp_app(&db.url, |raw| {
+        raw.limits.mllp_first_byte_timeout_ms = 300;
+    })
+    .await;
+    // The idle read timeout stays at its default (minutes): only the
+    // first-byte timeout can close this connection.
+    let mut idle = Client::connect(app.mllp_port).await;
+    assert!(idle.recv_timeout(Duration::from_secs(30)).await.is_none());
+    // A connection that has sent a message may then idle longer than the
+    // first-byte timeout (persistent sender connections stay open).
+    let mut c = Client::connect(app.mllp_port).await;
+    assert_eq!(c.call(&fixture("adt_a01.hl7")).await.code(), "AA");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let ack = c
+        .call(&with_control_id(&fixture("adt_a01.hl7"), "SECOND-1"))
+        .await;
+    assert_eq!(ack.code(), "AA", "{}", ack.text);
+}
