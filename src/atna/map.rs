@@ -85,7 +85,10 @@ fn base64_text(text: &str) -> Option<String> {
 
 fn in_range(v: Option<&str>, max: u32) -> Option<&str> {
     let v = v?.trim();
-    v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).map(|_| v)
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .map(|_| v)
 }
 
 /// The AuditEvent for a message [`super::parse`] accepted.
@@ -268,7 +271,8 @@ fn dicom_extensions(a: &mut Arr, p: &Element) {
                 a.obj(|e| {
                     e.str("url", EXT_SOP_CLASS).obj("valueReference", |r| {
                         r.obj("identifier", |i| {
-                            i.str("system", DICOM_UID_SYSTEM).str("value", &uid_value(uid));
+                            i.str("system", DICOM_UID_SYSTEM)
+                                .str("value", &uid_value(uid));
                         });
                     });
                 });
@@ -326,7 +330,8 @@ fn participant_object(x: &mut Obj, p: &Element, rx: &Received) {
                 }
                 if is_study {
                     // The form pixel digests are attached to.
-                    i.str("system", DICOM_UID_SYSTEM).str("value", &uid_value(id));
+                    i.str("system", DICOM_UID_SYSTEM)
+                        .str("value", &uid_value(id));
                 } else if is_patient {
                     let stored = crate::radiology::privacy::patient_id(&rx.privacy, None, id);
                     if let Some(s) = &stored.system {
@@ -453,7 +458,11 @@ pub fn parse_failure_event(rx: &Received, reason: &str) -> String {
         o.str("resourceType", "AuditEvent")
             .coding("type", DCM, "110113", "Security Alert")
             .arr("subtype", |a| {
-                a.coding(ATNA_SYSTEM, "parse-failure", "Audit message could not be read");
+                a.coding(
+                    ATNA_SYSTEM,
+                    "parse-failure",
+                    "Audit message could not be read",
+                );
             })
             .str("action", "E")
             .str("recorded", &rx.received)
@@ -523,6 +532,9 @@ mod tests {
         let study = &json["entity"][0];
         assert_eq!(study["what"]["identifier"]["value"], "urn:oid:1.2.3");
         assert_eq!(study["extension"].as_array().unwrap().len(), 3);
-        assert_eq!(json["entity"][1]["detail"][0]["type"], DETAIL_MESSAGE_SHA256);
+        assert_eq!(
+            json["entity"][1]["detail"][0]["type"],
+            DETAIL_MESSAGE_SHA256
+        );
     }
 }

@@ -53,7 +53,9 @@ pub struct Received<'a> {
 pub fn parse(raw: &[u8], limits: XmlLimits) -> Result<Element, AtnaError> {
     let root = xml::parse(raw, limits)?;
     if root.name != "AuditMessage" {
-        return Err(AtnaError::NotAuditMessage(root.name.chars().take(64).collect()));
+        return Err(AtnaError::NotAuditMessage(
+            root.name.chars().take(64).collect(),
+        ));
     }
     let ev = root
         .child("EventIdentification")

@@ -199,11 +199,23 @@ mod tests {
         ));
         let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
         assert_eq!(
-            parse(deep.as_bytes(), XmlLimits { max_bytes: usize::MAX, ..l }),
+            parse(
+                deep.as_bytes(),
+                XmlLimits {
+                    max_bytes: usize::MAX,
+                    ..l
+                }
+            ),
             Err(XmlError::TooDeep(16))
         );
-        assert!(matches!(parse(b"<a><b></a>", l), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse(b"<a><b></a>", l),
+            Err(XmlError::Malformed(_))
+        ));
         assert_eq!(parse(b"  ", l), Err(XmlError::Empty));
-        assert_eq!(parse(&[b' '; 10], XmlLimits { max_bytes: 4, ..l }), Err(XmlError::TooLarge(4)));
+        assert_eq!(
+            parse(&[b' '; 10], XmlLimits { max_bytes: 4, ..l }),
+            Err(XmlError::TooLarge(4))
+        );
     }
 }

@@ -140,7 +140,10 @@ impl SyslogSettings {
         }
         super::positive("syslog.max_frame_bytes", raw.max_frame_bytes)?;
         super::positive("syslog.max_connections", raw.max_connections)?;
-        super::positive("syslog.max_connections_per_peer", raw.max_connections_per_peer)?;
+        super::positive(
+            "syslog.max_connections_per_peer",
+            raw.max_connections_per_peer,
+        )?;
         if raw.read_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
                 key: "syslog.read_timeout_ms",

@@ -230,7 +230,11 @@ impl Handler {
                 match frame::decode(&mut buf, max) {
                     Some(Decoded::Frame(f)) => {
                         messages += 1;
-                        if !process::store_until_stored(&self.ctx, &f, self.peer, transport, &stopping).await {
+                        if !process::store_until_stored(
+                            &self.ctx, &f, self.peer, transport, &stopping,
+                        )
+                        .await
+                        {
                             why = "store unavailable at shutdown";
                             break 'conn;
                         }
@@ -274,7 +278,8 @@ impl Handler {
                     if !buf.is_empty() && buf.len() <= max && !buf[0].is_ascii_digit() {
                         let f = buf.split().freeze();
                         messages += 1;
-                        process::store_until_stored(&self.ctx, &f, self.peer, transport, &stopping).await;
+                        process::store_until_stored(&self.ctx, &f, self.peer, transport, &stopping)
+                            .await;
                     } else if !buf.is_empty() {
                         why = "closed by peer inside a frame";
                     }

@@ -108,10 +108,8 @@ pub(super) async fn store(
                 .collect();
             PARSE_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(at = ?at, peer_port = peer.port(), "syslog: mapped AuditEvent failed validation; storing a parse-failure event");
-            let body = atna::parse_failure_event(
-                &rx,
-                "the converted AuditEvent failed FHIR validation",
-            );
+            let body =
+                atna::parse_failure_event(&rx, "the converted AuditEvent failed FHIR validation");
             match ctx.intake.submit(Submission::mapped(body)).await {
                 Ok(_) => {
                     STORED.fetch_add(1, Ordering::Relaxed);
@@ -145,10 +143,16 @@ pub(super) async fn store_until_stored(
             Err(NotStored::Retry) => {
                 if stopping.load(Ordering::Relaxed) {
                     LOST.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(peer_port = peer.port(), "syslog: message not stored before shutdown");
+                    tracing::error!(
+                        peer_port = peer.port(),
+                        "syslog: message not stored before shutdown"
+                    );
                     return false;
                 }
-                tracing::warn!(peer_port = peer.port(), "syslog: store refused a message; retrying");
+                tracing::warn!(
+                    peer_port = peer.port(),
+                    "syslog: store refused a message; retrying"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

@@ -65,7 +65,9 @@ impl UdpListener {
         }
         stopping.store(true, Ordering::Relaxed);
         // Every permit back: every datagram in flight is stored (or lost).
-        let _ = limit.acquire_many(self.settings.max_connections as u32).await;
+        let _ = limit
+            .acquire_many(self.settings.max_connections as u32)
+            .await;
         tracing::info!("syslog: UDP listener stopped");
     }
 

@@ -55,7 +55,9 @@ pub fn one_line(xml: &[u8]) -> String {
 
 /// An RFC 5424 message around `msg`.
 pub fn rfc5424(msg: &str) -> String {
-    format!("<85>1 2026-03-01T10:15:30.123+01:00 pacs.example.org DCM4CHEE 4242 IHE+RFC-3881 - {msg}")
+    format!(
+        "<85>1 2026-03-01T10:15:30.123+01:00 pacs.example.org DCM4CHEE 4242 IHE+RFC-3881 - {msg}"
+    )
 }
 
 /// RFC 6587 octet counting.
@@ -141,12 +143,10 @@ impl SyslogApp {
 
 /// The received-message entity's detail `type`, if present.
 pub fn message_detail<'a>(event: &'a Value, kind: &str) -> Option<&'a Value> {
-    event["entity"].as_array()?.iter().find_map(|e| {
-        e["detail"]
-            .as_array()?
-            .iter()
-            .find(|d| d["type"] == kind)
-    })
+    event["entity"]
+        .as_array()?
+        .iter()
+        .find_map(|e| e["detail"].as_array()?.iter().find(|d| d["type"] == kind))
 }
 
 pub fn is_parse_failure(event: &Value) -> bool {

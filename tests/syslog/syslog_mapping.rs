@@ -29,7 +29,9 @@ fn received<'a>(raw: &'a [u8], privacy: PrivacySettings) -> Received<'a> {
 fn map(raw: &[u8], privacy: PrivacySettings) -> Value {
     let msg = atna::parse(raw, XmlLimits::default()).expect("a DICOM audit message");
     let body = atna::to_audit_event(&msg, &received(raw, privacy));
-    if let Err(r) = vellum::fhir::create::check(body.as_bytes(), true, vellum_json::Limits::INTERNAL) {
+    if let Err(r) =
+        vellum::fhir::create::check(body.as_bytes(), true, vellum_json::Limits::INTERNAL)
+    {
         panic!("vellum refused the mapped event: {:?}\n{body}", r.issues());
     }
     serde_json::from_str(&body).unwrap()
@@ -61,7 +63,10 @@ fn every_fixture_maps_to_a_valid_audit_event() {
         let event = map(raw, PrivacySettings::default());
         let code = EVENT_TYPES.iter().find(|(n, _)| n == name).unwrap().1;
         assert_eq!(event["type"]["code"], code, "{name}");
-        assert_eq!(event["type"]["system"], "http://dicom.nema.org/resources/ontology/DCM");
+        assert_eq!(
+            event["type"]["system"],
+            "http://dicom.nema.org/resources/ontology/DCM"
+        );
         // The raw message's hash is kept; the raw bytes only when configured.
         let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(raw));
         assert_eq!(
@@ -70,7 +75,10 @@ fn every_fixture_maps_to_a_valid_audit_event() {
             "{name}"
         );
         assert!(message_detail(&event, "atna-message").is_none());
-        assert!(event["source"]["observer"]["identifier"]["value"].is_string(), "{name}");
+        assert!(
+            event["source"]["observer"]["identifier"]["value"].is_string(),
+            "{name}"
+        );
     }
 }
 
@@ -102,11 +110,16 @@ fn the_mapping_follows_the_r4_dicom_mapping() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|x| x["url"] == format!("http://hl7.org/fhir/StructureDefinition/auditevent-{url}"))
+            .filter(|x| {
+                x["url"] == format!("http://hl7.org/fhir/StructureDefinition/auditevent-{url}")
+            })
             .cloned()
             .collect()
     };
-    assert_eq!(ext("Accession")[0]["valueIdentifier"]["value"], "ACC-2026-0042");
+    assert_eq!(
+        ext("Accession")[0]["valueIdentifier"]["value"],
+        "ACC-2026-0042"
+    );
     assert_eq!(
         ext("SOPClass")[0]["valueReference"]["identifier"]["value"],
         "urn:oid:1.2.840.10008.5.1.4.1.1.2"
@@ -114,7 +127,10 @@ fn the_mapping_follows_the_r4_dicom_mapping() {
     assert_eq!(ext("NumberOfInstances")[0]["valueInteger"], 3);
     assert_eq!(ext("Instance").len(), 3);
     let patient = &e["entity"][1];
-    assert_eq!(patient["what"]["identifier"]["value"], "PID-0042^^^HOSPITAL");
+    assert_eq!(
+        patient["what"]["identifier"]["value"],
+        "PID-0042^^^HOSPITAL"
+    );
     assert_eq!(patient["name"], "DOE^JANE");
 
     // Query: the query bytes (base64), a detail, never a name as well.
@@ -154,13 +170,24 @@ fn privacy_settings_apply() {
     .unwrap();
     let e = map(&raw, privacy);
     let patient = &e["entity"][0];
-    assert_eq!(patient["what"]["identifier"]["system"], "https://vellum-audit.org/fhir/pseudonym");
-    assert_ne!(patient["what"]["identifier"]["value"], "PID-0042^^^HOSPITAL");
+    assert_eq!(
+        patient["what"]["identifier"]["system"],
+        "https://vellum-audit.org/fhir/pseudonym"
+    );
+    assert_ne!(
+        patient["what"]["identifier"]["value"],
+        "PID-0042^^^HOSPITAL"
+    );
     assert!(patient.get("name").is_none());
     let kept = message_detail(&e, "atna-message").unwrap()["valueBase64Binary"]
         .as_str()
         .unwrap();
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(kept).unwrap(), raw);
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(kept)
+            .unwrap(),
+        raw
+    );
 }
 
 #[test]
@@ -169,7 +196,8 @@ fn invalid_messages_become_valid_parse_failure_events() {
     assert_eq!(invalid.len(), 5);
     for (name, raw) in &invalid {
         let err = atna::parse(raw, XmlLimits::default()).expect_err(name);
-        let body = atna::parse_failure_event(&received(raw, PrivacySettings::default()), &err.to_string());
+        let body =
+            atna::parse_failure_event(&received(raw, PrivacySettings::default()), &err.to_string());
         vellum::fhir::create::check(body.as_bytes(), true, vellum_json::Limits::INTERNAL)
             .unwrap_or_else(|r| panic!("{name}: {:?}", r.issues()));
         let e: Value = serde_json::from_str(&body).unwrap();
@@ -184,7 +212,10 @@ fn invalid_messages_become_valid_parse_failure_events() {
 
 #[test]
 fn mapped_events_pass_the_independent_validator() {
-    if !tool_available("node (independent FHIR validator)", on_path("node") && on_path("npm")) {
+    if !tool_available(
+        "node (independent FHIR validator)",
+        on_path("node") && on_path("npm"),
+    ) {
         return;
     }
     let mut events: Vec<Value> = valid_fixtures()

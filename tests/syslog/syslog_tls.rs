@@ -34,8 +34,10 @@ fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, 
         .unwrap();
     b.set_subject_name(&name).unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     if ca {
         b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
             .unwrap();
@@ -91,10 +93,17 @@ async fn tls_connect(port: u16, pki: &Pki, client_cert: bool) -> Option<SslStrea
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
     b.set_ca_file(Path::new(&pki.path("ca.pem"))).unwrap();
     if client_cert {
-        b.set_certificate_file(pki.path("client.pem"), SslFiletype::PEM).unwrap();
-        b.set_private_key_file(pki.path("client.key"), SslFiletype::PEM).unwrap();
+        b.set_certificate_file(pki.path("client.pem"), SslFiletype::PEM)
+            .unwrap();
+        b.set_private_key_file(pki.path("client.key"), SslFiletype::PEM)
+            .unwrap();
     }
-    let ssl = b.build().configure().unwrap().into_ssl("localhost").unwrap();
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("localhost")
+        .unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut s = SslStream::new(ssl, tcp).unwrap();
     Pin::new(&mut s).connect().await.ok()?;
