@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::atna::{self, Received, XmlLimits};
@@ -27,7 +28,8 @@ pub struct Counters {
     pub parse_failures: u64,
     /// UDP datagrams dropped because too many were being stored already.
     pub udp_dropped: u64,
-    /// Messages received but not stored (the store refused until shutdown).
+    /// Messages received but not stored (the store refused them until
+    /// shutdown, or refused even their parse-failure event).
     pub lost: u64,
 }
 
@@ -57,6 +59,9 @@ pub(super) struct Context {
 pub(super) enum NotStored {
     /// The store refused or failed; worth retrying.
     Retry,
+    /// Even the parse-failure event was refused (a mapping bug): retrying
+    /// cannot help.
+    Refused,
 }
 
 /// Maps and stores one frame. A message that is not a DICOM audit
@@ -79,8 +84,13 @@ pub(super) async fn store(
         received: vellum_ledger::stamp(OffsetDateTime::now_utc()),
         privacy: ctx.privacy.clone(),
     };
-    let body = match atna::parse(m.msg, ctx.limits) {
-        Ok(msg) => atna::to_audit_event(&msg, &rx),
+    let (body, key) = match atna::parse(m.msg, ctx.limits) {
+        // A message sent again (a sender's retry after a broken
+        // connection) is stored once: the key is its exact bytes' hash.
+        Ok(msg) => (
+            atna::to_audit_event(&msg, &rx),
+            Some(format!("atna:{}", hex::encode(Sha256::digest(m.msg)))),
+        ),
         Err(e) => {
             PARSE_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -90,10 +100,14 @@ pub(super) async fn store(
                 reason = reason_kind(&e),
                 "syslog: not a readable DICOM audit message; storing a parse-failure event"
             );
-            atna::parse_failure_event(&rx, &e.to_string())
+            (atna::parse_failure_event(&rx, &e.to_string()), None)
         }
     };
-    match ctx.intake.submit(Submission::mapped(body)).await {
+    let submission = match key {
+        Some(k) => Submission::mapped(body).with_key(k),
+        None => Submission::mapped(body),
+    };
+    match ctx.intake.submit(submission).await {
         Ok(Stored::Committed(_)) | Ok(Stored::Existing(_)) => {
             STORED.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -117,7 +131,7 @@ pub(super) async fn store(
                 }
                 Err(IntakeError::Rejected(_)) => {
                     tracing::error!("syslog: the parse-failure event failed validation");
-                    Err(NotStored::Retry)
+                    Err(NotStored::Refused)
                 }
                 Err(_) => Err(NotStored::Retry),
             }
@@ -127,8 +141,8 @@ pub(super) async fn store(
 }
 
 /// Stores one frame, retrying store failures with backoff until
-/// `stopping` is set: the server is shutting down. Returns false when the
-/// message was lost.
+/// `stopping` is set. Returns false only when the server is stopping and
+/// the message could not be stored (the connection should close).
 pub(super) async fn store_until_stored(
     ctx: &Context,
     raw: &[u8],
@@ -140,6 +154,11 @@ pub(super) async fn store_until_stored(
     loop {
         match store(ctx, raw, peer, transport).await {
             Ok(()) => return true,
+            Err(NotStored::Refused) => {
+                // Counted and logged; the connection goes on.
+                LOST.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
             Err(NotStored::Retry) => {
                 if stopping.load(Ordering::Relaxed) {
                     LOST.fetch_add(1, Ordering::Relaxed);

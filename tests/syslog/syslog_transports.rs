@@ -31,11 +31,13 @@ fn logger(port: u16, transport: &[&str], lines: &[String]) {
     assert!(status.success(), "logger {transport:?} failed");
 }
 
-fn some_fixtures() -> Vec<String> {
+/// Four one-line fixtures, made distinct per `round` (a message sent
+/// again byte for byte is stored once).
+fn some_fixtures(round: u32) -> Vec<String> {
     valid_fixtures()
         .into_iter()
         .take(4)
-        .map(|(_, raw)| one_line(&raw))
+        .map(|(_, raw)| one_line(&raw).replace("T10:15:30.123", &format!("T10:15:3{round}.123")))
         .collect()
 }
 
@@ -46,15 +48,15 @@ backend_tests! {
         }
         let db = TestDb::new(backend).await;
         let app = spawn_syslog_app(&db.url, |_| {}).await;
-        let lines = some_fixtures();
+        let lines = some_fixtures(1);
         let tcp = app.tcp.unwrap();
         logger(tcp, &["-T", "--octet-count"], &lines);
         let events = app.wait_for(lines.len()).await;
         assert_eq!(events.len(), lines.len(), "{backend:?}: octet counting");
-        logger(tcp, &["-T"], &lines);
+        logger(tcp, &["-T"], &some_fixtures(2));
         let events = app.wait_for(2 * lines.len()).await;
         assert_eq!(events.len(), 2 * lines.len(), "{backend:?}: LF framing");
-        logger(app.udp.unwrap(), &["-d"], &lines);
+        logger(app.udp.unwrap(), &["-d"], &some_fixtures(3));
         let events = app.wait_for(3 * lines.len()).await;
         assert_eq!(events.len(), 3 * lines.len(), "{backend:?}: UDP");
         assert!(events.iter().all(|e| !is_parse_failure(e)), "{backend:?}");
@@ -100,6 +102,32 @@ backend_tests! {
             assert_eq!(message_detail(e, "syslog-hostname").unwrap()["valueString"], "oldpacs");
             assert_eq!(message_detail(e, "syslog-app-name").unwrap()["valueString"], "AUDIT");
         }
+    }
+
+    async fn a_message_sent_again_is_stored_once(backend) {
+        let db = TestDb::new(backend).await;
+        let app = spawn_syslog_app(&db.url, |_| {}).await;
+        let msg = rfc5424(&one_line(&valid_fixtures()[0].1));
+        for _ in 0..2 {
+            let mut tcp = TcpStream::connect(("127.0.0.1", app.tcp.unwrap())).await.unwrap();
+            tcp.write_all(&octet_counted(&msg)).await.unwrap();
+            tcp.shutdown().await.unwrap();
+            // Wait for this connection's message before the next.
+            let mut buf = [0u8; 1];
+            let _ = tcp.read(&mut buf).await;
+        }
+        // A different message after both: once it is stored, so is the rest.
+        let mut tcp = TcpStream::connect(("127.0.0.1", app.tcp.unwrap())).await.unwrap();
+        let other = rfc5424(&one_line(&valid_fixtures()[1].1));
+        tcp.write_all(&octet_counted(&other)).await.unwrap();
+        tcp.shutdown().await.unwrap();
+        let mut buf = [0u8; 1];
+        let _ = tcp.read(&mut buf).await;
+        let events = app.wait_for(2).await;
+        assert_eq!(events.len(), 2, "{backend:?}");
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!(code, 0, "{verdict}");
+        assert_eq!(verdict["entries"], 2, "{backend:?}: {verdict}");
     }
 
     async fn oversize_frames_close_the_connection_and_peers_are_capped(backend) {
