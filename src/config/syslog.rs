@@ -185,4 +185,22 @@ mod tests {
         let e = SyslogSettings::validate(raw, &PrivacySettings::default()).unwrap_err();
         assert!(e.to_string().contains("syslog.udp_addr"), "{e}");
     }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn listeners_come_from_vellum_syslog_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_SYSLOG_ADDR", "127.0.0.1:1514");
+            jail.set_env("VELLUM_SYSLOG_UDP_ADDR", "127.0.0.1:1515");
+            jail.set_env("VELLUM_SYSLOG_MAX_CONNECTIONS_PER_PEER", "3");
+            jail.set_env("VELLUM_PRIVACY_STORE_CONTENT", "true");
+            let s = super::super::Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.syslog.addr, Some("127.0.0.1:1514".parse().unwrap()));
+            assert_eq!(s.syslog.udp_addr, Some("127.0.0.1:1515".parse().unwrap()));
+            assert_eq!(s.syslog.tls_addr, None);
+            assert_eq!(s.syslog.max_connections_per_peer, 3);
+            assert!(s.syslog.privacy.store_content);
+            Ok(())
+        });
+    }
 }
