@@ -15,9 +15,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("hl7v2", 2),
     ("radiology", 2),
     ("dicom", 2),
+    ("atna", 2),
     ("intake", 3),
     ("http", 4),
     ("mllp", 4),
+    ("syslog", 4),
     ("digest_worker", 4),
     ("startup", 5),
 ];

@@ -1,5 +1,6 @@
 //! vellum: a tamper-evident FHIR AuditEvent repository for radiology AI.
 
+pub mod atna;
 pub mod config;
 pub mod dicom;
 pub mod digest_worker;
@@ -10,6 +11,7 @@ pub mod intake;
 pub mod mllp;
 pub mod radiology;
 pub mod startup;
+pub mod syslog;
 pub mod telemetry;
 pub mod vocabulary;
 

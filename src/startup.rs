@@ -13,6 +13,7 @@ use crate::digest_worker::DigestWorker;
 use crate::http::AppState;
 use crate::intake::Intake;
 use crate::mllp::MllpListener;
+use crate::syslog::{SyslogListener, UdpListener};
 use vellum_ledger::store::{AnyStore, Store, StoreError};
 use vellum_ledger::Ledger;
 
@@ -39,6 +40,16 @@ pub struct Application {
     mllp: Vec<MllpListener>,
     /// Completes pending pixel digests (None: no DICOM source, or off).
     digest_worker: Option<DigestWorker>,
+    /// The ATNA syslog listeners (`[syslog]`; all off by default).
+    syslog: SyslogListeners,
+}
+
+/// The `[syslog]` listeners that are on.
+#[derive(Default)]
+struct SyslogListeners {
+    tcp: Option<SyslogListener>,
+    tls: Option<SyslogListener>,
+    udp: Option<UdpListener>,
 }
 
 impl Application {
@@ -56,6 +67,7 @@ impl Application {
         // Without a source the create paths skip the DICOM step entirely.
         let dicom_sources = dicom_service.has_sources().then(|| dicom_service.clone());
         let mllp = bind_mllp(settings, &ledger, dicom_sources.clone()).await?;
+        let syslog = bind_syslog(settings, &ledger, dicom_sources.clone()).await?;
         let bind_error = |source| StartError::Bind {
             addr: settings.http_addr,
             source,
@@ -81,6 +93,7 @@ impl Application {
             ledger,
             mllp,
             digest_worker,
+            syslog,
         })
     }
 
@@ -99,6 +112,16 @@ impl Application {
         self.mllp.iter().map(|m| m.local_addr().port()).collect()
     }
 
+    /// The bound syslog ports (TCP, TLS, UDP), when on.
+    pub fn syslog_ports(&self) -> (Option<u16>, Option<u16>, Option<u16>) {
+        let s = &self.syslog;
+        (
+            s.tcp.as_ref().map(|l| l.local_addr().port()),
+            s.tls.as_ref().map(|l| l.local_addr().port()),
+            s.udp.as_ref().map(|l| l.local_addr().port()),
+        )
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
@@ -113,13 +136,14 @@ impl Application {
             ledger,
             mllp,
             digest_worker,
+            syslog,
             ..
         } = self;
         drop(ledger);
         // The worker stops after the server (its append in flight commits).
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
-        let result = serve(server, mllp).await;
+        let result = serve(server, mllp, syslog).await;
         let _ = worker_stop.send(true);
         if let Some(w) = worker {
             let _ = w.await;
@@ -152,9 +176,46 @@ async fn bind_mllp(
     Ok(mllp)
 }
 
-/// Runs the HTTP server and the MLLP listeners until stopped.
-async fn serve(server: Server, mllp: Vec<MllpListener>) -> std::io::Result<()> {
-    if mllp.is_empty() {
+/// Binds the `[syslog]` listeners that are on (one ledger, as MLLP).
+async fn bind_syslog(
+    settings: &Settings,
+    ledger: &Ledger,
+    dicom: Option<Arc<DicomService>>,
+) -> Result<SyslogListeners, StartError> {
+    let s = &settings.syslog;
+    let intake = Intake::new(ledger.clone(), dicom, vellum_json::Limits::INTERNAL);
+    let bind_error = |addr| move |source| StartError::Bind { addr, source };
+    let mut out = SyslogListeners::default();
+    for (addr, tls) in [(s.addr, false), (s.tls_addr, true)] {
+        if let Some(addr) = addr {
+            let l = SyslogListener::bind(addr, tls, intake.clone(), s.clone())
+                .await
+                .map_err(bind_error(addr))?;
+            if tls {
+                out.tls = Some(l);
+            } else {
+                out.tcp = Some(l);
+            }
+        }
+    }
+    if let Some(addr) = s.udp_addr {
+        out.udp = Some(
+            UdpListener::bind(addr, intake, s.clone())
+                .await
+                .map_err(bind_error(addr))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Runs the HTTP server, the MLLP and the syslog listeners until stopped.
+async fn serve(
+    server: Server,
+    mllp: Vec<MllpListener>,
+    syslog: SyslogListeners,
+) -> std::io::Result<()> {
+    let no_syslog = syslog.tcp.is_none() && syslog.tls.is_none() && syslog.udp.is_none();
+    if mllp.is_empty() && no_syslog {
         return server.await;
     }
     // One stop signal for every listener: the termination signal or the
@@ -167,15 +228,19 @@ async fn serve(server: Server, mllp: Vec<MllpListener>) -> std::io::Result<()> {
             let _ = stop_tx.send(true);
         }
     });
-    let mllp_tasks: Vec<_> = mllp
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut mllp_tasks: Vec<_> = mllp
         .into_iter()
-        .map(|listener| {
-            let mut stop_rx = stop_rx.clone();
-            tokio::spawn(listener.run(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            }))
-        })
+        .map(|listener| tokio::spawn(listener.run(stopped(stop_rx.clone()))))
         .collect();
+    for l in [syslog.tcp, syslog.tls].into_iter().flatten() {
+        mllp_tasks.push(tokio::spawn(l.run(stopped(stop_rx.clone()))));
+    }
+    if let Some(l) = syslog.udp {
+        mllp_tasks.push(tokio::spawn(l.run(stopped(stop_rx.clone()))));
+    }
     let result = server.await;
     let _ = stop_tx.send(true);
     for task in mllp_tasks {

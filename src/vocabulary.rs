@@ -75,3 +75,20 @@ pub const EXT_SOP_CLASS: &str = "http://hl7.org/fhir/StructureDefinition/auditev
 pub const DETAIL_DIGEST: &str = "pixel-sha256";
 pub const DETAIL_MISMATCH: &str = "pixel-sha256-mismatch";
 pub const DETAIL_PENDING: &str = "pixel-sha256-pending";
+
+// DICOM audit messages (ATNA syslog).
+pub const EXT_CONTAINS_STUDY: &str =
+    "http://hl7.org/fhir/StructureDefinition/auditevent-ParticipantObjectContainsStudy";
+pub const EXT_INSTANCE: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-Instance";
+pub const EXT_MPPS: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-MPPS";
+pub const EXT_ENCRYPTED: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-Encrypted";
+pub const EXT_ANONYMIZED: &str = "http://hl7.org/fhir/StructureDefinition/auditevent-Anonymized";
+/// `entity.lifecycle` (ParticipantObjectDataLifeCycle).
+pub const LIFECYCLE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/dicom-audit-lifecycle";
+/// RFC 3881 code values (ParticipantObjectIDTypeCode 1–12).
+pub const RFC3881_SYSTEM: &str = "urn:ietf:rfc:3881";
+/// IHE transaction codes (EventTypeCode `ITI-20` …).
+pub const IHE_EVENT_TYPE_SYSTEM: &str = "urn:ihe:event-type-code";
+/// vellum's codes for received audit messages (parse failures,
+/// `entity.detail` types of the raw message).
+pub const ATNA_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/atna";

@@ -130,8 +130,27 @@ mod tests {
                 "VELLUM_{var}"
             );
         }
+        let syslog = [
+            "addr",
+            "tls_addr",
+            "udp_addr",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "max_frame_bytes",
+            "read_timeout_ms",
+            "max_connections",
+            "max_connections_per_peer",
+        ];
+        for key in syslog {
+            assert_eq!(
+                names.get(&format!("syslog_{key}")),
+                Some(&format!("syslog.{key}")),
+                "VELLUM_SYSLOG_{key}"
+            );
+        }
         // No name left over, and none claimed by two keys.
-        assert_eq!(names.len(), documented.len());
+        assert_eq!(names.len(), documented.len() + syslog.len());
     }
 
     #[test]

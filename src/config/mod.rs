@@ -17,6 +17,7 @@ mod limits;
 mod mllp;
 mod privacy;
 pub mod secret;
+mod syslog;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
 pub use secret::Secret;
+pub use syslog::{RawSyslog, SyslogSettings};
 pub use writer::{RawWriter, WriterSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,9 @@ pub struct RawSettings {
     /// `[limits]`: bounds on request bodies (env `VELLUM_LIMITS_*`).
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[syslog]`: the ATNA syslog listeners (env `VELLUM_SYSLOG_*`).
+    #[serde(default)]
+    pub syslog: RawSyslog,
 }
 
 /// The document split into its sections.
@@ -106,6 +111,7 @@ struct RawSections {
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
     limits: RawLimits,
+    syslog: RawSyslog,
 }
 
 impl RawSettings {
@@ -121,6 +127,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            syslog,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -144,6 +151,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            syslog,
         }
     }
 
@@ -170,6 +178,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            syslog,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -201,6 +210,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            syslog,
         }
     }
 }
@@ -216,6 +226,7 @@ impl Default for RawSettings {
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
+            syslog: RawSyslog::default(),
         })
     }
 }
@@ -237,6 +248,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
+    pub syslog: SyslogSettings,
 }
 
 impl Settings {
@@ -266,6 +278,7 @@ impl Settings {
             privacy,
             dicom,
             limits,
+            syslog,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -274,6 +287,7 @@ impl Settings {
         let writer = writer.validate()?;
         let dicom = DicomSettings::validate(dicom)?;
         let limits = LimitSettings::validate(&limits)?;
+        let syslog = SyslogSettings::validate(syslog, &privacy)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -292,6 +306,7 @@ impl Settings {
             privacy,
             dicom,
             limits,
+            syslog,
         })
     }
 }

@@ -71,6 +71,30 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             crate::dicom::enrich::mismatches(),
         ),
         (
+            "vellum_syslog_messages_received_total",
+            "counter",
+            "ATNA syslog messages received (TCP, TLS and UDP), since this process started.",
+            crate::syslog::counters().received,
+        ),
+        (
+            "vellum_syslog_parse_failures_total",
+            "counter",
+            "ATNA syslog messages stored as parse-failure events (not a readable DICOM audit message).",
+            crate::syslog::counters().parse_failures,
+        ),
+        (
+            "vellum_syslog_udp_dropped_total",
+            "counter",
+            "ATNA syslog UDP datagrams dropped because too many were being stored at once.",
+            crate::syslog::counters().udp_dropped,
+        ),
+        (
+            "vellum_syslog_lost_total",
+            "counter",
+            "ATNA syslog messages received but not stored before shutdown (the store refused them).",
+            crate::syslog::counters().lost,
+        ),
+        (
             "vellum_dicom_pending_digests",
             "gauge",
             "Study pixel digests still pending (no follow-up event yet).",

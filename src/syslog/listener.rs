@@ -1,0 +1,305 @@
+//! The TCP and TLS syslog listeners (shaped like the MLLP listener): an
+//! accept loop bounded by a connection semaphore and a per-address cap,
+//! one handler per connection, graceful shutdown (stop accepting, store
+//! the frames already received whole, then close).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use openssl::ssl::SslAcceptor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+
+use crate::atna::XmlLimits;
+use crate::config::SyslogSettings;
+use crate::intake::Intake;
+use crate::mllp::tls;
+
+use super::frame::{self, Decoded};
+use super::process::{self, Context};
+
+/// Open connections per remote address.
+type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// A bound syslog TCP or TLS listener, not yet accepting.
+pub struct SyslogListener {
+    listener: TcpListener,
+    local: SocketAddr,
+    ctx: Arc<Context>,
+    settings: SyslogSettings,
+    tls: Option<Arc<SslAcceptor>>,
+    peers: Peers,
+}
+
+/// Frees a peer's slot when its connection ends.
+struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = peers.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl SyslogListener {
+    /// Binds `addr`; `tls` makes it RFC 5425 (the certificate comes from
+    /// `settings.tls`).
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: bool,
+        intake: Intake,
+        settings: SyslogSettings,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let tls = match (tls, &settings.tls) {
+            (true, Some(t)) => Some(Arc::new(tls::acceptor(t)?)),
+            (true, None) => {
+                return Err(std::io::Error::other(
+                    "the syslog TLS listener needs a certificate and key",
+                ))
+            }
+            (false, _) => None,
+        };
+        Ok(SyslogListener {
+            listener,
+            local,
+            ctx: Arc::new(Context {
+                intake,
+                privacy: settings.privacy.clone(),
+                limits: XmlLimits {
+                    max_bytes: settings.max_frame_bytes,
+                    ..XmlLimits::default()
+                },
+            }),
+            settings,
+            tls,
+            peers: Arc::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Accepts until `shutdown` completes, then lets every handler store
+    /// the frames it has received whole and returns when all are done.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (notify_shutdown, _) = broadcast::channel::<()>(1);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let limit = Arc::new(Semaphore::new(self.settings.max_connections));
+        tokio::select! {
+            _ = self.accept_loop(&limit, &notify_shutdown, &done_tx, &stopping) => {}
+            _ = shutdown => {
+                tracing::info!(tls = self.is_tls(), "syslog: shutting down, storing received messages");
+            }
+        }
+        stopping.store(true, Ordering::Relaxed);
+        let SyslogListener { listener, .. } = self;
+        drop(listener);
+        drop(notify_shutdown);
+        drop(done_tx);
+        let _ = done_rx.recv().await;
+        tracing::info!("syslog: stopped");
+    }
+
+    async fn accept_loop(
+        &self,
+        limit: &Arc<Semaphore>,
+        notify_shutdown: &broadcast::Sender<()>,
+        done_tx: &mpsc::Sender<()>,
+        stopping: &Arc<AtomicBool>,
+    ) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            let (mut socket, peer) = match self.listener.accept().await {
+                Ok(s) => {
+                    backoff = Duration::from_millis(10);
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!(error_kind = ?e.kind(), "syslog: accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let slot = {
+                let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+                let n = peers.entry(peer.ip()).or_insert(0);
+                if *n >= self.settings.max_connections_per_peer {
+                    None
+                } else {
+                    *n += 1;
+                    Some(PeerSlot {
+                        peers: self.peers.clone(),
+                        ip: peer.ip(),
+                    })
+                }
+            };
+            let Some(slot) = slot else {
+                tracing::warn!(
+                    peer_port = peer.port(),
+                    "syslog: too many connections from one address; closed"
+                );
+                let _ = socket.shutdown().await;
+                continue;
+            };
+            let handler = Handler {
+                ctx: self.ctx.clone(),
+                settings: self.settings.clone(),
+                tls: self.tls.clone(),
+                peer,
+                shutdown: notify_shutdown.subscribe(),
+                stopping: stopping.clone(),
+                _done: done_tx.clone(),
+            };
+            tokio::spawn(async move {
+                handler.run(socket).await;
+                drop(slot);
+                drop(permit);
+            });
+        }
+    }
+}
+
+struct Handler {
+    ctx: Arc<Context>,
+    settings: SyslogSettings,
+    tls: Option<Arc<SslAcceptor>>,
+    peer: SocketAddr,
+    shutdown: broadcast::Receiver<()>,
+    stopping: Arc<AtomicBool>,
+    _done: mpsc::Sender<()>,
+}
+
+impl Handler {
+    async fn run(mut self, socket: TcpStream) {
+        let started = Instant::now();
+        let transport = if self.tls.is_some() { "tls" } else { "tcp" };
+        let mut stream: Box<dyn tls::Io> = match &self.tls {
+            None => Box::new(socket),
+            Some(acceptor) => {
+                let handshake = tokio::select! {
+                    r = tokio::time::timeout(self.settings.read_timeout, tls::accept(acceptor, socket)) => r,
+                    _ = self.shutdown.recv() => return,
+                };
+                match handshake {
+                    Ok(Ok(s)) => Box::new(s),
+                    _ => {
+                        tracing::debug!(
+                            peer_port = self.peer.port(),
+                            "syslog: TLS handshake failed or timed out"
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        let max = self.settings.max_frame_bytes;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut messages = 0usize;
+        let mut why = "closed by peer";
+        let stopping = self.stopping.clone();
+        let is_stopping = || stopping.load(Ordering::Relaxed);
+        'conn: loop {
+            // Store every whole frame already buffered, one at a time.
+            loop {
+                match frame::decode(&mut buf, max) {
+                    Some(Decoded::Frame(f)) => {
+                        messages += 1;
+                        if !process::store_until_stored(
+                            &self.ctx, &f, self.peer, transport, &stopping,
+                        )
+                        .await
+                        {
+                            why = "store unavailable at shutdown";
+                            break 'conn;
+                        }
+                    }
+                    Some(Decoded::TooLarge) => {
+                        tracing::warn!(
+                            peer_port = self.peer.port(),
+                            limit = max,
+                            "syslog: frame larger than max_frame_bytes; connection closed"
+                        );
+                        why = "frame too large";
+                        break 'conn;
+                    }
+                    None => break,
+                }
+            }
+            if is_stopping() {
+                why = "server shutdown";
+                break;
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.settings.read_timeout, stream.read_buf(&mut buf)) => r,
+                _ = self.shutdown.recv() => {
+                    why = "server shutdown";
+                    // Frames already whole in the buffer are stored first.
+                    self.stopping.store(true, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            match read {
+                Err(_) => {
+                    why = "read timeout";
+                    break;
+                }
+                Ok(Ok(0)) => {
+                    // A last LF-framed message without its LF (logger sends
+                    // none after the final line on some versions).
+                    if !buf.is_empty() && buf.len() <= max && !buf[0].is_ascii_digit() {
+                        let f = buf.split().freeze();
+                        messages += 1;
+                        process::store_until_stored(&self.ctx, &f, self.peer, transport, &stopping)
+                            .await;
+                    } else if !buf.is_empty() {
+                        why = "closed by peer inside a frame";
+                    }
+                    break;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => {
+                    why = "read error";
+                    break;
+                }
+            }
+        }
+        let _ = stream.shutdown().await;
+        tracing::debug!(
+            peer_port = self.peer.port(),
+            transport,
+            messages,
+            duration_ms = started.elapsed().as_millis() as u64,
+            reason = why,
+            "syslog: connection closed"
+        );
+    }
+}
