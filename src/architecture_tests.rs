@@ -19,6 +19,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 4),
     ("mllp", 4),
     ("digest_worker", 4),
+    ("reports", 4),
+    ("demo", 4),
     ("startup", 5),
 ];
 

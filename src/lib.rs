@@ -9,6 +9,7 @@ pub mod http;
 pub mod intake;
 pub mod mllp;
 pub mod radiology;
+pub mod reports;
 pub mod startup;
 pub mod telemetry;
 pub mod vocabulary;

@@ -16,6 +16,7 @@ mod http;
 mod limits;
 mod mllp;
 mod privacy;
+mod reports;
 pub mod secret;
 mod writer;
 
@@ -31,6 +32,7 @@ pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
+pub use reports::{RawReports, ReportSettings};
 pub use secret::Secret;
 pub use writer::{RawWriter, WriterSettings};
 
@@ -94,6 +96,9 @@ pub struct RawSettings {
     /// `[limits]`: bounds on request bodies (env `VELLUM_LIMITS_*`).
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[reports]`: QA reports (env `VELLUM_REPORTS_*`).
+    #[serde(default)]
+    pub reports: RawReports,
 }
 
 /// The document split into its sections.
@@ -106,6 +111,7 @@ struct RawSections {
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
     limits: RawLimits,
+    reports: RawReports,
 }
 
 impl RawSettings {
@@ -121,6 +127,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            reports,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -144,6 +151,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            reports,
         }
     }
 
@@ -170,6 +178,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            reports,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -201,6 +210,7 @@ impl RawSettings {
             privacy,
             dicom,
             limits,
+            reports,
         }
     }
 }
@@ -216,6 +226,7 @@ impl Default for RawSettings {
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
+            reports: RawReports::default(),
         })
     }
 }
@@ -237,6 +248,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
+    pub reports: ReportSettings,
 }
 
 impl Settings {
@@ -266,6 +278,7 @@ impl Settings {
             privacy,
             dicom,
             limits,
+            reports,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -274,6 +287,7 @@ impl Settings {
         let writer = writer.validate()?;
         let dicom = DicomSettings::validate(dicom)?;
         let limits = LimitSettings::validate(&limits)?;
+        let reports = ReportSettings::validate(&reports)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -288,6 +302,7 @@ impl Settings {
             privacy,
             dicom,
             limits,
+            reports,
         })
     }
 }
