@@ -1,6 +1,7 @@
 //! vellum: a tamper-evident FHIR AuditEvent repository for radiology AI.
 
 pub mod config;
+pub mod demo;
 pub mod dicom;
 pub mod digest_worker;
 pub mod fhir;
