@@ -9,13 +9,17 @@ pub fn wilson(k: u64, n: u64) -> Option<(f64, f64)> {
     if n == 0 {
         return None;
     }
-    let n = n as f64;
-    let p = k as f64 / n;
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
     let z2 = Z95 * Z95;
     let denom = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    // At k = 0 (k = n) the bound is exactly 0 (1); rounding would leave a
+    // tiny positive (below-one) value that no longer contains the rate.
+    let lo = if k == 0.0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if k == n { 1.0 } else { (centre + half).min(1.0) };
+    Some((lo, hi))
 }
 
 /// Nearest-rank percentile (`q` in (0, 1]) of `sorted` values: the value at
@@ -71,8 +75,10 @@ mod tests {
         let (lo, hi) = wilson(81, 263).unwrap();
         assert!((lo - 0.2553).abs() < 1e-3 && (hi - 0.3662).abs() < 1e-3, "{lo} {hi}");
         assert_eq!(wilson(0, 0), None);
-        let (lo, _) = wilson(0, 10).unwrap();
-        assert_eq!(lo, 0.0);
+        for n in 1..200 {
+            assert_eq!(wilson(0, n).unwrap().0, 0.0);
+            assert_eq!(wilson(n, n).unwrap().1, 1.0);
+        }
     }
 
     #[test]

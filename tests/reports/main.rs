@@ -1,0 +1,6 @@
+//! QA reports: numbers recounted by brute force from the raw entries, CSV
+//! columns, the model-version comparison, the `/ui/` page and the demo
+//! data generator, on both backends.
+
+mod recount;
+mod report_api;
