@@ -31,7 +31,7 @@ fn ms(v: Option<i64>) -> String {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#111}\
-table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #999;padding:.25rem .5rem;text-align:right}\
+table{border-collapse:collapse;margin:1rem 0;font-size:.85rem}th,td{border:1px solid #999;padding:.25rem .5rem;text-align:right}\
 th{background:#eee}td.k{text-align:left}form{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end}\
 label{display:flex;flex-direction:column;font-size:.85rem}\
 a:focus,input:focus,select:focus,button:focus{outline:3px solid #1a5fb4;outline-offset:2px}\

@@ -2,5 +2,6 @@
 //! columns, the model-version comparison, the `/ui/` page and the demo
 //! data generator, on both backends.
 
+mod browser;
 mod recount;
 mod report_api;
