@@ -69,7 +69,12 @@ const VERSIONS: [(&str, &str, i64, f64, f64); 5] = [
     ("neuro-ct-bleed", "1.4", 0, 0.18, 0.0),
     ("neuro-ct-bleed", "1.5", 42, 0.14, 0.0),
 ];
-const SITES: [&str; 4] = ["north-campus", "south-campus", "city-clinic", "teleradiology"];
+const SITES: [&str; 4] = [
+    "north-campus",
+    "south-campus",
+    "city-clinic",
+    "teleradiology",
+];
 /// (id, fast accepter).
 const RADIOLOGISTS: [(&str, bool); 8] = [
     ("rad-ada", false),
@@ -90,7 +95,12 @@ const NEURO_FINDINGS: [(&str, &str); 2] = [
     ("RID4700", "intracranial hemorrhage"),
     ("RID4716", "ischemic stroke"),
 ];
-const REASONS: [&str; 4] = ["false-positive", "wrong-location", "wrong-measurement", "clinical-context"];
+const REASONS: [&str; 4] = [
+    "false-positive",
+    "wrong-location",
+    "wrong-measurement",
+    "clinical-context",
+];
 /// The first demo day (a Monday); cases spread over 16 weeks from it.
 const START: OffsetDateTime = time::macros::datetime!(2026-01-05 07:00 UTC);
 const DAYS: i64 = 112;
@@ -121,7 +131,12 @@ pub async fn run(
             "user": {"id": "ai-admin", "role": "ai-admin"},
             "source": {"system": "ai-orchestrator"}
         }))?;
-        let (body, created) = submit(intake, build::deployment(&x, Instant::now()), model_key(name, version)).await?;
+        let (body, created) = submit(
+            intake,
+            build::deployment(&x, Instant::now()),
+            model_key(name, version),
+        )
+        .await?;
         summary.events += 1;
         summary.created += u64::from(created);
         let reg = lookup::registration_of(&id_of(&body)?, &body).ok_or(DemoError::ReadBack)?;
@@ -131,7 +146,8 @@ pub async fn run(
     let mut case = 0u64;
     while summary.events < events {
         let mut batch = Vec::new();
-        while batch.len() < concurrency.max(1) && summary.events + (batch.len() as u64) * 2 < events {
+        while batch.len() < concurrency.max(1) && summary.events + (batch.len() as u64) * 2 < events
+        {
             batch.push(plan(&mut rng, seed, case, start, &regs));
             case += 1;
         }
@@ -183,26 +199,36 @@ fn plan(rng: &mut Rng, seed: u64, n: u64, start: OffsetDateTime, regs: &[Registr
     let t = start + Duration::days(day) + Duration::seconds(rng.below(11 * 3600) as i64);
     // The newest version of a model deployed by then.
     let neuro = rng.chance(0.35);
-    let model = if neuro { "neuro-ct-bleed" } else { "chest-xr-triage" };
+    let model = if neuro {
+        "neuro-ct-bleed"
+    } else {
+        "chest-xr-triage"
+    };
     let (vi, (_, version, deployed, base, drift)) = VERSIONS
         .iter()
         .enumerate()
-        .filter(|(_, v)| v.0 == model && v.2 <= day)
-        .last()
+        .rev()
+        .find(|(_, v)| v.0 == model && v.2 <= day)
         .map(|(i, v)| (i, *v))
         .unwrap_or((0, VERSIONS[0]));
     let weeks = (day - deployed) as f64 / 7.0;
     let p_override = (base + drift * weeks).min(0.6);
     let site = SITES[rng.below(SITES.len())];
     let (rad, fast) = RADIOLOGISTS[rng.below(RADIOLOGISTS.len())];
-    let pool: &[(&str, &str)] = if neuro { &NEURO_FINDINGS } else { &CHEST_FINDINGS };
+    let pool: &[(&str, &str)] = if neuro {
+        &NEURO_FINDINGS
+    } else {
+        &CHEST_FINDINGS
+    };
     let mut findings = Vec::new();
     let first = rng.below(pool.len());
     for (i, (code, display)) in pool.iter().enumerate() {
         if i == first || rng.chance(0.2) {
             let conf = 0.5 + rng.unit() * 0.49;
-            findings.push(json!({"code": code, "system": "http://radlex.org", "display": display,
-                                 "confidence": format!("{conf:.3}")}));
+            findings.push(
+                json!({"code": code, "system": "http://radlex.org", "display": display,
+                                 "confidence": format!("{conf:.3}")}),
+            );
         }
     }
     let tag = format!("demo-{seed}-{n}");
@@ -280,14 +306,24 @@ async fn store_case(
 ) -> Result<(u64, u64), DemoError> {
     let x: input::Inference = serde_json::from_value(c.inference)?;
     let event = build::inference(&x, &c.registration, None, privacy, Instant::now());
-    let (body, created) = submit(intake, event, event_key("inference", &format!("{}-inf", c.tag))).await?;
+    let (body, created) = submit(
+        intake,
+        event,
+        event_key("inference", &format!("{}-inf", c.tag)),
+    )
+    .await?;
     let info = lookup::inference_of(&body).ok_or(DemoError::ReadBack)?;
     let (mut n, mut new) = (1, u64::from(created));
     if let Some(mut r) = c.rendering {
         r["inference_id"] = json!(info.id);
         let x: input::Rendering = serde_json::from_value(r)?;
         let event = build::rendering(&x, &info, Instant::now());
-        let (_, created) = submit(intake, event, event_key("rendering", &format!("{}-ren", c.tag))).await?;
+        let (_, created) = submit(
+            intake,
+            event,
+            event_key("rendering", &format!("{}-ren", c.tag)),
+        )
+        .await?;
         n += 1;
         new += u64::from(created);
     }
@@ -295,7 +331,12 @@ async fn store_case(
         o["inference_id"] = json!(info.id);
         let x: input::Override = serde_json::from_value(o)?;
         let event = build::override_event(&x, &info, privacy, Instant::now());
-        let (_, created) = submit(intake, event, event_key("override", &format!("{}-ovr", c.tag))).await?;
+        let (_, created) = submit(
+            intake,
+            event,
+            event_key("override", &format!("{}-ovr", c.tag)),
+        )
+        .await?;
         n += 1;
         new += u64::from(created);
     }

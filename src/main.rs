@@ -226,7 +226,12 @@ async fn run_verify(
     }
 }
 
-async fn demo(config: Option<&PathBuf>, database_url: Option<&String>, events: u64, seed: u64) -> ExitCode {
+async fn demo(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+    events: u64,
+    seed: u64,
+) -> ExitCode {
     let s = match settings(config, database_url) {
         Ok(s) => s,
         Err(e) => {

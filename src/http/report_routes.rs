@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
-use crate::reports::overrides::{self, Query};
+use crate::reports::overrides::{self, ParamError, Query};
 use crate::reports::{events, ui, versions};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,13 +28,9 @@ fn pairs(req: &HttpRequest) -> Vec<(String, String)> {
         .collect()
 }
 
-fn parse(req: &HttpRequest, allow: &[&str]) -> Result<Query, HttpResponse> {
+fn parse(req: &HttpRequest) -> Result<Query, ParamError> {
     let pairs = pairs(req);
-    let kept = pairs
-        .iter()
-        .filter(|(k, _)| !allow.contains(&k.as_str()))
-        .map(|(k, v)| (k.as_str(), v.as_str()));
-    Query::parse(kept).map_err(|e| problem(StatusCode::BAD_REQUEST, &e.to_string()))
+    Query::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// CSV when `format=csv`, or when `Accept` names `text/csv` and no format
@@ -68,9 +64,9 @@ fn csv(body: String, name: &str) -> HttpResponse {
 }
 
 async fn get_overrides(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let q = match parse(&req, &[]) {
+    let q = match parse(&req) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let data = match load(&state).await {
         Ok(d) => d,
@@ -86,9 +82,9 @@ async fn get_overrides(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 }
 
 async fn get_versions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let q = match parse(&req, &[]) {
+    let q = match parse(&req) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let Some(model) = q.filters.model.clone() else {
         return problem(StatusCode::BAD_REQUEST, "`model` is required");
@@ -113,9 +109,9 @@ async fn redirect_ui() -> HttpResponse {
 }
 
 async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let q = match parse(&req, &[]) {
+    let q = match parse(&req) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let data = match load(&state).await {
         Ok(d) => d,

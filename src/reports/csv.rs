@@ -8,7 +8,9 @@ pub fn line(out: &mut String, cells: impl IntoIterator<Item = String>) {
         if i > 0 {
             out.push(',');
         }
-        let c = if c.starts_with(['=', '+', '@']) || (c.starts_with('-') && c.parse::<f64>().is_err()) {
+        let c = if c.starts_with(['=', '+', '@'])
+            || (c.starts_with('-') && c.parse::<f64>().is_err())
+        {
             format!("'{c}")
         } else {
             c
@@ -29,7 +31,10 @@ mod tests {
     #[test]
     fn quoting_and_formula_guard() {
         let mut s = String::new();
-        super::line(&mut s, ["a,b".into(), "x\"y".into(), "=1+1".into(), "-3".into()]);
+        super::line(
+            &mut s,
+            ["a,b".into(), "x\"y".into(), "=1+1".into(), "-3".into()],
+        );
         assert_eq!(s, "\"a,b\",\"x\"\"y\",'=1+1,-3\r\n");
     }
 }

@@ -15,11 +15,20 @@ use super::stats::{percentile, wilson};
 pub const ACTIONS: [&str; 5] = ["accept", "accept_with_edit", "reject", "escalate", "ignore"];
 
 /// What a report may be grouped by, in column order.
-pub const GROUP_KEYS: [&str; 6] = ["model_version", "finding", "radiologist", "site", "week", "month"];
+pub const GROUP_KEYS: [&str; 6] = [
+    "model_version",
+    "finding",
+    "radiologist",
+    "site",
+    "week",
+    "month",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParamError {
-    #[error("unknown group_by key `{0}` (use model_version, finding, radiologist, site, week, month)")]
+    #[error(
+        "unknown group_by key `{0}` (use model_version, finding, radiologist, site, week, month)"
+    )]
     GroupBy(String),
     #[error("`{0}` is not a date (YYYY-MM-DD) or an RFC 3339 instant")]
     Date(String),
@@ -189,7 +198,11 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
         }
         let first = data.first_action(&inf.id);
         let radiologist = first.map(|o| o.radiologist.as_str()).unwrap_or("");
-        if q.filters.radiologist.as_ref().is_some_and(|r| r != radiologist) {
+        if q.filters
+            .radiologist
+            .as_ref()
+            .is_some_and(|r| r != radiologist)
+        {
             continue;
         }
         let findings: Vec<&str> = if by_finding {

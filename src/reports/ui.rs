@@ -23,7 +23,8 @@ pub fn esc(s: &str) -> String {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "–".into())
+    v.map(|x| format!("{:.1} %", x * 100.0))
+        .unwrap_or_else(|| "–".into())
 }
 
 fn ms(v: Option<i64>) -> String {
@@ -45,7 +46,10 @@ pub fn page(q: &Query, table: &Report, by_version: &Report) -> String {
     let mut h = String::with_capacity(16 * 1024);
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-    let _ = write!(h, "<title>vellum — AI override report</title><style>{STYLE}</style></head><body>");
+    let _ = write!(
+        h,
+        "<title>vellum — AI override report</title><style>{STYLE}</style></head><body>"
+    );
     h.push_str("<header><h1>AI override report</h1><p>Computed from the chained audit events at request time.</p></header><main>");
     h.push_str("<form method=\"get\" action=\"/ui/\" aria-label=\"Filters\">");
     let date = |t: Option<time::OffsetDateTime>| {
@@ -53,10 +57,30 @@ pub fn page(q: &Query, table: &Report, by_version: &Report) -> String {
             .unwrap_or_default()
     };
     for (name, label, value, kind) in [
-        ("model", "Model", f.model.clone().unwrap_or_default(), "text"),
-        ("model_version", "Version", f.model_version.clone().unwrap_or_default(), "text"),
-        ("finding", "Finding code", f.finding.clone().unwrap_or_default(), "text"),
-        ("radiologist", "Radiologist", f.radiologist.clone().unwrap_or_default(), "text"),
+        (
+            "model",
+            "Model",
+            f.model.clone().unwrap_or_default(),
+            "text",
+        ),
+        (
+            "model_version",
+            "Version",
+            f.model_version.clone().unwrap_or_default(),
+            "text",
+        ),
+        (
+            "finding",
+            "Finding code",
+            f.finding.clone().unwrap_or_default(),
+            "text",
+        ),
+        (
+            "radiologist",
+            "Radiologist",
+            f.radiologist.clone().unwrap_or_default(),
+            "text",
+        ),
         ("site", "Site", f.site.clone().unwrap_or_default(), "text"),
         ("from", "From", date(f.from), "date"),
         ("to", "To (exclusive)", date(f.to), "date"),
@@ -83,7 +107,11 @@ pub fn page(q: &Query, table: &Report, by_version: &Report) -> String {
     h.push_str("<h2 id=\"chart-rate\">Override rate per model version</h2>");
     rate_chart(&mut h, &by_version.rows);
     h.push_str("<h2 id=\"chart-tta\">Time to action</h2>");
-    let mut times: Vec<i64> = table.rows.iter().flat_map(|r| r.times.iter().copied()).collect();
+    let mut times: Vec<i64> = table
+        .rows
+        .iter()
+        .flat_map(|r| r.times.iter().copied())
+        .collect();
     times.sort_unstable();
     histogram(&mut h, &times, table.fast_accept_ms);
     h.push_str("</main></body></html>");
@@ -106,7 +134,10 @@ fn query_string(q: &Query) -> String {
         }
     }
     for (k, t) in [("from", f.from), ("to", f.to)] {
-        if let Some(t) = t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) {
+        if let Some(t) = t.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }) {
             s.append_pair(k, &t);
         }
     }
@@ -126,8 +157,17 @@ fn table_html(h: &mut String, r: &Report) {
         let _ = write!(h, "<th scope=\"col\">{g}</th>");
     }
     for c in [
-        "inferences", "acted on", "accept", "accept with edit", "reject", "escalate", "ignore",
-        "override rate", "95 % interval", "median ms", "p90 ms",
+        "inferences",
+        "acted on",
+        "accept",
+        "accept with edit",
+        "reject",
+        "escalate",
+        "ignore",
+        "override rate",
+        "95 % interval",
+        "median ms",
+        "p90 ms",
     ] {
         let _ = write!(h, "<th scope=\"col\">{c}</th>");
     }
@@ -140,7 +180,11 @@ fn table_html(h: &mut String, r: &Report) {
         h.push_str("<tr>");
         for g in &r.group_by {
             let v = row.group.get(*g).map(String::as_str).unwrap_or("");
-            let _ = write!(h, "<td class=\"k\">{}</td>", esc(if v.is_empty() { "(none)" } else { v }));
+            let _ = write!(
+                h,
+                "<td class=\"k\">{}</td>",
+                esc(if v.is_empty() { "(none)" } else { v })
+            );
         }
         let interval = match (row.override_rate_low, row.override_rate_high) {
             (Some(lo), Some(hi)) => format!("{:.1}–{:.1} %", lo * 100.0, hi * 100.0),
@@ -200,7 +244,13 @@ fn rate_chart(h: &mut String, rows: &[Row]) {
             x - bw / 2.0, y(hi), (y(lo) - y(hi)).max(1.0), y(p),
             ht - bottom + 16.0, esc(&label), ht - bottom + 30.0, p * 100.0
         );
-        let _ = write!(desc, "{label}: {:.1} % ({:.1}–{:.1} %); ", p * 100.0, lo * 100.0, hi * 100.0);
+        let _ = write!(
+            desc,
+            "{label}: {:.1} % ({:.1}–{:.1} %); ",
+            p * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        );
     }
     let _ = write!(
         h,
@@ -216,8 +266,12 @@ fn histogram(h: &mut String, sorted: &[i64], fast_ms: u64) {
         return;
     }
     // Bins in seconds, upper bounds; the last is open.
-    const EDGES: [i64; 9] = [1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000];
-    let labels = ["<1s", "1–2s", "2–5s", "5–10s", "10–30s", "30–60s", "1–5m", "5–15m", "15–60m", "≥60m"];
+    const EDGES: [i64; 9] = [
+        1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000,
+    ];
+    let labels = [
+        "<1s", "1–2s", "2–5s", "5–10s", "10–30s", "30–60s", "1–5m", "5–15m", "15–60m", "≥60m",
+    ];
     let mut counts = [0u64; 10];
     for v in sorted {
         let i = EDGES.iter().position(|e| v < e).unwrap_or(9);

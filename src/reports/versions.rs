@@ -106,7 +106,11 @@ pub fn compute(data: &Dataset, model: &str, filters: &Filters) -> Comparison {
         BTreeMap::new();
     for d in data.deployments.iter().filter(|d| d.model == model) {
         versions.entry(d.version.clone()).or_insert_with(|| {
-            (Some(d.deployed_at), d.deployed_at, new_version(&d.version, Some(d.deployed_at)))
+            (
+                Some(d.deployed_at),
+                d.deployed_at,
+                new_version(&d.version, Some(d.deployed_at)),
+            )
         });
     }
     for inf in &data.inferences {

@@ -55,7 +55,11 @@ async fn json(app: &TestApp, path: &str) -> Value {
 }
 
 fn assert_row(ctx: &str, row: &Value, e: &Expected) {
-    let n = |k: &str| row[k].as_u64().unwrap_or_else(|| panic!("{ctx}: {k} in {row}"));
+    let n = |k: &str| {
+        row[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{ctx}: {k} in {row}"))
+    };
     assert_eq!(n("inferences"), e.inferences, "{ctx}");
     assert_eq!(n("acted_on"), e.acted_on, "{ctx}");
     for a in ["accept", "accept_with_edit", "reject", "escalate", "ignore"] {
@@ -77,7 +81,10 @@ fn assert_row(ctx: &str, row: &Value, e: &Expected) {
     );
     if e.acted_on > 0 {
         let rate = e.overrides as f64 / e.acted_on as f64;
-        assert!((row["override_rate"].as_f64().unwrap() - rate).abs() < 1e-12, "{ctx}");
+        assert!(
+            (row["override_rate"].as_f64().unwrap() - rate).abs() < 1e-12,
+            "{ctx}"
+        );
         let (lo, hi) = (
             row["override_rate_low"].as_f64().unwrap(),
             row["override_rate_high"].as_f64().unwrap(),
