@@ -1,6 +1,6 @@
 //! The report's view of the chained AI events: inferences, overrides,
 //! renderings and deployments parsed from the stored bodies, read through
-//! the ledger's search (subtype index). Nothing is kept between requests:
+//! the ledger (`Ledger::entries_after`, in seq order). Nothing is kept between requests:
 //! every report is recomputed from the ledger.
 
 use std::collections::{HashMap, HashSet};
@@ -9,14 +9,11 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use vellum_ledger::store::search::{
-    Condition, Cursor, RowMatch, SearchQuery, Selectivity, SortKey, SystemMatch,
-};
 use vellum_ledger::store::StoreError;
 use vellum_ledger::Ledger;
 
 use crate::vocabulary::{
-    AI_EVENT_SYSTEM, DEPLOYMENT_PROFILE, INFERENCE_PROFILE, MODEL_VERSION_SYSTEM, OVERRIDE_PROFILE,
+    DEPLOYMENT_PROFILE, INFERENCE_PROFILE, MODEL_VERSION_SYSTEM, OVERRIDE_PROFILE,
     RENDERING_PROFILE,
 };
 
@@ -74,51 +71,42 @@ impl Dataset {
 }
 
 /// Entries read per page while loading.
-const PAGE: i64 = 1000;
+const PAGE: i64 = 5000;
 
-/// Reads every AI event up to the current head.
+/// Reads every AI event up to the current head, in ledger order. A plain
+/// walk of the entries: reports need (nearly) every AI event, and in a
+/// radiology store most entries are AI events, so walking the subtype
+/// index would only add a probe per entry. Bodies that cannot name an AI
+/// profile are skipped before they are parsed.
 pub async fn load(ledger: &Ledger) -> Result<Dataset, StoreError> {
     let head = ledger.head().await?.seq;
-    let codes = ["inference", "override", "rendering", "model-deployment"];
-    let mut query = SearchQuery {
-        conditions: vec![Condition::Has {
-            param: "subtype".into(),
-            any: codes
-                .iter()
-                .map(|c| RowMatch::Value {
-                    val: (*c).into(),
-                    sys: SystemMatch::Is(AI_EVENT_SYSTEM.into()),
-                })
-                .collect(),
-            negate: false,
-            selectivity: Selectivity::Broad,
-        }],
-        sort: SortKey::Seq,
-        descending: false,
-        head,
-        cursor: None,
-        limit: PAGE,
-    };
     let mut data = Dataset::default();
     let mut pending: Vec<(String, Override)> = Vec::new();
-    loop {
-        let hits = ledger.search(&query).await?;
-        let Some(last) = hits.last() else { break };
-        query.cursor = Some(Cursor {
-            key: last.sort_key,
-            seq: last.entry.seq,
-            forward: true,
-        });
-        let n = hits.len();
-        for h in hits {
-            add(&mut data, &mut pending, h.entry.seq, &h.entry.body);
-        }
-        if (n as i64) < PAGE {
-            break;
+    let mut after = 0;
+    while after < head {
+        let page = ledger.entries_after(after, PAGE.min(head - after)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if may_be_ai_event(&e.body) {
+                add(&mut data, &mut pending, e.seq, &e.body);
+            }
         }
     }
     resolve_tta(&mut data, pending);
     Ok(data)
+}
+
+/// Cheap pre-check: an AI event's canonical body names its profile URL.
+fn may_be_ai_event(body: &str) -> bool {
+    [
+        INFERENCE_PROFILE,
+        OVERRIDE_PROFILE,
+        RENDERING_PROFILE,
+        DEPLOYMENT_PROFILE,
+    ]
+    .iter()
+    .any(|p| body.contains(p))
 }
 
 /// Adds one stored body to `data`. Overrides are collected in `pending`

@@ -30,6 +30,8 @@ async fn filled(backend: Backend, events: u64) -> (TestDb, TestApp) {
     let sum = vellum::demo::run_configured(&s, events, 7).await.unwrap();
     assert!(sum.events >= events && sum.created == sum.events, "{sum:?}");
     let app = spawn_app_with(s).await;
+    // A non-AI event beside them must not count anywhere.
+    assert_eq!(app.post_event(&sample_event(1)).await.status(), 201);
     (db, app)
 }
 
