@@ -21,6 +21,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("mllp", 4),
     ("syslog", 4),
     ("digest_worker", 4),
+    ("reports", 4),
+    ("demo", 4),
     ("startup", 5),
 ];
 

@@ -2,6 +2,7 @@
 
 pub mod atna;
 pub mod config;
+pub mod demo;
 pub mod dicom;
 pub mod digest_worker;
 pub mod fhir;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod intake;
 pub mod mllp;
 pub mod radiology;
+pub mod reports;
 pub mod startup;
 pub mod syslog;
 pub mod telemetry;

@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Fill the configured store with reproducible demo AI traffic
+    /// (inferences, renderings, overrides) through the normal intake.
+    Demo {
+        /// Events to store (at least; whole cases).
+        #[arg(long, default_value_t = 2000)]
+        events: u64,
+        /// The same seed gives the same events (and a rerun adds nothing).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
@@ -116,6 +128,11 @@ fn main() -> ExitCode {
                 json,
                 ..
             } => verify_event(cli.config.as_ref(), database_url.as_ref(), &id, json).await,
+            Command::Demo {
+                events,
+                seed,
+                database_url,
+            } => demo(cli.config.as_ref(), database_url.as_ref(), events, seed).await,
             Command::Hash { .. } => ExitCode::from(2), // handled above
         }
     })
@@ -205,6 +222,34 @@ async fn run_verify(
         Err(e) => {
             eprintln!("vellum: cannot read the store: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn demo(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+    events: u64,
+    seed: u64,
+) -> ExitCode {
+    let s = match settings(config, database_url) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match vellum::demo::run_configured(&s, events, seed).await {
+        Ok(sum) => {
+            println!(
+                "demo: {} events ({} new), {} inferences; see /ui/ and /reports/overrides",
+                sum.events, sum.created, sum.inferences
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vellum: demo failed: {e}");
+            ExitCode::from(1)
         }
     }
 }

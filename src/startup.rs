@@ -83,6 +83,7 @@ impl Application {
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
             dicom: dicom_sources,
+            reports: settings.reports,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let server = crate::http::server(listener, state, web::Data::from(dicom_service))

@@ -122,6 +122,7 @@ mod tests {
                 "LIMITS_MLLP_FIRST_BYTE_TIMEOUT_MS",
                 "limits.mllp_first_byte_timeout_ms",
             ),
+            ("REPORTS_FAST_ACCEPT_MS", "reports.fast_accept_ms"),
         ];
         for (var, path) in documented {
             assert_eq!(

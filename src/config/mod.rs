@@ -16,6 +16,7 @@ mod http;
 mod limits;
 mod mllp;
 mod privacy;
+mod reports;
 pub mod secret;
 mod syslog;
 mod writer;
@@ -32,6 +33,7 @@ pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
+pub use reports::{RawReports, ReportSettings};
 pub use secret::Secret;
 pub use syslog::{RawSyslog, SyslogSettings};
 pub use writer::{RawWriter, WriterSettings};
@@ -99,6 +101,9 @@ pub struct RawSettings {
     /// `[syslog]`: the ATNA syslog listeners (env `VELLUM_SYSLOG_*`).
     #[serde(default)]
     pub syslog: RawSyslog,
+    /// `[reports]`: QA reports (env `VELLUM_REPORTS_*`).
+    #[serde(default)]
+    pub reports: RawReports,
 }
 
 /// The document split into its sections.
@@ -112,6 +117,7 @@ struct RawSections {
     dicom: RawDicomSettings,
     limits: RawLimits,
     syslog: RawSyslog,
+    reports: RawReports,
 }
 
 impl RawSettings {
@@ -128,6 +134,7 @@ impl RawSettings {
             dicom,
             limits,
             syslog,
+            reports,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -152,6 +159,7 @@ impl RawSettings {
             dicom,
             limits,
             syslog,
+            reports,
         }
     }
 
@@ -179,6 +187,7 @@ impl RawSettings {
             dicom,
             limits,
             syslog,
+            reports,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -211,6 +220,7 @@ impl RawSettings {
             dicom,
             limits,
             syslog,
+            reports,
         }
     }
 }
@@ -227,6 +237,7 @@ impl Default for RawSettings {
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
             syslog: RawSyslog::default(),
+            reports: RawReports::default(),
         })
     }
 }
@@ -249,6 +260,7 @@ pub struct Settings {
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
     pub syslog: SyslogSettings,
+    pub reports: ReportSettings,
 }
 
 impl Settings {
@@ -279,6 +291,7 @@ impl Settings {
             dicom,
             limits,
             syslog,
+            reports,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -288,6 +301,7 @@ impl Settings {
         let dicom = DicomSettings::validate(dicom)?;
         let limits = LimitSettings::validate(&limits)?;
         let syslog = SyslogSettings::validate(syslog, &privacy)?;
+        let reports = ReportSettings::validate(&reports)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -307,6 +321,7 @@ impl Settings {
             dicom,
             limits,
             syslog,
+            reports,
         })
     }
 }

@@ -9,6 +9,7 @@ mod dicom_routes;
 mod fhir_routes;
 mod format;
 mod intake_response;
+mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
@@ -34,6 +35,8 @@ pub struct AppState {
     /// The study sources for event enrichment; `None` without a source, so
     /// the create paths then skip the DICOM step entirely.
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
+    /// `[reports]`: QA report settings.
+    pub reports: crate::config::ReportSettings,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`. It
@@ -54,6 +57,7 @@ pub fn server(
             .configure(fhir_routes::configure)
             .configure(admin::configure)
             .configure(ai_routes::configure)
+            .configure(report_routes::configure)
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)
     })

@@ -1,0 +1,76 @@
+//! The QA page in a real browser: headless Chromium (Debian `chromium`)
+//! loads `/ui/` from a server filled with demo data; the rendered DOM must
+//! show the report's numbers, and a screenshot is kept
+//! (`target/tmp/reports-ui-<backend>.png`).
+
+use std::process::Command;
+
+use serde_json::Value;
+use vellum_testkit::*;
+
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let dir = format!("--user-data-dir={}", profile.path().display());
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            dir.as_str(),
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
+
+backend_tests! {
+    async fn headless_chromium_renders_the_report_numbers(backend) {
+        if !tool_available("chromium", on_path("chromium")) {
+            return;
+        }
+        let db = TestDb::new(backend).await;
+        let s = settings_for(&db.url);
+        vellum::demo::run_configured(&s, 1500, 42).await.unwrap();
+        let app = spawn_app_with(s).await;
+        let report: Value = app
+            .client
+            .get(format!("{}/reports/overrides?group_by=model_version", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{}/ui/?group_by=model_version", app.base);
+        // Chromium blocks; run it off the runtime so the server answers.
+        let u = url.clone();
+        let dom = tokio::task::spawn_blocking(move || chromium(&["--dump-dom", &u]))
+            .await
+            .unwrap();
+        assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+        let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+        assert!(dom.contains("<svg"), "charts rendered");
+        for row in report["rows"].as_array().unwrap() {
+            let v = row["group"]["model_version"].as_str().unwrap();
+            let cells = format!(
+                "<td class=\"k\">{v}</td><td>{}</td><td>{}</td>",
+                row["inferences"], row["acted_on"]
+            );
+            assert!(dom.contains(&cells), "{cells}");
+        }
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("reports-ui-{backend:?}.png").to_lowercase());
+        let arg = format!("--screenshot={}", shot.display());
+        let out = tokio::task::spawn_blocking(move || {
+            chromium(&[&arg, "--window-size=1280,1500", &url])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot kept at {}", shot.display());
+        eprintln!("screenshot: {}", shot.display());
+    }
+}

@@ -1,0 +1,7 @@
+//! QA reports: numbers recounted by brute force from the raw entries, CSV
+//! columns, the model-version comparison, the `/ui/` page and the demo
+//! data generator, on both backends.
+
+mod browser;
+mod recount;
+mod report_api;
