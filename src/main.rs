@@ -157,6 +157,7 @@ async fn serve(config: Option<&PathBuf>) -> ExitCode {
     };
     tracing::info!(
         port = app.port(),
+        mllp_ports = ?app.mllp_ports(),
         backend = app.ledger().backend_name(),
         "vellum listening"
     );

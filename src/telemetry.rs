@@ -4,11 +4,17 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init(filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    // PostgreSQL answers every repeated `CREATE … IF NOT EXISTS` of the
+    // migrator with a NOTICE that sqlx logs at INFO on each start: noise.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{filter},sqlx::postgres::notice=warn")));
+    // Colour codes only on a terminal, never into files or log shippers.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     // A second init (tests start several servers) is harmless.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
 }
 
