@@ -5,6 +5,7 @@
 //! of FHIR, DICOM or HL7.
 
 pub mod hash;
+pub mod merkle;
 mod settings;
 pub mod store;
 #[doc(hidden)]
