@@ -234,6 +234,37 @@ pub fn verify_consistency(
     snode == 0 && fr == *first_root && sr == *second_root
 }
 
+/// A tree built one leaf at a time in memory (verify, export checks).
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    size: u64,
+    stack: Vec<(u32, Hash)>,
+}
+
+impl Accumulator {
+    pub fn push(&mut self, leaf: Hash) {
+        let mut cur = (0u32, leaf);
+        while let Some(&(level, h)) = self.stack.last() {
+            if level != cur.0 {
+                break;
+            }
+            self.stack.pop();
+            cur = (level + 1, node_hash(&h, &cur.1));
+        }
+        self.stack.push(cur);
+        self.size += 1;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn root(&self) -> Hash {
+        let hs: Vec<Hash> = self.stack.iter().map(|(_, h)| *h).collect();
+        root_from_frontier(&hs)
+    }
+}
+
 /// The RFC hash of all `leaves`, computed directly (tests, export verify).
 pub fn root_of(leaves: &[Hash]) -> Hash {
     let (_, frontier) = extend(0, &[], leaves);

@@ -322,6 +322,73 @@ impl Store for AnyStore {
     }
 }
 
+/// The Merkle frontier of the chain head the appender last committed, so a
+/// batch need not read it back (read again whenever the head differs, e.g.
+/// after another process appended).
+#[derive(Debug, Clone)]
+pub(crate) struct TreeCache {
+    pub head: ChainHead,
+    pub frontier: Vec<Hash>,
+}
+
+/// The nodes a batch adds to the tree and the frontier after it.
+pub(crate) fn extend_tree(
+    head: ChainHead,
+    frontier: &[Hash],
+    entries: &[NewEntry],
+) -> (Vec<(crate::merkle::NodeId, Hash)>, TreeCache) {
+    let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf_hash).collect();
+    let (nodes, frontier) = crate::merkle::extend(head.seq as u64, frontier, &leaves);
+    let head = entries.last().map_or(head, |e| ChainHead {
+        seq: e.seq,
+        chain_hash: e.chain_hash,
+    });
+    (nodes, TreeCache { head, frontier })
+}
+
+/// One stored signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub note: String,
+}
+
+impl AnyStore {
+    /// The hash of one complete subtree (level 0: the entry's leaf hash).
+    pub(crate) async fn node(&self, id: crate::merkle::NodeId) -> Result<Hash, StoreError> {
+        let seq = (id.index << id.level) as i64 + 1;
+        let got = dispatch!(self, s => s.read_node(id.level as i64, id.index as i64).await)?;
+        got.as_deref()
+            .and_then(crate::hash::from_slice)
+            .ok_or(StoreError::Corrupt {
+                seq,
+                what: "a Merkle tree node is missing or not 32 bytes",
+            })
+    }
+
+    pub(crate) async fn insert_checkpoint(
+        &self,
+        tree_size: i64,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.write_checkpoint(tree_size, note, created_at).await)
+    }
+
+    /// Every stored checkpoint, by size.
+    pub(crate) async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        dispatch!(self, s => s.read_checkpoints(None, false).await)
+    }
+
+    /// The newest checkpoint, or the one of `size`.
+    pub(crate) async fn checkpoint(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(dispatch!(self, s => s.read_checkpoints(size, true).await)?.pop())
+    }
+}
+
 /// Reads a 32-byte hash column of the head row.
 pub(crate) fn head_from_row(
     seq: Option<i64>,

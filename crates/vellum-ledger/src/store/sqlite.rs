@@ -126,6 +126,21 @@ super::reads::impl_reads!(
 );
 
 impl SqliteStore {
+    pub(crate) async fn write_checkpoint(
+        &self,
+        tree_size: i64,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(super::reads::INSERT_CHECKPOINT_SQL)
+            .bind(tree_size)
+            .bind(note)
+            .bind(created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Indexes entries stored before the search index existed (an upgrade),
     /// in chunks, each in its own write transaction.
     async fn backfill_index(&self) -> Result<(), StoreError> {
