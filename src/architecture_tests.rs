@@ -15,11 +15,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("hl7v2", 2),
     ("radiology", 2),
     ("dicom", 2),
+    ("evidence", 2),
     ("intake", 3),
     ("http", 4),
     ("mllp", 4),
     ("digest_worker", 4),
     ("startup", 5),
+    ("evidence_cli", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {

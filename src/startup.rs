@@ -22,6 +22,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("dicom: {0}")]
     Dicom(String),
+    #[error("checkpoint signing key: {0}")]
+    Evidence(#[from] crate::evidence::EvidenceError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -39,6 +41,8 @@ pub struct Application {
     mllp: Vec<MllpListener>,
     /// Completes pending pixel digests (None: no DICOM source, or off).
     digest_worker: Option<DigestWorker>,
+    /// Makes checkpoints on schedule (None: no signing key).
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -50,6 +54,14 @@ impl Application {
             store.migrate().await?;
         }
         let ledger = Ledger::start(store, settings.writer);
+        let signer = crate::evidence::signer_for(&settings.evidence, &settings.database_url, true)?
+            .map(Arc::new);
+        if signer.is_none() {
+            tracing::warn!("no checkpoint signing key (signing_key_file): no checkpoints are made");
+        }
+        let checkpointer = signer
+            .clone()
+            .map(|s| crate::evidence::spawn_checkpointer(ledger.clone(), s, &settings.evidence));
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -71,6 +83,7 @@ impl Application {
             public_base_url: settings.public_base_url.clone(),
             privacy: settings.privacy.clone(),
             dicom: dicom_sources,
+            signer,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let server = crate::http::server(listener, state, web::Data::from(dicom_service))
@@ -81,6 +94,7 @@ impl Application {
             ledger,
             mllp,
             digest_worker,
+            checkpointer,
         })
     }
 
@@ -113,6 +127,7 @@ impl Application {
             ledger,
             mllp,
             digest_worker,
+            checkpointer,
             ..
         } = self;
         drop(ledger);
@@ -120,6 +135,9 @@ impl Application {
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
         let result = serve(server, mllp).await;
+        if let Some(c) = checkpointer {
+            c.abort();
+        }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {
             let _ = w.await;

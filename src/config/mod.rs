@@ -12,6 +12,7 @@
 mod database;
 mod dicom;
 mod env;
+mod evidence;
 mod http;
 mod limits;
 mod mllp;
@@ -26,6 +27,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
+pub use evidence::{EvidenceSettings, RawEvidence};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits};
@@ -83,6 +85,11 @@ pub struct RawSettings {
     pub batch_max_events: usize,
     pub batch_max_wait_us: u64,
     pub writer_queue: usize,
+    // evidence.rs
+    pub signing_key_file: Option<String>,
+    pub checkpoint_origin: String,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_every_seconds: u64,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
@@ -102,6 +109,7 @@ struct RawSections {
     http: RawHttp,
     mllp: RawMllp,
     writer: RawWriter,
+    evidence: RawEvidence,
     log: String,
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
@@ -117,6 +125,7 @@ impl RawSettings {
             http,
             mllp,
             writer,
+            evidence,
             log,
             privacy,
             dicom,
@@ -140,6 +149,10 @@ impl RawSettings {
             batch_max_events: writer.batch_max_events,
             batch_max_wait_us: writer.batch_max_wait_us,
             writer_queue: writer.writer_queue,
+            signing_key_file: evidence.signing_key_file,
+            checkpoint_origin: evidence.checkpoint_origin,
+            checkpoint_every_entries: evidence.checkpoint_every_entries,
+            checkpoint_every_seconds: evidence.checkpoint_every_seconds,
             log,
             privacy,
             dicom,
@@ -166,6 +179,10 @@ impl RawSettings {
             batch_max_events,
             batch_max_wait_us,
             writer_queue,
+            signing_key_file,
+            checkpoint_origin,
+            checkpoint_every_entries,
+            checkpoint_every_seconds,
             log,
             privacy,
             dicom,
@@ -197,6 +214,12 @@ impl RawSettings {
                 batch_max_wait_us,
                 writer_queue,
             },
+            evidence: RawEvidence {
+                signing_key_file,
+                checkpoint_origin,
+                checkpoint_every_entries,
+                checkpoint_every_seconds,
+            },
             log,
             privacy,
             dicom,
@@ -212,6 +235,7 @@ impl Default for RawSettings {
             http: RawHttp::default(),
             mllp: RawMllp::default(),
             writer: RawWriter::default(),
+            evidence: RawEvidence::default(),
             log: "info".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
@@ -237,6 +261,7 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
+    pub evidence: EvidenceSettings,
 }
 
 impl Settings {
@@ -262,6 +287,7 @@ impl Settings {
             http,
             mllp,
             writer,
+            evidence,
             log,
             privacy,
             dicom,
@@ -274,6 +300,7 @@ impl Settings {
         let writer = writer.validate()?;
         let dicom = DicomSettings::validate(dicom)?;
         let limits = LimitSettings::validate(&limits)?;
+        let evidence = EvidenceSettings::validate(evidence)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -288,6 +315,7 @@ impl Settings {
             privacy,
             dicom,
             limits,
+            evidence,
         })
     }
 }

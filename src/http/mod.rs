@@ -2,6 +2,7 @@
 //! state that `crate::startup` has already opened.
 
 mod admin;
+mod evidence_routes;
 mod ai_routes;
 mod body;
 mod bundle_routes;
@@ -34,6 +35,8 @@ pub struct AppState {
     /// The study sources for event enrichment; `None` without a source, so
     /// the create paths then skip the DICOM step entirely.
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
+    /// Signs checkpoints; `None` when no key is configured.
+    pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`. It
@@ -49,6 +52,7 @@ pub fn server(
             .app_data(state.clone())
             .configure(fhir_routes::configure)
             .configure(admin::configure)
+            .configure(evidence_routes::configure)
             .configure(ai_routes::configure)
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)

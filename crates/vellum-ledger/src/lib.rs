@@ -164,6 +164,8 @@ pub enum CheckpointFailed {
     Sign(#[from] note::NoteError),
     #[error("the clock could not be formatted")]
     Time,
+    #[error("no entry at that tree size")]
+    Size,
 }
 
 #[derive(Clone)]
@@ -327,10 +329,52 @@ impl Ledger {
         Ok(Some(proof))
     }
 
+    /// One complete subtree's hash (level 0: an entry's leaf hash).
+    pub async fn tree_node(&self, id: merkle::NodeId) -> Result<hash::Hash, StoreError> {
+        self.store.node(id).await
+    }
+
     /// Signs and stores a checkpoint of the current head (one per size: if
     /// the head has one already, that one is returned).
     pub async fn checkpoint(&self, signer: &note::NoteSigner) -> Result<String, CheckpointFailed> {
         let head = self.store.head().await?;
+        self.checkpoint_of(signer, head).await
+    }
+
+    /// [`Ledger::checkpoint`] of the first `size` entries (an export that
+    /// ends before the head).
+    pub async fn checkpoint_at(
+        &self,
+        signer: &note::NoteSigner,
+        size: u64,
+    ) -> Result<String, CheckpointFailed> {
+        let size = i64::try_from(size).map_err(|_| CheckpointFailed::Size)?;
+        let head = if size == 0 {
+            ChainHead::EMPTY
+        } else {
+            let e = self
+                .store
+                .entries_after(size - 1, 1)
+                .await?
+                .pop()
+                .filter(|e| e.seq == size)
+                .ok_or(CheckpointFailed::Size)?;
+            ChainHead {
+                seq: size,
+                chain_hash: hash::from_slice(&e.chain_hash).ok_or(StoreError::Corrupt {
+                    seq: size,
+                    what: "chain_hash is not 32 bytes",
+                })?,
+            }
+        };
+        self.checkpoint_of(signer, head).await
+    }
+
+    async fn checkpoint_of(
+        &self,
+        signer: &note::NoteSigner,
+        head: ChainHead,
+    ) -> Result<String, CheckpointFailed> {
         if let Some(existing) = self.store.checkpoint(Some(head.seq)).await? {
             return Ok(existing.note);
         }

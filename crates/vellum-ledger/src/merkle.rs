@@ -259,6 +259,18 @@ impl Accumulator {
         self.size
     }
 
+    /// Continues a tree of `size` leaves from its frontier hashes.
+    pub fn from_frontier(size: u64, frontier: &[Hash]) -> Self {
+        Accumulator {
+            size,
+            stack: frontier_ids(size)
+                .into_iter()
+                .zip(frontier.iter().copied())
+                .map(|(id, h)| (id.level, h))
+                .collect(),
+        }
+    }
+
     pub fn root(&self) -> Hash {
         let hs: Vec<Hash> = self.stack.iter().map(|(_, h)| *h).collect();
         root_from_frontier(&hs)
