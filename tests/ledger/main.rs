@@ -3,4 +3,5 @@
 
 mod idempotency_keys;
 mod insert_only;
+mod evidence;
 mod verify_tamper;

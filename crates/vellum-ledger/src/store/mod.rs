@@ -331,12 +331,28 @@ pub(crate) struct TreeCache {
     pub frontier: Vec<Hash>,
 }
 
+/// Off only in the benchmark that measures what keeping the tree costs
+/// (a store written with it off has no tree and cannot serve proofs).
+static TREE_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[doc(hidden)]
+pub fn benchmark_without_tree(off: bool) {
+    TREE_OFF.store(off, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The nodes a batch adds to the tree and the frontier after it.
 pub(crate) fn extend_tree(
     head: ChainHead,
     frontier: &[Hash],
     entries: &[NewEntry],
 ) -> (Vec<(crate::merkle::NodeId, Hash)>, TreeCache) {
+    if TREE_OFF.load(std::sync::atomic::Ordering::Relaxed) {
+        let head = entries.last().map_or(head, |e| ChainHead {
+            seq: e.seq,
+            chain_hash: e.chain_hash,
+        });
+        return (Vec::new(), TreeCache { head, frontier: Vec::new() });
+    }
     let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf_hash).collect();
     let (nodes, frontier) = crate::merkle::extend(head.seq as u64, frontier, &leaves);
     let head = entries.last().map_or(head, |e| ChainHead {
