@@ -76,6 +76,10 @@ mod tests {
             ("BATCH_MAX_EVENTS", "batch_max_events"),
             ("BATCH_MAX_WAIT_US", "batch_max_wait_us"),
             ("WRITER_QUEUE", "writer_queue"),
+            ("SIGNING_KEY_FILE", "signing_key_file"),
+            ("CHECKPOINT_ORIGIN", "checkpoint_origin"),
+            ("CHECKPOINT_EVERY_ENTRIES", "checkpoint_every_entries"),
+            ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
             ("LOG", "log"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),
             (
@@ -112,7 +116,7 @@ mod tests {
             );
         }
         // No name left over, and none claimed by two keys.
-        assert_eq!(names.len(), 36);
+        assert_eq!(names.len(), 40);
     }
 
     #[test]
