@@ -342,8 +342,7 @@ pub fn verify_export(dir: &Path, key: &NoteVerifier) -> Result<ExportVerdict, Ev
             verdict.problem = Some(format!("seq {} follows seq {seq}", e.seq));
             return Ok(verdict);
         }
-        if vellum_json::canonicalize(e.body.as_bytes()).ok().as_deref() != Some(e.body.as_bytes())
-        {
+        if vellum_json::canonicalize(e.body.as_bytes()).ok().as_deref() != Some(e.body.as_bytes()) {
             verdict.problem = fail("body is not canonical JSON");
             return Ok(verdict);
         }

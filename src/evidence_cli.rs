@@ -34,7 +34,10 @@ async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
     let store = AnyStore::connect(&s.database_url, s.database_role.as_deref())
         .await
         .map_err(|e| fail(2, format!("cannot open the store: {e}")))?;
-    Ok((Ledger::start(store.clone(), WriterSettings::default()), store))
+    Ok((
+        Ledger::start(store.clone(), WriterSettings::default()),
+        store,
+    ))
 }
 
 fn signer(s: &Settings) -> Result<Option<NoteSigner>, ExitCode> {
@@ -56,7 +59,10 @@ pub async fn checkpoint(s: &Settings) -> ExitCode {
         Ok(k) => k,
         Err(c) => return c,
     }) else {
-        return fail(2, "no signing key: set signing_key_file (VELLUM_SIGNING_KEY_FILE)");
+        return fail(
+            2,
+            "no signing key: set signing_key_file (VELLUM_SIGNING_KEY_FILE)",
+        );
     };
     let (ledger, _) = match open(s).await {
         Ok(l) => l,

@@ -27,8 +27,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
-pub use evidence::{EvidenceSettings, RawEvidence};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};

@@ -2,11 +2,11 @@
 //! state that `crate::startup` has already opened.
 
 mod admin;
-mod evidence_routes;
 mod ai_routes;
 mod body;
 mod bundle_routes;
 mod dicom_routes;
+mod evidence_routes;
 mod fhir_routes;
 mod format;
 mod intake_response;

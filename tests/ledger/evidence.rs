@@ -36,7 +36,10 @@ fn mth(l: &[Hash]) -> Hash {
 }
 
 fn vellum(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(vellum_bin()).args(args).output().expect("run vellum");
+    let out = Command::new(vellum_bin())
+        .args(args)
+        .output()
+        .expect("run vellum");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -25,7 +25,10 @@ async fn open(db: &TestDb) -> (Ledger, AnyStore) {
     let url = DatabaseUrl::parse(&db.url).expect("url");
     let store = AnyStore::connect(&url, None).await.expect("connect");
     store.migrate().await.expect("migrate");
-    (Ledger::start(store.clone(), WriterSettings::default()), store)
+    (
+        Ledger::start(store.clone(), WriterSettings::default()),
+        store,
+    )
 }
 
 /// `n` single-event appends from 64 concurrent clients; events/s.
@@ -44,7 +47,9 @@ async fn append_rate(backend: Backend, n: u64, tree: bool) -> f64 {
                 loop {
                     match l.append(draft(i)).await {
                         Ok(_) => break,
-                        Err(vellum_ledger::AppendError::Overloaded) => tokio::task::yield_now().await,
+                        Err(vellum_ledger::AppendError::Overloaded) => {
+                            tokio::task::yield_now().await
+                        }
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -72,7 +77,10 @@ async fn main() {
         _ => Backend::Sqlite,
     };
     let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
-    let large: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let large: u64 = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     println!("backend {}", backend.name());
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..3 {
@@ -99,7 +107,10 @@ async fn main() {
             .expect("append");
         i += k;
     }
-    println!("filled {large} entries in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "filled {large} entries in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let key = NoteSigner::generate("bench.example/log").expect("key");
     let t = Instant::now();
     ledger.checkpoint(&key).await.expect("checkpoint");
@@ -108,17 +119,38 @@ async fn main() {
     let _ = ledger.tree_root(large - 1).await.expect("root");
     println!("root of {}: {:.2} ms", large - 1, ms(t));
     let t = Instant::now();
-    let p = ledger.inclusion_proof(large / 3, large).await.expect("proof").expect("range");
-    println!("inclusion proof seq {} of {large}: {:.2} ms ({} hashes)", large / 3, ms(t), p.proof.len());
+    let p = ledger
+        .inclusion_proof(large / 3, large)
+        .await
+        .expect("proof")
+        .expect("range");
+    println!(
+        "inclusion proof seq {} of {large}: {:.2} ms ({} hashes)",
+        large / 3,
+        ms(t),
+        p.proof.len()
+    );
     let t = Instant::now();
-    let c = ledger.consistency_proof(large / 2 + 7, large).await.expect("proof").expect("range");
-    println!("consistency proof {} -> {large}: {:.2} ms ({} hashes)", large / 2 + 7, ms(t), c.len());
+    let c = ledger
+        .consistency_proof(large / 2 + 7, large)
+        .await
+        .expect("proof")
+        .expect("range");
+    println!(
+        "consistency proof {} -> {large}: {:.2} ms ({} hashes)",
+        large / 2 + 7,
+        ms(t),
+        c.len()
+    );
     let t = Instant::now();
     let v = vellum_ledger::verify::verify(&store).await.expect("verify");
     let chain_s = t.elapsed().as_secs_f64();
     assert!(v.ok());
     let t = Instant::now();
-    let v = ledger.verify_all(Some(&key.verifier())).await.expect("verify");
+    let v = ledger
+        .verify_all(Some(&key.verifier()))
+        .await
+        .expect("verify");
     let all_s = t.elapsed().as_secs_f64();
     assert!(v.ok(), "{v:?}");
     println!(

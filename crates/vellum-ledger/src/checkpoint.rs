@@ -51,7 +51,10 @@ impl Checkpoint {
             .strip_suffix('\n')
             .ok_or(bad("must end with a newline"))?
             .split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or(bad("origin"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(bad("origin"))?;
         let size = lines
             .next()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))

@@ -403,7 +403,13 @@ mod tests {
             for m in 0..n {
                 let p = proof_hashes(&leaves, &inclusion_ranges(m, n));
                 assert!(verify_inclusion(m, n, &leaves[m as usize], &p, &root));
-                assert!(!verify_inclusion(m, n, &leaves[(m as usize + 1) % 70], &p, &root));
+                assert!(!verify_inclusion(
+                    m,
+                    n,
+                    &leaves[(m as usize + 1) % 70],
+                    &p,
+                    &root
+                ));
                 if !p.is_empty() {
                     let mut bad = p.clone();
                     bad[0][0] ^= 1;

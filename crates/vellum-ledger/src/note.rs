@@ -55,7 +55,9 @@ impl NoteSigner {
     /// A fresh key for `name`.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
         if !valid_name(name) {
-            return Err(NoteError::Key("the origin may not be empty or contain '+' or spaces"));
+            return Err(NoteError::Key(
+                "the origin may not be empty or contain '+' or spaces",
+            ));
         }
         let key = PKey::generate_ed25519()?;
         Self::from_key(name, key)
@@ -126,7 +128,11 @@ impl NoteSigner {
         let sig = signer.sign_oneshot_to_vec(text.as_bytes())?;
         let mut raw = self.id.to_vec();
         raw.extend(sig);
-        Ok(format!("{text}\n\u{2014} {} {}\n", self.name, B64.encode(raw)))
+        Ok(format!(
+            "{text}\n\u{2014} {} {}\n",
+            self.name,
+            B64.encode(raw)
+        ))
     }
 }
 
@@ -189,15 +195,19 @@ impl NoteVerifier {
         let text = &note[..split + 1];
         let sigs = &note[split + 2..];
         if !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must end with a newline"));
+            return Err(NoteError::Malformed(
+                "signature block must end with a newline",
+            ));
         }
         let public = PKey::<Public>::public_key_from_raw_bytes(&self.public, Id::ED25519)?;
         for line in sigs.lines() {
-            let rest = line
-                .strip_prefix("\u{2014} ")
-                .ok_or(NoteError::Malformed("signature line must start with an em dash"))?;
+            let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+                "signature line must start with an em dash",
+            ))?;
             let Some((name, b64)) = rest.split_once(' ') else {
-                return Err(NoteError::Malformed("signature line needs name and signature"));
+                return Err(NoteError::Malformed(
+                    "signature line needs name and signature",
+                ));
             };
             if name != self.name {
                 continue;
@@ -207,7 +217,9 @@ impl NoteVerifier {
                 continue;
             }
             let mut v = OsslVerifier::new_without_digest(&public)?;
-            if v.verify_oneshot(&raw[4..], text.as_bytes()).unwrap_or(false) {
+            if v.verify_oneshot(&raw[4..], text.as_bytes())
+                .unwrap_or(false)
+            {
                 return Ok(text);
             }
         }

@@ -111,7 +111,12 @@ pub enum ProblemKind {
 
 /// Walks the whole chain in seq order.
 pub async fn verify(store: &impl Store) -> Result<Verdict, StoreError> {
-    verify_paged(PAGE, |after, limit| store.entries_after(after, limit), |_| ()).await
+    verify_paged(
+        PAGE,
+        |after, limit| store.entries_after(after, limit),
+        |_| (),
+    )
+    .await
 }
 
 /// [`verify`], then every stored checkpoint: its signature (with `key`;
@@ -135,7 +140,10 @@ pub async fn verify_all(
             let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
             acc.push(leaf);
             if let Some(slot) = wanted.get_mut(&acc.size()) {
-                *slot = Some((acc.root(), hash::from_slice(&row.chain_hash).unwrap_or_default()));
+                *slot = Some((
+                    acc.root(),
+                    hash::from_slice(&row.chain_hash).unwrap_or_default(),
+                ));
             }
         },
     )
@@ -150,9 +158,7 @@ pub async fn verify_all(
                 .note
                 .split_once("\n\n")
                 .ok_or_else(|| "no signature block".to_string())
-                .and_then(|(t, _)| {
-                    Checkpoint::parse(&format!("{t}\n")).map_err(|e| e.to_string())
-                }),
+                .and_then(|(t, _)| Checkpoint::parse(&format!("{t}\n")).map_err(|e| e.to_string())),
         };
         let cp = match parsed {
             Ok(cp) if cp.size as i64 == c.tree_size => cp,
@@ -160,7 +166,10 @@ pub async fn verify_all(
                 verdict.problem = Some(problem(
                     c.tree_size,
                     ProblemKind::CheckpointForged,
-                    format!("checkpoint stored as size {} names another size", c.tree_size),
+                    format!(
+                        "checkpoint stored as size {} names another size",
+                        c.tree_size
+                    ),
                 ));
                 return Ok(verdict);
             }
@@ -193,7 +202,11 @@ pub async fn verify_all(
                     format!(
                         "the first {} entries do not hash to the signed checkpoint's {}",
                         cp.size,
-                        if root != cp.root { "Merkle root" } else { "chain hash" }
+                        if root != cp.root {
+                            "Merkle root"
+                        } else {
+                            "chain hash"
+                        }
                     ),
                 ));
                 return Ok(verdict);

@@ -17,7 +17,10 @@ async fn open(db: &TestDb) -> (Ledger, AnyStore) {
     let url = DatabaseUrl::parse(&db.url).expect("database url");
     let store = AnyStore::connect(&url, None).await.expect("connect");
     store.migrate().await.expect("migrate");
-    (Ledger::start(store.clone(), WriterSettings::default()), store)
+    (
+        Ledger::start(store.clone(), WriterSettings::default()),
+        store,
+    )
 }
 
 fn draft(n: u32, tag: &str) -> Draft {
@@ -44,7 +47,9 @@ async fn fill(ledger: &Ledger, n: u32, tag: &str) {
 /// The leaf hashes recomputed from the stored bodies (not the stored column).
 async fn leaves(store: &AnyStore) -> Vec<Hash> {
     let rows = store.entries_after(0, 100_000).await.expect("entries");
-    rows.iter().map(|e| hash::leaf_hash(e.body.as_bytes())).collect()
+    rows.iter()
+        .map(|e| hash::leaf_hash(e.body.as_bytes()))
+        .collect()
 }
 
 /// RFC 6962 MTH, recursively, independent of the stored tree.

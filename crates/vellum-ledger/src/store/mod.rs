@@ -351,7 +351,13 @@ pub(crate) fn extend_tree(
             seq: e.seq,
             chain_hash: e.chain_hash,
         });
-        return (Vec::new(), TreeCache { head, frontier: Vec::new() });
+        return (
+            Vec::new(),
+            TreeCache {
+                head,
+                frontier: Vec::new(),
+            },
+        );
     }
     let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf_hash).collect();
     let (nodes, frontier) = crate::merkle::extend(head.seq as u64, frontier, &leaves);

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use super::search::{Dialect, SearchHit, SearchQuery};
 use super::{
-    extend_tree, TreeCache, head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, IndexFn, Store,
-    StoreError, StoredEntry,
+    extend_tree, head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, IndexFn,
+    Store, StoreError, StoredEntry, TreeCache,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -262,14 +262,12 @@ impl PostgresStore {
                     .await?
             };
             let h: Option<Vec<u8>> = row.map(|r| r.try_get("hash")).transpose()?;
-            out.push(
-                h.as_deref()
-                    .and_then(crate::hash::from_slice)
-                    .ok_or(StoreError::Corrupt {
-                        seq,
-                        what: "a Merkle tree node is missing",
-                    })?,
-            );
+            out.push(h.as_deref().and_then(crate::hash::from_slice).ok_or(
+                StoreError::Corrupt {
+                    seq,
+                    what: "a Merkle tree node is missing",
+                },
+            )?);
         }
         Ok(out)
     }
@@ -362,11 +360,11 @@ impl Store for PostgresStore {
                 }
             }
         }
-        let cached = self
-            .tree
-            .lock()
-            .ok()
-            .and_then(|t| t.as_ref().filter(|t| t.head == head).map(|t| t.frontier.clone()));
+        let cached = self.tree.lock().ok().and_then(|t| {
+            t.as_ref()
+                .filter(|t| t.head == head)
+                .map(|t| t.frontier.clone())
+        });
         let frontier = match cached {
             Some(f) => f,
             None => self.load_frontier(&mut tx, head.seq as u64).await?,

@@ -38,7 +38,8 @@ pub(crate) const LATEST_CHECKPOINT_SQL: &str =
 pub(crate) const CHECKPOINT_AT_SQL: &str =
     "SELECT tree_size, note FROM checkpoint WHERE tree_size = $1";
 /// One checkpoint per size: asking again at the same size keeps the first.
-pub(crate) const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoint (tree_size, note, created_at) \
+pub(crate) const INSERT_CHECKPOINT_SQL: &str =
+    "INSERT INTO checkpoint (tree_size, note, created_at) \
      VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
 pub(crate) const MAX_INDEXED_SQL: &str = "SELECT COALESCE(MAX(seq), 0) AS n FROM search_index";

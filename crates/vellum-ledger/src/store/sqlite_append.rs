@@ -170,9 +170,8 @@ fn append(
     let entries = chain(head, &fresh);
     let (nodes, next_tree) = extend_tree(head, &frontier, &entries);
     {
-        let mut node = tx.prepare_cached(
-            "INSERT INTO merkle_node (level, idx, hash) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut node =
+            tx.prepare_cached("INSERT INTO merkle_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
         for (id, h) in &nodes {
             node.execute(params![id.level, id.index as i64, &h[..]])?;
         }
