@@ -247,4 +247,17 @@ backend_tests! {
         let v = ledger.verify_all(None).await.expect("verify");
         assert_eq!(v.problem.expect("problem").kind, ProblemKind::TreeMismatch);
     }
+
+    async fn entries_stored_before_the_tree_get_one_on_migrate(backend) {
+        let db = TestDb::new(backend).await;
+        let (ledger, store) = open(&db).await;
+        fill(&ledger, 11, "a").await;
+        drop(ledger);
+        // As if stored before the tree existed.
+        owner_sql(&store, backend, &["DELETE FROM merkle_node"]).await;
+        let (ledger, store) = open(&db).await;
+        fill(&ledger, 4, "b").await;
+        assert_eq!(ledger.tree_root(15).await.expect("root"), mth(&leaves(&store).await));
+        assert!(ledger.verify_all(None).await.expect("verify").ok());
+    }
 }

@@ -289,7 +289,8 @@ macro_rules! dispatch {
 
 impl Store for AnyStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.migrate().await)
+        dispatch!(self, s => s.migrate().await)?;
+        self.backfill_tree().await
     }
     async fn append_batch(
         &self,
@@ -376,6 +377,40 @@ pub struct StoredCheckpoint {
 }
 
 impl AnyStore {
+    /// Builds the Merkle nodes of entries stored before the tree existed (an
+    /// upgrade): when the head's frontier is incomplete, every entry's leaf
+    /// is folded in again and the missing nodes inserted (existing ones are
+    /// kept; nodes are deterministic, so a concurrent writer agrees).
+    async fn backfill_tree(&self) -> Result<(), StoreError> {
+        let head = self.head().await?;
+        let mut complete = true;
+        for id in crate::merkle::frontier_ids(head.seq as u64) {
+            if self.node(id).await.is_err() {
+                complete = false;
+                break;
+            }
+        }
+        if complete {
+            return Ok(());
+        }
+        tracing::info!(entries = head.seq, "building the Merkle tree of existing entries");
+        let (mut size, mut frontier, mut after) = (0u64, Vec::new(), 0i64);
+        loop {
+            let rows = self.entries_after(after, BACKFILL_CHUNK * 10).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            let leaves: Vec<Hash> = rows
+                .iter()
+                .map(|e| crate::hash::leaf_hash(e.body.as_bytes()))
+                .collect();
+            let (nodes, f) = crate::merkle::extend(size, &frontier, &leaves);
+            size += leaves.len() as u64;
+            frontier = f;
+            dispatch!(self, s => s.insert_nodes(&nodes).await)?;
+        }
+        Ok(())
+    }
+
     /// The hash of one complete subtree (level 0: the entry's leaf hash).
     pub(crate) async fn node(&self, id: crate::merkle::NodeId) -> Result<Hash, StoreError> {
         let seq = (id.index << id.level) as i64 + 1;

@@ -272,6 +272,27 @@ impl PostgresStore {
         Ok(out)
     }
 
+    /// Inserts Merkle nodes, keeping any already stored (tree back-fill).
+    pub(crate) async fn insert_nodes(
+        &self,
+        nodes: &[(crate::merkle::NodeId, crate::hash::Hash)],
+    ) -> Result<(), StoreError> {
+        let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+        let idx: Vec<i64> = nodes.iter().map(|(id, _)| id.index as i64).collect();
+        let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+        sqlx::query(
+            "INSERT INTO merkle_node (level, idx, hash) \
+             SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (level, idx) DO NOTHING",
+        )
+        .bind(&levels)
+        .bind(&idx)
+        .bind(&hashes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub(crate) async fn write_checkpoint(
         &self,
         tree_size: i64,

@@ -126,6 +126,24 @@ super::reads::impl_reads!(
 );
 
 impl SqliteStore {
+    /// Inserts Merkle nodes, keeping any already stored (tree back-fill).
+    pub(crate) async fn insert_nodes(
+        &self,
+        nodes: &[(crate::merkle::NodeId, crate::hash::Hash)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for (id, h) in nodes {
+            sqlx::query("INSERT OR IGNORE INTO merkle_node (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(id.level as i64)
+                .bind(id.index as i64)
+                .bind(&h[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(crate) async fn write_checkpoint(
         &self,
         tree_size: i64,
