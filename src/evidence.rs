@@ -107,7 +107,22 @@ pub fn signer_for(
         };
     }
     let signer = NoteSigner::generate(&settings.origin)?;
-    write_private(&path, &signer.to_key_file()?)?;
+    // Written whole under a unique name, then linked into place: a second
+    // process starting on the same file at once either wins the link or
+    // reads the complete key the first one linked.
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    write_private(&tmp, &signer.to_key_file()?)?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return read_signer(&path).map(Some);
+        }
+        Err(e) => return Err(io(&path)(e)),
+    }
     let mut vkey_path = path.clone().into_os_string();
     vkey_path.push(".pub");
     let vkey_path = PathBuf::from(vkey_path);
