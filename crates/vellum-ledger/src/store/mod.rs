@@ -393,7 +393,10 @@ impl AnyStore {
         if complete {
             return Ok(());
         }
-        tracing::info!(entries = head.seq, "building the Merkle tree of existing entries");
+        tracing::info!(
+            entries = head.seq,
+            "building the Merkle tree of existing entries"
+        );
         let (mut size, mut frontier, mut after) = (0u64, Vec::new(), 0i64);
         loop {
             let rows = self.entries_after(after, BACKFILL_CHUNK * 10).await?;
