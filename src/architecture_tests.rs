@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("radiology", 2),
     ("dicom", 2),
     ("atna", 2),
+    ("evidence", 2),
     ("intake", 3),
     ("http", 4),
     ("mllp", 4),
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("reports", 4),
     ("demo", 4),
     ("startup", 5),
+    ("evidence_cli", 5),
 ];
 
 fn layer(module: &str) -> Option<u8> {

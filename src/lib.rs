@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod dicom;
 pub mod digest_worker;
+pub mod evidence;
 pub mod fhir;
 pub mod hl7v2;
 pub mod http;

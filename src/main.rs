@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod evidence_cli;
+
 use vellum::config::{DatabaseUrl, Settings};
-use vellum::ledger::verify::verify;
 use vellum::startup::Application;
 use vellum::store::{AnyStore, Store};
 
@@ -34,13 +35,59 @@ struct Cli {
 enum Command {
     /// Run the HTTP (FHIR) server.
     Serve,
-    /// Recompute every hash and chain link; exit 0 when all hold, 1 on tampering.
+    /// Recompute every hash, chain link, Merkle root and checkpoint
+    /// signature; exit 0 when all hold, 1 on tampering.
     Verify {
         #[arg(long)]
         database_url: Option<String>,
         /// Print a machine-readable verdict.
         #[arg(long)]
         json: bool,
+        /// Verify an export directory offline instead of the database.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// The log's verifier key (default: the configured signing key's;
+        /// for --export, DIR/log.vkey).
+        #[arg(long, value_name = "FILE")]
+        vkey: Option<PathBuf>,
+    },
+    /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey.
+    Keygen {
+        #[arg(long)]
+        origin: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign and store a checkpoint of the current head; print it.
+    Checkpoint {
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Write entries.jsonl, checkpoint and log.vkey for offline verification.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        from: Option<i64>,
+        #[arg(long)]
+        to: Option<i64>,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Write an offline inclusion-proof bundle for one event.
+    Proof {
+        #[arg(long, value_name = "EVENT_ID")]
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Check a proof bundle offline: exit 0 proven, 1 not.
+    VerifyProof {
+        file: PathBuf,
+        #[arg(long)]
+        vkey: PathBuf,
     },
     /// Pixel-data digests (DESIGN §3) of DICOM files and folders: instance
     /// digests, skipped files with reasons, study digests.
@@ -92,6 +139,17 @@ fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<S
 fn main() -> ExitCode {
     vellum::telemetry::install_panic_hook();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Keygen { origin, out } => return evidence_cli::keygen(origin, out),
+        Command::VerifyProof { file, vkey } => return evidence_cli::verify_proof(file, vkey),
+        Command::Verify {
+            export: Some(dir),
+            vkey,
+            json,
+            ..
+        } => return evidence_cli::verify_export(dir, vkey.as_ref(), *json),
+        _ => {}
+    }
     if let Command::Hash {
         paths,
         json,
@@ -116,9 +174,51 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Command::Serve => serve(cli.config.as_ref()).await,
-            Command::Verify { database_url, json } => {
-                run_verify(cli.config.as_ref(), database_url.as_ref(), json).await
+            Command::Verify {
+                database_url,
+                json,
+                vkey,
+                ..
+            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
+                Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), json).await,
+                Err(e) => {
+                    eprintln!("vellum: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Checkpoint { database_url } => {
+                match settings(cli.config.as_ref(), database_url.as_ref()) {
+                    Ok(s) => evidence_cli::checkpoint(&s).await,
+                    Err(e) => {
+                        eprintln!("vellum: {e}");
+                        ExitCode::from(2)
+                    }
+                }
             }
+            Command::Export {
+                out,
+                from,
+                to,
+                database_url,
+            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
+                Ok(s) => evidence_cli::export(&s, &out, from, to).await,
+                Err(e) => {
+                    eprintln!("vellum: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Proof {
+                id,
+                out,
+                database_url,
+            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
+                Ok(s) => evidence_cli::proof(&s, &id, &out).await,
+                Err(e) => {
+                    eprintln!("vellum: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Command::Keygen { .. } | Command::VerifyProof { .. } => ExitCode::from(2), // handled above
             Command::Migrate { database_url } => {
                 migrate(cli.config.as_ref(), database_url.as_ref()).await
             }
@@ -188,43 +288,6 @@ async fn open_store(
             ExitCode::from(2)
         })
         .map(|s| s.with_indexer(vellum::fhir::search_index::rows_for_body))
-}
-
-async fn run_verify(
-    config: Option<&PathBuf>,
-    database_url: Option<&String>,
-    json: bool,
-) -> ExitCode {
-    let store = match open_store(config, database_url).await {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    match verify(&store).await {
-        Ok(v) => {
-            if json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
-            }
-            match &v.problem {
-                None => {
-                    if !json {
-                        println!(
-                            "ok: {} entries, head chain hash {}",
-                            v.entries, v.head_chain_hash
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Some(p) => {
-                    eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("vellum: cannot read the store: {e}");
-            ExitCode::from(2)
-        }
-    }
 }
 
 async fn demo(

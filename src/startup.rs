@@ -23,6 +23,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("dicom: {0}")]
     Dicom(String),
+    #[error("checkpoint signing key: {0}")]
+    Evidence(#[from] crate::evidence::EvidenceError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -40,6 +42,8 @@ pub struct Application {
     mllp: Vec<MllpListener>,
     /// Completes pending pixel digests (None: no DICOM source, or off).
     digest_worker: Option<DigestWorker>,
+    /// Makes checkpoints on schedule (None: no signing key).
+    checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
 }
@@ -61,6 +65,14 @@ impl Application {
             store.migrate().await?;
         }
         let ledger = Ledger::start(store, settings.writer);
+        let signer = crate::evidence::signer_for(&settings.evidence, &settings.database_url, true)?
+            .map(Arc::new);
+        if signer.is_none() {
+            tracing::warn!("no checkpoint signing key (signing_key_file): no checkpoints are made");
+        }
+        let checkpointer = signer
+            .clone()
+            .map(|s| crate::evidence::spawn_checkpointer(ledger.clone(), s, &settings.evidence));
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -84,6 +96,7 @@ impl Application {
             privacy: settings.privacy.clone(),
             dicom: dicom_sources,
             reports: settings.reports,
+            signer,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let server = crate::http::server(listener, state, web::Data::from(dicom_service))
@@ -95,6 +108,7 @@ impl Application {
             mllp,
             digest_worker,
             syslog,
+            checkpointer,
         })
     }
 
@@ -138,6 +152,7 @@ impl Application {
             mllp,
             digest_worker,
             syslog,
+            checkpointer,
             ..
         } = self;
         drop(ledger);
@@ -145,6 +160,9 @@ impl Application {
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
         let result = serve(server, mllp, syslog).await;
+        if let Some(c) = checkpointer {
+            c.abort();
+        }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {
             let _ = w.await;

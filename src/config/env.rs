@@ -76,6 +76,10 @@ mod tests {
             ("BATCH_MAX_EVENTS", "batch_max_events"),
             ("BATCH_MAX_WAIT_US", "batch_max_wait_us"),
             ("WRITER_QUEUE", "writer_queue"),
+            ("SIGNING_KEY_FILE", "signing_key_file"),
+            ("CHECKPOINT_ORIGIN", "checkpoint_origin"),
+            ("CHECKPOINT_EVERY_ENTRIES", "checkpoint_every_entries"),
+            ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
             ("LOG", "log"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),
             (

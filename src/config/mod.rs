@@ -12,6 +12,7 @@
 mod database;
 mod dicom;
 mod env;
+mod evidence;
 mod http;
 mod limits;
 mod mllp;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
@@ -87,6 +89,11 @@ pub struct RawSettings {
     pub batch_max_events: usize,
     pub batch_max_wait_us: u64,
     pub writer_queue: usize,
+    // evidence.rs
+    pub signing_key_file: Option<String>,
+    pub checkpoint_origin: String,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_every_seconds: u64,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
@@ -112,6 +119,7 @@ struct RawSections {
     http: RawHttp,
     mllp: RawMllp,
     writer: RawWriter,
+    evidence: RawEvidence,
     log: String,
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
@@ -129,6 +137,7 @@ impl RawSettings {
             http,
             mllp,
             writer,
+            evidence,
             log,
             privacy,
             dicom,
@@ -154,6 +163,10 @@ impl RawSettings {
             batch_max_events: writer.batch_max_events,
             batch_max_wait_us: writer.batch_max_wait_us,
             writer_queue: writer.writer_queue,
+            signing_key_file: evidence.signing_key_file,
+            checkpoint_origin: evidence.checkpoint_origin,
+            checkpoint_every_entries: evidence.checkpoint_every_entries,
+            checkpoint_every_seconds: evidence.checkpoint_every_seconds,
             log,
             privacy,
             dicom,
@@ -182,6 +195,10 @@ impl RawSettings {
             batch_max_events,
             batch_max_wait_us,
             writer_queue,
+            signing_key_file,
+            checkpoint_origin,
+            checkpoint_every_entries,
+            checkpoint_every_seconds,
             log,
             privacy,
             dicom,
@@ -215,6 +232,12 @@ impl RawSettings {
                 batch_max_wait_us,
                 writer_queue,
             },
+            evidence: RawEvidence {
+                signing_key_file,
+                checkpoint_origin,
+                checkpoint_every_entries,
+                checkpoint_every_seconds,
+            },
             log,
             privacy,
             dicom,
@@ -232,6 +255,7 @@ impl Default for RawSettings {
             http: RawHttp::default(),
             mllp: RawMllp::default(),
             writer: RawWriter::default(),
+            evidence: RawEvidence::default(),
             log: "info".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
@@ -261,6 +285,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub syslog: SyslogSettings,
     pub reports: ReportSettings,
+    pub evidence: EvidenceSettings,
 }
 
 impl Settings {
@@ -286,6 +311,7 @@ impl Settings {
             http,
             mllp,
             writer,
+            evidence,
             log,
             privacy,
             dicom,
@@ -302,6 +328,7 @@ impl Settings {
         let limits = LimitSettings::validate(&limits)?;
         let syslog = SyslogSettings::validate(syslog, &privacy)?;
         let reports = ReportSettings::validate(&reports)?;
+        let evidence = EvidenceSettings::validate(evidence)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -322,6 +349,7 @@ impl Settings {
             limits,
             syslog,
             reports,
+            evidence,
         })
     }
 }

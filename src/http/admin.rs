@@ -26,9 +26,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// 200 with the verdict when the chain holds, 409 with it when it does not.
+/// 200 with the verdict when the chain, the stored checkpoints (signed by
+/// this server's key) and the Merkle tree hold; 409 with it when not.
 async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
-    match state.ledger.verify().await {
+    let key = state.signer.as_ref().map(|s| s.verifier());
+    match state.ledger.verify_all(key.as_ref()).await {
         Ok(v) if v.ok() => HttpResponse::Ok().json(v),
         Ok(v) => HttpResponse::Conflict().json(v),
         Err(e) => {

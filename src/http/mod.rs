@@ -6,6 +6,7 @@ mod ai_routes;
 mod body;
 mod bundle_routes;
 mod dicom_routes;
+mod evidence_routes;
 mod fhir_routes;
 mod format;
 mod intake_response;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
     /// `[reports]`: QA report settings.
     pub reports: crate::config::ReportSettings,
+    /// Signs checkpoints; `None` when no key is configured.
+    pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`. It
@@ -56,6 +59,7 @@ pub fn server(
             .app_data(state.clone())
             .configure(fhir_routes::configure)
             .configure(admin::configure)
+            .configure(evidence_routes::configure)
             .configure(ai_routes::configure)
             .configure(report_routes::configure)
             .app_data(dicom.clone())

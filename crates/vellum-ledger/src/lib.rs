@@ -4,7 +4,10 @@
 //! idempotency key), computed above this crate, so the ledger knows nothing
 //! of FHIR, DICOM or HL7.
 
+pub mod checkpoint;
 pub mod hash;
+pub mod merkle;
+pub mod note;
 mod settings;
 pub mod store;
 #[doc(hidden)]
@@ -144,6 +147,27 @@ pub fn parse_stamp(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// An inclusion proof (RFC 9162 §2.1.3); `leaf_index` is seq - 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: hash::Hash,
+    pub proof: Vec<hash::Hash>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFailed {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing failed: {0}")]
+    Sign(#[from] note::NoteError),
+    #[error("the clock could not be formatted")]
+    Time,
+    #[error("no entry at that tree size")]
+    Size,
+}
+
 #[derive(Clone)]
 pub struct Ledger {
     store: AnyStore,
@@ -249,9 +273,159 @@ impl Ledger {
         self.store.followup_count(kind).await
     }
 
+    /// The Merkle root of the first `size` entries (O(log n) node reads).
+    pub async fn tree_root(&self, size: u64) -> Result<hash::Hash, StoreError> {
+        self.range_hash(0, size).await
+    }
+
+    /// The RFC hash of leaves `[lo, hi)` as the RFC recursion splits them.
+    async fn range_hash(&self, lo: u64, hi: u64) -> Result<hash::Hash, StoreError> {
+        let mut hashes = Vec::new();
+        for id in merkle::range_nodes(lo, hi) {
+            hashes.push(self.store.node(id).await?);
+        }
+        Ok(merkle::fold(&hashes).unwrap_or_else(merkle::empty_root))
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `size` entries
+    /// (RFC 9162 §2.1.3), or `None` when the sizes are out of range.
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        size: u64,
+    ) -> Result<Option<InclusionProof>, StoreError> {
+        let head = self.store.head().await?.seq as u64;
+        if seq == 0 || seq > size || size > head {
+            return Ok(None);
+        }
+        let leaf = self.range_hash(seq - 1, seq).await?;
+        let mut proof = Vec::new();
+        for (lo, hi) in merkle::inclusion_ranges(seq - 1, size) {
+            proof.push(self.range_hash(lo, hi).await?);
+        }
+        Ok(Some(InclusionProof {
+            leaf_index: seq - 1,
+            tree_size: size,
+            leaf_hash: leaf,
+            proof,
+        }))
+    }
+
+    /// The consistency proof from `first` to `second` entries (RFC 9162
+    /// §2.1.4), or `None` when the sizes are out of range.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Option<Vec<hash::Hash>>, StoreError> {
+        let head = self.store.head().await?.seq as u64;
+        if first > second || second > head {
+            return Ok(None);
+        }
+        let mut proof = Vec::new();
+        for (lo, hi) in merkle::consistency_ranges(first, second) {
+            proof.push(self.range_hash(lo, hi).await?);
+        }
+        Ok(Some(proof))
+    }
+
+    /// One complete subtree's hash (level 0: an entry's leaf hash).
+    pub async fn tree_node(&self, id: merkle::NodeId) -> Result<hash::Hash, StoreError> {
+        self.store.node(id).await
+    }
+
+    /// Signs and stores a checkpoint of the current head (one per size: if
+    /// the head has one already, that one is returned).
+    pub async fn checkpoint(&self, signer: &note::NoteSigner) -> Result<String, CheckpointFailed> {
+        let head = self.store.head().await?;
+        self.checkpoint_of(signer, head).await
+    }
+
+    /// [`Ledger::checkpoint`] of the first `size` entries (an export that
+    /// ends before the head).
+    pub async fn checkpoint_at(
+        &self,
+        signer: &note::NoteSigner,
+        size: u64,
+    ) -> Result<String, CheckpointFailed> {
+        let size = i64::try_from(size).map_err(|_| CheckpointFailed::Size)?;
+        let head = if size == 0 {
+            ChainHead::EMPTY
+        } else {
+            let e = self
+                .store
+                .entries_after(size - 1, 1)
+                .await?
+                .pop()
+                .filter(|e| e.seq == size)
+                .ok_or(CheckpointFailed::Size)?;
+            ChainHead {
+                seq: size,
+                chain_hash: hash::from_slice(&e.chain_hash).ok_or(StoreError::Corrupt {
+                    seq: size,
+                    what: "chain_hash is not 32 bytes",
+                })?,
+            }
+        };
+        self.checkpoint_of(signer, head).await
+    }
+
+    async fn checkpoint_of(
+        &self,
+        signer: &note::NoteSigner,
+        head: ChainHead,
+    ) -> Result<String, CheckpointFailed> {
+        if let Some(existing) = self.store.checkpoint(Some(head.seq)).await? {
+            return Ok(existing.note);
+        }
+        let cp = checkpoint::Checkpoint {
+            origin: signer.name().to_string(),
+            size: head.seq as u64,
+            root: self.tree_root(head.seq as u64).await?,
+            chain: head.chain_hash,
+            time: OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc())
+                .format(&Rfc3339)
+                .map_err(|_| CheckpointFailed::Time)?,
+        };
+        let note = cp.sign(signer)?;
+        self.store
+            .insert_checkpoint(head.seq, &note, &cp.time)
+            .await?;
+        // A concurrent request may have stored one of this size first.
+        Ok(self
+            .store
+            .checkpoint(Some(head.seq))
+            .await?
+            .map_or(note, |c| c.note))
+    }
+
+    /// The newest stored checkpoint, or the one of `size`.
+    pub async fn stored_checkpoint(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Option<store::StoredCheckpoint>, StoreError> {
+        self.store.checkpoint(size).await
+    }
+
+    /// Every stored checkpoint, by size.
+    pub async fn stored_checkpoints(&self) -> Result<Vec<store::StoredCheckpoint>, StoreError> {
+        self.store.checkpoints().await
+    }
+
     /// Recomputes every hash and link (see [`verify::verify`]).
     pub async fn verify(&self) -> Result<verify::Verdict, StoreError> {
         verify::verify(&self.store).await
+    }
+
+    /// [`verify::verify_all`]: the chain, then every stored checkpoint
+    /// (signatures with `key`) and the stored Merkle tree.
+    pub async fn verify_all(
+        &self,
+        key: Option<&note::NoteVerifier>,
+    ) -> Result<verify::Verdict, StoreError> {
+        verify::verify_all(&self.store, key).await
     }
 
     /// True when the database answers and the schema is migrated.

@@ -46,8 +46,13 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use super::hash::{self, Hash};
-use crate::store::{Store, StoreError, StoredEntry};
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{self, Accumulator};
+use crate::note::NoteVerifier;
+use crate::store::{AnyStore, Store, StoreError, StoredEntry};
 
 /// Entries read per page while verifying.
 const PAGE: i64 = 2000;
@@ -66,6 +71,8 @@ pub struct Verdict {
     pub head_chain_hash: String,
     /// The first problem found, if any.
     pub problem: Option<Problem>,
+    /// Signed checkpoints checked against the entries.
+    pub checkpoints: i64,
 }
 
 impl Verdict {
@@ -92,15 +99,149 @@ pub enum ProblemKind {
     ChainBroken,
     LeafHashMismatch,
     Malformed,
+    /// Entries a signed checkpoint covers are gone from the end.
+    Truncated,
+    /// The entries do not hash to a signed checkpoint's root or chain.
+    HistoryRewritten,
+    /// A stored checkpoint's signature does not verify.
+    CheckpointForged,
+    /// The stored Merkle tree nodes disagree with the entries.
+    TreeMismatch,
 }
 
 /// Walks the whole chain in seq order.
 pub async fn verify(store: &impl Store) -> Result<Verdict, StoreError> {
-    verify_paged(PAGE, |after, limit| store.entries_after(after, limit)).await
+    verify_paged(
+        PAGE,
+        |after, limit| store.entries_after(after, limit),
+        |_| (),
+    )
+    .await
 }
 
-/// The walk over pages of `page` rows fetched by `fetch(after_seq, limit)`.
-async fn verify_paged<F, Fut, E>(page: i64, mut fetch: F) -> Result<Verdict, E>
+/// [`verify`], then every stored checkpoint: its signature (with `key`;
+/// without one only its form), and that the entries hash to its root and
+/// chain; and that the stored Merkle nodes give the recomputed root.
+pub async fn verify_all(
+    store: &AnyStore,
+    key: Option<&NoteVerifier>,
+) -> Result<Verdict, StoreError> {
+    let stored = store.checkpoints().await?;
+    let mut wanted: HashMap<u64, Option<(Hash, Hash)>> = stored
+        .iter()
+        .map(|c| (c.tree_size.max(0) as u64, None))
+        .collect();
+    let mut acc = Accumulator::default();
+    let mut verdict = verify_paged(
+        PAGE,
+        |after, limit| store.entries_after(after, limit),
+        |row: &StoredEntry| {
+            // The walk has checked this row's leaf and chain hashes.
+            let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
+            acc.push(leaf);
+            if let Some(slot) = wanted.get_mut(&acc.size()) {
+                *slot = Some((
+                    acc.root(),
+                    hash::from_slice(&row.chain_hash).unwrap_or_default(),
+                ));
+            }
+        },
+    )
+    .await?;
+    if verdict.problem.is_some() {
+        return Ok(verdict);
+    }
+    for c in &stored {
+        let parsed = match key {
+            Some(k) => Checkpoint::open(&c.note, k).map_err(|e| e.to_string()),
+            None => c
+                .note
+                .split_once("\n\n")
+                .ok_or_else(|| "no signature block".to_string())
+                .and_then(|(t, _)| Checkpoint::parse(&format!("{t}\n")).map_err(|e| e.to_string())),
+        };
+        let cp = match parsed {
+            Ok(cp) if cp.size as i64 == c.tree_size => cp,
+            Ok(_) => {
+                verdict.problem = Some(problem(
+                    c.tree_size,
+                    ProblemKind::CheckpointForged,
+                    format!(
+                        "checkpoint stored as size {} names another size",
+                        c.tree_size
+                    ),
+                ));
+                return Ok(verdict);
+            }
+            Err(e) => {
+                verdict.problem = Some(problem(
+                    c.tree_size,
+                    ProblemKind::CheckpointForged,
+                    format!("checkpoint of size {}: {e}", c.tree_size),
+                ));
+                return Ok(verdict);
+            }
+        };
+        match wanted.get(&cp.size).copied().flatten() {
+            None if cp.size == 0 => {}
+            None => {
+                verdict.problem = Some(problem(
+                    verdict.entries + 1,
+                    ProblemKind::Truncated,
+                    format!(
+                        "a signed checkpoint covers {} entries; {} are stored",
+                        cp.size, verdict.entries
+                    ),
+                ));
+                return Ok(verdict);
+            }
+            Some((root, chain)) if root != cp.root || chain != cp.chain => {
+                verdict.problem = Some(problem(
+                    cp.size as i64,
+                    ProblemKind::HistoryRewritten,
+                    format!(
+                        "the first {} entries do not hash to the signed checkpoint's {}",
+                        cp.size,
+                        if root != cp.root {
+                            "Merkle root"
+                        } else {
+                            "chain hash"
+                        }
+                    ),
+                ));
+                return Ok(verdict);
+            }
+            Some(_) => {}
+        }
+        verdict.checkpoints += 1;
+    }
+    // Proofs are served from the stored nodes: they must give the same root.
+    let n = acc.size();
+    let mut hashes = Vec::new();
+    for id in merkle::range_nodes(0, n) {
+        hashes.push(store.node(id).await.ok());
+    }
+    let stored_root = hashes
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(|h| merkle::root_from_frontier(&h));
+    if stored_root != Some(acc.root()) {
+        verdict.problem = Some(problem(
+            n as i64,
+            ProblemKind::TreeMismatch,
+            "the stored Merkle tree nodes do not give the entries' root".to_string(),
+        ));
+    }
+    Ok(verdict)
+}
+
+/// The walk over pages of `page` rows fetched by `fetch(after_seq, limit)`;
+/// `verified` sees each row once it holds, in seq order.
+async fn verify_paged<F, Fut, E>(
+    page: i64,
+    mut fetch: F,
+    mut verified: impl FnMut(&StoredEntry),
+) -> Result<Verdict, E>
 where
     F: FnMut(i64, i64) -> Fut,
     Fut: Future<Output = Result<Vec<StoredEntry>, E>>,
@@ -128,6 +269,7 @@ where
         if let Err(problem) = walker.step(&row, ahead) {
             return Ok(walker.verdict(Some(problem)));
         }
+        verified(&row);
     }
     Ok(walker.verdict(None))
 }
@@ -219,6 +361,7 @@ impl Walker {
             entries: seq,
             head_chain_hash: hex::encode(chain),
             problem,
+            checkpoints: 0,
         }
     }
 
@@ -996,7 +1139,7 @@ mod tests {
                         .collect();
                     std::future::ready(Ok::<_, std::convert::Infallible>(out))
                 };
-                let got = verify_paged(page, fetch).await.unwrap();
+                let got = verify_paged(page, fetch, |_| ()).await.unwrap();
                 assert_eq!(got, expected, "page size {page}");
             }
         }

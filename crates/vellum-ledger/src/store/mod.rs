@@ -330,7 +330,8 @@ macro_rules! dispatch {
 
 impl Store for AnyStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.migrate().await)
+        dispatch!(self, s => s.migrate().await)?;
+        self.backfill_tree().await
     }
     async fn append_batch(
         &self,
@@ -360,6 +361,132 @@ impl Store for AnyStore {
     }
     async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
         dispatch!(self, s => s.count(query).await)
+    }
+}
+
+/// The Merkle frontier of the chain head the appender last committed, so a
+/// batch need not read it back (read again whenever the head differs, e.g.
+/// after another process appended).
+#[derive(Debug, Clone)]
+pub(crate) struct TreeCache {
+    pub head: ChainHead,
+    pub frontier: Vec<Hash>,
+}
+
+/// Off only in the benchmark that measures what keeping the tree costs
+/// (a store written with it off has no tree and cannot serve proofs).
+static TREE_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[doc(hidden)]
+pub fn benchmark_without_tree(off: bool) {
+    TREE_OFF.store(off, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The nodes a batch adds to the tree and the frontier after it.
+pub(crate) fn extend_tree(
+    head: ChainHead,
+    frontier: &[Hash],
+    entries: &[NewEntry],
+) -> (Vec<(crate::merkle::NodeId, Hash)>, TreeCache) {
+    if TREE_OFF.load(std::sync::atomic::Ordering::Relaxed) {
+        let head = entries.last().map_or(head, |e| ChainHead {
+            seq: e.seq,
+            chain_hash: e.chain_hash,
+        });
+        return (
+            Vec::new(),
+            TreeCache {
+                head,
+                frontier: Vec::new(),
+            },
+        );
+    }
+    let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf_hash).collect();
+    let (nodes, frontier) = crate::merkle::extend(head.seq as u64, frontier, &leaves);
+    let head = entries.last().map_or(head, |e| ChainHead {
+        seq: e.seq,
+        chain_hash: e.chain_hash,
+    });
+    (nodes, TreeCache { head, frontier })
+}
+
+/// One stored signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub note: String,
+}
+
+impl AnyStore {
+    /// Builds the Merkle nodes of entries stored before the tree existed (an
+    /// upgrade): when the head's frontier is incomplete, every entry's leaf
+    /// is folded in again and the missing nodes inserted (existing ones are
+    /// kept; nodes are deterministic, so a concurrent writer agrees).
+    async fn backfill_tree(&self) -> Result<(), StoreError> {
+        let head = self.head().await?;
+        let mut complete = true;
+        for id in crate::merkle::frontier_ids(head.seq as u64) {
+            if self.node(id).await.is_err() {
+                complete = false;
+                break;
+            }
+        }
+        if complete {
+            return Ok(());
+        }
+        tracing::info!(
+            entries = head.seq,
+            "building the Merkle tree of existing entries"
+        );
+        let (mut size, mut frontier, mut after) = (0u64, Vec::new(), 0i64);
+        loop {
+            let rows = self.entries_after(after, BACKFILL_CHUNK * 10).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            let leaves: Vec<Hash> = rows
+                .iter()
+                .map(|e| crate::hash::leaf_hash(e.body.as_bytes()))
+                .collect();
+            let (nodes, f) = crate::merkle::extend(size, &frontier, &leaves);
+            size += leaves.len() as u64;
+            frontier = f;
+            dispatch!(self, s => s.insert_nodes(&nodes).await)?;
+        }
+        Ok(())
+    }
+
+    /// The hash of one complete subtree (level 0: the entry's leaf hash).
+    pub(crate) async fn node(&self, id: crate::merkle::NodeId) -> Result<Hash, StoreError> {
+        let seq = (id.index << id.level) as i64 + 1;
+        let got = dispatch!(self, s => s.read_node(id.level as i64, id.index as i64).await)?;
+        got.as_deref()
+            .and_then(crate::hash::from_slice)
+            .ok_or(StoreError::Corrupt {
+                seq,
+                what: "a Merkle tree node is missing or not 32 bytes",
+            })
+    }
+
+    pub(crate) async fn insert_checkpoint(
+        &self,
+        tree_size: i64,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.write_checkpoint(tree_size, note, created_at).await)
+    }
+
+    /// Every stored checkpoint, by size.
+    pub(crate) async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        dispatch!(self, s => s.read_checkpoints(None, false).await)
+    }
+
+    /// The newest checkpoint, or the one of `size`.
+    pub(crate) async fn checkpoint(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(dispatch!(self, s => s.read_checkpoints(size, true).await)?.pop())
     }
 }
 

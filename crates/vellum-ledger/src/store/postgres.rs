@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use super::search::{Dialect, SearchHit, SearchQuery};
 use super::{
-    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, IndexFn, Store,
-    StoreError, StoredEntry,
+    extend_tree, head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, IndexFn,
+    Store, StoreError, StoredEntry, TreeCache,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -28,6 +28,8 @@ pub struct PostgresStore {
     writer: PgPool,
     /// Derives a body's search-index rows for the upgrade back-fill.
     pub(super) indexer: Option<IndexFn>,
+    /// The Merkle frontier after this process's last append.
+    tree: std::sync::Arc<std::sync::Mutex<Option<TreeCache>>>,
 }
 
 impl PostgresStore {
@@ -69,6 +71,7 @@ impl PostgresStore {
             pool: pool.connect_with(opts).await?,
             writer,
             indexer: None,
+            tree: Default::default(),
         })
     }
 
@@ -94,7 +97,9 @@ const HEAD_AND_KEYS: &str = "SELECT NULL::text AS key, h.seq, NULL::text AS id, 
 const INSERT_ALL: &str = "WITH e AS (INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) \
        SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[])), \
      i AS (INSERT INTO search_index (seq, param, sys, val, exact, low, high) \
-       SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])) \
+       SELECT * FROM UNNEST($8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[])), \
+     n AS (INSERT INTO merkle_node (level, idx, hash) \
+       SELECT * FROM UNNEST($17::int[], $18::bigint[], $19::bytea[])) \
      INSERT INTO entry_key (key, seq) SELECT * FROM UNNEST($15::text[], $16::bigint[])";
 
 /// The search index rows of a batch as one array per column, for
@@ -141,7 +146,11 @@ async fn insert_all(
     keys: &[Option<String>],
     fresh: &[bool],
     entries: &[super::NewEntry],
+    nodes: &[(crate::merkle::NodeId, crate::hash::Hash)],
 ) -> Result<(), sqlx::Error> {
+    let node_levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+    let node_idx: Vec<i64> = nodes.iter().map(|(id, _)| id.index as i64).collect();
+    let node_hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
     let n = entries.len();
     let (mut seqs, mut ids, mut bodies) = (
         Vec::with_capacity(n),
@@ -189,6 +198,9 @@ async fn insert_all(
         .bind(&index.high)
         .bind(&key_names)
         .bind(&key_seqs)
+        .bind(&node_levels)
+        .bind(&node_idx)
+        .bind(&node_hashes)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -227,6 +239,75 @@ super::reads::impl_reads!(
 );
 
 impl PostgresStore {
+    /// The frontier hashes of a tree of `size` leaves, read inside the
+    /// append transaction (only when another process appended last).
+    async fn load_frontier(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        size: u64,
+    ) -> Result<Vec<crate::hash::Hash>, StoreError> {
+        let mut out = Vec::new();
+        for id in crate::merkle::frontier_ids(size) {
+            let seq = (id.index << id.level) as i64 + 1;
+            let row = if id.level == 0 {
+                sqlx::query(super::reads::LEAF_SQL)
+                    .bind(seq)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            } else {
+                sqlx::query(super::reads::NODE_SQL)
+                    .bind(id.level as i32)
+                    .bind(id.index as i64)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            };
+            let h: Option<Vec<u8>> = row.map(|r| r.try_get("hash")).transpose()?;
+            out.push(h.as_deref().and_then(crate::hash::from_slice).ok_or(
+                StoreError::Corrupt {
+                    seq,
+                    what: "a Merkle tree node is missing",
+                },
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Inserts Merkle nodes, keeping any already stored (tree back-fill).
+    pub(crate) async fn insert_nodes(
+        &self,
+        nodes: &[(crate::merkle::NodeId, crate::hash::Hash)],
+    ) -> Result<(), StoreError> {
+        let levels: Vec<i32> = nodes.iter().map(|(id, _)| id.level as i32).collect();
+        let idx: Vec<i64> = nodes.iter().map(|(id, _)| id.index as i64).collect();
+        let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+        sqlx::query(
+            "INSERT INTO merkle_node (level, idx, hash) \
+             SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bytea[]) \
+             ON CONFLICT (level, idx) DO NOTHING",
+        )
+        .bind(&levels)
+        .bind(&idx)
+        .bind(&hashes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn write_checkpoint(
+        &self,
+        tree_size: i64,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(super::reads::INSERT_CHECKPOINT_SQL)
+            .bind(tree_size)
+            .bind(note)
+            .bind(created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Indexes entries stored before the search index existed (an upgrade),
     /// in chunks, each under the chain lock so concurrent starts agree.
     async fn backfill_index(&self) -> Result<(), StoreError> {
@@ -300,12 +381,25 @@ impl Store for PostgresStore {
                 }
             }
         }
+        let cached = self.tree.lock().ok().and_then(|t| {
+            t.as_ref()
+                .filter(|t| t.head == head)
+                .map(|t| t.frontier.clone())
+        });
+        let frontier = match cached {
+            Some(f) => f,
+            None => self.load_frontier(&mut tx, head.seq as u64).await?,
+        };
         let (fresh, plan) = plan_batch(&keys, stored);
         let entries = chain(head, &fresh);
+        let (nodes, next_tree) = extend_tree(head, &frontier, &entries);
         if !entries.is_empty() {
-            insert_all(&mut tx, &keys, &fresh, &entries).await?;
+            insert_all(&mut tx, &keys, &fresh, &entries, &nodes).await?;
         }
         tx.commit().await?;
+        if let Ok(mut t) = self.tree.lock() {
+            *t = Some(next_tree);
+        }
         Ok(merge_plan(plan, entries))
     }
 

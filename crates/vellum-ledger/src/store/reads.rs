@@ -29,6 +29,18 @@ pub(crate) const BY_KEY_SQL: &str = concat!(
     entry_columns!(),
     " FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = $1"
 );
+pub(crate) const NODE_SQL: &str = "SELECT hash FROM merkle_node WHERE level = $1 AND idx = $2";
+pub(crate) const LEAF_SQL: &str = "SELECT leaf_hash AS hash FROM entry WHERE seq = $1";
+pub(crate) const CHECKPOINTS_SQL: &str =
+    "SELECT tree_size, note FROM checkpoint ORDER BY tree_size";
+pub(crate) const LATEST_CHECKPOINT_SQL: &str =
+    "SELECT tree_size, note FROM checkpoint ORDER BY tree_size DESC LIMIT 1";
+pub(crate) const CHECKPOINT_AT_SQL: &str =
+    "SELECT tree_size, note FROM checkpoint WHERE tree_size = $1";
+/// One checkpoint per size: asking again at the same size keeps the first.
+pub(crate) const INSERT_CHECKPOINT_SQL: &str =
+    "INSERT INTO checkpoint (tree_size, note, created_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
 pub(crate) const MAX_INDEXED_SQL: &str = "SELECT COALESCE(MAX(seq), 0) AS n FROM search_index";
 
@@ -178,6 +190,52 @@ macro_rules! impl_reads {
                     .await?;
                 rows.iter()
                     .map(|r| Ok((r.try_get("key")?, row_to_entry(r)?)))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// One Merkle node's stored hash (level 0: the entry's leaf hash).
+            pub(crate) async fn read_node(
+                &self,
+                level: i64,
+                index: i64,
+            ) -> Result<Option<Vec<u8>>, super::StoreError> {
+                use sqlx::Row as _;
+                let row = if level == 0 {
+                    sqlx::query(super::reads::LEAF_SQL)
+                        .bind(index + 1)
+                        .fetch_optional(&self.$pool)
+                        .await?
+                } else {
+                    sqlx::query(super::reads::NODE_SQL)
+                        .bind(level as i32)
+                        .bind(index)
+                        .fetch_optional(&self.$pool)
+                        .await?
+                };
+                Ok(row.map(|r| r.try_get("hash")).transpose()?)
+            }
+
+            /// Checkpoints: all by size, the latest (`latest`), or one size.
+            pub(crate) async fn read_checkpoints(
+                &self,
+                size: Option<i64>,
+                latest: bool,
+            ) -> Result<Vec<super::StoredCheckpoint>, super::StoreError> {
+                use sqlx::Row as _;
+                let q = match (size, latest) {
+                    (Some(n), _) => sqlx::query(super::reads::CHECKPOINT_AT_SQL).bind(n),
+                    (None, true) => sqlx::query(super::reads::LATEST_CHECKPOINT_SQL),
+                    (None, false) => sqlx::query(super::reads::CHECKPOINTS_SQL),
+                };
+                let rows = q.fetch_all(&self.$pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(super::StoredCheckpoint {
+                            tree_size: r.try_get("tree_size")?,
+                            note: r.try_get("note")?,
+                        })
+                    })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
             }

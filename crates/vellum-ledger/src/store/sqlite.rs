@@ -126,6 +126,39 @@ super::reads::impl_reads!(
 );
 
 impl SqliteStore {
+    /// Inserts Merkle nodes, keeping any already stored (tree back-fill).
+    pub(crate) async fn insert_nodes(
+        &self,
+        nodes: &[(crate::merkle::NodeId, crate::hash::Hash)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for (id, h) in nodes {
+            sqlx::query("INSERT OR IGNORE INTO merkle_node (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(id.level as i64)
+                .bind(id.index as i64)
+                .bind(&h[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn write_checkpoint(
+        &self,
+        tree_size: i64,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(super::reads::INSERT_CHECKPOINT_SQL)
+            .bind(tree_size)
+            .bind(note)
+            .bind(created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Indexes entries stored before the search index existed (an upgrade),
     /// in chunks, each in its own write transaction.
     async fn backfill_index(&self) -> Result<(), StoreError> {

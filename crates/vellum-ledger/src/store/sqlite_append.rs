@@ -13,8 +13,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::oneshot;
 
 use super::{
-    head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, StoreError, StoredEntry,
+    extend_tree, head_from_row, merge_plan, plan_batch, Appended, ChainFn, ChainHead, StoreError,
+    StoredEntry, TreeCache,
 };
+use crate::hash::Hash;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>, StoreError>>;
 
@@ -41,8 +43,9 @@ impl Appender {
             .spawn(move || match open(&path) {
                 Ok(mut conn) => {
                     let _ = ready_tx.send(Ok(()));
+                    let mut tree: Option<TreeCache> = None;
                     for job in rx {
-                        let result = append(&mut conn, &job.keys, job.chain);
+                        let result = append(&mut conn, &mut tree, &job.keys, job.chain);
                         // The writer may have gone away; the outcome stands regardless.
                         let _ = job.reply.send(result);
                     }
@@ -88,8 +91,36 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 
 const ENTRY_COLUMNS: &str = super::reads::entry_columns!();
 
+/// The frontier hashes of a tree of `size` leaves, read inside the
+/// transaction (only when the cached head is not the stored one).
+fn load_frontier(tx: &rusqlite::Transaction<'_>, size: u64) -> Result<Vec<Hash>, StoreError> {
+    let mut out = Vec::new();
+    for id in crate::merkle::frontier_ids(size) {
+        let seq = (id.index << id.level) as i64 + 1;
+        let h: Option<Vec<u8>> = if id.level == 0 {
+            tx.prepare_cached("SELECT leaf_hash FROM entry WHERE seq = ?1")?
+                .query_row([seq], |r| r.get(0))
+                .optional()?
+        } else {
+            tx.prepare_cached("SELECT hash FROM merkle_node WHERE level = ?1 AND idx = ?2")?
+                .query_row(params![id.level, id.index as i64], |r| r.get(0))
+                .optional()?
+        };
+        out.push(
+            h.as_deref()
+                .and_then(crate::hash::from_slice)
+                .ok_or(StoreError::Corrupt {
+                    seq,
+                    what: "a Merkle tree node is missing",
+                })?,
+        );
+    }
+    Ok(out)
+}
+
 fn append(
     conn: &mut Connection,
+    tree: &mut Option<TreeCache>,
     keys: &[Option<String>],
     chain: ChainFn,
 ) -> Result<Vec<Appended>, StoreError> {
@@ -131,9 +162,19 @@ fn append(
             }
         }
     }
+    let frontier = match tree.as_ref() {
+        Some(t) if t.head == head => t.frontier.clone(),
+        _ => load_frontier(&tx, head.seq as u64)?,
+    };
     let (fresh, plan) = plan_batch(keys, stored);
     let entries = chain(head, &fresh);
+    let (nodes, next_tree) = extend_tree(head, &frontier, &entries);
     {
+        let mut node =
+            tx.prepare_cached("INSERT INTO merkle_node (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+        for (id, h) in &nodes {
+            node.execute(params![id.level, id.index as i64, &h[..]])?;
+        }
         let mut entry = tx.prepare_cached(
             "INSERT INTO entry (seq, id, body, body_sha256, chain_hash, leaf_hash, last_updated) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -168,5 +209,6 @@ fn append(
         }
     }
     tx.commit()?;
+    *tree = Some(next_tree);
     Ok(merge_plan(plan, entries))
 }

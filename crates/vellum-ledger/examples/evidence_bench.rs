@@ -1,0 +1,161 @@
+//! What the evidence costs: append throughput with and without the Merkle
+//! tree (same run, alternating), then, at a large size, checkpoint and
+//! proof times and verify's entries/s (chain only vs. chain + tree +
+//! checkpoints). `cargo run --release -p vellum-ledger --example
+//! evidence_bench -- [sqlite|postgres] [append N] [large N]`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use vellum_ledger::note::NoteSigner;
+use vellum_ledger::store::{benchmark_without_tree, AnyStore, Store};
+use vellum_ledger::testing::{Backend, TestDb};
+use vellum_ledger::{DatabaseUrl, Draft, Ledger, WriterSettings, STAMP_PLACEHOLDER};
+
+fn draft(n: u64) -> Draft {
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = format!(
+        r#"{{"action":"E","agent":[{{"requestor":true,"who":{{"display":"dr {n}"}}}}],"id":"{id}","meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}","versionId":"1"}},"recorded":"2026-01-01T00:00:00Z","resourceType":"AuditEvent","source":{{"observer":{{"display":"pacs"}}}},"type":{{"code":"110112","system":"http://dicom.nema.org/resources/ontology/DCM"}}}}"#
+    );
+    let at = body.find(STAMP_PLACEHOLDER).expect("placeholder");
+    Draft::with_index(id, body.into_bytes(), at, vec![]).expect("draft")
+}
+
+async fn open(db: &TestDb) -> (Ledger, AnyStore) {
+    let url = DatabaseUrl::parse(&db.url).expect("url");
+    let store = AnyStore::connect(&url, None).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (
+        Ledger::start(store.clone(), WriterSettings::default()),
+        store,
+    )
+}
+
+/// `n` single-event appends from 64 concurrent clients; events/s.
+async fn append_rate(backend: Backend, n: u64, tree: bool) -> f64 {
+    let db = TestDb::new(backend).await;
+    let (ledger, _) = open(&db).await;
+    benchmark_without_tree(!tree);
+    let ledger = Arc::new(ledger);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..64u64 {
+        let l = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = c;
+            while i < n {
+                loop {
+                    match l.append(draft(i)).await {
+                        Ok(_) => break,
+                        Err(vellum_ledger::AppendError::Overloaded) => {
+                            tokio::task::yield_now().await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                i += 64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    benchmark_without_tree(false);
+    rate
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let backend = match args.get(1).map(String::as_str) {
+        Some("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let n: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let large: u64 = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("backend {}", backend.name());
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        off.push(append_rate(backend, n, false).await);
+        on.push(append_rate(backend, n, true).await);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).expect("number"));
+        v[v.len() / 2]
+    };
+    let (a, b) = (med(&mut off), med(&mut on));
+    println!("append {n} events, 64 clients: without tree {off:.0?} ev/s, with tree {on:.0?} ev/s; medians {a:.0} vs {b:.0}: ratio {:.3}", b / a);
+
+    // A large ledger, filled in batches of 1000.
+    let db = TestDb::new(backend).await;
+    let (ledger, store) = open(&db).await;
+    let t = Instant::now();
+    let mut i = 0;
+    while i < large {
+        let k = 1000.min(large - i);
+        ledger
+            .append_all((i..i + k).map(draft).collect())
+            .await
+            .expect("append");
+        i += k;
+    }
+    println!(
+        "filled {large} entries in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let key = NoteSigner::generate("bench.example/log").expect("key");
+    let t = Instant::now();
+    ledger.checkpoint(&key).await.expect("checkpoint");
+    println!("checkpoint at {large}: {:.2} ms", ms(t));
+    let t = Instant::now();
+    let _ = ledger.tree_root(large - 1).await.expect("root");
+    println!("root of {}: {:.2} ms", large - 1, ms(t));
+    let t = Instant::now();
+    let p = ledger
+        .inclusion_proof(large / 3, large)
+        .await
+        .expect("proof")
+        .expect("range");
+    println!(
+        "inclusion proof seq {} of {large}: {:.2} ms ({} hashes)",
+        large / 3,
+        ms(t),
+        p.proof.len()
+    );
+    let t = Instant::now();
+    let c = ledger
+        .consistency_proof(large / 2 + 7, large)
+        .await
+        .expect("proof")
+        .expect("range");
+    println!(
+        "consistency proof {} -> {large}: {:.2} ms ({} hashes)",
+        large / 2 + 7,
+        ms(t),
+        c.len()
+    );
+    let t = Instant::now();
+    let v = vellum_ledger::verify::verify(&store).await.expect("verify");
+    let chain_s = t.elapsed().as_secs_f64();
+    assert!(v.ok());
+    let t = Instant::now();
+    let v = ledger
+        .verify_all(Some(&key.verifier()))
+        .await
+        .expect("verify");
+    let all_s = t.elapsed().as_secs_f64();
+    assert!(v.ok(), "{v:?}");
+    println!(
+        "verify {large}: chain only {:.0} entries/s; chain + tree + checkpoints {:.0} entries/s",
+        large as f64 / chain_s,
+        large as f64 / all_s
+    );
+}
