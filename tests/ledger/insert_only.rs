@@ -439,6 +439,15 @@ async fn postgres_vellum_writer_may_select_and_insert_but_not_update_delete_or_t
             .await
             .unwrap();
     }
+    // ... and its search-index rows (verify recomputes them from the body;
+    // the body is entry 1's with another id, so the rows are entry 1's).
+    sqlx::query(
+        "INSERT INTO search_index (seq, param, sys, val, exact, low, high) \
+         SELECT 4, param, sys, val, exact, low, high FROM search_index WHERE seq = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     assert_verifies(&db, 4, "after a chained insert as vellum_writer");
 }
 

@@ -514,6 +514,62 @@ async fn altered_id_column_is_reported_as_malformed(backend: Backend) {
     assert!(detail.contains("id column"), "{detail}");
 }
 
+/// Verifies as `vellum verify` does with the FHIR index rules: the search
+/// index rows are recomputed from each body.
+async fn verify_with_index(url: &str) -> Verdict {
+    let url = DatabaseUrl::parse(url).expect("database url");
+    let store = AnyStore::connect(&url, None)
+        .await
+        .expect("open store")
+        .with_indexer(vellum::fhir::search_index::rows_for_body);
+    vellum::ledger::verify::verify_all(&store, None)
+        .await
+        .expect("verify reads the store")
+}
+
+async fn index_owner(f: &Fixture) -> Owner {
+    let mut owner = f.owner().await;
+    let drop = match f.backend {
+        Backend::Sqlite => "DROP TRIGGER search_index_no_delete",
+        Backend::Postgres => "DROP TRIGGER search_index_no_update_delete ON search_index",
+    };
+    owner.exec(drop, vec![]).await;
+    owner
+}
+
+async fn hidden_index_rows_are_reported_at_their_seq(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    assert!(verify_with_index(&f.url).await.ok());
+    // The owner hides entry K from searches by its agent and type.
+    let mut owner = index_owner(&f).await;
+    owner
+        .exec(
+            "DELETE FROM search_index WHERE seq = $1 AND param <> '_lastUpdated'",
+            vec![Arg::Int(K)],
+        )
+        .await;
+    // The chain and tree still hold; only the index check sees it.
+    assert!(f.verify().await.ok());
+    let v = verify_with_index(&f.url).await;
+    let detail = assert_problem(&v, K, ProblemKind::IndexMismatch);
+    assert!(detail.contains("missing"), "{detail}");
+}
+
+async fn extra_index_rows_are_reported_at_their_seq(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let mut owner = index_owner(&f).await;
+    // A row that makes entry K match a search it should not.
+    owner
+        .exec(
+            "INSERT INTO search_index (seq, param, val) VALUES ($1, 'patient', 'Patient/someone')",
+            vec![Arg::Int(K)],
+        )
+        .await;
+    let v = verify_with_index(&f.url).await;
+    let detail = assert_problem(&v, K, ProblemKind::IndexMismatch);
+    assert!(detail.contains("1 extra"), "{detail}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -553,6 +609,8 @@ on_both_backends!(
     altered_leaf_hash_is_reported_as_leaf_hash_mismatch,
     truncated_hash_column_is_reported_as_malformed,
     altered_id_column_is_reported_as_malformed,
+    hidden_index_rows_are_reported_at_their_seq,
+    extra_index_rows_are_reported_at_their_seq,
 );
 
 // ---- the command line ----

@@ -107,6 +107,10 @@ pub enum ProblemKind {
     CheckpointForged,
     /// The stored Merkle tree nodes disagree with the entries.
     TreeMismatch,
+    /// An entry's search-index rows are not the ones its body gives
+    /// (missing rows hide it from searches; extra rows make it match
+    /// searches it should not).
+    IndexMismatch,
 }
 
 /// Walks the whole chain in seq order.
@@ -231,8 +235,66 @@ pub async fn verify_all(
             ProblemKind::TreeMismatch,
             "the stored Merkle tree nodes do not give the entries' root".to_string(),
         ));
+        return Ok(verdict);
+    }
+    if let Some(indexer) = store.indexer() {
+        verdict.problem = verify_index(store, indexer).await?;
     }
     Ok(verdict)
+}
+
+/// Recomputes every entry's search-index rows from its body and compares
+/// them with the stored ones (as multisets). Reports the first entry that
+/// differs, by counts only: index values may be patient identifiers.
+pub async fn verify_index(
+    store: &AnyStore,
+    indexer: crate::store::IndexFn,
+) -> Result<Option<Problem>, StoreError> {
+    type Key = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    fn key(r: crate::store::IndexRow) -> Key {
+        (r.param, r.sys, r.val, r.exact, r.low, r.high)
+    }
+    let mut after = 0i64;
+    loop {
+        let entries = store.entries_after(after, PAGE).await?;
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        let mut stored: HashMap<i64, Vec<Key>> = HashMap::new();
+        for (seq, row) in store.index_rows_between(after, last).await? {
+            stored.entry(seq).or_default().push(key(row));
+        }
+        for e in &entries {
+            let mut want: Vec<Key> = crate::store::expected_rows(&e.body, &e.last_updated, indexer)
+                .into_iter()
+                .map(key)
+                .collect();
+            let mut have = stored.remove(&e.seq).unwrap_or_default();
+            want.sort();
+            have.sort();
+            if want != have {
+                let missing = want.iter().filter(|k| !have.contains(k)).count();
+                let extra = have.iter().filter(|k| !want.contains(k)).count();
+                return Ok(Some(problem(
+                    e.seq,
+                    ProblemKind::IndexMismatch,
+                    format!(
+                        "search-index rows differ from the body: {missing} missing, {extra} extra ({} stored, {} expected)",
+                        have.len(),
+                        want.len()
+                    ),
+                )));
+            }
+        }
+        after = last;
+    }
 }
 
 /// The walk over pages of `page` rows fetched by `fetch(after_seq, limit)`;

@@ -163,16 +163,20 @@ pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
     }
 }
 
+/// Every index row an entry must have: its body's, bounded, and its
+/// `_lastUpdated` row (what the writer stores, and what verify expects).
+pub(crate) fn expected_rows(body: &str, last_updated: &str, indexer: IndexFn) -> Vec<IndexRow> {
+    let mut index: Vec<IndexRow> = indexer(body).into_iter().map(IndexRow::bounded).collect();
+    if let Some(t) = crate::parse_stamp(last_updated) {
+        index.push(last_updated_row(t));
+    }
+    index
+}
+
 /// A stored entry as a `NewEntry` carrying its index rows (hash fields are
 /// not used by the index insert).
 pub(crate) fn backfill_entry(e: StoredEntry, indexer: IndexFn) -> NewEntry {
-    let mut index: Vec<IndexRow> = indexer(&e.body)
-        .into_iter()
-        .map(IndexRow::bounded)
-        .collect();
-    if let Some(t) = crate::parse_stamp(&e.last_updated) {
-        index.push(last_updated_row(t));
-    }
+    let index = expected_rows(&e.body, &e.last_updated, indexer);
     NewEntry {
         seq: e.seq,
         id: e.id,
@@ -293,6 +297,26 @@ impl AnyStore {
                 AnyStore::Postgres(PostgresStore::connect(url, pg_role).await?)
             }
         })
+    }
+
+    /// The search-index rows of the entries with seq in `(after, upto]`.
+    pub async fn index_rows_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, IndexRow)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.index_rows_between(after, upto).await,
+            AnyStore::Postgres(s) => s.index_rows_between(after, upto).await,
+        }
+    }
+
+    /// How index rows are derived from a body, when set.
+    pub fn indexer(&self) -> Option<IndexFn> {
+        match self {
+            AnyStore::Sqlite(s) => s.indexer,
+            AnyStore::Postgres(s) => s.indexer,
+        }
     }
 
     /// Sets how the upgrade back-fill (run by `migrate`) derives the index

@@ -41,6 +41,8 @@ pub(crate) const CHECKPOINT_AT_SQL: &str =
 pub(crate) const INSERT_CHECKPOINT_SQL: &str =
     "INSERT INTO checkpoint (tree_size, note, created_at) \
      VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING";
+pub(crate) const INDEX_ROWS_SQL: &str = "SELECT seq, param, sys, val, exact, low, high \
+     FROM search_index WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
 pub(crate) const MAX_INDEXED_SQL: &str = "SELECT COALESCE(MAX(seq), 0) AS n FROM search_index";
 
@@ -235,6 +237,37 @@ macro_rules! impl_reads {
                             tree_size: r.try_get("tree_size")?,
                             note: r.try_get("note")?,
                         })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// The search-index rows of the entries with seq in
+            /// `(after, upto]`, in seq order.
+            pub(crate) async fn index_rows_between(
+                &self,
+                after: i64,
+                upto: i64,
+            ) -> Result<Vec<(i64, super::IndexRow)>, super::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::reads::INDEX_ROWS_SQL)
+                    .bind(after)
+                    .bind(upto)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get("seq")?,
+                            super::IndexRow {
+                                param: r.try_get("param")?,
+                                sys: r.try_get("sys")?,
+                                val: r.try_get("val")?,
+                                exact: r.try_get("exact")?,
+                                low: r.try_get("low")?,
+                                high: r.try_get("high")?,
+                            },
+                        ))
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
