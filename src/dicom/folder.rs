@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::digest::{hash_files, read_uids, Outcome};
 use super::index::{stamp, FileEntry, IndexFile, SharedIndex};
-use super::report::collect_files;
 use super::study::{study_digest, StudyDigest};
 
 /// How long a full rescan is trusted for studies already in the index.
@@ -60,7 +59,7 @@ impl FolderSource {
     /// Rescans every folder: new and changed files are re-read (header
     /// only), vanished ones dropped. Returns how many entries changed.
     pub fn refresh(&self) -> Result<usize, FolderError> {
-        let files = collect_files(&self.roots).map_err(|e| FolderError::Scan(e.to_string()))?;
+        let files = scan_roots(&self.roots);
         let mut index = self.index.lock();
         let mut changed = 0;
         let mut seen = std::collections::BTreeSet::new();
@@ -212,7 +211,96 @@ fn refresh_entry(index: &mut IndexFile, key: &str, path: &Path) -> bool {
     true
 }
 
+/// Every regular file under the source folders. A symbolic link is followed
+/// only when its target lies inside the same root (a link must not expose
+/// files outside the configured folders), and a directory that cannot be
+/// read is skipped — counted and logged without its path, which may name a
+/// patient — rather than aborting the scan. Iterative: no depth limit on
+/// the stack.
+fn scan_roots(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut unreadable = 0usize;
+    let mut outside = 0usize;
+    for root in roots {
+        let Ok(canonical_root) = std::fs::canonicalize(root) else {
+            unreadable += 1;
+            continue;
+        };
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(read) = std::fs::read_dir(&dir) else {
+                unreadable += 1;
+                continue;
+            };
+            let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let Ok(ft) = e.file_type() else {
+                    unreadable += 1;
+                    continue;
+                };
+                let path = e.path();
+                if ft.is_dir() {
+                    dirs.push(path);
+                } else if ft.is_file() {
+                    out.push(path);
+                } else if ft.is_symlink() {
+                    match std::fs::canonicalize(&path) {
+                        Ok(target) if target.starts_with(&canonical_root) && target.is_file() => {
+                            out.push(path)
+                        }
+                        Ok(_) => outside += 1,
+                        Err(_) => unreadable += 1,
+                    }
+                }
+            }
+        }
+    }
+    if unreadable > 0 || outside > 0 {
+        tracing::warn!(
+            unreadable,
+            links_outside_root = outside,
+            "dicom folder scan skipped entries"
+        );
+    }
+    out
+}
+
 pub fn parse_hex(s: &str) -> Option<[u8; 32]> {
     let v = hex::decode(s).ok()?;
     v.try_into().ok()
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    #[test]
+    fn links_are_followed_only_inside_the_root() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret.dcm");
+        std::fs::write(&secret, b"not for the source").expect("write");
+        let root = tempfile::tempdir().expect("tempdir");
+        let sub = root.path().join("a/b");
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        let inside = sub.join("img.dcm");
+        std::fs::write(&inside, b"x").expect("write");
+        std::os::unix::fs::symlink(&secret, root.path().join("escape.dcm")).expect("link");
+        std::os::unix::fs::symlink(&inside, root.path().join("alias.dcm")).expect("link");
+        std::os::unix::fs::symlink(root.path().join("gone"), root.path().join("dangling.dcm"))
+            .expect("link");
+        let found = scan_roots(&[root.path().to_path_buf()]);
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| {
+                p.strip_prefix(root.path())
+                    .unwrap_or(p)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, vec!["alias.dcm", "a/b/img.dcm"]);
+        // A root that does not exist is skipped, not an error.
+        assert!(scan_roots(&[root.path().join("missing")]).is_empty());
+    }
 }
