@@ -14,6 +14,9 @@ pub enum Spooled {
     Refused(String),
 }
 
+/// Most parts (instances) of one upload: each is a spool file.
+pub const MAX_PARTS: usize = 10_000;
+
 /// Writes each part to its own file in a private temporary directory.
 pub struct Spool {
     dir: tempfile::TempDir,
@@ -37,6 +40,11 @@ impl Spool {
 
 impl PartSink for Spool {
     fn start(&mut self, index: usize, content_type: Option<&str>) -> Result<(), String> {
+        if self.parts.len() >= MAX_PARTS {
+            return Err(format!(
+                "the upload has more than {MAX_PARTS} parts; send the study in several uploads"
+            ));
+        }
         let name = format!("part {index}");
         match content_type {
             Some("application/dicom") | None => {

@@ -116,6 +116,10 @@ async fn digest(
         }
         Body::Multipart(boundary) => Some(Splitter::new(boundary)),
     };
+    // The raw request bytes count against the limit too (boundaries and
+    // part headers included): part bodies alone let thousands of empty
+    // parts through.
+    let mut raw = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -127,6 +131,10 @@ async fn digest(
                 )
             }
         };
+        raw += chunk.len();
+        if raw > limit {
+            return too_large();
+        }
         let pushed = match splitter.as_mut() {
             Some(s) => s.push(&chunk, &mut spool).map_err(|e| e.to_string()),
             None => spool.data(&chunk),

@@ -185,3 +185,32 @@ async fn wrong_media_types_and_malformed_bodies_are_refused_precisely() {
     let r = post(&app, "application/dicom", big).await;
     assert_eq!(r.status(), 413);
 }
+
+#[tokio::test]
+async fn a_chunked_body_of_empty_parts_is_counted_by_its_raw_bytes() {
+    let (_db, app) = app(1000).await;
+    // 20,000 empty parts, sent chunked (no Content-Length to refuse early):
+    // the part bodies add up to 0 bytes, the request to ~700 kB.
+    let parts: Vec<(&str, Vec<u8>)> = (0..20_000)
+        .map(|_| ("application/dicom", Vec::new()))
+        .collect();
+    let body = multipart("b0undary", &parts);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let r = app
+        .client
+        .post(format!("{}/dicom/digest", app.base))
+        .header(
+            "Content-Type",
+            "multipart/related; type=\"application/dicom\"; boundary=b0undary",
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    assert_eq!(r.status(), 413);
+    let oo: serde_json::Value = r.json().await.expect("an OperationOutcome");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+}
