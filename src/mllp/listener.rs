@@ -107,7 +107,7 @@ impl MllpListener {
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let limit = Arc::new(Semaphore::new(self.settings.max_connections));
-        let peers = PeerCounts::default();
+        let peers = crate::peers::PeerCounts::default();
         tokio::select! {
             _ = self.accept_loop(&limit, &peers, &notify_shutdown, &done_tx) => {}
             _ = shutdown => {
@@ -125,7 +125,7 @@ impl MllpListener {
     async fn accept_loop(
         &self,
         limit: &Arc<Semaphore>,
-        peers: &PeerCounts,
+        peers: &crate::peers::PeerCounts,
         notify_shutdown: &broadcast::Sender<()>,
         done_tx: &mpsc::Sender<()>,
     ) {
@@ -174,43 +174,6 @@ impl MllpListener {
                 drop(peer_slot);
                 drop(permit);
             });
-        }
-    }
-}
-
-/// Open connections per peer address.
-#[derive(Clone, Default)]
-struct PeerCounts(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
-
-/// One claimed connection of a peer; released when dropped.
-struct PeerSlot {
-    counts: PeerCounts,
-    ip: std::net::IpAddr,
-}
-
-impl PeerCounts {
-    fn claim(&self, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
         }
     }
 }

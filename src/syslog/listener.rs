@@ -3,11 +3,10 @@
 //! one handler per connection, graceful shutdown (stop accepting, store
 //! the frames already received whole, then close).
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,9 +23,6 @@ use crate::mllp::tls;
 use super::frame::{self, Decoded};
 use super::process::{self, Context};
 
-/// Open connections per remote address.
-type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
 /// A bound syslog TCP or TLS listener, not yet accepting.
 pub struct SyslogListener {
     listener: TcpListener,
@@ -34,25 +30,7 @@ pub struct SyslogListener {
     ctx: Arc<Context>,
     settings: SyslogSettings,
     tls: Option<Arc<SslAcceptor>>,
-    peers: Peers,
-}
-
-/// Frees a peer's slot when its connection ends.
-struct PeerSlot {
-    peers: Peers,
-    ip: IpAddr,
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = peers.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                peers.remove(&self.ip);
-            }
-        }
-    }
+    peers: crate::peers::PeerCounts,
 }
 
 impl SyslogListener {
@@ -88,7 +66,7 @@ impl SyslogListener {
             }),
             settings,
             tls,
-            peers: Arc::default(),
+            peers: Default::default(),
         })
     }
 
@@ -146,19 +124,9 @@ impl SyslogListener {
                     continue;
                 }
             };
-            let slot = {
-                let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-                let n = peers.entry(peer.ip()).or_insert(0);
-                if *n >= self.settings.max_connections_per_peer {
-                    None
-                } else {
-                    *n += 1;
-                    Some(PeerSlot {
-                        peers: self.peers.clone(),
-                        ip: peer.ip(),
-                    })
-                }
-            };
+            let slot = self
+                .peers
+                .claim(peer.ip(), self.settings.max_connections_per_peer);
             let Some(slot) = slot else {
                 tracing::warn!(
                     peer_port = peer.port(),

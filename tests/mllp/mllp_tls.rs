@@ -1,122 +1,14 @@
 //! MLLP over TLS (openssl): a TLS listener answers TLS clients, refuses
 //! plain TCP, and with a client CA requires a client certificate.
 
-use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
-use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-use openssl::x509::{X509NameBuilder, X509};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 use vellum_testkit::mllp::*;
+use vellum_testkit::tls::{tls_connect, Pki};
 use vellum_testkit::*;
-
-fn key() -> PKey<Private> {
-    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
-    PKey::from_rsa(rsa).unwrap()
-}
-
-/// A certificate for `cn`, signed by `issuer` (self-signed when `None`).
-fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let serial = BigNum::from_u32(rand_serial())
-        .unwrap()
-        .to_asn1_integer()
-        .unwrap();
-    b.set_serial_number(&serial).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-    } else {
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
-            .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
-            .unwrap();
-        b.append_extension(san).unwrap();
-    }
-    match issuer {
-        Some((issuer_cert, issuer_key)) => {
-            b.set_issuer_name(issuer_cert.subject_name()).unwrap();
-            b.sign(issuer_key, MessageDigest::sha256()).unwrap();
-        }
-        None => {
-            b.set_issuer_name(&name).unwrap();
-            b.sign(key, MessageDigest::sha256()).unwrap();
-        }
-    }
-    b.build()
-}
-
-fn rand_serial() -> u32 {
-    uuid::Uuid::new_v4().as_u128() as u32 & 0x7fff_ffff
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = key();
-        let ca = cert("vellum test CA", &ca_key, None, true);
-        let server_key = key();
-        let server = cert("localhost", &server_key, Some((&ca, &ca_key)), false);
-        let client_key = key();
-        let client = cert("ris.example", &client_key, Some((&ca, &ca_key)), false);
-        let write = |name: &str, pem: Vec<u8>| std::fs::write(dir.path().join(name), pem).unwrap();
-        write("ca.pem", ca.to_pem().unwrap());
-        write("server.pem", server.to_pem().unwrap());
-        write("server.key", server_key.private_key_to_pem_pkcs8().unwrap());
-        write("client.pem", client.to_pem().unwrap());
-        write("client.key", client_key.private_key_to_pem_pkcs8().unwrap());
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
-
-/// Connects with TLS (trusting `ca`), optionally with a client certificate.
-async fn tls_connect(port: u16, pki: &Pki, with_client_cert: bool) -> Option<SslStream<TcpStream>> {
-    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    b.set_ca_file(Path::new(&pki.path("ca.pem"))).unwrap();
-    if with_client_cert {
-        b.set_certificate_file(pki.path("client.pem"), SslFiletype::PEM)
-            .unwrap();
-        b.set_private_key_file(pki.path("client.key"), SslFiletype::PEM)
-            .unwrap();
-    }
-    let ssl = b
-        .build()
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut s = SslStream::new(ssl, tcp).unwrap();
-    Pin::new(&mut s).connect().await.ok()?;
-    Some(s)
-}
 
 /// Sends one message; the ACK, or `None` when the connection fails/closes.
 async fn call(s: &mut SslStream<TcpStream>, msg: &str) -> Option<Ack> {

@@ -7,6 +7,7 @@
 pub mod ai;
 pub mod dicom;
 pub mod mllp;
+pub mod tls;
 pub mod validator;
 
 use std::net::TcpListener;
