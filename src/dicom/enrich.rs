@@ -211,18 +211,6 @@ pub fn mark_pending(body: &[u8], study_uid: &str, why: &str) -> Option<Vec<u8>> 
     Some(canonical::to_canonical(&root))
 }
 
-/// The event body with digests attached, or `None` when nothing applies
-/// (no sources, not JSON, no study entity): the body is then used as sent.
-pub async fn enrich(service: &DicomService, body: &[u8]) -> Option<Vec<u8>> {
-    if !service.has_sources() {
-        return None;
-    }
-    let mut root = canonical::parse(body).ok()?;
-    enrich_root(service, &mut root)
-        .await
-        .then(|| canonical::to_canonical(&root))
-}
-
 /// Attaches digests to the study entities of a parsed event (the intake
 /// path, after validation). True when anything was attached.
 pub async fn enrich_root(service: &DicomService, root: &mut Json) -> bool {
