@@ -672,6 +672,7 @@ fn start_server(args: &Args, db_url: &str, port: u16, stderr: &Path) -> Result<C
         .env("VELLUM_DATABASE_URL", db_url)
         .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("VELLUM_MLLP_ADDR", "")
+        .env("VELLUM_DEV_TOKEN", vellum_testkit::DEV_TOKEN)
         .env_remove("RUST_LOG")
         .current_dir(stderr.parent().unwrap_or(Path::new(".")))
         .stdin(Stdio::null())
@@ -993,7 +994,13 @@ async fn run_load_reqwest(
     bodies: &Arc<Vec<Vec<u8>>>,
     limit: Duration,
 ) -> LoadResult {
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        vellum_testkit::dev_auth().parse().expect("header value"),
+    );
     let client = reqwest::Client::builder()
+        .default_headers(auth)
         .pool_max_idle_per_host(connections)
         .tcp_nodelay(true)
         .build()

@@ -212,6 +212,7 @@ async fn run_backend(backend: &str, a: &Args) {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     })
     .expect("settings");
@@ -283,7 +284,7 @@ async fn run_backend(backend: &str, a: &Args) {
     }
 
     // --- queries over HTTP ---
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     let base = format!("http://127.0.0.1:{port}/fhir");
     // Ids to read (the baseline): from a search page.
     let page: Value = client

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("vocabulary", 1),
     ("telemetry", 1),
     ("peers", 1),
+    ("auth", 1),
     ("config", 1),
     ("fhir", 2),
     ("hl7v2", 2),

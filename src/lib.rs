@@ -1,6 +1,7 @@
 //! vellum: a tamper-evident FHIR AuditEvent repository for radiology AI.
 
 pub mod atna;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod dicom;

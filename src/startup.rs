@@ -25,6 +25,8 @@ pub enum StartError {
     Dicom(String),
     #[error("checkpoint signing key: {0}")]
     Evidence(#[from] crate::evidence::EvidenceError),
+    #[error("authentication: {0}")]
+    Auth(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -46,6 +48,56 @@ pub struct Application {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
+}
+
+/// Every credential the HTTP gate accepts: the configured tokens, the token
+/// file, the development token. With none of them, the first start mints an
+/// admin token, keeps only its hash in the token file and prints the token
+/// once (on stderr, never through the logs).
+fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessControl, StartError> {
+    use crate::auth::{token_file, Authenticator};
+    let auth = &settings.auth;
+    let mut tokens = auth.tokens.clone();
+    if let Some(path) = &auth.token_file {
+        for grant in token_file::read(path).map_err(|e| StartError::Auth(e.to_string()))? {
+            tokens.add(grant);
+        }
+    }
+    if tokens.is_empty() && auth.dev_token.is_none() {
+        let Some(path) = &auth.token_file else {
+            return Err(StartError::Auth(
+                "no credentials are configured: set auth.tokens (VELLUM_AUTH_TOKENS) or \
+                 auth.token_file (VELLUM_AUTH_TOKEN_FILE); `vellum token create` makes one"
+                    .into(),
+            ));
+        };
+        match token_file::create_first_admin(path).map_err(|e| StartError::Auth(e.to_string()))? {
+            Some((token, grant)) => {
+                eprintln!(
+                    "\nvellum: first start — an admin token was created. It is shown only now;\n\
+                     only its SHA-256 is kept (in {}).\n\n    {token}\n\n\
+                     Use it as `Authorization: Bearer <token>`; make tokens for your systems\n\
+                     with `vellum token create`.\n",
+                    path.display()
+                );
+                tokens.add(grant);
+            }
+            // Another process created it first: its grant is in the file.
+            None => {
+                for grant in token_file::read(path).map_err(|e| StartError::Auth(e.to_string()))? {
+                    tokens.add(grant);
+                }
+            }
+        }
+    }
+    let dev = auth.dev_token.as_ref().map(|t| t.expose().as_str());
+    if dev.is_some() {
+        tracing::warn!("VELLUM_DEV_TOKEN is set: a token with every role is accepted (local use only)");
+    }
+    Ok(crate::http::authn::AccessControl::new(
+        Authenticator::new(tokens, dev),
+        auth.metrics_public,
+    ))
 }
 
 /// The `[syslog]` listeners that are on.
@@ -97,6 +149,7 @@ impl Application {
             dicom: dicom_sources,
             reports: settings.reports,
             signer,
+            access: access_control(settings)?,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let server = crate::http::server(listener, state, web::Data::from(dicom_service))

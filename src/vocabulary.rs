@@ -19,6 +19,9 @@ pub const DEPLOYMENT_PROFILE: &str =
     "https://vellum-audit.org/fhir/StructureDefinition/ai-model-deployment";
 pub const PIXEL_DIGEST_PROFILE: &str =
     "https://vellum-audit.org/fhir/StructureDefinition/pixel-digest";
+/// vellum's record of a read of its own log (IHE BALP Read/Query).
+pub const ACCESS_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/audit-log-access";
 /// vellum's own AuditEvent profiles, in the CapabilityStatement's order.
 pub const VELLUM_PROFILES: &[&str] = &[
     RECEIPT_PROFILE,
@@ -27,10 +30,33 @@ pub const VELLUM_PROFILES: &[&str] = &[
     RENDERING_PROFILE,
     DEPLOYMENT_PROFILE,
     PIXEL_DIGEST_PROFILE,
+    ACCESS_PROFILE,
 ];
 pub const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
 
+// IHE Basic Audit Log Patterns profiles an access event also claims.
+pub const BALP_READ: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read";
+pub const BALP_PATIENT_READ: &str =
+    "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead";
+pub const BALP_QUERY: &str =
+    "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Query";
+pub const BALP_PATIENT_QUERY: &str =
+    "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery";
+
 // vellum's code and identifier systems.
+/// What an access to the log was (`subtype` of `audit-log-access`).
+pub const LOG_OPERATION_SYSTEM: &str =
+    "https://vellum-audit.org/fhir/CodeSystem/audit-log-operation";
+/// vellum's roles (`agent.role` of the user in access events).
+pub const ROLE_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/role";
+/// Authenticated subjects (token subjects, certificate subjects).
+pub const SUBJECT_SYSTEM: &str = "https://vellum-audit.org/fhir/subject";
+/// `meta.tag` system naming the authenticated sender of an event.
+pub const SUBMITTER_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/submitter";
+/// FHIR RESTful interactions (`subtype`).
+pub const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+/// FHIR audit event types (`type` = rest).
+pub const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
 /// The kind of radiology AI event (`subtype`).
 pub const AI_EVENT_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event";
 /// HL7 v2 message details (`entity.detail` types).

@@ -1,7 +1,7 @@
 //! `VELLUM_*` environment variables, named after the document's serde keys:
 //! a top-level key `k` is `VELLUM_K`, key `k` of table `[s]` is
 //! `VELLUM_S_K`. Only those names are read, so unrelated `VELLUM_*`
-//! variables (`VELLUM_DEV_TOKEN`, test knobs) do not fail start-up.
+//! variables (test knobs) do not fail start-up.
 
 use std::collections::HashMap;
 
@@ -80,6 +80,10 @@ mod tests {
             ("CHECKPOINT_ORIGIN", "checkpoint_origin"),
             ("CHECKPOINT_EVERY_ENTRIES", "checkpoint_every_entries"),
             ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
+            ("DEV_TOKEN", "dev_token"),
+            ("AUTH_TOKENS", "auth.tokens"),
+            ("AUTH_TOKEN_FILE", "auth.token_file"),
+            ("AUTH_METRICS_PUBLIC", "auth.metrics_public"),
             ("LOG", "log"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),
             (
@@ -162,7 +166,7 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn unrelated_vellum_variables_are_ignored() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("VELLUM_DEV_TOKEN", "t");
+            jail.set_env("VELLUM_TEST_KNOB", "t");
             jail.set_env("VELLUM_NOT_A_SETTING", "x");
             jail.set_env("VELLUM_WRITER_QUEUE", "17");
             let s = super::super::Settings::load(None).map_err(|e| e.to_string())?;

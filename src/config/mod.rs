@@ -9,6 +9,7 @@
 //! as tables — and [`RawSettings`] is that document; the environment names
 //! are derived from its serde field names (env.rs).
 
+mod auth;
 mod database;
 mod dicom;
 mod env;
@@ -28,6 +29,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
 pub use evidence::{EvidenceSettings, RawEvidence};
@@ -94,8 +96,13 @@ pub struct RawSettings {
     pub checkpoint_origin: String,
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_seconds: u64,
+    // auth.rs: a token with every role (local use and tests only).
+    pub dev_token: Option<String>,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
+    /// `[auth]`: tokens and who may call what (env `VELLUM_AUTH_*`).
+    #[serde(default)]
+    pub auth: RawAuth,
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
     #[serde(default)]
     pub privacy: RawPrivacy,
@@ -120,6 +127,8 @@ struct RawSections {
     mllp: RawMllp,
     writer: RawWriter,
     evidence: RawEvidence,
+    dev_token: Option<String>,
+    auth: RawAuth,
     log: String,
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
@@ -138,6 +147,8 @@ impl RawSettings {
             mllp,
             writer,
             evidence,
+            dev_token,
+            auth,
             log,
             privacy,
             dicom,
@@ -167,6 +178,8 @@ impl RawSettings {
             checkpoint_origin: evidence.checkpoint_origin,
             checkpoint_every_entries: evidence.checkpoint_every_entries,
             checkpoint_every_seconds: evidence.checkpoint_every_seconds,
+            dev_token,
+            auth,
             log,
             privacy,
             dicom,
@@ -199,6 +212,8 @@ impl RawSettings {
             checkpoint_origin,
             checkpoint_every_entries,
             checkpoint_every_seconds,
+            dev_token,
+            auth,
             log,
             privacy,
             dicom,
@@ -238,6 +253,8 @@ impl RawSettings {
                 checkpoint_every_entries,
                 checkpoint_every_seconds,
             },
+            dev_token,
+            auth,
             log,
             privacy,
             dicom,
@@ -256,6 +273,8 @@ impl Default for RawSettings {
             mllp: RawMllp::default(),
             writer: RawWriter::default(),
             evidence: RawEvidence::default(),
+            dev_token: None,
+            auth: RawAuth::default(),
             log: "info".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
@@ -286,6 +305,7 @@ pub struct Settings {
     pub syslog: SyslogSettings,
     pub reports: ReportSettings,
     pub evidence: EvidenceSettings,
+    pub auth: AuthSettings,
 }
 
 impl Settings {
@@ -312,6 +332,8 @@ impl Settings {
             mllp,
             writer,
             evidence,
+            dev_token,
+            auth,
             log,
             privacy,
             dicom,
@@ -329,6 +351,7 @@ impl Settings {
         let syslog = SyslogSettings::validate(syslog, &privacy)?;
         let reports = ReportSettings::validate(&reports)?;
         let evidence = EvidenceSettings::validate(evidence)?;
+        let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -350,6 +373,7 @@ impl Settings {
             syslog,
             reports,
             evidence,
+            auth,
         })
     }
 }

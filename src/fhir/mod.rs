@@ -1,6 +1,7 @@
 //! FHIR R4 AuditEvent handling: parse, validate, prepare for the ledger,
 //! OperationOutcome and CapabilityStatement.
 
+pub mod access_event;
 pub mod bundle;
 pub mod capability;
 pub mod create;

@@ -20,6 +20,12 @@ pub enum IssueType {
     Exception,
     Transient,
     Informational,
+    /// No or unknown credentials (401).
+    Login,
+    /// Authenticated, but the role does not allow it (403).
+    Forbidden,
+    /// A replay that differs from the request first stored under its key.
+    Conflict,
 }
 
 impl IssueType {
@@ -39,6 +45,9 @@ impl IssueType {
             IssueType::Exception => "exception",
             IssueType::Transient => "transient",
             IssueType::Informational => "informational",
+            IssueType::Login => "login",
+            IssueType::Forbidden => "forbidden",
+            IssueType::Conflict => "conflict",
         }
     }
 }

@@ -27,6 +27,7 @@ const PROFILE_SOURCES: &[&str] = &[
     include_str!("../../profiles/radiology-ai-rendering.json"),
     include_str!("../../profiles/ai-model-deployment.json"),
     include_str!("../../profiles/pixel-digest.json"),
+    include_str!("../../profiles/audit-log-access.json"),
 ];
 
 const TERMINOLOGY_SOURCES: &[&str] = &[
@@ -36,6 +37,8 @@ const TERMINOLOGY_SOURCES: &[&str] = &[
     include_str!("../../profiles/valueset-ai-override-action.json"),
     include_str!("../../profiles/codesystem-ai-override-reason.json"),
     include_str!("../../profiles/valueset-ai-override-reason.json"),
+    include_str!("../../profiles/codesystem-audit-log-operation.json"),
+    include_str!("../../profiles/valueset-audit-log-operation.json"),
 ];
 
 /// One differential element, reduced to what is checked.
@@ -660,6 +663,27 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
             })
             .map(|(i, _)| format!("{at}.entity[{i}]"))
             .collect(),
+        "vla-1" => {
+            let ok = match root["action"].as_str() {
+                Some("R") => entities(root).any(|(_, e)| {
+                    e["what"]["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.starts_with("AuditEvent/"))
+                }),
+                Some("E") => {
+                    entities(root).any(|(_, e)| e["role"]["code"] == "24" && e["query"].is_string())
+                }
+                _ => false,
+            };
+            fail(ok, format!("{at}.entity"))
+        }
+        "vla-2" => fail(
+            entities(root)
+                .filter(|(_, e)| e["type"]["code"] == "1" && e["role"]["code"] == "1")
+                .count()
+                <= 1,
+            format!("{at}.entity"),
+        ),
         // An invariant vellum does not implement is not silently "held":
         // the profiles' tests make sure every declared key is known.
         _ => vec![],
@@ -668,7 +692,8 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
 
 /// Invariant keys this module implements.
 pub const IMPLEMENTED_INVARIANTS: &[&str] = &[
-    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8", "vai-9",
+    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8", "vai-9", "vla-1",
+    "vla-2",
 ];
 
 #[cfg(test)]
@@ -686,7 +711,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(reg.value_sets.len(), 3);
+        assert_eq!(reg.value_sets.len(), 4);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod ai_routes;
+pub mod authn;
 mod body;
 mod bundle_routes;
 mod dicom_routes;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub reports: crate::config::ReportSettings,
     /// Signs checkpoints; `None` when no key is configured.
     pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
+    /// Who may call what; the gate in front of every route.
+    pub access: authn::AccessControl,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`. It
@@ -55,6 +58,7 @@ pub fn server(
     let per_worker = limits.http_max_connections.div_ceil(workers).max(1);
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(authn::gate))
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
             .app_data(state.clone())
             .configure(fhir_routes::configure)

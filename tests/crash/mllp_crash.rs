@@ -100,7 +100,7 @@ async fn every_acknowledged_message_survives_kill_9_exactly_once_scenario() {
 
         // Restart on the same database.
         let (server, port) = serve(&db).await;
-        let client = reqwest::Client::new();
+        let client = vellum_testkit::authed_client();
         for (control_id, id) in &acked {
             let (status, _, _) = read_event(&client, &server.base, id).await;
             assert_eq!(status, 200, "{backend:?}: AA'd {control_id} is stored");
@@ -183,7 +183,7 @@ async fn sigterm_while_messages_flow_finishes_in_flight_messages_and_exits_0_sce
     }
     assert!(acked.len() >= 200);
     let (server, _) = serve(&db).await;
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     for id in acked.values() {
         let (status, _, _) = read_event(&client, &server.base, id).await;
         assert_eq!(status, 200, "every AA'd message is stored");

@@ -48,9 +48,19 @@ struct Ack {
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .default_headers(dev_headers())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client")
+}
+
+fn dev_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        vellum_testkit::dev_auth().parse().expect("header value"),
+    );
+    h
 }
 
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {

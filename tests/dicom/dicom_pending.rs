@@ -100,7 +100,7 @@ impl Http {
     fn new(base: &str) -> Http {
         Http {
             base: base.to_string(),
-            client: reqwest::Client::new(),
+            client: vellum_testkit::authed_client(),
         }
     }
 
@@ -185,6 +185,7 @@ fn pending_settings(db: &TestDb, archive: &Path, index: &Path) -> RawSettings {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     raw.dicom.folders.0 = vec![archive.display().to_string()];
@@ -385,6 +386,7 @@ fn with_study_folder(db: &TestDb, index: &Path) -> RawSettings {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     raw.dicom.folders.0 = vec![fixtures().display().to_string()];

@@ -60,6 +60,7 @@ async fn app_with(dicom: impl FnOnce(&mut RawSettings)) -> (TestDb, TestApp) {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     dicom(&mut raw);

@@ -40,6 +40,7 @@ async fn app(max_upload: usize) -> (TestDb, TestApp) {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     raw.dicom.max_upload_bytes = max_upload;

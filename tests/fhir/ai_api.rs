@@ -386,6 +386,7 @@ async fn app_with_privacy(db: &TestDb, store_content: bool, key: Option<&str>) -
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..vellum::config::RawSettings::default()
     };
     raw.privacy.store_content = store_content;

@@ -200,6 +200,7 @@ fn settings_with(db_url: &str, f: impl FnOnce(&mut RawSettings)) -> Settings {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     f(&mut raw);

@@ -50,7 +50,7 @@ async fn refusal_or_created(r: reqwest::Response) -> (u16, String) {
 }
 
 async fn post(s: &ServerProcess, path: &str, ct: &str, body: Vec<u8>) -> reqwest::Response {
-    reqwest::Client::new()
+    vellum_testkit::authed_client()
         .post(format!("{}{path}", s.base))
         .header("Content-Type", ct)
         .body(body)
@@ -219,7 +219,7 @@ async fn objects_with_too_many_keys_are_refused_while_healthz_answers() {
     // duplicate check 26 s. Four at once, with /healthz asked meanwhile.
     let body = event_with_keys(87_000, false);
     assert!(body.len() < 1024 * 1024);
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     let sends = (0..4).map(|_| {
         client
             .post(format!("{}/fhir/AuditEvent", s.base))
@@ -321,7 +321,7 @@ async fn the_key_cap_is_a_setting_and_duplicates_are_found_past_it() {
 async fn a_date_with_a_multibyte_fraction_is_a_400_not_a_dropped_connection() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut s = server(&db, &[]).await;
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     // `date=2026-03-14T09:26:00.12345é` (é is two bytes, so byte 6 of the
     // fraction falls inside it).
     let bad = "2026-03-14T09:26:00.12345%C3%A9";
@@ -363,7 +363,7 @@ vellum_testkit::backend_tests! {
         let long: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let mut event = sample_event(1);
         event["agent"][0]["altId"] = Value::String(long.clone());
-        let client = reqwest::Client::new();
+        let client = vellum_testkit::authed_client();
         let post_event = |body: String| {
             let client = client.clone();
             let url = format!("{}/fhir/AuditEvent", s.base);
@@ -442,7 +442,7 @@ async fn bundles_and_searches_above_their_limits_are_refused_naming_the_setting(
         .iter()
         .all(|e| e["response"]["status"] == "201 Created"));
 
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     let search = |q: String| {
         let client = client.clone();
         let url = format!("{}/fhir/AuditEvent?{q}", s.base);
@@ -463,7 +463,7 @@ async fn bundles_and_searches_above_their_limits_are_refused_naming_the_setting(
 async fn location_never_comes_from_the_host_header() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut s = server(&db, &[]).await;
-    let r = reqwest::Client::new()
+    let r = vellum_testkit::authed_client()
         .post(format!("{}/fhir/AuditEvent", s.base))
         .header("Content-Type", "application/fhir+json")
         .header("Host", "attacker.example")
@@ -537,7 +537,7 @@ async fn control_characters_and_unsafe_narratives_are_refused_with_their_path() 
     let r = post(&s, "/fhir/AuditEvent", json, e.to_string().into_bytes()).await;
     assert_eq!(r.status(), 201);
     let location = r.headers()["location"].to_str().expect("ascii").to_string();
-    let xml = reqwest::Client::new()
+    let xml = vellum_testkit::authed_client()
         .get(&location)
         .header("Accept", FHIR_XML)
         .send()

@@ -79,6 +79,7 @@ async fn ai_api_events_validate_against_r4_and_their_profiles_independently() {
             http_addr: "127.0.0.1:0".into(),
             mllp_addr: String::new(),
             log: "warn".into(),
+            dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
             ..vellum::config::RawSettings::default()
         };
         raw.privacy.store_content = store_content;

@@ -70,6 +70,7 @@ backend_tests! {
             mllp_addr: String::new(),
             log: "warn".into(),
             signing_key_file: Some(key_file.clone()),
+            dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
             ..RawSettings::default()
         })
         .unwrap();

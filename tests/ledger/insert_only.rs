@@ -470,7 +470,7 @@ async fn server_running_as_vellum_writer_creates_and_reads_back() {
         ],
     );
     server.wait_ready().await;
-    let client = reqwest::Client::new();
+    let client = vellum_testkit::authed_client();
     let post = |n: u64| {
         client
             .post(format!("{}/fhir/AuditEvent", server.base))

@@ -17,6 +17,7 @@ fn settings(db_url: &str) -> Settings {
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     raw.reports.fast_accept_ms = FAST_MS;

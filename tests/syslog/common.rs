@@ -79,6 +79,7 @@ pub async fn spawn_syslog_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     raw.syslog.addr = "127.0.0.1:0".into();
@@ -94,7 +95,7 @@ pub async fn spawn_syslog_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)
         tcp,
         tls,
         udp,
-        client: reqwest::Client::new(),
+        client: vellum_testkit::authed_client(),
     }
 }
 

@@ -79,15 +79,42 @@ pub fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-pub fn settings_for(db_url: &str) -> Settings {
-    Settings::validate(RawSettings {
+/// The development token every test server accepts (`VELLUM_DEV_TOKEN`):
+/// every role.
+pub const DEV_TOKEN: &str = "vellum-test-dev-token-0123456789";
+
+/// `Authorization` header value of [`DEV_TOKEN`].
+pub fn dev_auth() -> String {
+    format!("Bearer {DEV_TOKEN}")
+}
+
+/// An HTTP client that sends [`DEV_TOKEN`] on every request.
+pub fn authed_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&dev_auth()).expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}
+
+/// The raw settings of a test server: port 0, no MLLP, the dev token.
+pub fn raw_settings_for(db_url: &str) -> RawSettings {
+    RawSettings {
         database_url: db_url.to_string(),
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
+        dev_token: Some(DEV_TOKEN.into()),
         ..RawSettings::default()
-    })
-    .expect("valid test settings")
+    }
+}
+
+pub fn settings_for(db_url: &str) -> Settings {
+    Settings::validate(raw_settings_for(db_url)).expect("valid test settings")
 }
 
 /// A server running inside the test process.
@@ -108,7 +135,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: authed_client(),
     }
 }
 
@@ -146,6 +173,7 @@ pub fn spawn_server_process(db_url: &str, extra_env: &[(&str, &str)]) -> ServerP
         .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("VELLUM_MLLP_ADDR", "")
         .env("VELLUM_LOG", "warn")
+        .env("VELLUM_DEV_TOKEN", DEV_TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in extra_env {

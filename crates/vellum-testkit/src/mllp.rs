@@ -200,6 +200,7 @@ pub async fn spawn_mllp_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)) 
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: "127.0.0.1:0".into(),
         log: "warn".into(),
+        dev_token: Some(crate::DEV_TOKEN.into()),
         ..RawSettings::default()
     };
     tweak(&mut raw);
@@ -213,7 +214,7 @@ pub async fn spawn_mllp_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)) 
         http: format!("http://127.0.0.1:{port}"),
         mllp_port,
         mllp_ports,
-        client: reqwest::Client::new(),
+        client: crate::authed_client(),
     }
 }
 

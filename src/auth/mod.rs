@@ -1,0 +1,18 @@
+//! Who may do what: the roles, the credentials vellum accepts (bearer tokens
+//! configured by their SHA-256, the development token, mTLS client
+//! certificates mapped to a subject) and the access policy of every HTTP
+//! endpoint. Pure types and rules, with no I/O but the token file; the HTTP
+//! middleware (`crate::http::authn`) applies them.
+
+pub mod authenticator;
+pub mod policy;
+pub mod principal;
+pub mod role;
+pub mod token;
+pub mod token_file;
+
+pub use authenticator::{AuthError, Authenticator};
+pub use policy::{requirement, Requirement};
+pub use principal::{Credential, Principal};
+pub use role::{Role, RoleSet};
+pub use token::{Grant, GrantLineError, TokenHash, TokenRegistry};

@@ -1,0 +1,119 @@
+//! `[auth]`: who may call vellum (env `VELLUM_AUTH_<KEY>`), and the
+//! top-level `dev_token` (`VELLUM_DEV_TOKEN`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::database::DatabaseUrl;
+use super::secret::Secret;
+use super::ConfigError;
+use crate::auth::{Grant, TokenRegistry};
+
+/// `[auth]` as written by an operator.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    /// Grant lines `sha256:<hex> <subject> <role,role…>` (a TOML array, or
+    /// one string with `;`-separated lines in `VELLUM_AUTH_TOKENS`).
+    pub tokens: GrantLines,
+    /// A file of grant lines. Unset on SQLite: `<database file>.tokens`,
+    /// where the first start writes its admin token.
+    pub token_file: Option<String>,
+    /// Serve `/metrics` without credentials (for a Prometheus on a trusted
+    /// network).
+    pub metrics_public: bool,
+}
+
+impl fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAuth")
+            .field("tokens", &self.tokens.0.len())
+            .field("token_file", &self.token_file)
+            .field("metrics_public", &self.metrics_public)
+            .finish()
+    }
+}
+
+/// Grant lines: a TOML array, or one string with `;`-separated lines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "OneOrMany")]
+pub struct GrantLines(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for GrantLines {
+    fn from(v: OneOrMany) -> Self {
+        let items = match v {
+            OneOrMany::One(s) => s.split(';').map(str::to_string).collect(),
+            OneOrMany::Many(v) => v,
+        };
+        GrantLines(
+            items
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+}
+
+/// Validated `[auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// The configured tokens (the token file is read at start-up).
+    pub tokens: TokenRegistry,
+    /// `VELLUM_DEV_TOKEN`: a token with every role, for local use and tests.
+    pub dev_token: Option<Secret<String>>,
+    pub token_file: Option<PathBuf>,
+    pub metrics_public: bool,
+}
+
+impl AuthSettings {
+    pub fn validate(
+        raw: RawAuth,
+        dev_token: Option<String>,
+        db: &DatabaseUrl,
+    ) -> Result<Self, ConfigError> {
+        let mut grants = Vec::new();
+        for (i, line) in raw.tokens.0.iter().enumerate() {
+            let grant = Grant::parse(line).map_err(|e| ConfigError::Invalid {
+                key: "auth.tokens",
+                reason: format!("line {}: {e}", i + 1),
+            })?;
+            grants.push(grant);
+        }
+        let dev_token = match dev_token.map(|t| t.trim().to_string()) {
+            None => None,
+            Some(t) if t.is_empty() => None,
+            Some(t) if t.len() < 16 => {
+                return Err(ConfigError::Invalid {
+                    key: "dev_token",
+                    reason: "must be at least 16 characters".into(),
+                })
+            }
+            Some(t) => Some(Secret::new(t)),
+        };
+        let token_file = match (raw.token_file, db) {
+            (Some(f), _) if !f.trim().is_empty() => Some(PathBuf::from(f)),
+            (_, DatabaseUrl::Sqlite(path)) => {
+                let mut p = path.clone().into_os_string();
+                p.push(".tokens");
+                Some(PathBuf::from(p))
+            }
+            _ => None,
+        };
+        Ok(AuthSettings {
+            tokens: TokenRegistry::new(grants),
+            dev_token,
+            token_file,
+            metrics_public: raw.metrics_public,
+        })
+    }
+}
