@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vellum::config::{RawSettings, Settings};
+use vellum::config::Settings;
 use vellum::fhir::create::prepare_audit_event;
 use vellum::startup::Application;
 
@@ -207,15 +207,7 @@ fn ms(d: Duration) -> f64 {
 
 async fn run_backend(backend: &str, a: &Args) {
     let (url, _keep) = database_url(backend, a).await;
-    let settings = Settings::validate(RawSettings {
-        database_url: url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    })
-    .expect("settings");
+    let settings = Settings::validate(vellum_testkit::raw_settings_for(&url)).expect("settings");
     let app = Application::build(&settings).await.expect("app");
     let port = app.port();
     let ledger = app.ledger().clone();

@@ -66,7 +66,9 @@ function validates(name, resource) {
 
 async function http(method, path, { body, headers = {}, raw = false } = {}) {
   const url = path.startsWith('http') ? path : `${BASE}${path}`;
-  const res = await fetch(url, { method, body, headers });
+  // The server's token (VELLUM_TOKEN) unless the check sets its own header.
+  const auth = process.env.VELLUM_TOKEN ? { Authorization: `Bearer ${process.env.VELLUM_TOKEN}` } : {};
+  const res = await fetch(url, { method, body, headers: { ...auth, ...headers } });
   const text = await res.text();
   let json;
   if (!raw && (res.headers.get('content-type') || '').includes('json') && text) {

@@ -92,11 +92,17 @@ fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessContr
     }
     let dev = auth.dev_token.as_ref().map(|t| t.expose().as_str());
     if dev.is_some() {
-        tracing::warn!("VELLUM_DEV_TOKEN is set: a token with every role is accepted (local use only)");
+        tracing::warn!(
+            "VELLUM_DEV_TOKEN is set: a token with every role is accepted (local use only)"
+        );
+    }
+    if !auth.record_reads {
+        tracing::warn!("auth.record_reads is off: reads of the audit log are NOT recorded");
     }
     Ok(crate::http::authn::AccessControl::new(
         Authenticator::new(tokens, dev),
         auth.metrics_public,
+        auth.record_reads,
     ))
 }
 

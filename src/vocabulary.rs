@@ -35,7 +35,8 @@ pub const VELLUM_PROFILES: &[&str] = &[
 pub const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
 
 // IHE Basic Audit Log Patterns profiles an access event also claims.
-pub const BALP_READ: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read";
+pub const BALP_READ: &str =
+    "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read";
 pub const BALP_PATIENT_READ: &str =
     "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead";
 pub const BALP_QUERY: &str =

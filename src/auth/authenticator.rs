@@ -108,11 +108,19 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("me:vellum_src")
         );
-        assert_eq!(a.authenticate(Some(basic.as_bytes())).unwrap().subject, "pacs-01");
-        let dev = a.authenticate(Some(b"bearer dev-token-0123456789")).unwrap();
+        assert_eq!(
+            a.authenticate(Some(basic.as_bytes())).unwrap().subject,
+            "pacs-01"
+        );
+        let dev = a
+            .authenticate(Some(b"bearer dev-token-0123456789"))
+            .unwrap();
         assert_eq!(dev.roles, RoleSet::all());
         assert_eq!(a.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(a.authenticate(Some(b"Bearer nope")), Err(AuthError::Unknown));
+        assert_eq!(
+            a.authenticate(Some(b"Bearer nope")),
+            Err(AuthError::Unknown)
+        );
         assert_eq!(a.authenticate(Some(b"Token x")), Err(AuthError::Malformed));
         assert_eq!(a.authenticate(Some(b"Bearer ")), Err(AuthError::Malformed));
     }

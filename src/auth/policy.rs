@@ -115,9 +115,7 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
         (["fhir", "AuditEvent", _, "_history", _], true, _) => audited(READERS, Access::VRead),
 
         (["ai", "v1", "models"], true, _) => audited(MODEL_REGISTRY, Access::Search),
-        (["ai", "v1", "models", _, "versions"], true, _) => {
-            audited(MODEL_REGISTRY, Access::Search)
-        }
+        (["ai", "v1", "models", _, "versions"], true, _) => audited(MODEL_REGISTRY, Access::Search),
         (["ai", "v1", "models" | "inferences" | "overrides" | "renderings"], _, true) => {
             rule(SOURCE)
         }
@@ -143,10 +141,22 @@ mod tests {
 
     #[test]
     fn health_is_public_and_unknown_paths_are_not() {
-        assert_eq!(requirement("GET", "/healthz", false).need, Requirement::Public);
-        assert_eq!(requirement("GET", "/readyz", false).need, Requirement::Public);
-        assert_eq!(requirement("GET", "/metrics", true).need, Requirement::Public);
-        assert_ne!(requirement("GET", "/metrics", false).need, Requirement::Public);
+        assert_eq!(
+            requirement("GET", "/healthz", false).need,
+            Requirement::Public
+        );
+        assert_eq!(
+            requirement("GET", "/readyz", false).need,
+            Requirement::Public
+        );
+        assert_eq!(
+            requirement("GET", "/metrics", true).need,
+            Requirement::Public
+        );
+        assert_ne!(
+            requirement("GET", "/metrics", false).need,
+            Requirement::Public
+        );
         assert_eq!(
             requirement("GET", "/nothing/here", false).need,
             Requirement::Authenticated

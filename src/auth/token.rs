@@ -159,6 +159,9 @@ mod tests {
             Grant::parse(&format!("{h} s root")),
             Err(GrantLineError::Role(_))
         ));
-        assert_eq!(Grant::parse(&format!("{h} s ,")), Err(GrantLineError::NoRole));
+        assert_eq!(
+            Grant::parse(&format!("{h} s ,")),
+            Err(GrantLineError::NoRole)
+        );
     }
 }

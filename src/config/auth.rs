@@ -12,7 +12,7 @@ use super::ConfigError;
 use crate::auth::{Grant, TokenRegistry};
 
 /// `[auth]` as written by an operator.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     /// Grant lines `sha256:<hex> <subject> <role,role…>` (a TOML array, or
@@ -24,6 +24,22 @@ pub struct RawAuth {
     /// Serve `/metrics` without credentials (for a Prometheus on a trusted
     /// network).
     pub metrics_public: bool,
+    /// Record every read, search, report, verification, proof and export
+    /// as an `audit-log-access` event (IHE BALP). Turning it off makes
+    /// vellum's own readers invisible: for benchmarks and test suites that
+    /// count entries, never for a deployment (a warning is logged).
+    pub record_reads: bool,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            tokens: GrantLines::default(),
+            token_file: None,
+            metrics_public: false,
+            record_reads: true,
+        }
+    }
 }
 
 impl fmt::Debug for RawAuth {
@@ -32,6 +48,7 @@ impl fmt::Debug for RawAuth {
             .field("tokens", &self.tokens.0.len())
             .field("token_file", &self.token_file)
             .field("metrics_public", &self.metrics_public)
+            .field("record_reads", &self.record_reads)
             .finish()
     }
 }
@@ -73,6 +90,7 @@ pub struct AuthSettings {
     pub dev_token: Option<Secret<String>>,
     pub token_file: Option<PathBuf>,
     pub metrics_public: bool,
+    pub record_reads: bool,
 }
 
 impl AuthSettings {
@@ -114,6 +132,7 @@ impl AuthSettings {
             dev_token,
             token_file,
             metrics_public: raw.metrics_public,
+            record_reads: raw.record_reads,
         })
     }
 }

@@ -84,6 +84,7 @@ mod tests {
             ("AUTH_TOKENS", "auth.tokens"),
             ("AUTH_TOKEN_FILE", "auth.token_file"),
             ("AUTH_METRICS_PUBLIC", "auth.metrics_public"),
+            ("AUTH_RECORD_READS", "auth.record_reads"),
             ("LOG", "log"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),
             (

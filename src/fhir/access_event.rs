@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use crate::auth::policy::Access;
 use crate::auth::RoleSet;
 use crate::vocabulary::{
-    ACCESS_PROFILE, AUDIT_EVENT_TYPE, BALP_PATIENT_QUERY, BALP_PATIENT_READ, BALP_QUERY,
-    BALP_READ, DCM, ENTITY_TYPE, LOG_OPERATION_SYSTEM, OBJECT_ROLE, PARTICIPATION_SYSTEM,
-    RESTFUL_INTERACTION, ROLE_SYSTEM, SOURCE_TYPE_SYSTEM, SUBJECT_SYSTEM,
+    ACCESS_PROFILE, AUDIT_EVENT_TYPE, BALP_PATIENT_QUERY, BALP_PATIENT_READ, BALP_QUERY, BALP_READ,
+    DCM, ENTITY_TYPE, LOG_OPERATION_SYSTEM, OBJECT_ROLE, PARTICIPATION_SYSTEM, RESTFUL_INTERACTION,
+    ROLE_SYSTEM, SOURCE_TYPE_SYSTEM, SUBJECT_SYSTEM,
 };
 
 /// Who asked, from where, for what.
@@ -75,7 +75,11 @@ fn access_event(who: &Accessor<'_>, facts: &AccessFacts<'_>, patient: Option<&Va
         Access::Search => coding(RESTFUL_INTERACTION, "search-type", "search type"),
         _ => coding(RESTFUL_INTERACTION, "operation", "operation"),
     };
-    let operation = coding(LOG_OPERATION_SYSTEM, facts.access.code(), facts.access.code());
+    let operation = coding(
+        LOG_OPERATION_SYSTEM,
+        facts.access.code(),
+        facts.access.code(),
+    );
     let mut entities = Vec::new();
     if read {
         for id in facts.data {

@@ -54,16 +54,19 @@ const ALERTS_PER_SECOND: u64 = 100;
 pub struct AccessControl {
     pub authenticator: Authenticator,
     pub metrics_public: bool,
+    /// `auth.record_reads`: append access events for reads.
+    pub record_reads: bool,
     window: Mutex<(Instant, u64)>,
     /// Alerts not appended because of the rate bound.
     pub alerts_suppressed: AtomicU64,
 }
 
 impl AccessControl {
-    pub fn new(authenticator: Authenticator, metrics_public: bool) -> Self {
+    pub fn new(authenticator: Authenticator, metrics_public: bool, record_reads: bool) -> Self {
         AccessControl {
             authenticator,
             metrics_public,
+            record_reads,
             window: Mutex::new((Instant::now(), 0)),
             alerts_suppressed: AtomicU64::new(0),
         }
@@ -103,12 +106,18 @@ pub async fn gate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let access = &state.access;
     let rule = policy::requirement(req.method().as_str(), req.path(), access.metrics_public);
     if rule.need == Requirement::Public {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     }
     let client = req.peer_addr().map(|a| a.ip().to_string());
     let server = fhir_base(req.request(), state.public_base_url.as_deref());
@@ -120,7 +129,14 @@ pub async fn gate(
     let principal = match access.authenticator.authenticate(authorization.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            alert(&state, Denial::Authentication, None, client.as_deref(), &server, &line);
+            alert(
+                &state,
+                Denial::Authentication,
+                None,
+                client.as_deref(),
+                &server,
+                &line,
+            );
             let res = unauthorized(e, req.path());
             return Ok(req.into_response(res));
         }
@@ -151,7 +167,7 @@ pub async fn gate(
     let Some(kind) = rule.access else {
         return Ok(res);
     };
-    if !res.status().is_success() {
+    if !res.status().is_success() || !access.record_reads {
         return Ok(res);
     }
     let record = res
@@ -218,7 +234,10 @@ fn alert(
     line: &str,
 ) {
     if !state.access.alert_allowed() {
-        state.access.alerts_suppressed.fetch_add(1, Ordering::Relaxed);
+        state
+            .access
+            .alerts_suppressed
+            .fetch_add(1, Ordering::Relaxed);
         return;
     }
     let body = access_event::security_alert(denial, subject, client, server, line, &now());

@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::authn::{self, AccessRecord};
 use super::body::read_body;
 use super::format::{query_param, render, request_format, response_format, to_json_body};
 use super::intake_response::intake_failed;
@@ -183,10 +184,25 @@ async fn fetch(req: &HttpRequest, id: &str, state: &AppState) -> HttpResponse {
     if !crate::fhir::validate::is_id(id) {
         return not_found(id);
     }
-    match state.ledger.read(id).await {
+    let found = match authn::principal(req) {
+        // A clinician sees only events naming them as an agent: the
+        // restriction is part of the query, so another event's existence
+        // is not even revealed (404, not 403).
+        Some(p) if p.reads_only_own_events() => {
+            super::visibility::read_own(&state.ledger, id, &p.subject).await
+        }
+        _ => state.ledger.read(id).await,
+    };
+    match found {
         Ok(Some(e)) => {
+            let record = AccessRecord {
+                data: vec![e.id.clone()],
+                ..AccessRecord::of_bodies([e.body.as_str()])
+            };
             let json = e.body.clone();
-            render(req, format, stored_entry(e), json)
+            let mut res = render(req, format, stored_entry(e), json);
+            res.extensions_mut().insert(record);
+            res
         }
         Ok(None) => not_found(id),
         Err(e) => {

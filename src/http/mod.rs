@@ -15,6 +15,7 @@ mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
+mod visibility;
 
 use std::net::TcpListener;
 

@@ -4,8 +4,10 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::authn::{principal, AccessRecord};
 use super::format::{render, response_format};
 use super::response::{error, fhir_base, outcome};
+use super::visibility::own_events;
 use super::AppState;
 use crate::fhir::bundle::{self, Link, Match};
 use crate::fhir::search::{self, format_cursor, SearchRequest, TotalMode};
@@ -55,7 +57,14 @@ pub async fn search_post(
     }
     let mut params = decode_pairs(req.query_string().as_bytes());
     params.extend(decode_pairs(&body));
-    run(&req, params, &state).await
+    let mut res = run(&req, params, &state).await;
+    // The access record carries the form body too: it is part of the query.
+    if let Some(record) = res.extensions_mut().get_mut::<AccessRecord>() {
+        let mut request = format!("{} {}\n\n", req.method(), req.uri()).into_bytes();
+        request.extend_from_slice(&body);
+        record.request = Some(request);
+    }
+    res
 }
 
 fn now_us() -> i64 {
@@ -72,6 +81,9 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
             Ok(s) => s,
             Err(issues) => return outcome(StatusCode::BAD_REQUEST, &OperationOutcome::new(issues)),
         };
+    if let Some(p) = principal(req).filter(|p| p.reads_only_own_events()) {
+        sr.query.conditions.extend(own_events(&p.subject));
+    }
     let store = &state.ledger;
     if !sr.head_given {
         match store.head().await {
@@ -129,7 +141,10 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         &matches,
         ignored.as_ref(),
     );
-    render(req, format, HttpResponse::Ok().finish(), json)
+    let record = AccessRecord::of_bodies(page.hits.iter().map(|h| h.entry.body.as_str()));
+    let mut res = render(req, format, HttpResponse::Ok().finish(), json);
+    res.extensions_mut().insert(record);
+    res
 }
 
 fn unavailable(e: vellum_ledger::store::StoreError) -> HttpResponse {

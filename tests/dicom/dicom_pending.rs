@@ -180,14 +180,7 @@ impl Http {
 }
 
 fn pending_settings(db: &TestDb, archive: &Path, index: &Path) -> RawSettings {
-    let mut raw = RawSettings {
-        database_url: db.url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(&db.url);
     raw.dicom.folders.0 = vec![archive.display().to_string()];
     raw.dicom.index_path = index.display().to_string();
     raw.dicom.budget_ms = 2_000;
@@ -381,14 +374,7 @@ async fn a_study_that_stays_unavailable_gets_a_gave_up_follow_up_after_the_max_a
 }
 
 fn with_study_folder(db: &TestDb, index: &Path) -> RawSettings {
-    let mut raw = RawSettings {
-        database_url: db.url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(&db.url);
     raw.dicom.folders.0 = vec![fixtures().display().to_string()];
     raw.dicom.index_path = index.display().to_string();
     raw.dicom.budget_ms = 20_000;

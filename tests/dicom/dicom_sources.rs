@@ -55,14 +55,7 @@ fn instances_extension(stored: &Value) -> Option<u64> {
 
 async fn app_with(dicom: impl FnOnce(&mut RawSettings)) -> (TestDb, TestApp) {
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut raw = RawSettings {
-        database_url: db.url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(&db.url);
     dicom(&mut raw);
     let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
     (db, app)

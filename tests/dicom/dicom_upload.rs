@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use vellum::config::{RawSettings, Settings};
+use vellum::config::Settings;
 use vellum_testkit::*;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -35,14 +35,7 @@ fn reference() -> BTreeMap<String, String> {
 
 async fn app(max_upload: usize) -> (TestDb, TestApp) {
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut raw = RawSettings {
-        database_url: db.url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(&db.url);
     raw.dicom.max_upload_bytes = max_upload;
     let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
     (db, app)

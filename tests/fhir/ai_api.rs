@@ -381,14 +381,7 @@ async fn the_openapi_document_describes_every_route() {
 }
 
 async fn app_with_privacy(db: &TestDb, store_content: bool, key: Option<&str>) -> TestApp {
-    let mut raw = vellum::config::RawSettings {
-        database_url: db.url.clone(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..vellum::config::RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(&db.url);
     raw.privacy.store_content = store_content;
     raw.privacy.pseudonymise_patients = key.is_some();
     raw.privacy.pseudonym_key = key.map(str::to_string);

@@ -17,6 +17,7 @@ async fn run_suite(backend: Backend) {
         Command::new("node")
             .arg("conformance/run.mjs")
             .arg(base)
+            .env("VELLUM_TOKEN", vellum_testkit::DEV_TOKEN)
             .output()
             .expect("node is required for the conformance suite")
     })

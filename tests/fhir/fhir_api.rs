@@ -195,14 +195,7 @@ fn assert_chain(entries: &[Created], ctx: &str) {
 }
 
 fn settings_with(db_url: &str, f: impl FnOnce(&mut RawSettings)) -> Settings {
-    let mut raw = RawSettings {
-        database_url: db_url.to_string(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(db_url);
     f(&mut raw);
     Settings::validate(raw).expect("valid settings")
 }
@@ -920,8 +913,9 @@ async fn body_over_the_default_one_mebibyte_limit_is_413_and_a_body_at_the_limit
 async fn post_chunked(base: &str, body: &[u8], chunk: usize) -> (u16, String) {
     let addr = base.strip_prefix("http://").unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = vellum_testkit::dev_auth();
     let mut req = format!(
-        "POST /fhir/AuditEvent HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {FHIR_JSON}\r\n\
+        "POST /fhir/AuditEvent HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: {FHIR_JSON}\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     .into_bytes();

@@ -20,7 +20,9 @@ async fn assert_alive(s: &mut ServerProcess) {
         s.child.try_wait().expect("child status").is_none(),
         "vellum exited"
     );
-    let r = reqwest::get(format!("{}/readyz", s.base))
+    let r = vellum_testkit::authed_client()
+        .get(format!("{}/readyz", s.base))
+        .send()
         .await
         .expect("readyz answers");
     assert_eq!(r.status(), 200);
@@ -493,7 +495,9 @@ async fn out_of_range_time_components_are_a_400() {
         "2026-03-14T09:60:00Z",
         "2026-03-14T09:26:61Z",
     ] {
-        let r = reqwest::get(format!("{}/fhir/AuditEvent?date={bad}", s.base))
+        let r = vellum_testkit::authed_client()
+            .get(format!("{}/fhir/AuditEvent?date={bad}", s.base))
+            .send()
             .await
             .expect("an answer");
         let (status, diag) = refusal(r).await;
@@ -560,7 +564,7 @@ async fn a_trickling_body_gets_408_naming_the_setting() {
         .await
         .expect("connect");
     conn.write_all(
-        b"POST /fhir/AuditEvent HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resourceType\"",
+        b"POST /fhir/AuditEvent HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer vellum-test-dev-token-0123456789\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resourceType\"",
     )
     .await
     .expect("send");

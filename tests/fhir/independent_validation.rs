@@ -74,14 +74,7 @@ async fn ai_api_events_validate_against_r4_and_their_profiles_independently() {
     let mut stored = Vec::new();
     for (store_content, key) in [(false, None), (true, Some("0123456789abcdef"))] {
         let db = TestDb::new(Backend::Sqlite).await;
-        let mut raw = vellum::config::RawSettings {
-            database_url: db.url.clone(),
-            http_addr: "127.0.0.1:0".into(),
-            mllp_addr: String::new(),
-            log: "warn".into(),
-            dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-            ..vellum::config::RawSettings::default()
-        };
+        let mut raw = vellum_testkit::raw_settings_for(&db.url);
         raw.privacy.store_content = store_content;
         raw.privacy.pseudonymise_patients = key.is_some();
         raw.privacy.pseudonym_key = key.map(str::to_string);

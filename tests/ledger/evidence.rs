@@ -65,13 +65,8 @@ backend_tests! {
         let key_file = keys.join("log.key").display().to_string();
         let signer = NoteSigner::parse(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
         let settings = vellum::config::Settings::validate(RawSettings {
-            database_url: db.url.clone(),
-            http_addr: "127.0.0.1:0".into(),
-            mllp_addr: String::new(),
-            log: "warn".into(),
             signing_key_file: Some(key_file.clone()),
-            dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-            ..RawSettings::default()
+            ..vellum_testkit::raw_settings_for(&db.url)
         })
         .unwrap();
         let app = spawn_app_with(settings).await;

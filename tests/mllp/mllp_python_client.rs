@@ -35,7 +35,9 @@ fn python_send(port: u16, files: &[&str]) -> Vec<Value> {
 }
 
 async fn get(base: &str, id: &str) -> Value {
-    let r = reqwest::get(format!("{base}/fhir/AuditEvent/{id}"))
+    let r = vellum_testkit::authed_client()
+        .get(format!("{base}/fhir/AuditEvent/{id}"))
+        .send()
         .await
         .expect("GET");
     assert_eq!(r.status(), 200, "event {id} is readable");

@@ -43,7 +43,13 @@ backend_tests! {
             .json()
             .await
             .unwrap();
-        let url = format!("{}/ui/?group_by=model_version", app.base);
+        // The page asks a browser for the token as an HTTP Basic password;
+        // Chromium sends URL credentials on a top-level navigation.
+        let url = format!(
+            "{}/ui/?group_by=model_version",
+            app.base
+                .replace("http://", &format!("http://qa:{}@", vellum_testkit::DEV_TOKEN))
+        );
         // Chromium blocks; run it off the runtime so the server answers.
         let u = url.clone();
         let dom = tokio::task::spawn_blocking(move || chromium(&["--dump-dom", &u]))

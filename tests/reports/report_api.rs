@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use vellum::config::{RawSettings, Settings};
+use vellum::config::Settings;
 use vellum_testkit::*;
 
 use super::recount::{self, Expected};
@@ -12,14 +12,7 @@ use super::recount::{self, Expected};
 const FAST_MS: u64 = 3000;
 
 fn settings(db_url: &str) -> Settings {
-    let mut raw = RawSettings {
-        database_url: db_url.to_string(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(db_url);
     raw.reports.fast_accept_ms = FAST_MS;
     Settings::validate(raw).unwrap()
 }

@@ -74,14 +74,7 @@ pub struct SyslogApp {
 }
 
 pub async fn spawn_syslog_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)) -> SyslogApp {
-    let mut raw = RawSettings {
-        database_url: db_url.to_string(),
-        http_addr: "127.0.0.1:0".into(),
-        mllp_addr: String::new(),
-        log: "warn".into(),
-        dev_token: Some(vellum_testkit::DEV_TOKEN.into()),
-        ..RawSettings::default()
-    };
+    let mut raw = vellum_testkit::raw_settings_for(db_url);
     raw.syslog.addr = "127.0.0.1:0".into();
     raw.syslog.udp_addr = "127.0.0.1:0".into();
     tweak(&mut raw);

@@ -101,16 +101,20 @@ pub fn authed_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// The raw settings of a test server: port 0, no MLLP, the dev token.
+/// The raw settings of a test server: port 0, no MLLP, the dev token, and
+/// reads not recorded (the feature suites count the entries they make;
+/// tests/fhir/access_control.rs tests the recording of reads).
 pub fn raw_settings_for(db_url: &str) -> RawSettings {
-    RawSettings {
+    let mut raw = RawSettings {
         database_url: db_url.to_string(),
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),
         dev_token: Some(DEV_TOKEN.into()),
         ..RawSettings::default()
-    }
+    };
+    raw.auth.record_reads = false;
+    raw
 }
 
 pub fn settings_for(db_url: &str) -> Settings {
@@ -174,6 +178,7 @@ pub fn spawn_server_process(db_url: &str, extra_env: &[(&str, &str)]) -> ServerP
         .env("VELLUM_MLLP_ADDR", "")
         .env("VELLUM_LOG", "warn")
         .env("VELLUM_DEV_TOKEN", DEV_TOKEN)
+        .env("VELLUM_AUTH_RECORD_READS", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in extra_env {

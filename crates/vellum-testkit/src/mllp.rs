@@ -196,12 +196,8 @@ pub struct MllpApp {
 
 pub async fn spawn_mllp_app(db_url: &str, tweak: impl FnOnce(&mut RawSettings)) -> MllpApp {
     let mut raw = RawSettings {
-        database_url: db_url.to_string(),
-        http_addr: "127.0.0.1:0".into(),
         mllp_addr: "127.0.0.1:0".into(),
-        log: "warn".into(),
-        dev_token: Some(crate::DEV_TOKEN.into()),
-        ..RawSettings::default()
+        ..crate::raw_settings_for(db_url)
     };
     tweak(&mut raw);
     let settings = Settings::validate(raw).expect("valid settings");
