@@ -121,10 +121,35 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
         database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Make a new random token: print it once, and the grant line (its
+    /// SHA-256, subject and roles) to add to `auth.tokens` or the token file.
+    ///
+    /// Example: vellum token create --subject pacs-01 --roles source
+    Create {
+        /// Who the token authenticates (a system or user name; for a
+        /// clinician, the identifier they appear under as an event agent).
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated roles: source, auditor, qa, clinician, admin.
+        #[arg(long)]
+        roles: String,
+        /// Also append the grant line to this token file (created 0600).
+        #[arg(long, value_name = "FILE")]
+        append_to: Option<PathBuf>,
     },
 }
 
@@ -141,6 +166,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Keygen { origin, out } => return evidence_cli::keygen(origin, out),
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    subject,
+                    roles,
+                    append_to,
+                },
+        } => return token_create(subject, roles, append_to.as_deref()),
         Command::VerifyProof { file, vkey } => return evidence_cli::verify_proof(file, vkey),
         Command::Verify {
             export: Some(dir),
@@ -218,7 +251,9 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             },
-            Command::Keygen { .. } | Command::VerifyProof { .. } => ExitCode::from(2), // handled above
+            Command::Keygen { .. } | Command::VerifyProof { .. } | Command::Token { .. } => {
+                ExitCode::from(2) // handled above
+            }
             Command::Migrate { database_url } => {
                 migrate(cli.config.as_ref(), database_url.as_ref()).await
             }
@@ -441,4 +476,48 @@ async fn verify_event(
     } else {
         ExitCode::from(2)
     }
+}
+
+/// `vellum token create`: the token on stdout's first line, then the grant
+/// line. Nothing else keeps the token.
+fn token_create(subject: &str, roles: &str, append_to: Option<&std::path::Path>) -> ExitCode {
+    use vellum::auth::{token, Grant, RoleSet};
+    let roles = match RoleSet::parse_list(roles) {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => {
+            eprintln!("error: --roles names no role (source, auditor, qa, clinician, admin)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if subject.is_empty() || subject.chars().any(char::is_whitespace) {
+        eprintln!("error: --subject must be non-empty and without spaces");
+        return ExitCode::from(2);
+    }
+    let token = match token::generate() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: no random source: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let line = Grant::line_for(&token, subject, roles);
+    if let Some(path) = append_to {
+        if let Err(e) = vellum::auth::token_file::append(path, &line) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    println!("{token}");
+    println!("{line}");
+    eprintln!(
+        "The first line is the token: give it to {subject}; it is not kept anywhere.\n\
+         The second line is its grant: add it to auth.tokens (VELLUM_AUTH_TOKENS, `;`-separated)\n\
+         or to the token file{}, then restart vellum.",
+        append_to.map_or(String::new(), |p| format!(" (appended to {})", p.display()))
+    );
+    ExitCode::SUCCESS
 }

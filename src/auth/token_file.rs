@@ -90,6 +90,29 @@ pub fn create_first_admin(path: &Path) -> Result<Option<(String, Grant)>, TokenF
     Ok(Some((token, grant)))
 }
 
+/// Appends a grant line to `path` (created with mode 0600 if missing).
+pub fn append(path: &Path, line: &str) -> Result<(), TokenFileError> {
+    Grant::parse(line).map_err(|source| TokenFileError::Line {
+        path: path.to_path_buf(),
+        line: 0,
+        source,
+    })?;
+    let io = |source| TokenFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! FHIR REST, the AI API, profiles, conformance and hostile input: one test
 //! binary, one module per concern (shared helpers in vellum-testkit).
 
+mod access_control;
 mod ai_api;
 mod conformance;
 mod conformance_suite;
