@@ -34,10 +34,14 @@ pub struct ParamDef {
 impl ParamDef {
     /// The canonical URL of the parameter's definition.
     pub fn definition(&self) -> String {
-        format!(
-            "http://hl7.org/fhir/SearchParameter/AuditEvent-{}",
-            self.name
-        )
+        match self.name.strip_prefix('_') {
+            // Common parameters of every resource (`_tag`).
+            Some(common) => format!("http://hl7.org/fhir/SearchParameter/Resource-{common}"),
+            None => format!(
+                "http://hl7.org/fhir/SearchParameter/AuditEvent-{}",
+                self.name
+            ),
+        }
     }
 }
 
@@ -133,6 +137,12 @@ pub const PARAMS: &[ParamDef] = &[
         "More specific type/id for the event",
     ),
     p("type", T::Token, S::Medium, "Type/identifier of event"),
+    p(
+        "_tag",
+        T::Token,
+        S::Narrow,
+        "Tags applied to this resource (vellum tags each event with its authenticated sender)",
+    ),
 ];
 
 /// The IHE ITI-81 chained parameters: `<reference param>.identifier`.
@@ -435,7 +445,7 @@ fn parse_one(
             "chained parameter {name} is not supported (the .identifier chains of agent, patient, entity and source are)"
         )));
     }
-    if base.starts_with('_') {
+    if base.starts_with('_') && param_def(base).is_none() {
         return Ok(Handled::Unknown(format!(
             "parameter {name} is not supported"
         )));

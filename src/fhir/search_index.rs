@@ -261,6 +261,11 @@ pub fn normalize_string(s: &str) -> String {
 pub fn extract(event: &Json) -> SearchIndex {
     let mut ix = SearchIndex::default();
     ix.token("action", None, str_of(event.get("action")));
+    if let Some(meta) = event.get("meta") {
+        for tag in each(meta.get("tag")) {
+            ix.coding("_tag", tag);
+        }
+    }
     ix.token("outcome", None, str_of(event.get("outcome")));
     if let Some(t) = event.get("type") {
         ix.coding("type", t);

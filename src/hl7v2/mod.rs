@@ -50,6 +50,8 @@ pub enum ErrCode {
     UnsupportedEventCode,
     UnsupportedProcessingId,
     UnsupportedVersion,
+    /// HL7 table 0357 code 205: the message control id was already used.
+    DuplicateKey,
     InternalError,
 }
 
@@ -63,6 +65,7 @@ impl ErrCode {
             ErrCode::UnsupportedEventCode => "201",
             ErrCode::UnsupportedProcessingId => "202",
             ErrCode::UnsupportedVersion => "203",
+            ErrCode::DuplicateKey => "205",
             ErrCode::InternalError => "207",
         }
     }
@@ -76,6 +79,7 @@ impl ErrCode {
             ErrCode::UnsupportedEventCode => "Unsupported event code",
             ErrCode::UnsupportedProcessingId => "Unsupported processing id",
             ErrCode::UnsupportedVersion => "Unsupported version id",
+            ErrCode::DuplicateKey => "Duplicate key identifier",
             ErrCode::InternalError => "Application internal error",
         }
     }
@@ -312,12 +316,18 @@ impl Header {
 
     /// The idempotency key: a repeated MSH-10 from the same sending
     /// application and facility names the first entry.
+    /// The key of this message: sending application, facility and control
+    /// id, each unescaped (`\F\` → `|`) and then percent-encoded where it
+    /// holds `%` or `|`, so no two different triples give one key.
     pub fn idempotency_key(&self) -> String {
+        fn part(s: &str) -> String {
+            s.replace('%', "%25").replace('|', "%7C")
+        }
         format!(
             "hl7v2:{}|{}|{}",
-            self.seps.decode(&self.raw_sending_app),
-            self.seps.decode(&self.raw_sending_facility),
-            self.control_id()
+            part(&self.seps.decode(&self.raw_sending_app)),
+            part(&self.seps.decode(&self.raw_sending_facility)),
+            part(&self.control_id())
         )
     }
 }

@@ -146,11 +146,19 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// A parsed AI API request, with who sent it and its raw bytes (a retry
+/// must repeat them to be answered with the first receipt).
+struct Input<T> {
+    value: T,
+    sender: Option<String>,
+    raw: web::Bytes,
+}
+
 async fn read_input<T: DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<T, HttpResponse> {
+) -> Result<Input<T>, HttpResponse> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -174,16 +182,35 @@ async fn read_input<T: DeserializeOwned>(
         state.limits.http_body_timeout,
         req,
     )
-    .await?;
-    parse_input(&body)
-        .map_err(|(msg, field)| problem(StatusCode::BAD_REQUEST, "invalid", &msg, field.as_ref()))
+    .await?
+    .freeze();
+    let value = parse_input(&body).map_err(|(msg, field)| {
+        problem(StatusCode::BAD_REQUEST, "invalid", &msg, field.as_ref())
+    })?;
+    Ok(Input {
+        value,
+        sender: super::authn::principal(req).map(|p| p.subject),
+        raw: body,
+    })
 }
 
 /// Validates the built event like any FHIR create and appends it.
 /// Submits a built event through the intake path. The event carries its
 /// own study digest (src/radiology), so DICOM enrichment is skipped.
-async fn append(state: &AppState, event: String, key: String) -> Result<Committed, HttpResponse> {
-    let submission = Submission::fhir(event).with_key(key).without_enrichment();
+async fn append<T>(
+    state: &AppState,
+    input: &Input<T>,
+    event: String,
+    key: String,
+) -> Result<Committed, HttpResponse> {
+    let mut submission = Submission::fhir(event)
+        .with_key(key)
+        // Canonical, so a retry may differ in whitespace and key order.
+        .from_request(&vellum_json::canonicalize(&input.raw).unwrap_or_else(|_| input.raw.to_vec()))
+        .without_enrichment();
+    if let Some(sender) = &input.sender {
+        submission = submission.from_sender(sender.clone());
+    }
     match state.intake.submit(submission).await {
         Ok(Stored::Committed(c)) => Ok(c),
         // No If-None-Exist on this path; treated as an internal error.
@@ -207,6 +234,16 @@ async fn append(state: &AppState, event: String, key: String) -> Result<Committe
                 &crate::fhir::OperationOutcome::new(issues),
             ))
         }
+        Err(IntakeError::Conflict { existing }) => Err(problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!(
+                "this id was already used by the same sender for a different request, \
+                 stored as AuditEvent/{}; nothing was stored",
+                existing.id
+            ),
+            None,
+        )),
         Err(IntakeError::Append(AppendError::Overloaded)) | Err(IntakeError::Busy) => Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -265,13 +302,15 @@ async fn post_model(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let x: input::Model = match read_input(&req, payload, &state).await {
-        Ok(x) => x,
+    let input: Input<input::Model> = match read_input(&req, payload, &state).await {
+        Ok(i) => i,
         Err(r) => return r,
     };
-    let event = build::deployment(&x, Instant::now());
+    let x = &input.value;
+    let event = build::deployment(x, Instant::now());
     match append(
         &state,
+        &input,
         event,
         model_key(x.name.as_str(), x.version.as_str()),
     )
@@ -362,14 +401,16 @@ async fn post_inference(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let x: input::Inference = match read_input(&req, payload, &state).await {
-        Ok(x) => x,
+    let input: Input<input::Inference> = match read_input(&req, payload, &state).await {
+        Ok(i) => i,
         Err(r) => return r,
     };
+    let x = &input.value;
     let reg = match lookup::registration(
         &state.ledger,
         x.model.name.as_str(),
         x.model.version.as_str(),
+        input.sender.as_deref(),
     )
     .await
     {
@@ -394,7 +435,7 @@ async fn post_inference(
         }
         None => None,
     };
-    let mut event = build::inference(&x, &reg, ours.as_ref(), &state.privacy, Instant::now());
+    let mut event = build::inference(x, &reg, ours.as_ref(), &state.privacy, Instant::now());
     if state.dicom.is_some() && ours.is_none() {
         // Sources configured, digest not there yet: the digest worker
         // completes it with a follow-up event (docs/dicom.md).
@@ -408,7 +449,14 @@ async fn post_inference(
             event = marked;
         }
     }
-    match append(&state, event, event_key("inference", x.event_id.as_str())).await {
+    match append(
+        &state,
+        &input,
+        event,
+        event_key("inference", x.event_id.as_str()),
+    )
+    .await
+    {
         Ok(c) => receipt(&c),
         Err(r) => r,
     }
@@ -436,16 +484,24 @@ async fn post_override(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let x: input::Override = match read_input(&req, payload, &state).await {
-        Ok(x) => x,
+    let input: Input<input::Override> = match read_input(&req, payload, &state).await {
+        Ok(i) => i,
         Err(r) => return r,
     };
+    let x = &input.value;
     let inf = match referenced_inference(&state, x.inference_id.as_str()).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let event = build::override_event(&x, &inf, &state.privacy, Instant::now());
-    match append(&state, event, event_key("override", x.event_id.as_str())).await {
+    let event = build::override_event(x, &inf, &state.privacy, Instant::now());
+    match append(
+        &state,
+        &input,
+        event,
+        event_key("override", x.event_id.as_str()),
+    )
+    .await
+    {
         Ok(c) => receipt(&c),
         Err(r) => r,
     }
@@ -456,16 +512,24 @@ async fn post_rendering(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let x: input::Rendering = match read_input(&req, payload, &state).await {
-        Ok(x) => x,
+    let input: Input<input::Rendering> = match read_input(&req, payload, &state).await {
+        Ok(i) => i,
         Err(r) => return r,
     };
+    let x = &input.value;
     let inf = match referenced_inference(&state, x.inference_id.as_str()).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let event = build::rendering(&x, &inf, Instant::now());
-    match append(&state, event, event_key("rendering", x.event_id.as_str())).await {
+    let event = build::rendering(x, &inf, Instant::now());
+    match append(
+        &state,
+        &input,
+        event,
+        event_key("rendering", x.event_id.as_str()),
+    )
+    .await
+    {
         Ok(c) => receipt(&c),
         Err(r) => r,
     }

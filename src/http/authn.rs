@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::response::{error, fhir_base};
 use super::AppState;
-use crate::auth::policy::{self, Requirement};
+use crate::auth::policy::{self, Access, Requirement};
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::fhir::access_event::{self, AccessFacts, Accessor, Denial};
 use crate::fhir::IssueType;
@@ -27,6 +27,9 @@ use crate::intake::{Intake, Prepared, Submission};
 /// Without one, an audited call is recorded from its request alone.
 #[derive(Debug, Clone, Default)]
 pub struct AccessRecord {
+    /// What kind of access, when the endpoint's rule does not say (a Bundle
+    /// with read entries).
+    pub access: Option<Access>,
     /// The request as received, when the path and query do not hold all of
     /// it (a POST `_search` form body).
     pub request: Option<Vec<u8>>,
@@ -164,18 +167,14 @@ pub async fn gate(
     }
     req.extensions_mut().insert(principal.clone());
     let res = next.call(req).await?.map_into_boxed_body();
-    let Some(kind) = rule.access else {
-        return Ok(res);
-    };
     if !res.status().is_success() || !access.record_reads {
         return Ok(res);
     }
-    let record = res
-        .response()
-        .extensions()
-        .get::<AccessRecord>()
-        .cloned()
-        .unwrap_or_default();
+    let record = res.response().extensions().get::<AccessRecord>().cloned();
+    let Some(kind) = rule.access.or(record.as_ref().and_then(|r| r.access)) else {
+        return Ok(res);
+    };
+    let record = record.unwrap_or_default();
     let request = record.request.unwrap_or_else(|| line.into_bytes());
     let who = Accessor {
         subject: &principal.subject,

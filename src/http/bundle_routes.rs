@@ -9,11 +9,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
+use super::authn::AccessRecord;
 use super::body::read_body;
 use super::format::{render, request_format, response_format, to_json_body};
 use super::intake_response::{append_failed, condition_failed};
 use super::response::{error, fhir_base, outcome};
 use super::AppState;
+use crate::auth::policy::Access;
+use crate::auth::{Principal, Role};
 use crate::fhir::bundle::{response_bundle, ResponseEntry};
 use crate::fhir::create::Rejection;
 use crate::fhir::{Issue, IssueType, OperationOutcome};
@@ -117,12 +120,20 @@ pub async fn bundle(
     // one large Bundle must not take every blocking thread or the memory of
     // all its entries' work at the same time.
     let concurrency = state.limits.bundle_concurrency;
+    let principal = super::authn::principal(&req);
     let planned: Vec<Planned> = futures_util::stream::iter(entries.iter().enumerate())
-        .map(|(i, entry)| plan_entry(i, entry, &json, &state))
+        .map(|(i, entry)| plan_entry(i, entry, &json, &state, principal.as_ref()))
         .buffered(concurrency)
         .collect()
         .await;
     let base = fhir_base(&req, state.public_base_url.as_deref());
+    let reads: Vec<String> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Read(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
     let now = vellum_ledger::stamp(time::OffsetDateTime::now_utc());
     let id = uuid::Uuid::new_v4().to_string();
     let response = match kind {
@@ -144,7 +155,28 @@ pub async fn bundle(
             response_bundle("batch-response", &id, &now, &entries)
         }
     };
-    render(&req, out_format, HttpResponse::Ok().finish(), response)
+    let mut res = render(&req, out_format, HttpResponse::Ok().finish(), response);
+    if !reads.is_empty() {
+        let record = read_record(&state, reads).await;
+        res.extensions_mut().insert(record);
+    }
+    res
+}
+
+/// The access record of a Bundle's read entries (the gate appends it like
+/// any read's).
+async fn read_record(state: &AppState, ids: Vec<String>) -> AccessRecord {
+    let mut bodies = Vec::new();
+    for id in &ids {
+        if let Ok(Some(e)) = state.ledger.read(id).await {
+            bodies.push(e.body);
+        }
+    }
+    AccessRecord {
+        access: Some(Access::Read),
+        data: ids,
+        ..AccessRecord::of_bodies(bodies.iter().map(String::as_str))
+    }
 }
 
 fn invalid(expression: &str, msg: &str) -> HttpResponse {
@@ -161,8 +193,30 @@ fn failed(status: StatusCode, code: IssueType, at: String, msg: String) -> Plann
     )
 }
 
-async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Planned {
+async fn plan_entry(
+    i: usize,
+    entry: &Json,
+    src: &[u8],
+    state: &AppState,
+    principal: Option<&Principal>,
+) -> Planned {
     let at = |p: &str| format!("Bundle.entry[{i}].{p}");
+    let may = |role: Role| principal.is_some_and(|p| p.has(role));
+    let forbidden = |what: &str| {
+        failed(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            at("request"),
+            format!(
+                "{what} needs the {} role",
+                if what == "a read" {
+                    "auditor"
+                } else {
+                    "source"
+                }
+            ),
+        )
+    };
     let Some(request) = entry.get("request") else {
         return failed(
             StatusCode::BAD_REQUEST,
@@ -176,6 +230,8 @@ async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Pla
     let path = url.split('?').next().unwrap_or("").trim_start_matches('/');
     let path = path.rsplit_once("/fhir/").map_or(path, |(_, p)| p);
     match method {
+        "POST" if path == "AuditEvent" && !may(Role::Source) => forbidden("a create"),
+        "GET" if !may(Role::Auditor) => forbidden("a read"),
         "POST" if path == "AuditEvent" => {
             let Some(resource) = entry.get("resource") else {
                 return failed(StatusCode::BAD_REQUEST, IssueType::Required, at("resource"), "a POST entry needs a resource".into());
@@ -185,6 +241,9 @@ async fn plan_entry(i: usize, entry: &Json, src: &[u8], state: &AppState) -> Pla
             let mut submission = Submission::fhir(&src[resource.start..resource.end]);
             if let Some(cond) = request.get("ifNoneExist").and_then(Json::as_str) {
                 submission = submission.if_none_exist(cond.as_bytes());
+            }
+            if let Some(p) = principal {
+                submission = submission.from_sender(p.subject.clone());
             }
             match state.intake.prepare(submission).await {
                 Ok(Prepared::Draft(draft)) => Planned::Create(draft),

@@ -104,6 +104,9 @@ async fn create(
     if let Some(cond) = req.headers().get("If-None-Exist") {
         submission = submission.if_none_exist(cond.as_bytes());
     }
+    if let Some(p) = authn::principal(&req) {
+        submission = submission.from_sender(p.subject);
+    }
     match state.intake.submit(submission).await {
         Ok(Stored::Existing(entry)) => {
             // A retry (or a duplicate): the entry that already matches.

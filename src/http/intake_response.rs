@@ -18,7 +18,20 @@ pub(crate) fn intake_failed(e: IntakeError) -> HttpResponse {
         IntakeError::Condition(c) => condition_failed(&c),
         IntakeError::Append(e) => append_failed(e),
         IntakeError::Busy => super::format::busy(),
+        IntakeError::Conflict { existing } => conflict(&existing.id),
     }
+}
+
+/// 409: the key was already used for a different request by this sender.
+pub(crate) fn conflict(existing_id: &str) -> HttpResponse {
+    error(
+        StatusCode::CONFLICT,
+        IssueType::Conflict,
+        format!(
+            "this request's key was already used by the same sender for a different request, \
+             stored as AuditEvent/{existing_id}; nothing was stored"
+        ),
+    )
 }
 
 /// `If-None-Exist` that could not be decided: 400, 412 or 503.

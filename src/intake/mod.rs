@@ -17,6 +17,7 @@
 //! codes stays at each edge.
 
 pub mod conditional;
+pub mod sender;
 
 use std::sync::Arc;
 
@@ -48,6 +49,12 @@ pub struct Submission {
     key: Option<String>,
     if_none_exist: Option<Vec<u8>>,
     enrich: bool,
+    /// The authenticated sender: recorded in the event (`meta.tag`), and
+    /// the scope of its idempotency key and `If-None-Exist`.
+    sender: Option<String>,
+    /// SHA-256 of the request the event was made from; a replay under the
+    /// same key with another digest is a conflict, not a retry.
+    request_digest: Option<[u8; 32]>,
 }
 
 impl Submission {
@@ -59,6 +66,8 @@ impl Submission {
             key: None,
             if_none_exist: None,
             enrich: true,
+            sender: None,
+            request_digest: None,
         }
     }
 
@@ -80,6 +89,23 @@ impl Submission {
     /// FHIR conditional create: the criteria of `If-None-Exist`.
     pub fn if_none_exist(mut self, criteria: impl Into<Vec<u8>>) -> Self {
         self.if_none_exist = Some(criteria.into());
+        self
+    }
+
+    /// The authenticated sender (a token's, certificate's or JWT's
+    /// subject). Keys and `If-None-Exist` then only ever match what this
+    /// sender stored: another sender can neither answer nor block its calls.
+    pub fn from_sender(mut self, subject: impl Into<String>) -> Self {
+        self.sender = Some(subject.into());
+        self
+    }
+
+    /// The request the event was made from (the HL7 message, the AI API
+    /// body): a later submission under the same key is a retry only if its
+    /// request is the same; otherwise it is refused as a conflict.
+    pub fn from_request(mut self, request: &[u8]) -> Self {
+        use sha2::Digest;
+        self.request_digest = Some(sha2::Sha256::digest(request).into());
         self
     }
 
@@ -123,6 +149,10 @@ pub enum IntakeError {
     /// The blocking pool that validates events is gone (shutting down).
     #[error("the server is busy")]
     Busy,
+    /// The key names an entry made from a different request (a reused
+    /// message control id or event id): nothing was stored.
+    #[error("the key was already used for a different request (AuditEvent/{})", .existing.id)]
+    Conflict { existing: Box<StoredEntry> },
 }
 
 /// The submit path, shared by every way in.
@@ -169,6 +199,8 @@ impl Intake {
             key,
             if_none_exist,
             enrich,
+            sender,
+            request_digest,
         } = submission;
         let (structure, limits) = match origin {
             Origin::Client => (true, self.limits),
@@ -184,11 +216,20 @@ impl Intake {
                 crate::dicom::enrich::enrich_root(service, checked.root_mut()).await;
             }
         }
+        if let Some(subject) = &sender {
+            sender::stamp(checked.root_mut(), subject);
+        }
         let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
         if let Some(key) = key {
+            let key = sender::scoped_key(&key, sender.as_deref());
+            let key = match request_digest {
+                Some(digest) => self.keyed_by_request(&key, &digest).await?,
+                None => key,
+            };
             draft = draft.with_key(key);
         }
         if let Some(criteria) = if_none_exist {
+            let criteria = sender::scoped_criteria(&criteria, sender.as_deref());
             match conditional::existing(&criteria, &self.ledger)
                 .await
                 .map_err(IntakeError::Condition)?
@@ -198,6 +239,25 @@ impl Intake {
             }
         }
         Ok(Prepared::Draft(Box::new(draft)))
+    }
+
+    /// The key of a submission made from the request with `digest`: the
+    /// key and the digest. An entry under the key with another digest makes
+    /// this submission a conflict. (Two different requests racing under one
+    /// key can both be stored; identical ones never are.)
+    async fn keyed_by_request(&self, key: &str, digest: &[u8; 32]) -> Result<String, IntakeError> {
+        let prefix = format!("{key}{}", sender::DIGEST_SEPARATOR);
+        let full = format!("{prefix}{}", hex::encode(digest));
+        let stored = self.ledger.read_by_key_prefix(&prefix).await.map_err(|e| {
+            tracing::error!(error = %e, "idempotency key look-up failed");
+            IntakeError::Append(AppendError::Store(e.to_string()))
+        })?;
+        match stored.into_iter().find(|(k, _)| *k != full) {
+            Some((_, existing)) => Err(IntakeError::Conflict {
+                existing: Box::new(existing),
+            }),
+            None => Ok(full),
+        }
     }
 
     /// Appends prepared drafts in one transaction: all of them or none.

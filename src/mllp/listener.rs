@@ -76,6 +76,8 @@ impl MllpListener {
                 ledger,
                 index: InferenceIndex::new(),
                 privacy: settings.privacy.clone(),
+                // Per connection once client certificates name senders.
+                sender: None,
             }),
             settings,
             tls,

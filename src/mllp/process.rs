@@ -20,6 +20,9 @@ pub struct Context {
     pub index: InferenceIndex,
     /// `[privacy]`: patient identifiers are pseudonymised before mapping.
     pub privacy: crate::config::PrivacySettings,
+    /// The authenticated sender of this listener's messages (a client
+    /// certificate's subject), when there is one: the scope of MSH-10.
+    pub sender: Option<String>,
 }
 
 /// Reads a frame; a refused message gets its ACK right away.
@@ -60,7 +63,12 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
     };
     let recorded = vellum_ledger::stamp(OffsetDateTime::now_utc());
     let body = hl7v2::to_audit_event(&inbound, link.as_ref(), &recorded);
-    let submission = Submission::mapped(body).with_key(h.idempotency_key());
+    let mut submission = Submission::mapped(body)
+        .with_key(h.idempotency_key())
+        .from_request(inbound.sha256_b64.as_bytes());
+    if let Some(sender) = &ctx.sender {
+        submission = submission.from_sender(sender.clone());
+    }
     match ctx.intake.submit(submission).await {
         Ok(Stored::Committed(committed)) => {
             if !h.wants_ack(AckCode::Accept) {
@@ -95,6 +103,19 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
                 ),
             )
         }
+        Err(IntakeError::Conflict { existing }) => refuse(
+            Some(h),
+            &Refusal::reject(
+                ErrCode::DuplicateKey,
+                "MSH",
+                1,
+                10,
+                &format!(
+                    "MSH-10 was already used by this sender for a different message (stored as AuditEvent/{})",
+                    existing.id
+                ),
+            ),
+        ),
         Err(IntakeError::Append(AppendError::Overloaded)) | Err(IntakeError::Busy) => refuse(
             Some(h),
             &retry_later("vellum is overloaded; resend the message later"),

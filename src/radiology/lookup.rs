@@ -58,14 +58,20 @@ pub async fn registrations(ledger: &Ledger) -> Result<Vec<Registration>, StoreEr
         .collect())
 }
 
-/// The registration of `name` `version`, if any.
+/// The registration of `name` `version` by `sender` (a sender's inferences
+/// name only models it registered itself), if any.
 pub async fn registration(
     ledger: &Ledger,
     name: &str,
     version: &str,
+    sender: Option<&str>,
 ) -> Result<Option<Registration>, StoreError> {
-    let entry = ledger.read_by_key(&model_key(name, version)).await?;
-    Ok(entry.and_then(|e| registration_of(&e.id, &e.body)))
+    let prefix = crate::auth::key_scope::scoped_prefix(&model_key(name, version), sender);
+    let rows = ledger.read_by_key_prefix(&prefix).await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|(_, e)| registration_of(&e.id, &e.body)))
 }
 
 /// Why a referenced inference cannot be used.

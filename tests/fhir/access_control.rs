@@ -399,3 +399,61 @@ fn token_create_prints_a_token_and_its_grant() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+backend_tests! {
+    async fn keys_and_conditions_are_scoped_to_the_sender(backend) {
+        let db = TestDb::new(backend).await;
+        let (a, b) = (token::generate().unwrap(), token::generate().unwrap());
+        let lines = vec![
+            Grant::line_for(&a, "pacs-a", RoleSet::of(&[Role::Source])),
+            Grant::line_for(&b, "pacs-b", RoleSet::of(&[Role::Source])),
+        ];
+        let app = app(&db, lines).await;
+        let post = |t: String, path: &'static str, body: Value, cond: Option<&'static str>| {
+            let app_base = app.base.clone();
+            async move {
+                let mut rb = reqwest::Client::new()
+                    .post(format!("{app_base}{path}"))
+                    .bearer_auth(t)
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string());
+                if let Some(c) = cond {
+                    rb = rb.header("If-None-Exist", c);
+                }
+                let r = rb.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        // The same model version registered by two senders: two receipts,
+        // neither answers with the other's.
+        let model = vellum_testkit::ai::model("chest-xray-ai", "2.4.1", "2026-03-01T00:00:00Z");
+        let (sa, ra) = post(a.clone(), "/ai/v1/models", model.clone(), None).await;
+        let (sb, rb) = post(b.clone(), "/ai/v1/models", model.clone(), None).await;
+        assert_eq!((sa, sb), (201, 201), "{backend:?}: {ra} {rb}");
+        assert_ne!(ra["id"], rb["id"]);
+        let (s, again) = post(a.clone(), "/ai/v1/models", model.clone(), None).await;
+        assert_eq!((s, &again["id"]), (200, &ra["id"]), "{backend:?}: a retry");
+        // The same AI event id from both: each gets its own event.
+        let inference = vellum_testkit::ai::inference("inf-1", "2.4.1");
+        let (sa, ia) = post(a.clone(), "/ai/v1/inferences", inference.clone(), None).await;
+        let (sb, ib) = post(b.clone(), "/ai/v1/inferences", inference.clone(), None).await;
+        assert_eq!((sa, sb), (201, 201), "{backend:?}: {ia} {ib}");
+        assert_ne!(ia["id"], ib["id"]);
+        // If-None-Exist matches only the sender's own events.
+        let cond = Some("entity.identifier=urn:dicom:uid|urn:oid:1.2.826.0.1.3680043.8.498.77");
+        let (sa, ea) = post(a.clone(), "/fhir/AuditEvent", sample_event(77), cond).await;
+        let (sb, eb) = post(b.clone(), "/fhir/AuditEvent", sample_event(77), cond).await;
+        assert_eq!((sa, sb), (201, 201), "{backend:?}: pacs-b is not answered with pacs-a's event");
+        assert_ne!(ea["id"], eb["id"]);
+        let (s, ea2) = post(a.clone(), "/fhir/AuditEvent", sample_event(77), cond).await;
+        assert_eq!((s, &ea2["id"]), (200, &ea["id"]));
+        // Each stored event names its authenticated sender.
+        let tag = |e: &Value| e["meta"]["tag"][0]["code"].clone();
+        assert_eq!((tag(&ea), tag(&eb)), (json!("pacs-a"), json!("pacs-b")));
+        // A forged sender tag is replaced.
+        let mut forged = sample_event(78);
+        forged["meta"] = json!({"tag": [{"system": "https://vellum-audit.org/fhir/CodeSystem/submitter", "code": "pacs-a"}]});
+        let (s, f) = post(b.clone(), "/fhir/AuditEvent", forged, None).await;
+        assert_eq!((s, tag(&f)), (201, json!("pacs-b")));
+    }
+}

@@ -122,7 +122,7 @@ backend_tests! {
             .to_string()
             .replace(r#""confidence":0.94}"#, r#""confidence":0.940}"#);
         assert!(text.contains("0.940"));
-        let (s, inf, h) = app.ai_post_raw("inferences", text).await;
+        let (s, inf, h) = app.ai_post_raw("inferences", text.clone()).await;
         assert_eq!(s, 201, "{ctx}: {inf}");
         let inf_id = inf["id"].as_str().unwrap().to_string();
         assert_eq!(h["location"], format!("/fhir/AuditEvent/{inf_id}").as_str());
@@ -239,11 +239,17 @@ backend_tests! {
             "GSPS"
         );
 
-        // A repeated event id answers with the first receipt.
-        let (s, same, _) = app
+        // A repeated request answers with the first receipt (whitespace
+        // and key order aside); the same event id for a different request
+        // is a conflict naming the stored event, and stores nothing.
+        let spaced = format!("\n  {}\n", text.replacen('{', "{ ", 1));
+        let (s, same, _) = app.ai_post_raw("inferences", spaced).await;
+        assert_eq!((s, &same["id"]), (200, &inf["id"]), "{ctx}");
+        let (s, conflict, _) = app
             .ai_post("inferences", &inference("inf-1", "2.4.1"))
             .await;
-        assert_eq!((s, &same["id"]), (200, &inf["id"]), "{ctx}");
+        assert_eq!(s, 409, "{ctx}: {conflict}");
+        assert!(conflict.to_string().contains(inf["id"].as_str().unwrap()), "{ctx}: {conflict}");
         assert_eq!(app.entries().await, 6, "{ctx}");
         let (code, verdict) = run_verify(&db.url);
         assert_eq!(code, 0, "{ctx}: {verdict}");

@@ -346,7 +346,8 @@ backend_tests! {
                 r#""extension":[{{"url":"https://vellum-audit.org/fhir/StructureDefinition/confidence","valueDecimal":0.940}},"#,
                 r#"{{"url":"https://vellum-audit.org/fhir/StructureDefinition/delta","valueDecimal":-0.0100}},"#,
                 r#"{{"url":"http://hl7.org/fhir/StructureDefinition/auditevent-NumberOfInstances","valueInteger":12}}],"#,
-                r#""id":"{id}","meta":{{"lastUpdated":"{lu}","versionId":"1"}},"#,
+                r#""id":"{id}","meta":{{"lastUpdated":"{lu}","#,
+                r#""tag":[{{"code":"dev-token","system":"https://vellum-audit.org/fhir/CodeSystem/submitter"}}],"versionId":"1"}},"#,
                 r#""recorded":"2026-03-14T09:26:53.589+01:00","resourceType":"AuditEvent","#,
                 r#""source":{{"observer":{{"display":"pacs"}}}},"#,
                 r#""type":{{"code":"110112","system":"http://dicom.nema.org/resources/ontology/DCM"}}}}"#
@@ -1228,6 +1229,13 @@ fn without_server_fields(mut v: Value) -> Value {
     if let Some(meta) = obj.get_mut("meta").and_then(Value::as_object_mut) {
         meta.remove("versionId");
         meta.remove("lastUpdated");
+        // The authenticated sender's tag (the test token's subject).
+        if let Some(tags) = meta.get_mut("tag").and_then(Value::as_array_mut) {
+            tags.retain(|t| t["system"] != "https://vellum-audit.org/fhir/CodeSystem/submitter");
+            if tags.is_empty() {
+                meta.remove("tag");
+            }
+        }
         if meta.is_empty() {
             obj.remove("meta");
         }

@@ -69,7 +69,25 @@ backend_tests! {
             .await;
         assert_eq!(other.code(), "AA");
         assert_ne!(other.event_id(), first.event_id());
-        assert_eq!(entries(&db), 2, "{backend:?}");
+        // An escaped `|` in MSH-3 cannot pose as another sender's facility:
+        // app `RIS|STMARYS` at facility `X` is not app `RIS` at `STMARYS|X`.
+        let escaped = c
+            .call(&msg.replacen("|RIS|STMARYS|", "|RIS\\F\\STMARYS|X|", 1))
+            .await;
+        let split = c
+            .call(&msg.replacen("|RIS|STMARYS|", "|RIS|STMARYS\\F\\X|", 1))
+            .await;
+        assert_eq!((escaped.code(), split.code()), ("AA", "AA"));
+        assert_ne!(escaped.event_id(), split.event_id(), "{backend:?}: no key collision");
+        // The same MSH-10 from the same sender for a different message is
+        // refused (AR, ERR 205 at MSH-10) and stores nothing.
+        let reused = c.call(&msg.replacen("ORC|", "ORC|X", 1)).await;
+        assert_eq!(reused.code(), "AR", "{backend:?}: {}", reused.text);
+        let err = reused.segment("ERR").expect("ERR");
+        assert!(err.iter().any(|f| f.contains("205")), "{err:?}");
+        assert!(err.iter().any(|f| f.contains("MSH^1^10")), "{err:?}");
+        assert!(reused.text.contains(first.event_id()), "names the stored event");
+        assert_eq!(entries(&db), 4, "{backend:?}");
     }
 }
 

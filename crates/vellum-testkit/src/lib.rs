@@ -97,6 +97,9 @@ pub fn authed_client() -> reqwest::Client {
     );
     reqwest::Client::builder()
         .default_headers(headers)
+        // Below the server's keep-alive (5 s): a pooled connection the
+        // server is closing is never reused (hyper's IncompleteMessage).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("HTTP client")
 }
