@@ -9,12 +9,14 @@
 //! as tables — and [`RawSettings`] is that document; the environment names
 //! are derived from its serde field names (env.rs).
 
+mod addr;
 mod database;
 mod dicom;
 mod env;
 mod evidence;
 mod http;
 mod limits;
+mod log;
 mod mllp;
 mod privacy;
 mod reports;
@@ -28,11 +30,14 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use addr::listen_addr;
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use env::unknown_variables;
 pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
+pub use log::LogFormat;
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
 pub use reports::{RawReports, ReportSettings};
@@ -73,11 +78,14 @@ pub struct RawSettings {
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     // http.rs
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub http_addr: String,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
     // mllp.rs
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub mllp_addr: String,
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub mllp_tls_addr: String,
     pub mllp_max_frame_bytes: usize,
     pub mllp_read_timeout_ms: u64,
@@ -96,6 +104,8 @@ pub struct RawSettings {
     pub checkpoint_every_seconds: u64,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
+    /// log.rs: `text` or `json` (one JSON object per line).
+    pub log_format: String,
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
     #[serde(default)]
     pub privacy: RawPrivacy,
@@ -121,6 +131,7 @@ struct RawSections {
     writer: RawWriter,
     evidence: RawEvidence,
     log: String,
+    log_format: String,
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
     limits: RawLimits,
@@ -139,6 +150,7 @@ impl RawSettings {
             writer,
             evidence,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -168,6 +180,7 @@ impl RawSettings {
             checkpoint_every_entries: evidence.checkpoint_every_entries,
             checkpoint_every_seconds: evidence.checkpoint_every_seconds,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -200,6 +213,7 @@ impl RawSettings {
             checkpoint_every_entries,
             checkpoint_every_seconds,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -239,6 +253,7 @@ impl RawSettings {
                 checkpoint_every_seconds,
             },
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -257,6 +272,7 @@ impl Default for RawSettings {
             writer: RawWriter::default(),
             evidence: RawEvidence::default(),
             log: "info".into(),
+            log_format: "text".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
@@ -280,6 +296,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub public_base_url: Option<String>,
     pub log: String,
+    pub log_format: LogFormat,
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
@@ -291,6 +308,15 @@ pub struct Settings {
 impl Settings {
     /// Loads defaults → `file` (if given) → `VELLUM_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &[])
+    }
+
+    /// [`Settings::load`], then `overrides` (top-level key, value) on top of
+    /// the environment: command-line flags, which win over everything.
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: &[(&'static str, String)],
+    ) -> Result<Self, ConfigError> {
         let defaults = Serialized::defaults(RawSettings::default());
         let env = env::provider(&defaults)?;
         let mut fig = Figment::from(defaults);
@@ -301,6 +327,9 @@ impl Settings {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(env);
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::default(key, value));
+        }
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
     }
@@ -313,6 +342,7 @@ impl Settings {
             writer,
             evidence,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -329,6 +359,7 @@ impl Settings {
         let syslog = SyslogSettings::validate(syslog, &privacy)?;
         let reports = ReportSettings::validate(&reports)?;
         let evidence = EvidenceSettings::validate(evidence)?;
+        let log_format = LogFormat::parse(&log_format)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -344,6 +375,7 @@ impl Settings {
             },
             writer,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
