@@ -11,6 +11,7 @@ pub mod fhir;
 pub mod hl7v2;
 pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod mllp;
 pub mod peers;
 pub mod radiology;

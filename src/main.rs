@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod evidence_cli;
 
@@ -20,26 +20,54 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "vellum",
-    version,
-    about = "Tamper-evident FHIR AuditEvent repository"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILD_GIT_COMMIT"), ")"),
+    about = "Tamper-evident FHIR AuditEvent repository",
+    after_help = "Examples:\n  vellum serve --database-url sqlite://vellum.db --http-addr 127.0.0.1:8080\n  vellum verify --database-url postgres://vellum@db.example/vellum\n  vellum hash /data/studies/1.2.3\n\nEvery setting can also come from a TOML file (--config) or a VELLUM_* variable; see docs/configuration.md."
 )]
 struct Cli {
     /// TOML configuration file (VELLUM_* environment variables win over it).
-    #[arg(long, global = true, env = "VELLUM_CONFIG")]
+    #[arg(long, global = true, env = "VELLUM_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// `--database-url`, shared by every command that opens the store.
+#[derive(Args, Clone, Default)]
+struct Db {
+    /// The store: sqlite://PATH or postgres://USER@HOST:PORT/DB. Wins over
+    /// VELLUM_DATABASE_URL and the config file (default sqlite://vellum.db).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP (FHIR) server.
-    Serve,
+    /// Run the server: FHIR/HTTP, MLLP and the configured listeners.
+    #[command(
+        after_help = "Examples:\n  vellum serve\n  vellum serve --database-url postgres://vellum@127.0.0.1/vellum --http-addr 0.0.0.0:8080 --mllp-addr ''\n  VELLUM_LOG_FORMAT=json vellum serve --config /etc/vellum/vellum.toml"
+    )]
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        /// HTTP listen address: host:port, localhost:port or a port
+        /// (loopback). Wins over VELLUM_HTTP_ADDR (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        http_addr: Option<String>,
+        /// Plain MLLP listen addresses, comma-separated; empty turns plain
+        /// MLLP off. Wins over VELLUM_MLLP_ADDR (default 127.0.0.1:2575).
+        #[arg(long, value_name = "ADDR[,ADDR…]")]
+        mllp_addr: Option<String>,
+    },
     /// Recompute every hash, chain link, Merkle root and checkpoint
-    /// signature; exit 0 when all hold, 1 on tampering.
+    /// signature; exit 0 when all hold, 1 on tampering, 2 when it cannot
+    /// check (no database, connection refused, bad usage).
+    #[command(
+        after_help = "Examples:\n  vellum verify --database-url sqlite://vellum.db\n  vellum verify --json --database-url postgres://vellum@db/vellum\n  vellum verify --export ./evidence"
+    )]
     Verify {
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
         /// Print a machine-readable verdict.
         #[arg(long)]
         json: bool,
@@ -52,45 +80,70 @@ enum Command {
         vkey: Option<PathBuf>,
     },
     /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey.
+    #[command(
+        after_help = "Example:\n  vellum keygen --origin vellum.example.org/log --out /etc/vellum/keys"
+    )]
     Keygen {
+        /// The log's name, written into every checkpoint.
         #[arg(long)]
         origin: String,
-        #[arg(long)]
+        /// Directory to write log.key and log.vkey into.
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Sign and store a checkpoint of the current head; print it.
+    #[command(
+        after_help = "Example:\n  VELLUM_SIGNING_KEY_FILE=/etc/vellum/keys/log.key vellum checkpoint --database-url sqlite://vellum.db"
+    )]
     Checkpoint {
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
     },
     /// Write entries.jsonl, checkpoint and log.vkey for offline verification.
+    #[command(
+        after_help = "Example:\n  vellum export --out ./evidence --database-url sqlite://vellum.db\n  vellum verify --export ./evidence"
+    )]
     Export {
-        #[arg(long)]
+        /// Directory to write the export into.
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        #[arg(long)]
+        /// First seq to include (default 1).
+        #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
-        #[arg(long)]
+        /// Last seq to include (default: the head).
+        #[arg(long, value_name = "SEQ")]
         to: Option<i64>,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
     },
     /// Write an offline inclusion-proof bundle for one event.
+    #[command(
+        after_help = "Example:\n  vellum proof --id 6f1c…e2 --out proof.json --database-url sqlite://vellum.db\n  vellum verify-proof proof.json --vkey log.vkey"
+    )]
     Proof {
+        /// The AuditEvent id.
         #[arg(long, value_name = "EVENT_ID")]
         id: String,
-        #[arg(long)]
+        /// File to write the proof bundle to.
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
     },
     /// Check a proof bundle offline: exit 0 proven, 1 not.
+    #[command(after_help = "Example:\n  vellum verify-proof proof.json --vkey log.vkey")]
     VerifyProof {
+        /// The proof bundle (from `vellum proof`).
         file: PathBuf,
-        #[arg(long)]
+        /// The log's verifier key (log.vkey).
+        #[arg(long, value_name = "FILE")]
         vkey: PathBuf,
     },
-    /// Pixel-data digests (DESIGN §3) of DICOM files and folders: instance
-    /// digests, skipped files with reasons, study digests.
+    /// Pixel-data digests of DICOM files and folders (docs/dicom.md):
+    /// instance digests, skipped files with reasons, study digests.
+    #[command(
+        after_help = "Examples:\n  vellum hash /data/studies/1.2.840.1\n  vellum hash --json a.dcm b.dcm | jq 'select(.type == \"study\")'\n  vellum hash --verify 6f1c…e2 --database-url sqlite://vellum.db\n\nWith --json the output is JSON Lines, streamed as files finish: one\n{\"type\":\"instance\"|\"skipped\"|\"error\",…} record per file (in completion\norder), then one {\"type\":\"study\",…} record per study. A progress bar is\ndrawn on stderr only when it is a terminal."
+    )]
     Hash {
         /// Files and folders (searched recursively).
         #[arg(required_unless_present = "verify")]
@@ -100,9 +153,9 @@ enum Command {
         /// 1 when any differs, 2 when one cannot be checked.
         #[arg(long, value_name = "EVENT_ID", conflicts_with = "paths")]
         verify: Option<String>,
-        #[arg(long)]
-        database_url: Option<String>,
-        /// Print JSON instead of text.
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON Lines (hashing) or a JSON document (--verify).
         #[arg(long)]
         json: bool,
         /// Files hashed at once (default: one per core).
@@ -111,6 +164,9 @@ enum Command {
     },
     /// Fill the configured store with reproducible demo AI traffic
     /// (inferences, renderings, overrides) through the normal intake.
+    #[command(
+        after_help = "Example:\n  vellum demo --events 2000 --database-url sqlite://demo.db"
+    )]
     Demo {
         /// Events to store (at least; whole cases).
         #[arg(long, default_value_t = 2000)]
@@ -118,8 +174,8 @@ enum Command {
         /// The same seed gives the same events (and a rerun adds nothing).
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
     },
     /// Bearer tokens for the HTTP API.
     Token {
@@ -127,10 +183,19 @@ enum Command {
         action: TokenAction,
     },
     /// Apply database migrations and exit.
+    #[command(
+        after_help = "Examples:\n  vellum migrate --database-url sqlite://vellum.db\n  vellum migrate --database-url postgres://postgres@127.0.0.1/vellum"
+    )]
     Migrate {
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        db: Db,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  vellum completions bash > /etc/bash_completion.d/vellum")]
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  vellum man > /usr/local/share/man/man1/vellum.1")]
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,9 +226,59 @@ fn settings(config: Option<&PathBuf>, database_url: Option<&String>) -> Result<S
     Ok(s)
 }
 
+/// [`settings`] for commands that read an existing store: a SQLite file
+/// that does not exist is an error (opening it would create it).
+fn existing_store_settings(
+    config: Option<&PathBuf>,
+    database_url: Option<&String>,
+) -> Result<Settings, String> {
+    let s = settings(config, database_url)?;
+    if let DatabaseUrl::Sqlite(path) = &s.database_url {
+        if !path.exists() {
+            return Err(format!(
+                "no SQLite database at {} (nothing was created; `vellum migrate` creates one)",
+                path.display()
+            ));
+        }
+    }
+    Ok(s)
+}
+
+/// Warns about `VELLUM_*` variables that are not settings (a misspelt
+/// name would otherwise be ignored without a word).
+fn warn_unknown_variables() {
+    for name in vellum::config::unknown_variables() {
+        eprintln!(
+            "vellum: warning: {name} is not a vellum setting and is ignored (see docs/configuration.md)"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     vellum::telemetry::install_panic_hook();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "vellum",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vellum: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
+    }
+    warn_unknown_variables();
     match &cli.command {
         Command::Keygen { origin, out } => return evidence_cli::keygen(origin, out),
         Command::Token {
@@ -204,88 +319,104 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let Cli {
+        config: config_file,
+        command,
+    } = cli;
+    let config = config_file.as_ref();
+    let usage = |e: String| {
+        eprintln!("vellum: {e}");
+        ExitCode::from(2)
+    };
     rt.block_on(async move {
-        match cli.command {
-            Command::Serve => serve(cli.config.as_ref()).await,
-            Command::Verify {
-                database_url,
-                json,
-                vkey,
-                ..
-            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
-                Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), json).await,
-                Err(e) => {
-                    eprintln!("vellum: {e}");
-                    ExitCode::from(2)
+        match command {
+            Command::Serve {
+                db,
+                http_addr,
+                mllp_addr,
+            } => serve(config, &db, http_addr.as_deref(), mllp_addr.as_deref()).await,
+            Command::Verify { db, json, vkey, .. } => {
+                match existing_store_settings(config, db.database_url.as_ref()) {
+                    Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), json).await,
+                    Err(e) => usage(e),
                 }
-            },
-            Command::Checkpoint { database_url } => {
-                match settings(cli.config.as_ref(), database_url.as_ref()) {
+            }
+            Command::Checkpoint { db } => {
+                match existing_store_settings(config, db.database_url.as_ref()) {
                     Ok(s) => evidence_cli::checkpoint(&s).await,
-                    Err(e) => {
-                        eprintln!("vellum: {e}");
-                        ExitCode::from(2)
-                    }
+                    Err(e) => usage(e),
                 }
             }
-            Command::Export {
-                out,
-                from,
-                to,
-                database_url,
-            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
-                Ok(s) => evidence_cli::export(&s, &out, from, to).await,
-                Err(e) => {
-                    eprintln!("vellum: {e}");
-                    ExitCode::from(2)
+            Command::Export { out, from, to, db } => {
+                match existing_store_settings(config, db.database_url.as_ref()) {
+                    Ok(s) => evidence_cli::export(&s, &out, from, to).await,
+                    Err(e) => usage(e),
                 }
-            },
-            Command::Proof {
-                id,
-                out,
-                database_url,
-            } => match settings(cli.config.as_ref(), database_url.as_ref()) {
-                Ok(s) => evidence_cli::proof(&s, &id, &out).await,
-                Err(e) => {
-                    eprintln!("vellum: {e}");
-                    ExitCode::from(2)
+            }
+            Command::Proof { id, out, db } => {
+                match existing_store_settings(config, db.database_url.as_ref()) {
+                    Ok(s) => evidence_cli::proof(&s, &id, &out).await,
+                    Err(e) => usage(e),
                 }
-            },
-            Command::Keygen { .. } | Command::VerifyProof { .. } | Command::Token { .. } => {
-                ExitCode::from(2) // handled above
             }
-            Command::Migrate { database_url } => {
-                migrate(cli.config.as_ref(), database_url.as_ref()).await
-            }
+            Command::Migrate { db } => migrate(config, db.database_url.as_ref()).await,
             Command::Hash {
                 verify: Some(id),
-                database_url,
+                db,
                 json,
                 ..
-            } => verify_event(cli.config.as_ref(), database_url.as_ref(), &id, json).await,
-            Command::Demo {
-                events,
-                seed,
-                database_url,
-            } => demo(cli.config.as_ref(), database_url.as_ref(), events, seed).await,
-            Command::Hash { .. } => ExitCode::from(2), // handled above
+            } => verify_event(config, db.database_url.as_ref(), &id, json).await,
+            Command::Demo { events, seed, db } => {
+                demo(config, db.database_url.as_ref(), events, seed).await
+            }
+            // Handled above, before the runtime.
+            Command::Keygen { .. }
+            | Command::VerifyProof { .. }
+            | Command::Token { .. }
+            | Command::Hash { .. }
+            | Command::Completions { .. }
+            | Command::Man => ExitCode::from(2),
         }
     })
 }
 
-async fn serve(config: Option<&PathBuf>) -> ExitCode {
-    let s = match settings(config, None) {
+/// The settings of `serve`: file, environment, then the flags (which are
+/// validated like the settings they replace).
+fn serve_settings(
+    config: Option<&PathBuf>,
+    db: &Db,
+    http_addr: Option<&str>,
+    mllp_addr: Option<&str>,
+) -> Result<Settings, String> {
+    let overrides: Vec<(&'static str, String)> = [
+        ("database_url", db.database_url.as_deref()),
+        ("http_addr", http_addr),
+        ("mllp_addr", mllp_addr),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?.to_string())))
+    .collect();
+    Settings::load_with(config.map(|p| p.as_path()), &overrides).map_err(|e| e.to_string())
+}
+
+async fn serve(
+    config: Option<&PathBuf>,
+    db: &Db,
+    http_addr: Option<&str>,
+    mllp_addr: Option<&str>,
+) -> ExitCode {
+    let s = match serve_settings(config, db, http_addr, mllp_addr) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vellum: {e}");
             return ExitCode::from(2);
         }
     };
-    vellum::telemetry::init(&s.log);
+    vellum::telemetry::init(&s.log, s.log_format);
     let app = match Application::build(&s).await {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!(error = %e, "start-up failed");
+            // Once, on stderr: the reason start-up stopped.
             eprintln!("vellum: {e}");
             return ExitCode::from(2);
         }
@@ -294,6 +425,8 @@ async fn serve(config: Option<&PathBuf>) -> ExitCode {
         port = app.port(),
         mllp_ports = ?app.mllp_ports(),
         backend = app.ledger().backend_name(),
+        version = env!("CARGO_PKG_VERSION"),
+        commit = env!("BUILD_GIT_COMMIT"),
         "vellum listening"
     );
     match app.run_until_stopped().await {
@@ -371,8 +504,10 @@ async fn migrate(config: Option<&PathBuf>, database_url: Option<&String>) -> Exi
 }
 
 /// `vellum hash`: exit 0 when every input was read (skipped files are
-/// reported, not failures), 2 on a missing path or an I/O error.
+/// reported, not failures), 2 on a missing path or an I/O error. Results
+/// are printed as each file finishes; study digests at the end.
 fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
+    use std::io::Write as _;
     use vellum::dicom::{digest, report};
     let files = match report::collect_files(paths) {
         Ok(f) => f,
@@ -382,18 +517,45 @@ fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
         }
     };
     let workers = workers.unwrap_or_else(digest::default_workers);
-    let outcomes = digest::hash_files(&files, workers);
-    let report = report::Report::new(files.iter().map(|p| p.display().to_string()).zip(outcomes));
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("vellum: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        print!("{}", report.to_text());
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+    let progress = hash_progress(sizes.iter().sum(), files.len());
+    let mut out = std::io::stdout().lock();
+    let mut report = report::Report::default();
+    let mut done = 0usize;
+    digest::hash_files_each(&files, workers, |i, outcome| {
+        let kind = report.push(files[i].display().to_string(), outcome);
+        let line = if json {
+            report.last_line(kind).to_string()
+        } else {
+            report.last_text(kind)
+        };
+        // The bar is cleared around the line, so the two never interleave.
+        progress.suspend(|| {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        });
+        done += 1;
+        progress.inc(sizes[i]);
+        progress.set_message(format!("{done}/{} files", files.len()));
+    });
+    progress.finish_and_clear();
+    report.finish();
+    for study in report.study_lines() {
+        let line = if json {
+            study.to_string()
+        } else {
+            format!(
+                "study {}  instances={}  {}  {}",
+                study["study_instance_uid"].as_str().unwrap_or_default(),
+                study["instances"],
+                study["sha256_hex"].as_str().unwrap_or_default(),
+                study["sha256_base64"].as_str().unwrap_or_default()
+            )
+        };
+        let _ = writeln!(out, "{line}");
     }
     if report.errors.is_empty() {
         ExitCode::SUCCESS
@@ -405,6 +567,23 @@ fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
     }
 }
 
+/// A byte progress bar on stderr, drawn only when stderr is a terminal
+/// (indicatif hides it otherwise), so pipes and files get nothing extra.
+fn hash_progress(total_bytes: u64, files: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total_bytes),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(format!("0/{files} files"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
 /// `vellum hash --verify <event id>`.
 async fn verify_event(
     config: Option<&PathBuf>,
@@ -412,8 +591,9 @@ async fn verify_event(
     id: &str,
     json: bool,
 ) -> ExitCode {
-    use vellum::dicom::verify::{verify_event, Verdict};
-    let s = match settings(config, database_url) {
+    use vellum::dicom::verify::{verify_event, StudyCheck, Verdict};
+    use vellum::fhir::search_index::PIXEL_DIGEST_FOLLOWUP;
+    let s = match existing_store_settings(config, database_url) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vellum: {e}");
@@ -446,22 +626,48 @@ async fn verify_event(
             return ExitCode::from(2);
         }
     };
-    let checks = verify_event(&service, entry.body.as_bytes()).await;
+    let mut checks = verify_event(&service, entry.body.as_bytes()).await;
+    // A digest that was pending when the event was stored is recorded in
+    // its follow-up event: check that one instead of saying "not recorded".
+    for c in checks
+        .iter_mut()
+        .filter(|c| c.verdict == Verdict::NotRecorded)
+    {
+        let key = PIXEL_DIGEST_FOLLOWUP.key(id, &c.study_instance_uid);
+        let Ok(Some(followup)) = store.entry_by_key(&key).await else {
+            continue;
+        };
+        let recorded = verify_event(&service, followup.body.as_bytes())
+            .await
+            .into_iter()
+            .find(|f| f.study_instance_uid == c.study_instance_uid && f.recorded.is_some());
+        if let Some(f) = recorded {
+            *c = StudyCheck {
+                detail: format!(
+                    "{}; digest recorded in follow-up AuditEvent/{}",
+                    f.detail, followup.id
+                ),
+                ..f
+            };
+        }
+    }
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&checks).unwrap_or_default()
         );
     } else {
+        let instances =
+            |n: Option<String>| n.map_or_else(|| "-".into(), |n| format!("{n} instances"));
         for c in &checks {
             println!(
-                "{:?}  study {}  recorded={} ({:?} instances)  now={} ({:?} instances)  {}",
-                c.verdict,
+                "{}: study {}\n  recorded {} ({})\n  now      {} ({})\n  {}",
+                c.verdict.words(),
                 c.study_instance_uid,
                 c.recorded.as_deref().unwrap_or("-"),
-                c.recorded_instances,
+                instances(c.recorded_instances.map(|n| n.to_string())),
                 c.now.as_deref().unwrap_or("-"),
-                c.now_instances,
+                instances(c.now_instances.map(|n| n.to_string())),
                 c.detail
             );
         }

@@ -10,7 +10,7 @@ use actix_web::web;
 use crate::config::Settings;
 use crate::dicom::service::DicomService;
 use crate::digest_worker::DigestWorker;
-use crate::http::AppState;
+use crate::http::{AppState, StartupVerify, VerifyState};
 use crate::intake::Intake;
 use crate::mllp::MllpListener;
 use crate::syslog::{SyslogListener, UdpListener};
@@ -27,8 +27,10 @@ pub enum StartError {
     Evidence(#[from] crate::evidence::EvidenceError),
     #[error("authentication: {0}")]
     Auth(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
+        /// Which listener (and the setting that names its address).
+        what: &'static str,
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
@@ -122,7 +124,11 @@ impl Application {
         if settings.migrate_on_start {
             store.migrate().await?;
         }
-        let ledger = Ledger::start(store, settings.writer);
+        let ledger = Ledger::start_observed(
+            store,
+            settings.writer,
+            Arc::new(crate::metrics::WriterMetrics),
+        );
         let signer = crate::evidence::signer_for(&settings.evidence, &settings.database_url, true)?
             .map(Arc::new);
         if signer.is_none() {
@@ -139,12 +145,15 @@ impl Application {
         let mllp = bind_mllp(settings, &ledger, dicom_sources.clone()).await?;
         let syslog = bind_syslog(settings, &ledger, dicom_sources.clone()).await?;
         let bind_error = |source| StartError::Bind {
+            what: "HTTP (http_addr)",
             addr: settings.http_addr,
             source,
         };
         let listener = TcpListener::bind(settings.http_addr).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
         let intake = Intake::new(ledger.clone(), dicom_sources.clone(), settings.limits.json);
+        let startup_verify = Arc::new(StartupVerify::default());
+        spawn_startup_verify(ledger.clone(), signer.clone(), startup_verify.clone());
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             intake: intake.clone(),
@@ -154,6 +163,7 @@ impl Application {
             privacy: settings.privacy.clone(),
             dicom: dicom_sources,
             reports: settings.reports,
+            startup_verify,
             signer,
             access: access_control(settings)?,
         });
@@ -230,6 +240,49 @@ impl Application {
     }
 }
 
+/// Recomputes the whole ledger once at start-up, in the background: the
+/// listeners serve meanwhile, but `/readyz` answers 503 until it held, and
+/// for good when it found tampering (also logged at ERROR and in
+/// `vellum_verify_last_ok`).
+fn spawn_startup_verify(
+    ledger: Ledger,
+    signer: Option<Arc<vellum_ledger::note::NoteSigner>>,
+    state: Arc<StartupVerify>,
+) {
+    tokio::spawn(async move {
+        let key = signer.as_ref().map(|s| s.verifier());
+        let started = std::time::Instant::now();
+        let metrics = crate::metrics::global();
+        match ledger.verify_all(key.as_ref()).await {
+            Ok(v) => {
+                metrics.verified(v.ok(), v.entries.max(0) as u64);
+                match &v.problem {
+                    None => {
+                        tracing::info!(
+                            entries = v.entries,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "start-up verification held"
+                        );
+                        state.set(VerifyState::Held);
+                    }
+                    Some(p) => {
+                        tracing::error!(
+                            seq = p.seq,
+                            "start-up verification FAILED: the ledger was altered; /readyz answers 503"
+                        );
+                        state.set(VerifyState::Tampered { seq: p.seq });
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.store_error("verify");
+                tracing::error!(error = %e, "start-up verification could not read the store");
+                state.set(VerifyState::Unreadable);
+            }
+        }
+    });
+}
+
 /// Binds every configured MLLP listener. One ledger for all of them (so
 /// MSH-10 dedupe spans them); each has its own connection limit.
 async fn bind_mllp(
@@ -247,7 +300,15 @@ async fn bind_mllp(
         mllp.push(
             MllpListener::bind(addr, ledger.clone(), listener_settings)
                 .await
-                .map_err(|source| StartError::Bind { addr, source })?
+                .map_err(|source| StartError::Bind {
+                    what: if spec.tls {
+                        "MLLP over TLS (mllp_tls_addr)"
+                    } else {
+                        "MLLP (mllp_addr)"
+                    },
+                    addr,
+                    source,
+                })?
                 .with_dicom(dicom.clone()),
         );
     }
@@ -262,13 +323,20 @@ async fn bind_syslog(
 ) -> Result<SyslogListeners, StartError> {
     let s = &settings.syslog;
     let intake = Intake::new(ledger.clone(), dicom, vellum_json::Limits::INTERNAL);
-    let bind_error = |addr| move |source| StartError::Bind { addr, source };
+    let bind_error = |what, addr| move |source| StartError::Bind { what, addr, source };
     let mut out = SyslogListeners::default();
     for (addr, tls) in [(s.addr, false), (s.tls_addr, true)] {
         if let Some(addr) = addr {
             let l = SyslogListener::bind(addr, tls, intake.clone(), s.clone())
                 .await
-                .map_err(bind_error(addr))?;
+                .map_err(bind_error(
+                    if tls {
+                        "syslog over TLS (syslog.tls_addr)"
+                    } else {
+                        "syslog over TCP (syslog.addr)"
+                    },
+                    addr,
+                ))?;
             if tls {
                 out.tls = Some(l);
             } else {
@@ -280,7 +348,7 @@ async fn bind_syslog(
         out.udp = Some(
             UdpListener::bind(addr, intake, s.clone())
                 .await
-                .map_err(bind_error(addr))?,
+                .map_err(bind_error("syslog over UDP (syslog.udp_addr)", addr))?,
         );
     }
     Ok(out)

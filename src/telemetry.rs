@@ -3,7 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(filter: &str) {
+/// Logs to stdout: `json` writes one JSON object per line (fields at the
+/// top level, the request span's fields under `span`) for log shippers.
+pub fn init(filter: &str, format: crate::config::LogFormat) {
     // PostgreSQL answers every repeated `CREATE … IF NOT EXISTS` of the
     // migrator with a NOTICE that sqlx logs at INFO on each start: noise.
     let filter = EnvFilter::try_from_default_env()
@@ -11,11 +13,21 @@ pub fn init(filter: &str) {
     // Colour codes only on a terminal, never into files or log shippers.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     // A second init (tests start several servers) is harmless.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .try_init();
+    let _ = match format {
+        crate::config::LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(ansi)
+            .try_init(),
+        crate::config::LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_target(true)
+            .try_init(),
+    };
 }
 
 /// Replaces the default panic hook, which prints the panic message — and a

@@ -26,6 +26,30 @@ pub(super) fn provider(defaults: &Serialized<RawSettings>) -> Result<Env, Config
     }))
 }
 
+/// `VELLUM_*` variables vellum reads that are not settings.
+const NOT_SETTINGS: &[&str] = &["config", "dev_token"];
+
+/// The `VELLUM_*` variables in the environment that vellum does not read
+/// (a misspelt setting would otherwise be silently ignored), sorted.
+pub fn unknown_variables() -> Vec<String> {
+    let defaults = Serialized::defaults(RawSettings::default());
+    let names = match defaults.data() {
+        Ok(mut d) => env_names(&d.remove(&Profile::Default).unwrap_or_default()),
+        Err(_) => return Vec::new(),
+    };
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("VELLUM_").is_some_and(|rest| {
+                let rest = rest.to_ascii_lowercase();
+                !names.contains_key(&rest) && !NOT_SETTINGS.contains(&rest.as_str())
+            })
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// Lowercase variable name (after `VELLUM_`) → key path (`dicom.folders`).
 fn env_names(doc: &Dict) -> HashMap<String, String> {
     let mut names = HashMap::new();
@@ -86,6 +110,7 @@ mod tests {
             ("AUTH_METRICS_PUBLIC", "auth.metrics_public"),
             ("AUTH_RECORD_READS", "auth.record_reads"),
             ("LOG", "log"),
+            ("LOG_FORMAT", "log_format"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),
             (
                 "PRIVACY_PSEUDONYMISE_PATIENTS",

@@ -36,10 +36,7 @@ pub struct HttpSettings {
 
 impl HttpSettings {
     pub fn validate(raw: RawHttp) -> Result<Self, ConfigError> {
-        let addr = raw.http_addr.parse().map_err(|e| ConfigError::Invalid {
-            key: "http_addr",
-            reason: format!("{e} (expected host:port, e.g. 127.0.0.1:8080)"),
-        })?;
+        let addr = super::addr::listen_addr("http_addr", &raw.http_addr)?;
         super::positive("max_body_bytes", raw.max_body_bytes)?;
         if let Some(base) = &raw.public_base_url {
             if !(base.starts_with("http://") || base.starts_with("https://")) {

@@ -209,13 +209,6 @@ fn parse_addr_list(key: &'static str, list: &str) -> Result<Vec<SocketAddr>, Con
     list.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| {
-            a.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
-                key,
-                reason: format!(
-                    "{a:?}: {e} (expected host:port[,host:port...], or empty to disable)"
-                ),
-            })
-        })
+        .map(|a| super::addr::listen_addr(key, a))
         .collect()
 }

@@ -9,6 +9,7 @@
 //! as tables — and [`RawSettings`] is that document; the environment names
 //! are derived from its serde field names (env.rs).
 
+mod addr;
 mod auth;
 mod database;
 mod dicom;
@@ -16,6 +17,7 @@ mod env;
 mod evidence;
 mod http;
 mod limits;
+mod log;
 mod mllp;
 mod privacy;
 mod reports;
@@ -29,12 +31,15 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use addr::listen_addr;
 pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use env::unknown_variables;
 pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
+pub use log::LogFormat;
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
 pub use reports::{RawReports, ReportSettings};
@@ -75,11 +80,14 @@ pub struct RawSettings {
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     // http.rs
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub http_addr: String,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
     // mllp.rs
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub mllp_addr: String,
+    #[serde(deserialize_with = "addr::string_or_number")]
     pub mllp_tls_addr: String,
     pub mllp_max_frame_bytes: usize,
     pub mllp_read_timeout_ms: u64,
@@ -103,6 +111,8 @@ pub struct RawSettings {
     /// `[auth]`: tokens and who may call what (env `VELLUM_AUTH_*`).
     #[serde(default)]
     pub auth: RawAuth,
+    /// log.rs: `text` or `json` (one JSON object per line).
+    pub log_format: String,
     /// `[privacy]`: data minimisation (env `VELLUM_PRIVACY_*`).
     #[serde(default)]
     pub privacy: RawPrivacy,
@@ -130,6 +140,7 @@ struct RawSections {
     dev_token: Option<String>,
     auth: RawAuth,
     log: String,
+    log_format: String,
     privacy: RawPrivacy,
     dicom: RawDicomSettings,
     limits: RawLimits,
@@ -150,6 +161,7 @@ impl RawSettings {
             dev_token,
             auth,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -181,6 +193,7 @@ impl RawSettings {
             dev_token,
             auth,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -215,6 +228,7 @@ impl RawSettings {
             dev_token,
             auth,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -256,6 +270,7 @@ impl RawSettings {
             dev_token,
             auth,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -276,6 +291,7 @@ impl Default for RawSettings {
             dev_token: None,
             auth: RawAuth::default(),
             log: "info".into(),
+            log_format: "text".into(),
             privacy: RawPrivacy::default(),
             dicom: RawDicomSettings::default(),
             limits: RawLimits::default(),
@@ -299,6 +315,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub public_base_url: Option<String>,
     pub log: String,
+    pub log_format: LogFormat,
     pub privacy: PrivacySettings,
     pub dicom: DicomSettings,
     pub limits: LimitSettings,
@@ -311,6 +328,15 @@ pub struct Settings {
 impl Settings {
     /// Loads defaults → `file` (if given) → `VELLUM_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &[])
+    }
+
+    /// [`Settings::load`], then `overrides` (top-level key, value) on top of
+    /// the environment: command-line flags, which win over everything.
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: &[(&'static str, String)],
+    ) -> Result<Self, ConfigError> {
         let defaults = Serialized::defaults(RawSettings::default());
         let env = env::provider(&defaults)?;
         let mut fig = Figment::from(defaults);
@@ -321,6 +347,9 @@ impl Settings {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(env);
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::default(key, value));
+        }
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
     }
@@ -335,6 +364,7 @@ impl Settings {
             dev_token,
             auth,
             log,
+            log_format,
             privacy,
             dicom,
             limits,
@@ -352,6 +382,7 @@ impl Settings {
         let reports = ReportSettings::validate(&reports)?;
         let evidence = EvidenceSettings::validate(evidence)?;
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
+        let log_format = LogFormat::parse(&log_format)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -367,6 +398,7 @@ impl Settings {
             },
             writer,
             log,
+            log_format,
             privacy,
             dicom,
             limits,

@@ -16,10 +16,13 @@ use super::ConfigError;
 #[serde(deny_unknown_fields, default)]
 pub struct RawSyslog {
     /// RFC 5424 over TCP (RFC 6587 octet counting or LF framing); empty: off.
+    #[serde(deserialize_with = "super::addr::string_or_number")]
     pub addr: String,
     /// RFC 5425 (TLS, octet counting), usually port 6514; empty: off.
+    #[serde(deserialize_with = "super::addr::string_or_number")]
     pub tls_addr: String,
     /// RFC 5426 (UDP, one message per datagram); empty: off.
+    #[serde(deserialize_with = "super::addr::string_or_number")]
     pub udp_addr: String,
     /// PEM certificate chain and key of the TLS listener.
     pub tls_cert: Option<String>,
@@ -85,10 +88,7 @@ fn addr(key: &'static str, v: &str) -> Result<Option<SocketAddr>, ConfigError> {
     if v.is_empty() {
         return Ok(None);
     }
-    v.parse().map(Some).map_err(|e| ConfigError::Invalid {
-        key,
-        reason: format!("{v:?}: {e} (expected host:port, or empty to disable)"),
-    })
+    super::addr::listen_addr(key, v).map(Some)
 }
 
 impl SyslogSettings {

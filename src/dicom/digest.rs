@@ -11,7 +11,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use base64::Engine as _;
 use dicom_core::Tag;
@@ -224,16 +223,19 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
             encapsulated,
             bytes,
             sha256,
-        } => Outcome::Hashed(InstanceDigest {
-            sop_instance_uid: header.sop_instance_uid,
-            study_instance_uid: header.study_instance_uid,
-            series_instance_uid: header.series_instance_uid,
-            sop_class_uid: header.sop_class_uid,
-            transfer_syntax: header.transfer_syntax,
-            pixel_element: format!("{:04X}{:04X}", tag.0, tag.1),
-            encapsulated,
-            pixel_bytes: bytes,
-            sha256,
+        } => Outcome::Hashed({
+            crate::metrics::global().dicom_digest_bytes.inc_by(bytes);
+            InstanceDigest {
+                sop_instance_uid: header.sop_instance_uid,
+                study_instance_uid: header.study_instance_uid,
+                series_instance_uid: header.series_instance_uid,
+                sop_class_uid: header.sop_class_uid,
+                transfer_syntax: header.transfer_syntax,
+                pixel_element: format!("{:04X}{:04X}", tag.0, tag.1),
+                encapsulated,
+                pixel_bytes: bytes,
+                sha256,
+            }
         }),
     })
 }
@@ -242,25 +244,10 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
 /// memory stays at `workers ×` the per-file bound). Results are in the
 /// order of `paths`.
 pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, DigestError>> {
-    let workers = workers.clamp(1, paths.len().max(1));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Outcome, DigestError>>>> =
-        Mutex::new((0..paths.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let r = hash_file(path);
-                if let Ok(mut all) = results.lock() {
-                    all[i] = Some(r);
-                }
-            });
-        }
-    });
+    let mut results: Vec<Option<Result<Outcome, DigestError>>> =
+        (0..paths.len()).map(|_| None).collect();
+    hash_files_each(paths, workers, |i, r| results[i] = Some(r));
     results
-        .into_inner()
-        .unwrap_or_default()
         .into_iter()
         .zip(paths)
         .map(|(r, p)| {
@@ -272,6 +259,35 @@ pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, Dige
             })
         })
         .collect()
+}
+
+/// [`hash_files`], handing each result to `found` (on the calling thread)
+/// as soon as it is ready, with its index in `paths`: in completion order.
+pub fn hash_files_each(
+    paths: &[PathBuf],
+    workers: usize,
+    mut found: impl FnMut(usize, Result<Outcome, DigestError>),
+) {
+    let workers = workers.clamp(1, paths.len().max(1));
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                if tx.send((i, hash_file(path))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            found(i, r);
+        }
+    });
 }
 
 /// Worker count for hashing: every core.

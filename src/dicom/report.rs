@@ -33,6 +33,21 @@ pub struct ReportStudy {
     pub sha256_base64: String,
 }
 
+/// Which list [`Report::push`] added to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Instance,
+    Skipped,
+    Error,
+}
+
+fn instance_text(i: &ReportInstance) -> String {
+    format!(
+        "{}  {}  {}  sop={}",
+        i.sha256_hex, i.sha256_base64, i.source, i.digest.sop_instance_uid
+    )
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub instances: Vec<ReportInstance>,
@@ -47,24 +62,44 @@ impl Report {
     pub fn new(outcomes: impl IntoIterator<Item = (String, Result<Outcome, DigestError>)>) -> Self {
         let mut r = Report::default();
         for (source, outcome) in outcomes {
-            match outcome {
-                Ok(Outcome::Hashed(digest)) => r.instances.push(ReportInstance {
+            r.push(source, outcome);
+        }
+        r.finish();
+        r
+    }
+
+    /// Adds one input's outcome (study digests wait for [`Report::finish`]).
+    pub fn push(&mut self, source: String, outcome: Result<Outcome, DigestError>) -> Pushed {
+        match outcome {
+            Ok(Outcome::Hashed(digest)) => {
+                self.instances.push(ReportInstance {
                     source,
                     sha256_hex: digest.hex(),
                     sha256_base64: digest.base64(),
                     digest,
-                }),
-                Ok(Outcome::Skipped(reason)) => r.skipped.push(ReportSkip {
+                });
+                Pushed::Instance
+            }
+            Ok(Outcome::Skipped(reason)) => {
+                self.skipped.push(ReportSkip {
                     source,
                     reason: reason.to_string(),
-                }),
-                Err(e) => r.errors.push(ReportSkip {
+                });
+                Pushed::Skipped
+            }
+            Err(e) => {
+                self.errors.push(ReportSkip {
                     source,
                     reason: e.to_string(),
-                }),
+                });
+                Pushed::Error
             }
         }
-        r.studies = study_digests(r.instances.iter().map(|i| &i.digest))
+    }
+
+    /// Computes the study digests of the instances pushed.
+    pub fn finish(&mut self) {
+        self.studies = study_digests(self.instances.iter().map(|i| &i.digest))
             .into_iter()
             .map(|s| ReportStudy {
                 sha256_hex: s.hex(),
@@ -73,18 +108,59 @@ impl Report {
                 instances: s.instances,
             })
             .collect();
-        r
+    }
+
+    /// The JSON Lines record of the input pushed last, of kind `kind`
+    /// (`type` = `instance`, `skipped` or `error`), as `vellum hash --json`
+    /// streams them; [`Report::study_lines`] gives the `study` records.
+    pub fn last_line(&self, kind: Pushed) -> serde_json::Value {
+        let (t, v) = match kind {
+            Pushed::Instance => ("instance", self.instances.last().map(serde_json::to_value)),
+            Pushed::Skipped => ("skipped", self.skipped.last().map(serde_json::to_value)),
+            Pushed::Error => ("error", self.errors.last().map(serde_json::to_value)),
+        };
+        let mut v = v.and_then(Result::ok).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), t.into());
+        }
+        v
+    }
+
+    /// The text line of the input pushed last (as in [`Report::to_text`]).
+    pub fn last_text(&self, kind: Pushed) -> String {
+        match kind {
+            Pushed::Instance => self.instances.last().map(instance_text),
+            Pushed::Skipped => self
+                .skipped
+                .last()
+                .map(|s| format!("skipped  {}: {}", s.source, s.reason)),
+            Pushed::Error => self
+                .errors
+                .last()
+                .map(|e| format!("error  {}: {}", e.source, e.reason)),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The `study` JSON Lines records of the instances hashed.
+    pub fn study_lines(&self) -> Vec<serde_json::Value> {
+        self.studies
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("type".into(), "study".into());
+                }
+                v
+            })
+            .collect()
     }
 
     /// Human-readable form: one line per instance, skip, error and study.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for i in &self.instances {
-            let _ = writeln!(
-                out,
-                "{}  {}  {}  sop={}",
-                i.sha256_hex, i.sha256_base64, i.source, i.digest.sop_instance_uid
-            );
+            let _ = writeln!(out, "{}", instance_text(i));
         }
         for s in &self.skipped {
             let _ = writeln!(out, "skipped  {}: {}", s.source, s.reason);

@@ -27,6 +27,15 @@ pub enum SourceKind {
     DicomWeb,
 }
 
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SourceKind::Folder => "the DICOM folder",
+            SourceKind::DicomWeb => "the DICOMweb server",
+        })
+    }
+}
+
 pub struct DicomService {
     settings: DicomSettings,
     folder: Option<Arc<FolderSource>>,
@@ -69,6 +78,20 @@ impl DicomService {
 
     /// The study's digest from the first source that has the study.
     pub async fn study(
+        &self,
+        study_uid: &str,
+    ) -> Result<Option<(StudyFound, SourceKind)>, SourceError> {
+        let started = std::time::Instant::now();
+        let found = self.find_study(study_uid).await;
+        if let Ok(Some(_)) = &found {
+            crate::metrics::global()
+                .dicom_digest_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        found
+    }
+
+    async fn find_study(
         &self,
         study_uid: &str,
     ) -> Result<Option<(StudyFound, SourceKind)>, SourceError> {

@@ -22,6 +22,18 @@ pub enum Verdict {
     NotRecorded,
 }
 
+impl Verdict {
+    /// The verdict in words, for a terminal.
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Match => "match",
+            Verdict::Mismatch => "MISMATCH",
+            Verdict::Unavailable => "cannot check",
+            Verdict::NotRecorded => "no digest recorded",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyCheck {
     pub study_instance_uid: String,
@@ -81,7 +93,7 @@ pub async fn verify_event(service: &DicomService, body: &[u8]) -> Vec<StudyCheck
             Ok(Some((found, kind))) => {
                 check.now = Some(found.digest.base64());
                 check.now_instances = Some(found.digest.instances);
-                check.detail = format!("hashed from {kind:?}");
+                check.detail = format!("hashed from {kind}");
                 check.verdict = match &digest {
                     None => Verdict::NotRecorded,
                     Some(d) if *d == found.digest.base64() => Verdict::Match,

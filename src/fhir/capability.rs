@@ -69,7 +69,7 @@ pub fn capability_statement(base_url: &str, date: &str) -> Value {
         "format": ["application/fhir+json", "application/fhir+xml", "json", "xml"],
         "rest": [{
             "mode": "server",
-            "documentation": "Insert-only, hash-chained AuditEvent store (an IHE ATNA Audit Record Repository). Update, patch and delete are refused (405). Search results page by cursor; paging links are pinned to the ledger head of the first page. _count (default 50, at most 1000), _sort (date, -date, _lastUpdated, -_lastUpdated), _summary=count, _total, _elements; Prefer: handling=strict refuses unknown parameters.",
+            "documentation": "Insert-only, hash-chained AuditEvent store (an IHE ATNA Audit Record Repository). Update, patch and delete are refused (405). Search results page by cursor; paging links are pinned to the ledger head of the first page. _count (default 50, at most 1000), _sort (date, -date, _lastUpdated, -_lastUpdated), _summary=count, _total, _elements; unknown parameters are refused (400) unless the client sends Prefer: handling=lenient.",
             "resource": [{
                 "type": "AuditEvent",
                 "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",

@@ -1,8 +1,8 @@
 //! FHIR R4 search on AuditEvent: the supported parameters, and parsing a
 //! request's parameters into a backend-neutral [`SearchQuery`].
 //!
-//! Errors name the parameter in `expression`. Unknown parameters are ignored
-//! and reported (lenient, the default) or refused (`Prefer: handling=strict`);
+//! Errors name the parameter in `expression`. Unknown parameters are refused
+//! (strict, the default) or ignored and reported (`Prefer: handling=lenient`);
 //! an unsupported modifier on a known parameter is always refused, because
 //! ignoring it would silently widen the result (R4 §3.1.1.5).
 
@@ -269,7 +269,7 @@ pub fn parse_within(
                     },
                     code: IssueType::NotSupported,
                     diagnostics: if strict {
-                        format!("{why}; refused because Prefer: handling=strict")
+                        format!("{why}; refused (send Prefer: handling=lenient to ignore unknown parameters)")
                     } else {
                         format!("{why}; it was ignored")
                     },

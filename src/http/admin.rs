@@ -2,8 +2,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::AppState;
+use super::{AppState, VerifyState};
 use crate::fhir::search_index::PIXEL_DIGEST_FOLLOWUP;
+use crate::metrics::Snapshot;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -16,13 +17,26 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+/// 200 only when the store answers, is migrated and the start-up
+/// verification held; 503 with the reason otherwise.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.ledger.ready().await {
-        HttpResponse::Ok().content_type("text/plain").body("ready")
-    } else {
+    let unavailable = |why: String| {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body("store not ready")
+            .body(why)
+    };
+    if !state.ledger.ready().await {
+        return unavailable("store not ready".into());
+    }
+    match state.startup_verify.get() {
+        VerifyState::Held => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        VerifyState::Running => unavailable("verifying the ledger".into()),
+        VerifyState::Tampered { seq } => unavailable(format!(
+            "ledger verification failed at seq {seq}: run `vellum verify`"
+        )),
+        VerifyState::Unreadable => {
+            unavailable("ledger verification could not read the store".into())
+        }
     }
 }
 
@@ -30,10 +44,18 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// this server's key) and the Merkle tree hold; 409 with it when not.
 async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
     let key = state.signer.as_ref().map(|s| s.verifier());
+    let metrics = crate::metrics::global();
     match state.ledger.verify_all(key.as_ref()).await {
-        Ok(v) if v.ok() => HttpResponse::Ok().json(v),
-        Ok(v) => HttpResponse::Conflict().json(v),
+        Ok(v) => {
+            metrics.verified(v.ok(), v.entries.max(0) as u64);
+            if v.ok() {
+                HttpResponse::Ok().json(v)
+            } else {
+                HttpResponse::Conflict().json(v)
+            }
+        }
         Err(e) => {
+            metrics.store_error("verify");
             tracing::error!(error = %e, "verify failed to read the store");
             HttpResponse::ServiceUnavailable()
                 .json(serde_json::json!({"error": "store unavailable"}))
@@ -41,9 +63,9 @@ async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition (format 0.0.4). The ledger figures come from
-/// the database, so they agree across instances and survive restarts; the
-/// mismatch counter is this process's.
+/// OpenMetrics text. The ledger figures come from the database, so they
+/// agree across instances and survive restarts; the rest are this
+/// process's since it started.
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let store = &state.ledger;
     let (head, pending, followups) = match (
@@ -53,85 +75,33 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     ) {
         (Ok(h), Ok(p), Ok(f)) => (h.seq, p, f),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            crate::metrics::global().store_error("read");
             tracing::error!(error = %e, "metrics: store unavailable");
             return HttpResponse::ServiceUnavailable()
                 .content_type("text/plain")
                 .body("store unavailable");
         }
     };
-    let body = render_metrics(&[
-        (
-            "vellum_ledger_entries_total",
-            "counter",
-            "Entries appended to the ledger (the chain head's seq).",
-            head.max(0) as u64,
-        ),
-        (
-            "vellum_dicom_digest_mismatches_total",
-            "counter",
-            "Sender-supplied pixel digests that differed from vellum's, since this process started.",
-            crate::dicom::enrich::mismatches(),
-        ),
-        (
-            "vellum_syslog_messages_received_total",
-            "counter",
-            "ATNA syslog messages received (TCP, TLS and UDP), since this process started.",
-            crate::syslog::counters().received,
-        ),
-        (
-            "vellum_syslog_parse_failures_total",
-            "counter",
-            "ATNA syslog messages stored as parse-failure events (not a readable DICOM audit message).",
-            crate::syslog::counters().parse_failures,
-        ),
-        (
-            "vellum_syslog_udp_dropped_total",
-            "counter",
-            "ATNA syslog UDP datagrams dropped because too many were being stored at once.",
-            crate::syslog::counters().udp_dropped,
-        ),
-        (
-            "vellum_syslog_lost_total",
-            "counter",
-            "ATNA syslog messages received but not stored before shutdown (the store refused them).",
-            crate::syslog::counters().lost,
-        ),
-        (
-            "vellum_dicom_pending_digests",
-            "gauge",
-            "Study pixel digests still pending (no follow-up event yet).",
-            pending.max(0) as u64,
-        ),
-        (
-            "vellum_dicom_followups_total",
-            "counter",
-            "Follow-up pixel-digest events in the ledger.",
-            followups.max(0) as u64,
-        ),
-    ]);
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(body)
-}
-
-fn render_metrics(metrics: &[(&str, &str, &str, u64)]) -> String {
-    let mut out = String::new();
-    for (name, kind, help, value) in metrics {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn metrics_are_in_prometheus_text_format() {
-        let t = super::render_metrics(&[("vellum_x_total", "counter", "X.", 3)]);
-        assert_eq!(
-            t,
-            "# HELP vellum_x_total X.\n# TYPE vellum_x_total counter\nvellum_x_total 3\n"
-        );
+    let syslog = crate::syslog::counters();
+    let (depth, capacity) = store.queue_depth();
+    let snapshot = Snapshot {
+        ledger_entries: head.max(0) as u64,
+        pending_digests: pending.max(0) as u64,
+        followups: followups.max(0) as u64,
+        digest_mismatches: crate::dicom::enrich::mismatches(),
+        syslog_received: syslog.received,
+        syslog_parse_failures: syslog.parse_failures,
+        syslog_udp_dropped: syslog.udp_dropped,
+        syslog_lost: syslog.lost,
+        writer_queue_depth: depth as u64,
+        writer_queue_capacity: capacity as u64,
+    };
+    match crate::metrics::global().encode(snapshot) {
+        Ok(body) => HttpResponse::Ok()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .body(body),
+        Err(_) => HttpResponse::InternalServerError()
+            .content_type("text/plain")
+            .body("metrics could not be encoded"),
     }
 }

@@ -11,10 +11,13 @@ mod evidence_routes;
 mod fhir_routes;
 mod format;
 mod intake_response;
+mod metrics_middleware;
+mod readiness;
 mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
+mod trace_context;
 mod visibility;
 
 use std::net::TcpListener;
@@ -24,6 +27,8 @@ use actix_web::{web, App, HttpServer};
 
 use crate::dicom::service::DicomService;
 use vellum_ledger::Ledger;
+
+pub use readiness::{StartupVerify, VerifyState};
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -40,6 +45,8 @@ pub struct AppState {
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
     /// `[reports]`: QA report settings.
     pub reports: crate::config::ReportSettings,
+    /// The start-up verification's outcome; `/readyz` is 200 only once it held.
+    pub startup_verify: std::sync::Arc<StartupVerify>,
     /// Signs checkpoints; `None` when no key is configured.
     pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
     /// Who may call what; the gate in front of every route.
@@ -61,6 +68,8 @@ pub fn server(
         App::new()
             .wrap(actix_web::middleware::from_fn(authn::gate))
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
+            // Outermost: assigns the request id the span above reads.
+            .wrap(actix_web::middleware::from_fn(metrics_middleware::record))
             .app_data(state.clone())
             .configure(fhir_routes::configure)
             .configure(admin::configure)

@@ -1,12 +1,16 @@
 //! The request span: method, route template, status and latency, and a
 //! request id. Never the query string or path parameters: search
-//! parameters carry patient identifiers (no PHI in operational logs).
+//! parameters carry patient identifiers (no PHI in operational logs). A
+//! W3C `traceparent` header puts the caller's trace and span ids on it.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::Error;
+use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+use super::metrics_middleware::RequestId;
+use super::trace_context::TraceParent;
 
 pub struct PhiFreeSpan;
 
@@ -15,11 +19,20 @@ impl RootSpanBuilder for PhiFreeSpan {
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_string());
+        let ext = request.extensions();
+        let request_id = ext
+            .get::<RequestId>()
+            .map_or_else(uuid::Uuid::new_v4, |r| r.0);
+        let trace = ext.get::<TraceParent>();
+        let trace_id = trace.map(TraceParent::trace_id_hex);
+        let parent_span_id = trace.map(TraceParent::parent_id_hex);
         tracing::info_span!(
             "http",
             method = %request.method(),
             route = %route,
-            request_id = %uuid::Uuid::new_v4(),
+            request_id = %request_id,
+            trace_id = trace_id.as_deref().map(tracing::field::display),
+            parent_span_id = parent_span_id.as_deref().map(tracing::field::display),
             status = tracing::field::Empty,
             exception.message = tracing::field::Empty,
         )

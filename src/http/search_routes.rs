@@ -14,13 +14,15 @@ use crate::fhir::search::{self, format_cursor, SearchRequest, TotalMode};
 use crate::fhir::{IssueType, OperationOutcome};
 use vellum_ledger::store::search::{Cursor, SearchHit};
 
-/// `Prefer: handling=strict` (R4 §3.1.1.5.8).
+/// R4 §3.1.1.5.8 `Prefer: handling`. Strict unless the client asks `Prefer: handling=lenient`: for an audit
+/// repository an unknown parameter silently ignored would return every
+/// event, so it is refused unless the client opts in.
 fn strict_handling(req: &HttpRequest) -> bool {
-    req.headers()
+    !req.headers()
         .get_all("Prefer")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+        .any(|p| p.trim().eq_ignore_ascii_case("handling=lenient"))
 }
 
 fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
@@ -85,6 +87,7 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         sr.query.conditions.extend(own_events(&p.subject));
     }
     let store = &state.ledger;
+    let started = std::time::Instant::now();
     if !sr.head_given {
         match store.head().await {
             Ok(h) => sr.query.head = h.seq,
@@ -111,6 +114,9 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
         _ if sr.query.cursor.is_none() && !page.has_next => Some(page.hits.len() as i64),
         _ => None,
     };
+    crate::metrics::global()
+        .search_duration
+        .observe(started.elapsed().as_secs_f64());
     let base = fhir_base(req, state.public_base_url.as_deref());
     let links = page.links(&base, &sr);
     let matches: Vec<(String, String)> = page
@@ -148,6 +154,7 @@ async fn run(req: &HttpRequest, params: Vec<(String, String)>, state: &AppState)
 }
 
 fn unavailable(e: vellum_ledger::store::StoreError) -> HttpResponse {
+    crate::metrics::global().store_error("search");
     tracing::error!(error = %e, "search failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -295,17 +295,19 @@ impl Handler {
         for Frame(raw) in frames {
             match process::read(&raw, self.origin) {
                 Step::Answer(ack) => pending.push(Pending::Ready(ack)),
-                Step::Store(inbound) => {
+                Step::Store(inbound, received) => {
                     if matches!(inbound.kind, Kind::AiOverride { .. }) {
                         settle(&mut pending).await;
                     }
                     if single {
                         // The common case (one message per read): no task.
-                        let ack = process::store(self.ctx.clone(), inbound).await;
+                        let ack = process::store(self.ctx.clone(), inbound, received).await;
                         pending.push(Pending::Ready(ack));
                     } else {
                         let ctx = self.ctx.clone();
-                        pending.push(Pending::Task(tokio::spawn(process::store(ctx, inbound))));
+                        pending.push(Pending::Task(tokio::spawn(process::store(
+                            ctx, inbound, received,
+                        ))));
                     }
                 }
             }

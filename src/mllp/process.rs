@@ -2,6 +2,7 @@
 //! `Ledger::append` returned, i.e. after the entry's transaction committed.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use time::OffsetDateTime;
 
@@ -28,17 +29,51 @@ pub struct Context {
 /// Reads a frame; a refused message gets its ACK right away.
 pub enum Step {
     Answer(Option<String>),
-    Store(Box<Inbound>),
+    /// The message and when its frame was read (for the ACK latency).
+    Store(Box<Inbound>, Instant),
 }
 
 pub fn read(raw: &[u8], origin: Origin) -> Step {
+    let received = Instant::now();
     match hl7v2::read(raw, origin) {
-        Ok(inbound) => Step::Store(Box::new(inbound)),
-        Err(refused) => Step::Answer(refuse(refused.header.as_ref(), &refused.refusal)),
+        Ok(inbound) => Step::Store(Box::new(inbound), received),
+        Err(refused) => Step::Answer(refuse(refused.header.as_ref(), &refused.refusal, received)),
     }
 }
 
-fn refuse(header: Option<&hl7v2::Header>, r: &Refusal) -> Option<String> {
+/// `ORU^R01` when MSH-9 is made of short codes, else `other` (a label
+/// must not take arbitrary sender text).
+fn message_type(header: Option<&hl7v2::Header>) -> String {
+    let code_like =
+        |s: &str| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    match header {
+        Some(h) if code_like(&h.message_code) && code_like(&h.trigger) => {
+            format!("{}^{}", h.message_code, h.trigger)
+        }
+        Some(h) if code_like(&h.message_code) => h.message_code.clone(),
+        _ => "other".into(),
+    }
+}
+
+fn observe(header: Option<&hl7v2::Header>, code: AckCode, received: Instant) {
+    crate::metrics::global().mllp_ack(
+        &message_type(header),
+        ack::msa_code(header, code),
+        received.elapsed(),
+    );
+}
+
+/// Logs an AE/AR: the code and where in the message, never its content.
+fn refuse(header: Option<&hl7v2::Header>, r: &Refusal, received: Instant) -> Option<String> {
+    observe(header, r.ack, received);
+    tracing::warn!(
+        ack = ack::msa_code(header, r.ack),
+        error_code = r.code.code(),
+        segment = %r.segment,
+        field = r.field,
+        message_type = %message_type(header),
+        "mllp: message not accepted"
+    );
     if header.is_none_or(|h| h.wants_ack(r.ack)) {
         Some(ack::build(header, r.ack, Some(r), None))
     } else {
@@ -47,7 +82,11 @@ fn refuse(header: Option<&hl7v2::Header>, r: &Refusal) -> Option<String> {
 }
 
 /// Maps and appends; the ACK (if the sender wants one).
-pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<String> {
+pub async fn store(
+    ctx: Arc<Context>,
+    mut inbound: Box<Inbound>,
+    received: Instant,
+) -> Option<String> {
     hl7v2::receipt::minimise_patient(&mut inbound, &ctx.privacy);
     inbound.keep_free_text = ctx.privacy.store_content;
     let h = &inbound.header;
@@ -56,7 +95,11 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "mllp: inference lookup failed");
-                return refuse(Some(h), &retry_later("the store could not be read"));
+                return refuse(
+                    Some(h),
+                    &retry_later("the store could not be read"),
+                    received,
+                );
             }
         },
         _ => None,
@@ -71,6 +114,7 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
     }
     match ctx.intake.submit(submission).await {
         Ok(Stored::Committed(committed)) => {
+            observe(Some(h), AckCode::Accept, received);
             if !h.wants_ack(AckCode::Accept) {
                 return None;
             }
@@ -101,6 +145,7 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
                     0,
                     "the message could not be mapped to a valid AuditEvent",
                 ),
+                received,
             )
         }
         Err(IntakeError::Conflict { existing }) => refuse(
@@ -115,10 +160,12 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
                     existing.id
                 ),
             ),
+            received,
         ),
         Err(IntakeError::Append(AppendError::Overloaded)) | Err(IntakeError::Busy) => refuse(
             Some(h),
             &retry_later("vellum is overloaded; resend the message later"),
+            received,
         ),
         // No If-None-Exist on this path: Existing and Condition cannot occur.
         Ok(Stored::Existing(_)) | Err(IntakeError::Condition(_)) | Err(IntakeError::Append(_)) => {
@@ -126,6 +173,7 @@ pub async fn store(ctx: Arc<Context>, mut inbound: Box<Inbound>) -> Option<Strin
             refuse(
                 Some(h),
                 &retry_later("the message could not be stored; resend it"),
+                received,
             )
         }
     }

@@ -75,7 +75,7 @@ fn vellum_hash(files: &[String]) -> Value {
         "vellum hash failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("vellum hash --json prints JSON")
+    vellum_testkit::dicom::hash_report(&out.stdout)
 }
 
 /// path → hex for hashed files, path → reason for skipped ones.

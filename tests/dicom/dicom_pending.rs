@@ -26,7 +26,7 @@ fn cli_study_digest(dir: &Path, uid: &str) -> String {
         .arg(dir)
         .output()
         .expect("run vellum hash");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("hash json");
+    let v = vellum_testkit::dicom::hash_report(&out.stdout);
     let s = v["studies"]
         .as_array()
         .expect("studies")
@@ -603,18 +603,27 @@ async fn the_internal_pending_index_is_not_a_public_search_parameter() {
             "{}/fhir/AuditEvent?_pixel-pending={STUDY_MR}",
             http.base
         ))
-        .header("Prefer", "handling=strict")
         .send()
         .await
         .expect("GET");
     assert_eq!(
         strict.status(),
         400,
-        "unknown parameter refused when strict"
+        "unknown parameter refused (strict is the default)"
     );
-    let lenient = http
-        .get("/fhir/AuditEvent?_pixel-pending=no-such-study")
-        .await;
+    let lenient: Value = http
+        .client
+        .get(format!(
+            "{}/fhir/AuditEvent?_pixel-pending=no-such-study",
+            http.base
+        ))
+        .header("Prefer", "handling=lenient")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
     // Ignored when lenient: the search is not narrowed by it.
     assert_eq!(lenient["total"], 1, "{lenient}");
     assert!(lenient
@@ -685,7 +694,7 @@ backend_tests! {
 }
 
 #[tokio::test]
-async fn metrics_are_served_in_prometheus_text_format_without_dicom_sources() {
+async fn metrics_are_served_in_openmetrics_text_format_without_dicom_sources() {
     let db = TestDb::new(Backend::Sqlite).await;
     let app = spawn_app(&db.url).await;
     let http = Http::new(&app.base);
@@ -703,12 +712,16 @@ async fn metrics_are_served_in_prometheus_text_format_without_dicom_sources() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        ct.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ct}"
+    );
     let text = r.text().await.expect("text");
     assert!(
-        text.contains("# TYPE vellum_dicom_digest_mismatches_total counter"),
+        text.contains("# TYPE vellum_dicom_digest_mismatches counter"),
         "{text}"
     );
+    assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(http.metric("vellum_ledger_entries_total").await, 1);
     assert_eq!(http.metric("vellum_dicom_pending_digests").await, 0);
     assert_eq!(http.metric("vellum_dicom_followups_total").await, 0);

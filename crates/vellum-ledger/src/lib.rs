@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod hash;
 pub mod merkle;
 pub mod note;
+pub mod observe;
 mod settings;
 pub mod store;
 #[doc(hidden)]
@@ -30,6 +31,7 @@ use crate::store::followups::{FollowupKind, Pending};
 use crate::store::search::{SearchHit, SearchQuery};
 use crate::store::{AnyStore, ChainHead, IndexRow, Store, StoreError, StoredEntry};
 
+pub use observe::WriterObserver;
 pub use writer::WriterHandle;
 
 /// Width of `meta.lastUpdated` as vellum writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
@@ -178,7 +180,16 @@ pub struct Ledger {
 impl Ledger {
     /// Starts the single writer task over `store`.
     pub fn start(store: AnyStore, settings: WriterSettings) -> Self {
-        let (tx, handle) = writer::spawn(store.clone(), settings);
+        Self::start_observed(store, settings, Arc::new(observe::NoObserver))
+    }
+
+    /// [`Ledger::start`], telling `observer` about every batch.
+    pub fn start_observed(
+        store: AnyStore,
+        settings: WriterSettings,
+        observer: Arc<dyn WriterObserver>,
+    ) -> Self {
+        let (tx, handle) = writer::spawn(store.clone(), settings, observer);
         Ledger {
             store,
             tx,
@@ -431,6 +442,12 @@ impl Ledger {
     /// True when the database answers and the schema is migrated.
     pub async fn ready(&self) -> bool {
         self.store.ready().await
+    }
+
+    /// Appends waiting for the writer, and how many may wait.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -3,6 +3,7 @@
 //! while a commit is in flight form the next batch, so throughput grows with
 //! concurrency without anyone waiting on a timer.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use time::OffsetDateTime;
@@ -10,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{hash, stamp, AppendError, Committed, Draft, Receipt, STAMP_LEN};
+use crate::observe::WriterObserver;
 use crate::store::last_updated_row;
 use crate::store::{AnyStore, Appended, ChainHead, IndexRow, NewEntry, Store};
 use crate::WriterSettings;
@@ -30,13 +32,19 @@ pub struct WriterHandle {
 pub(super) fn spawn(
     store: AnyStore,
     settings: WriterSettings,
+    observer: Arc<dyn WriterObserver>,
 ) -> (mpsc::Sender<Request>, WriterHandle) {
     let (tx, rx) = mpsc::channel(settings.queue);
-    let task = tokio::spawn(run(store, rx, settings));
+    let task = tokio::spawn(run(store, rx, settings, observer));
     (tx, WriterHandle { _task: task })
 }
 
-async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>, settings: WriterSettings) {
+async fn run(
+    store: AnyStore,
+    mut rx: mpsc::Receiver<Request>,
+    settings: WriterSettings,
+    observer: Arc<dyn WriterObserver>,
+) {
     let max = settings.batch_max_events.max(1);
     let mut batch: Vec<Request> = Vec::with_capacity(max);
     loop {
@@ -59,11 +67,11 @@ async fn run(store: AnyStore, mut rx: mpsc::Receiver<Request>, settings: WriterS
                 }
             }
         }
-        commit(&store, std::mem::take(&mut batch)).await;
+        commit(&store, std::mem::take(&mut batch), observer.as_ref()).await;
     }
 }
 
-async fn commit(store: &AnyStore, batch: Vec<Request>) {
+async fn commit(store: &AnyStore, batch: Vec<Request>, observer: &dyn WriterObserver) {
     let started = Instant::now();
     let mut sizes = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -86,6 +94,7 @@ async fn commit(store: &AnyStore, batch: Vec<Request>) {
     });
     match store.append_batch(keys, chain).await {
         Ok(outcomes) => {
+            observer.batch_committed(n, started.elapsed());
             tracing::debug!(
                 events = n,
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -101,6 +110,7 @@ async fn commit(store: &AnyStore, batch: Vec<Request>) {
         }
         Err(e) => {
             // No PHI here: store errors carry SQL state, never bodies.
+            observer.batch_failed(n);
             tracing::error!(events = n, error = %e, "batch commit failed");
             let msg = e.to_string();
             for reply in replies {

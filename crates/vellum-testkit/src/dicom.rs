@@ -38,3 +38,24 @@ pub fn study_entity(uid: &str) -> Value {
         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "3"}
     })
 }
+
+/// `vellum hash --json` output (JSON Lines: one `type`d record per file,
+/// then per study) gathered into `{"instances", "skipped", "errors",
+/// "studies"}` arrays; panics on a line that is not a JSON object.
+pub fn hash_report(stdout: &[u8]) -> Value {
+    let mut report =
+        serde_json::json!({"instances": [], "skipped": [], "errors": [], "studies": []});
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("vellum hash --json line is not JSON ({e}): {line}"));
+        let list = match v["type"].as_str() {
+            Some("instance") => "instances",
+            Some("skipped") => "skipped",
+            Some("error") => "errors",
+            Some("study") => "studies",
+            other => panic!("unknown record type {other:?}: {line}"),
+        };
+        report[list].as_array_mut().expect("array").push(v);
+    }
+    report
+}

@@ -36,6 +36,15 @@ pub enum StoreError {
     Io(std::io::Error),
     #[error("stored data is malformed at seq {seq}: {what}")]
     Corrupt { seq: i64, what: &'static str },
+    /// The PostgreSQL server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    /// The SQLite file could not be opened.
+    #[error("cannot open SQLite database {}: {reason}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// The last entry of the chain (seq 0 and 32 zero bytes when empty).

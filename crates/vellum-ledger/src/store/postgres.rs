@@ -43,6 +43,7 @@ impl PostgresStore {
         let opts = writer_opts
             .clone()
             .options([("plan_cache_mode", "force_custom_plan")]);
+        probe(&writer_opts).await?;
         // Fail fast when the server is unreachable (sqlx waits 30 s by default).
         let mut pool = PgPoolOptions::new()
             .max_connections(8)
@@ -429,6 +430,33 @@ impl Store for PostgresStore {
 
     async fn count(&self, query: &SearchQuery) -> Result<i64, StoreError> {
         self.read_count(query).await
+    }
+}
+
+/// One plain connection first: a pool hides why it cannot connect behind
+/// "pool timed out", while this says "connection refused", "password
+/// authentication failed", … with the server's host and port.
+async fn probe(opts: &PgConnectOptions) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let target = format!("{}:{}", opts.get_host(), opts.get_port());
+    let fail = |reason: String| StoreError::Connect {
+        target: target.clone(),
+        reason,
+    };
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sqlx::PgConnection::connect_with(opts),
+    )
+    .await
+    {
+        Err(_) => Err(fail("no answer within 5 s".into())),
+        Ok(Err(sqlx::Error::Io(e))) => Err(fail(e.to_string())),
+        Ok(Err(sqlx::Error::Database(d))) => Err(fail(d.message().to_string())),
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
     }
 }
 

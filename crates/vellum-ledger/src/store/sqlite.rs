@@ -31,6 +31,13 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |e: sqlx::Error| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: match &e {
+                sqlx::Error::Database(d) => d.message().to_string(),
+                other => other.to_string(),
+            },
+        };
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
@@ -42,11 +49,13 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .connect_with(opts.clone())
-            .await?;
+            .await
+            .map_err(open_error)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts.read_only(false))
-            .await?;
+            .await
+            .map_err(open_error)?;
         Ok(SqliteStore {
             writer,
             readers,
