@@ -347,7 +347,9 @@ fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
         }
     };
     let workers = workers.unwrap_or_else(digest::default_workers);
-    let outcomes = digest::hash_files(&files, workers);
+    // The CLI reads no configuration: the default header bounds apply.
+    let limits = vellum::config::HeaderLimits::default();
+    let outcomes = digest::hash_files(&files, workers, &limits);
     let report = report::Report::new(files.iter().map(|p| p.display().to_string()).zip(outcomes));
     if json {
         match serde_json::to_string_pretty(&report) {

@@ -29,7 +29,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
-pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};

@@ -21,6 +21,7 @@ use dicom_object::OpenFileOptions;
 use serde::Serialize;
 
 use super::walk::{self, Located, PixelHash, WalkError};
+use crate::config::HeaderLimits;
 
 /// A hashed instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,8 +171,9 @@ fn has_dicm_marker(file: &mut File) -> std::io::Result<bool> {
     Ok((n >= 132 && &head[128..132] == b"DICM") || (n >= 4 && &head[..4] == b"DICM"))
 }
 
-/// Hashes one file.
-pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
+/// Hashes one file; a header over `limits` is refused before dicom-object
+/// reads it.
+pub fn hash_file(path: &Path, limits: &HeaderLimits) -> Result<Outcome, DigestError> {
     let io = |source| DigestError::Io {
         path: path.to_path_buf(),
         source,
@@ -183,9 +185,10 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
     // The hand-written walk first: it checks every length against the file
     // without allocating, so a malformed header is refused before dicom-object
     // (which would allocate whatever length it reads) sees it.
-    let (meta, located) = match walk::locate(file) {
+    let (meta, located) = match walk::locate(file, limits) {
         Ok(l) => l,
         Err(WalkError::Io(source)) => return Err(io(source)),
+        Err(WalkError::Limit(why)) => return Ok(Outcome::Skipped(SkipReason::Refused(why))),
         Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e.to_string()))),
     };
     // Nothing to hash: no need for dicom-object (which can take minutes
@@ -241,7 +244,11 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
 /// Hashes `paths` on `workers` threads (one file per worker at a time, so
 /// memory stays at `workers ×` the per-file bound). Results are in the
 /// order of `paths`.
-pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, DigestError>> {
+pub fn hash_files(
+    paths: &[PathBuf],
+    workers: usize,
+    limits: &HeaderLimits,
+) -> Vec<Result<Outcome, DigestError>> {
     let workers = workers.clamp(1, paths.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Outcome, DigestError>>>> =
@@ -251,7 +258,7 @@ pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, Dige
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(i) else { break };
-                let r = hash_file(path);
+                let r = hash_file(path, limits);
                 if let Ok(mut all) = results.lock() {
                     all[i] = Some(r);
                 }
@@ -288,13 +295,16 @@ pub struct Uids {
 }
 
 /// Reads only the header of `path` (no pixel data).
-pub fn read_uids(path: &Path) -> Result<Uids, SkipReason> {
+pub fn read_uids(path: &Path, limits: &HeaderLimits) -> Result<Uids, SkipReason> {
     let mut file = File::open(path).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
     if !has_dicm_marker(&mut file).map_err(|e| SkipReason::Unreadable(e.to_string()))? {
         return Err(SkipReason::NotDicom);
     }
     // Structure checked first, as in `hash_file`.
-    walk::locate(file).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
+    walk::locate(file, limits).map_err(|e| match e {
+        WalkError::Limit(why) => SkipReason::Refused(why),
+        e => SkipReason::Unreadable(e.to_string()),
+    })?;
     let h = read_header(path).map_err(SkipReason::Unreadable)?;
     Ok(Uids {
         study: h.study_instance_uid,
