@@ -101,6 +101,7 @@ async fn peak_memory_stays_bounded_under_every_kind_of_attack() {
         }
         let (now, peak) = rss_mib(pid);
         report.push(format!("{kind}: now {now} MiB, peak {peak} MiB"));
+        eprintln!("{}", report.last().map(String::as_str).unwrap_or(""));
         assert!(
             peak <= PEAK_RSS_BOUND_MIB,
             "{kind}: peak RSS {peak} MiB over {PEAK_RSS_BOUND_MIB} MiB\n{}",
@@ -130,26 +131,15 @@ async fn peak_memory_stays_bounded_under_every_kind_of_attack() {
 
     // 3. Search: 20,000 OR values; 1,000 parameters.
     let values: Vec<String> = (0..20_000).map(|i| format!("x{i}")).collect();
-    let many_values = format!("{fhir}/AuditEvent?entity-name={}", values.join(","));
-    let many_params = format!(
-        "{fhir}/AuditEvent?{}",
-        (0..1000)
-            .map(|i| format!("entity-name=x{i}"))
-            .collect::<Vec<_>>()
-            .join("&")
-    );
-    let mut st = Vec::new();
-    for url in [&many_values, &many_params, &many_values, &many_params] {
-        st.push(
-            client
-                .get(url)
-                .send()
-                .await
-                .expect("an answer")
-                .status()
-                .as_u16(),
-        );
-    }
+    let many_values = format!("entity-name={}", values.join(","));
+    let many_params = (0..1000)
+        .map(|i| format!("entity-name=x{i}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let form = "application/x-www-form-urlencoded";
+    let search = format!("{fhir}/AuditEvent/_search");
+    let mut st = send_four(&client, &search, form, many_values.as_bytes()).await;
+    st.extend(send_four(&client, &search, form, many_params.as_bytes()).await);
     check("search terms", &st, &[400]);
 
     // 4. Bundle amplification: 10,000 searches per batch (the entry cap).
@@ -159,19 +149,6 @@ async fn peak_memory_stays_bounded_under_every_kind_of_attack() {
     ]);
     let st = send_four(&client, &fhir, "application/fhir+json", &gets).await;
     check("bundle of searches", &st, &[200]);
-    // Over the cap: refused before any entry runs.
-    let st = send_four(
-        &client,
-        &fhir,
-        "application/fhir+json",
-        &batch(vec![
-            json!({"request": {"method": "GET", "url": "AuditEvent"}});
-            10_001
-        ]),
-    )
-    .await;
-    check("bundle over the entry cap", &st, &[413]);
-
     // 5. A batch of 1,000 creates, four at once: every event acknowledged.
     for round in 0..4u64 {
         let entries = (0..1000)
