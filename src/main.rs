@@ -525,7 +525,9 @@ fn hash(paths: &[PathBuf], json: bool, workers: Option<usize>) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let mut report = report::Report::default();
     let mut done = 0usize;
-    digest::hash_files_each(&files, workers, |i, outcome| {
+    // The CLI reads no configuration: the default header bounds apply.
+    let limits = vellum::config::HeaderLimits::default();
+    digest::hash_files_each(&files, workers, &limits, |i, outcome| {
         let kind = report.push(files[i].display().to_string(), outcome);
         let line = if json {
             report.last_line(kind).to_string()

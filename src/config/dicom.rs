@@ -38,6 +38,15 @@ pub struct RawDicomSettings {
     pub pending_give_up_after_s: u64,
     /// Pending digests read per poll.
     pub pending_batch: usize,
+    /// Most bytes of an instance before its pixel data (file meta and
+    /// header, after inflating a deflated data set).
+    pub max_header_bytes: u64,
+    /// Longest single element before the pixel data (sequences count by
+    /// their items' elements).
+    pub max_element_bytes: u64,
+    /// Least time between two full rescans of the folders, ms (a study UID
+    /// found in no file triggers one at most this often).
+    pub rescan_min_interval_ms: u64,
 }
 
 /// A list of paths: a TOML array, or one string with comma-separated items
@@ -83,6 +92,35 @@ impl Default for RawDicomSettings {
             pending_retry_max_ms: 600_000,
             pending_give_up_after_s: 0,
             pending_batch: 100,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_element_bytes: DEFAULT_MAX_ELEMENT_BYTES,
+            rescan_min_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Default of `dicom.max_header_bytes`: far above real headers (tens of KiB,
+/// a few MiB for large enhanced multi-frame objects).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 64 << 20;
+/// Default of `dicom.max_element_bytes`.
+pub const DEFAULT_MAX_ELEMENT_BYTES: u64 = 16 << 20;
+
+/// What an instance's header may hold before anything reads it into memory
+/// (dicom-object loads every header element whole; a deflated upload of a
+/// few hundred KiB can inflate to gigabytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// `dicom.max_header_bytes`.
+    pub max_header_bytes: u64,
+    /// `dicom.max_element_bytes`.
+    pub max_element_bytes: u64,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_element_bytes: DEFAULT_MAX_ELEMENT_BYTES,
         }
     }
 }
@@ -101,6 +139,8 @@ pub struct DicomSettings {
     pub workers: usize,
     /// The pending-digest worker (src/dicom/worker.rs); see RawDicomSettings.
     pub pending: PendingSettings,
+    pub header: HeaderLimits,
+    pub rescan_min_interval: Duration,
 }
 
 /// Validated `pending_*` keys of `[dicom]`.
@@ -157,9 +197,20 @@ impl DicomSettings {
                 reason: "max_upload_bytes and dicomweb_timeout_ms must be greater than 0".into(),
             });
         }
+        if raw.max_header_bytes == 0 || raw.max_element_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "dicom.max_header_bytes",
+                reason: "max_header_bytes and max_element_bytes must be greater than 0".into(),
+            });
+        }
         let pending = PendingSettings::from_raw(&raw);
         Ok(DicomSettings {
             pending,
+            header: HeaderLimits {
+                max_header_bytes: raw.max_header_bytes,
+                max_element_bytes: raw.max_element_bytes,
+            },
+            rescan_min_interval: Duration::from_millis(raw.rescan_min_interval_ms),
             folders: raw.folders.0.iter().map(PathBuf::from).collect(),
             index_path: raw.index_path.into(),
             dicomweb_url: raw
@@ -183,6 +234,8 @@ impl Default for DicomSettings {
         let raw = RawDicomSettings::default();
         DicomSettings {
             pending: PendingSettings::from_raw(&raw),
+            header: HeaderLimits::default(),
+            rescan_min_interval: Duration::from_millis(raw.rescan_min_interval_ms),
             folders: Vec::new(),
             index_path: raw.index_path.into(),
             dicomweb_url: None,

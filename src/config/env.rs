@@ -131,6 +131,12 @@ mod tests {
                 "dicom.pending_give_up_after_s",
             ),
             ("DICOM_PENDING_BATCH", "dicom.pending_batch"),
+            ("DICOM_MAX_HEADER_BYTES", "dicom.max_header_bytes"),
+            ("DICOM_MAX_ELEMENT_BYTES", "dicom.max_element_bytes"),
+            (
+                "DICOM_RESCAN_MIN_INTERVAL_MS",
+                "dicom.rescan_min_interval_ms",
+            ),
             ("LIMITS_XML_MAX_DEPTH", "limits.xml_max_depth"),
             ("LIMITS_XML_MAX_BYTES", "limits.xml_max_bytes"),
             ("LIMITS_JSON_MAX_DEPTH", "limits.json_max_depth"),
@@ -148,6 +154,10 @@ mod tests {
             ),
             ("LIMITS_HTTP_BODY_TIMEOUT_MS", "limits.http_body_timeout_ms"),
             ("LIMITS_HTTP_MAX_CONNECTIONS", "limits.http_max_connections"),
+            (
+                "LIMITS_HTTP_MAX_CONNECTIONS_PER_PEER",
+                "limits.http_max_connections_per_peer",
+            ),
             (
                 "LIMITS_MLLP_MAX_CONNECTIONS_PER_PEER",
                 "limits.mllp_max_connections_per_peer",

@@ -32,6 +32,8 @@ pub struct RawLimits {
     pub http_body_timeout_ms: u64,
     /// Most HTTP connections open at once (all clients together).
     pub http_max_connections: usize,
+    /// Most HTTP connections one client address may hold open.
+    pub http_max_connections_per_peer: usize,
     /// Most MLLP connections one peer address may hold open.
     pub mllp_max_connections_per_peer: usize,
     /// How long a new MLLP connection may stay silent before its first
@@ -59,6 +61,7 @@ impl Default for RawLimits {
             http_header_timeout_ms: 5_000,
             http_body_timeout_ms: 30_000,
             http_max_connections: 1024,
+            http_max_connections_per_peer: 256,
             mllp_max_connections_per_peer: DEFAULT_MLLP_MAX_CONNECTIONS_PER_PEER,
             mllp_first_byte_timeout_ms: DEFAULT_MLLP_FIRST_BYTE_TIMEOUT_MS,
         }
@@ -77,6 +80,7 @@ pub struct LimitSettings {
     pub http_header_timeout: std::time::Duration,
     pub http_body_timeout: std::time::Duration,
     pub http_max_connections: usize,
+    pub http_max_connections_per_peer: usize,
     pub mllp_max_connections_per_peer: usize,
     pub mllp_first_byte_timeout: std::time::Duration,
 }
@@ -104,6 +108,10 @@ impl LimitSettings {
             ("limits.search_max_params", raw.search_max_params),
             ("limits.search_max_values", raw.search_max_values),
             ("limits.http_max_connections", raw.http_max_connections),
+            (
+                "limits.http_max_connections_per_peer",
+                raw.http_max_connections_per_peer,
+            ),
             (
                 "limits.mllp_max_connections_per_peer",
                 raw.mllp_max_connections_per_peer,
@@ -155,6 +163,7 @@ impl LimitSettings {
             http_header_timeout: std::time::Duration::from_millis(raw.http_header_timeout_ms),
             http_body_timeout: std::time::Duration::from_millis(raw.http_body_timeout_ms),
             http_max_connections: raw.http_max_connections,
+            http_max_connections_per_peer: raw.http_max_connections_per_peer,
             mllp_max_connections_per_peer: raw.mllp_max_connections_per_peer,
             mllp_first_byte_timeout: std::time::Duration::from_millis(
                 raw.mllp_first_byte_timeout_ms,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use addr::listen_addr;
 pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
-pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
+pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
 pub use evidence::{EvidenceSettings, RawEvidence};
 pub use http::{HttpSettings, RawHttp};

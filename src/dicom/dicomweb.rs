@@ -24,6 +24,7 @@ use super::index::{IndexFile, RemoteEntry, SharedIndex};
 use super::multipart::{boundary_of, PartSink, Splitter};
 use super::spool::Spool;
 use super::study::study_digest;
+use crate::config::HeaderLimits;
 
 /// Instances listed per QIDO-RS page.
 const PAGE: usize = 500;
@@ -44,6 +45,7 @@ pub struct DicomWebSource {
     base: String,
     client: reqwest::Client,
     index: Arc<SharedIndex>,
+    header: HeaderLimits,
 }
 
 /// A UID is safe to put in a URL path only when it is digits and dots.
@@ -56,6 +58,7 @@ impl DicomWebSource {
         base: String,
         timeout: Duration,
         index: Arc<SharedIndex>,
+        header: HeaderLimits,
     ) -> Result<Self, DicomWebError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -68,6 +71,7 @@ impl DicomWebSource {
             base,
             client,
             index,
+            header,
         })
     }
 
@@ -271,8 +275,9 @@ impl DicomWebSource {
                 reason: "no application/dicom part".into(),
             });
         };
+        let limits = self.header;
         let outcome = tokio::task::spawn_blocking(move || {
-            let r = hash_file(&file);
+            let r = hash_file(&file, &limits);
             drop(spool); // removes the file
             r
         })

@@ -20,6 +20,7 @@ use dicom_object::OpenFileOptions;
 use serde::Serialize;
 
 use super::walk::{self, Located, PixelHash, WalkError};
+use crate::config::HeaderLimits;
 
 /// A hashed instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,8 +170,9 @@ fn has_dicm_marker(file: &mut File) -> std::io::Result<bool> {
     Ok((n >= 132 && &head[128..132] == b"DICM") || (n >= 4 && &head[..4] == b"DICM"))
 }
 
-/// Hashes one file.
-pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
+/// Hashes one file; a header over `limits` is refused before dicom-object
+/// reads it.
+pub fn hash_file(path: &Path, limits: &HeaderLimits) -> Result<Outcome, DigestError> {
     let io = |source| DigestError::Io {
         path: path.to_path_buf(),
         source,
@@ -182,9 +184,10 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
     // The hand-written walk first: it checks every length against the file
     // without allocating, so a malformed header is refused before dicom-object
     // (which would allocate whatever length it reads) sees it.
-    let (meta, located) = match walk::locate(file) {
+    let (meta, located) = match walk::locate(file, limits) {
         Ok(l) => l,
         Err(WalkError::Io(source)) => return Err(io(source)),
+        Err(WalkError::Limit(why)) => return Ok(Outcome::Skipped(SkipReason::Refused(why))),
         Err(e) => return Ok(Outcome::Skipped(SkipReason::Unreadable(e.to_string()))),
     };
     // Nothing to hash: no need for dicom-object (which can take minutes
@@ -243,10 +246,14 @@ pub fn hash_file(path: &Path) -> Result<Outcome, DigestError> {
 /// Hashes `paths` on `workers` threads (one file per worker at a time, so
 /// memory stays at `workers ×` the per-file bound). Results are in the
 /// order of `paths`.
-pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, DigestError>> {
+pub fn hash_files(
+    paths: &[PathBuf],
+    workers: usize,
+    limits: &HeaderLimits,
+) -> Vec<Result<Outcome, DigestError>> {
     let mut results: Vec<Option<Result<Outcome, DigestError>>> =
         (0..paths.len()).map(|_| None).collect();
-    hash_files_each(paths, workers, |i, r| results[i] = Some(r));
+    hash_files_each(paths, workers, limits, |i, r| results[i] = Some(r));
     results
         .into_iter()
         .zip(paths)
@@ -266,6 +273,7 @@ pub fn hash_files(paths: &[PathBuf], workers: usize) -> Vec<Result<Outcome, Dige
 pub fn hash_files_each(
     paths: &[PathBuf],
     workers: usize,
+    limits: &HeaderLimits,
     mut found: impl FnMut(usize, Result<Outcome, DigestError>),
 ) {
     let workers = workers.clamp(1, paths.len().max(1));
@@ -278,7 +286,7 @@ pub fn hash_files_each(
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(path) = paths.get(i) else { break };
-                if tx.send((i, hash_file(path))).is_err() {
+                if tx.send((i, hash_file(path, limits))).is_err() {
                     break;
                 }
             });
@@ -304,13 +312,16 @@ pub struct Uids {
 }
 
 /// Reads only the header of `path` (no pixel data).
-pub fn read_uids(path: &Path) -> Result<Uids, SkipReason> {
+pub fn read_uids(path: &Path, limits: &HeaderLimits) -> Result<Uids, SkipReason> {
     let mut file = File::open(path).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
     if !has_dicm_marker(&mut file).map_err(|e| SkipReason::Unreadable(e.to_string()))? {
         return Err(SkipReason::NotDicom);
     }
     // Structure checked first, as in `hash_file`.
-    walk::locate(file).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
+    walk::locate(file, limits).map_err(|e| match e {
+        WalkError::Limit(why) => SkipReason::Refused(why),
+        e => SkipReason::Unreadable(e.to_string()),
+    })?;
     let h = read_header(path).map_err(SkipReason::Unreadable)?;
     Ok(Uids {
         study: h.study_instance_uid,

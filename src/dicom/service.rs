@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::DicomSettings;
 
 use super::dicomweb::{DicomWebError, DicomWebSource};
-use super::folder::{FolderError, FolderSource, StudyFound};
+use super::folder::{FolderError, FolderOptions, FolderSource, StudyFound};
 use super::index::SharedIndex;
 use super::study::StudyDigest;
 
@@ -49,7 +49,11 @@ impl DicomService {
             Arc::new(FolderSource::open(
                 settings.folders.clone(),
                 index.clone(),
-                settings.workers,
+                FolderOptions {
+                    workers: settings.workers,
+                    header: settings.header,
+                    rescan_min_interval: settings.rescan_min_interval,
+                },
             ))
         });
         let web = match &settings.dicomweb_url {
@@ -57,6 +61,7 @@ impl DicomService {
                 url.clone(),
                 settings.dicomweb_timeout,
                 index,
+                settings.header,
             )?),
             None => None,
         };

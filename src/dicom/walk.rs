@@ -14,6 +14,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use flate2::bufread::DeflateDecoder;
 use sha2::{Digest, Sha256};
 
+use crate::config::HeaderLimits;
+
 /// Bytes read and hashed per step: the per-worker memory bound.
 pub const CHUNK: usize = 1 << 20;
 
@@ -36,6 +38,9 @@ pub enum WalkError {
     Truncated,
     #[error("malformed data set: {0}")]
     Malformed(String),
+    /// Over a configured bound on the header (names the setting).
+    #[error("{0}")]
+    Limit(String),
 }
 
 fn read_err(e: io::Error) -> WalkError {
@@ -159,7 +164,10 @@ fn long_length_vr(vr: [u8; 2]) -> bool {
 /// (group 0002, always explicit VR little endian). Returns the data set's
 /// offset and the Transfer Syntax UID (0002,0010) and Media Storage SOP
 /// Class UID (0002,0002).
-fn skip_file_meta(r: &mut BufReader<File>) -> Result<(u64, FileMeta), WalkError> {
+fn skip_file_meta(
+    r: &mut BufReader<File>,
+    limits: &HeaderLimits,
+) -> Result<(u64, FileMeta), WalkError> {
     r.seek(SeekFrom::Start(0))?;
     let mut head = [0u8; 132];
     let n = read_up_to(r, &mut head)?;
@@ -196,6 +204,7 @@ fn skip_file_meta(r: &mut BufReader<File>) -> Result<(u64, FileMeta), WalkError>
                 "undefined length in the file meta group".into(),
             ));
         }
+        check_header_limits(limits, pos + header, u64::from(len), Some(vr))?;
         if matches!(element, 0x0002 | 0x0010) && len <= 64 {
             let mut v = vec![0u8; len as usize];
             r.read_exact(&mut v).map_err(read_err)?;
@@ -260,6 +269,31 @@ struct Header {
 /// length cannot be known in advance (no header element is near this).
 const MAX_DEFLATED_ELEMENT: u64 = 256 << 20;
 
+/// Refuses an element of `len` bytes starting at header offset `pos` when
+/// it would take the header (everything before the pixel element) over
+/// `dicom.max_header_bytes`, or is itself over `dicom.max_element_bytes`
+/// (a defined-length sequence is bounded by the header limit only).
+fn check_header_limits(
+    limits: &HeaderLimits,
+    pos: u64,
+    len: u64,
+    vr: Option<[u8; 2]>,
+) -> Result<(), WalkError> {
+    if len > limits.max_element_bytes && vr != Some(*b"SQ") {
+        return Err(WalkError::Limit(format!(
+            "a header element of {len} bytes is over dicom.max_element_bytes ({} bytes)",
+            limits.max_element_bytes
+        )));
+    }
+    if pos.saturating_add(len) > limits.max_header_bytes {
+        return Err(WalkError::Limit(format!(
+            "the header before the pixel data is over dicom.max_header_bytes ({} bytes)",
+            limits.max_header_bytes
+        )));
+    }
+    Ok(())
+}
+
 pub struct Walker {
     input: Input,
     big_endian: bool,
@@ -268,6 +302,11 @@ pub struct Walker {
     pos: u64,
     /// Bytes of the data set in the file (None when deflated).
     available: Option<u64>,
+    /// Bytes before the data set (preamble and file meta group).
+    meta_len: u64,
+    /// Bounds on the header, while walking to the pixel element (`None`
+    /// once there: the pixel value is streamed, never held).
+    limits: Option<HeaderLimits>,
 }
 
 impl Walker {
@@ -281,6 +320,14 @@ impl Walker {
                 "element of {len} bytes in a deflated data set"
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// The header bounds for an element of `len` bytes about to be read.
+    fn check_header(&self, len: u32, vr: Option<[u8; 2]>) -> Result<(), WalkError> {
+        match &self.limits {
+            Some(l) => check_header_limits(l, self.meta_len + self.pos, u64::from(len), vr),
+            None => Ok(()),
         }
     }
 
@@ -356,6 +403,9 @@ impl Walker {
 
     /// Skips the value of an element whose header was just read.
     fn skip_value(&mut self, h: Header, explicit_vr: bool, depth: usize) -> Result<(), WalkError> {
+        // Every element before the pixel element passes here (nested ones
+        // too): dicom-object would hold each in memory.
+        self.check_header(if h.len == UNDEFINED { 0 } else { h.len }, h.vr)?;
         if h.len != UNDEFINED {
             return self.skip(h.len);
         }
@@ -376,7 +426,11 @@ impl Walker {
             match h.tag {
                 SEQUENCE_END => return Ok(()),
                 ITEM if h.len == UNDEFINED => self.skip_dataset(explicit_vr, depth + 1)?,
-                ITEM => self.skip(h.len)?,
+                ITEM => {
+                    // A nested data set: bounded by the header limit alone.
+                    self.check_header(h.len, Some(*b"SQ"))?;
+                    self.skip(h.len)?
+                }
                 t => {
                     return Err(WalkError::Malformed(format!(
                         "({:04X},{:04X}) where an item was expected",
@@ -557,10 +611,10 @@ impl PixelElement {
 /// Walks a Part 10 file (its transfer syntax read from its file meta) to
 /// its pixel element, checking every length against the data actually
 /// there. Returns the file meta and where the walk ended.
-pub fn locate(file: File) -> Result<(FileMeta, Located), WalkError> {
+pub fn locate(file: File, limits: &HeaderLimits) -> Result<(FileMeta, Located), WalkError> {
     let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(64 * 1024, file);
-    let (start, meta) = skip_file_meta(&mut r)?;
+    let (start, meta) = skip_file_meta(&mut r, limits)?;
     let enc = Encoding::of_transfer_syntax(&meta.transfer_syntax);
     let input = if enc.deflated {
         Input::Deflated(Box::new(DeflateDecoder::new(r)))
@@ -573,11 +627,16 @@ pub fn locate(file: File) -> Result<(FileMeta, Located), WalkError> {
         explicit_vr: enc.explicit_vr,
         pos: 0,
         available: (!enc.deflated).then(|| file_len.saturating_sub(start)),
+        meta_len: start,
+        limits: Some(*limits),
     };
     let located = match walker.locate()? {
         None => Located::Absent,
         Some(h) if h.len == 0 => Located::Empty { tag: h.tag },
-        Some(header) => Located::Pixel(Box::new(PixelElement { walker, header })),
+        Some(header) => {
+            walker.limits = None;
+            Located::Pixel(Box::new(PixelElement { walker, header }))
+        }
     };
     Ok((meta, located))
 }
@@ -614,7 +673,7 @@ mod tests {
     }
 
     fn hash(f: &tempfile::NamedTempFile) -> Result<PixelHash, WalkError> {
-        match locate(File::open(f.path())?)?.1 {
+        match locate(File::open(f.path())?, &HeaderLimits::default())?.1 {
             Located::Pixel(p) => p.hash(Some(8)),
             Located::Absent => Ok(PixelHash::Absent),
             Located::Empty { tag } => Ok(PixelHash::Empty { tag }),
@@ -626,7 +685,11 @@ mod tests {
         // (0009,0010) OB claiming 4 GiB in a file of a few hundred bytes.
         let mut ds = vec![0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0];
         ds.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
-        assert!(matches!(hash(&part10(&ds)), Err(WalkError::Truncated)));
+        // (The header bound refuses it first.)
+        assert!(matches!(
+            hash(&part10(&ds)),
+            Err(WalkError::Truncated | WalkError::Limit(_))
+        ));
         // The pixel value itself too.
         let mut ds = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
         ds.extend_from_slice(&1000u32.to_le_bytes());

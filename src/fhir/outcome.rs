@@ -16,6 +16,8 @@ pub enum IssueType {
     TooLong,
     /// The request is more expensive than the server allows (`too-costly`).
     TooCostly,
+    /// A rate or connection cap was hit; retry later (`throttled`).
+    Throttled,
     Processing,
     Exception,
     Transient,
@@ -41,6 +43,7 @@ impl IssueType {
             IssueType::NotSupported => "not-supported",
             IssueType::TooLong => "too-long",
             IssueType::TooCostly => "too-costly",
+            IssueType::Throttled => "throttled",
             IssueType::Processing => "processing",
             IssueType::Exception => "exception",
             IssueType::Transient => "transient",

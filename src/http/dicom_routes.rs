@@ -166,6 +166,7 @@ async fn digest(
         }
     }
     let workers = settings.workers;
+    let limits = settings.header;
     // Hashing is CPU and file work: off the async workers.
     let report = web::block(move || {
         let spool = spool; // dropped (and its files removed) after hashing
@@ -177,7 +178,7 @@ async fn digest(
                 Spooled::Refused(_) => None,
             })
             .collect();
-        let mut hashed = hash_files(&files, workers).into_iter();
+        let mut hashed = hash_files(&files, workers, &limits).into_iter();
         let outcomes: Vec<_> = spool
             .parts
             .iter()

@@ -12,6 +12,7 @@ mod fhir_routes;
 mod format;
 mod intake_response;
 mod metrics_middleware;
+mod peer_cap;
 mod readiness;
 mod report_routes;
 mod request_span;
@@ -64,12 +65,15 @@ pub fn server(
     // actix counts connections per worker thread.
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let per_worker = limits.http_max_connections.div_ceil(workers).max(1);
+    let peers = crate::peers::PeerCounts::default();
+    let per_peer = limits.http_max_connections_per_peer;
     Ok(HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(authn::gate))
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
             // Outermost: assigns the request id the span above reads.
             .wrap(actix_web::middleware::from_fn(metrics_middleware::record))
+            .wrap(actix_web::middleware::from_fn(peer_cap::refuse_over_cap))
             .app_data(state.clone())
             .configure(fhir_routes::configure)
             .configure(admin::configure)
@@ -81,6 +85,7 @@ pub fn server(
     })
     .workers(workers)
     .max_connections(per_worker)
+    .on_connect(move |conn, data| peer_cap::on_connect(&peers, per_peer, conn, data))
     .client_request_timeout(limits.http_header_timeout)
     .listen(listener)?
     .run())

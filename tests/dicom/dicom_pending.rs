@@ -186,6 +186,8 @@ fn pending_settings(db: &TestDb, archive: &Path, index: &Path) -> RawSettings {
     raw.dicom.budget_ms = 2_000;
     raw.dicom.pending_poll_ms = 200;
     raw.dicom.pending_retry_max_ms = 400;
+    // Files arrive during the test: rescan the archive at every poll.
+    raw.dicom.rescan_min_interval_ms = 100;
     raw
 }
 

@@ -319,7 +319,7 @@ async fn verify_rehashes_a_recorded_study_and_notices_changed_pixels() {
     let (code, out) = run_verify_event(&db.url, &folder, &index, &id);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.starts_with("Match  study 1.2.826.0.1.3680043.8.498.7700.2"),
+        out.starts_with("match: study 1.2.826.0.1.3680043.8.498.7700.2"),
         "{out}"
     );
 
@@ -332,5 +332,5 @@ async fn verify_rehashes_a_recorded_study_and_notices_changed_pixels() {
     std::fs::write(&victim, bytes).expect("write");
     let (code, out) = run_verify_event(&db.url, &folder, &index, &id);
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with("Mismatch"), "{out}");
+    assert!(out.starts_with("MISMATCH"), "{out}");
 }

@@ -581,3 +581,83 @@ async fn a_trickling_body_gets_408_naming_the_setting() {
     assert!(text.contains("limits.http_body_timeout_ms"), "{text}");
     assert_alive(&mut s).await;
 }
+
+/// Sends one keep-alive request on `conn` and returns the response head and
+/// body (read up to the end of its Content-Length).
+async fn request_on(conn: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.expect("read");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        if n == 0 {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_every_http_connection() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut s = server(&db, &[("VELLUM_LIMITS_HTTP_MAX_CONNECTIONS_PER_PEER", "4")]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    // Four kept-alive connections, each proven open by a served request.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect().await.expect("connect");
+        let head = request_on(&mut c, "/readyz").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(c);
+    }
+    // A fifth from the same address: 429 naming the setting, then closed.
+    let mut fifth = connect().await.expect("connect");
+    let answer = request_on(&mut fifth, "/readyz").await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1"), "{answer}");
+    assert!(lower.contains("connection: close"), "{answer}");
+    assert!(
+        answer.contains("limits.http_max_connections_per_peer"),
+        "{answer}"
+    );
+    assert!(answer.contains("OperationOutcome"), "{answer}");
+    // The held connections still serve.
+    let head = request_on(&mut held[0], "/readyz").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Closing one frees its slot (released when the server sees the close).
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..100 {
+        let mut c = connect().await.expect("connect");
+        if request_on(&mut c, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "a freed slot is usable again");
+    drop(held);
+    assert_alive(&mut s).await;
+}

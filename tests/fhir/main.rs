@@ -8,6 +8,8 @@ mod conformance_suite;
 mod fhir_api;
 mod fhir_search;
 mod hostile_input;
+mod hostile_memory;
+
 mod independent_validation;
 mod profiles;
 mod smoke_common;

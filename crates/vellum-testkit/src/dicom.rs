@@ -1,7 +1,10 @@
 //! The DICOM fixtures (fixtures/dicom) and their independent pydicom
 //! reference digests (fixtures/dicom/digests.json).
 
+use std::io::Write;
 use std::path::PathBuf;
+
+use flate2::write::DeflateEncoder;
 
 use serde_json::Value;
 
@@ -58,4 +61,40 @@ pub fn hash_report(stdout: &[u8]) -> Value {
         report[list].as_array_mut().expect("array").push(v);
     }
     report
+}
+
+/// Deflated Explicit VR Little Endian.
+const DEFLATED: &[u8] = b"1.2.840.10008.1.2.1.99\0";
+
+/// A deflate bomb (issue 12): a Part 10 file with a deflated data set of
+/// `elements` private OB elements of `size` zero bytes each, then a small
+/// pixel data element; it weighs about a thousandth of what it inflates to.
+pub fn deflated_instance(elements: usize, size: usize) -> Vec<u8> {
+    let mut ts = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
+    ts.extend_from_slice(&(DEFLATED.len() as u16).to_le_bytes());
+    ts.extend_from_slice(DEFLATED);
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    // (0002,0000) UL group length, then the transfer syntax.
+    out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    out.extend_from_slice(&(ts.len() as u32).to_le_bytes());
+    out.extend_from_slice(&ts);
+    let mut z = DeflateEncoder::new(out, flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for i in 0..elements {
+        let mut h = vec![0x09, 0x00, 0x10 + i as u8, 0x10, b'O', b'B', 0, 0];
+        h.extend_from_slice(&(size as u32).to_le_bytes());
+        z.write_all(&h).expect("deflate");
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            z.write_all(&zeros[..n]).expect("deflate");
+            left -= n;
+        }
+    }
+    let mut pixels = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+    pixels.extend_from_slice(&4u32.to_le_bytes());
+    pixels.extend_from_slice(b"\x01\x02\x03\x04");
+    z.write_all(&pixels).expect("deflate");
+    z.finish().expect("deflate")
 }
