@@ -46,11 +46,12 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashMap;
+mod stream;
+pub use stream::Progress;
 
 use super::hash::{self, Hash};
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{self, Accumulator};
+use crate::merkle;
 use crate::note::NoteVerifier;
 use crate::store::{AnyStore, Store, StoreError, StoredEntry};
 
@@ -123,35 +124,40 @@ pub async fn verify(store: &impl Store) -> Result<Verdict, StoreError> {
     .await
 }
 
+/// Entries per page of the streamed walk ([`verify_all`]).
+const STREAM_PAGE: usize = 8192;
+
 /// [`verify`], then every stored checkpoint: its signature (with `key`;
 /// without one only its form), and that the entries hash to its root and
-/// chain; and that the stored Merkle nodes give the recomputed root.
+/// chain; that the stored Merkle nodes give the recomputed root; and, when
+/// the store has an indexer, that every entry's search-index rows are the
+/// ones its body gives. One streamed pass over the entries (stream.rs).
 pub async fn verify_all(
     store: &AnyStore,
     key: Option<&NoteVerifier>,
 ) -> Result<Verdict, StoreError> {
+    verify_all_with(store, key, None).await
+}
+
+/// [`verify_all`], reporting the entries verified so far to `progress`.
+pub async fn verify_all_with(
+    store: &AnyStore,
+    key: Option<&NoteVerifier>,
+    progress: Option<stream::Progress>,
+) -> Result<Verdict, StoreError> {
     let stored = store.checkpoints().await?;
-    let mut wanted: HashMap<u64, Option<(Hash, Hash)>> = stored
-        .iter()
-        .map(|c| (c.tree_size.max(0) as u64, None))
-        .collect();
-    let mut acc = Accumulator::default();
-    let mut verdict = verify_paged(
-        PAGE,
-        |after, limit| store.entries_after(after, limit),
-        |row: &StoredEntry| {
-            // The walk has checked this row's leaf and chain hashes.
-            let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
-            acc.push(leaf);
-            if let Some(slot) = wanted.get_mut(&acc.size()) {
-                *slot = Some((
-                    acc.root(),
-                    hash::from_slice(&row.chain_hash).unwrap_or_default(),
-                ));
-            }
-        },
-    )
-    .await?;
+    let sizes: Vec<u64> = stored.iter().map(|c| c.tree_size.max(0) as u64).collect();
+    let indexer = store.indexer();
+    let rx = store.stream_entries(STREAM_PAGE, indexer.is_some());
+    let walked = tokio::task::spawn_blocking(move || stream::walk(rx, &sizes, indexer, progress))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    let stream::Walked {
+        mut verdict,
+        acc,
+        at_size,
+        index_problem,
+    } = walked;
     if verdict.problem.is_some() {
         return Ok(verdict);
     }
@@ -186,7 +192,7 @@ pub async fn verify_all(
                 return Ok(verdict);
             }
         };
-        match wanted.get(&cp.size).copied().flatten() {
+        match at_size.get(&cp.size).copied() {
             None if cp.size == 0 => {}
             None => {
                 verdict.problem = Some(problem(
@@ -237,64 +243,9 @@ pub async fn verify_all(
         ));
         return Ok(verdict);
     }
-    if let Some(indexer) = store.indexer() {
-        verdict.problem = verify_index(store, indexer).await?;
-    }
+    // Index rows are compared by counts only: values may be patient ids.
+    verdict.problem = index_problem;
     Ok(verdict)
-}
-
-/// Recomputes every entry's search-index rows from its body and compares
-/// them with the stored ones (as multisets). Reports the first entry that
-/// differs, by counts only: index values may be patient identifiers.
-pub async fn verify_index(
-    store: &AnyStore,
-    indexer: crate::store::IndexFn,
-) -> Result<Option<Problem>, StoreError> {
-    type Key = (
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-    );
-    fn key(r: crate::store::IndexRow) -> Key {
-        (r.param, r.sys, r.val, r.exact, r.low, r.high)
-    }
-    let mut after = 0i64;
-    loop {
-        let entries = store.entries_after(after, PAGE).await?;
-        let Some(last) = entries.last().map(|e| e.seq) else {
-            return Ok(None);
-        };
-        let mut stored: HashMap<i64, Vec<Key>> = HashMap::new();
-        for (seq, row) in store.index_rows_between(after, last).await? {
-            stored.entry(seq).or_default().push(key(row));
-        }
-        for e in &entries {
-            let mut want: Vec<Key> = crate::store::expected_rows(&e.body, &e.last_updated, indexer)
-                .into_iter()
-                .map(key)
-                .collect();
-            let mut have = stored.remove(&e.seq).unwrap_or_default();
-            want.sort();
-            have.sort();
-            if want != have {
-                let missing = want.iter().filter(|k| !have.contains(k)).count();
-                let extra = have.iter().filter(|k| !want.contains(k)).count();
-                return Ok(Some(problem(
-                    e.seq,
-                    ProblemKind::IndexMismatch,
-                    format!(
-                        "search-index rows differ from the body: {missing} missing, {extra} extra ({} stored, {} expected)",
-                        have.len(),
-                        want.len()
-                    ),
-                )));
-            }
-        }
-        after = last;
-    }
 }
 
 /// The walk over pages of `page` rows fetched by `fetch(after_seq, limit)`;
@@ -427,6 +378,35 @@ impl Walker {
         }
     }
 
+    fn push(&mut self, k: i64, link: Hash) {
+        if self.verified.len() > HISTORY {
+            self.verified.pop_front();
+        }
+        self.verified.push_back((k, link));
+    }
+
+    /// The row holds, given its precomputed hashes: it is the next seq,
+    /// its hash columns and `id`/`last_updated` match its body, and it links
+    /// from the verified chain. Then it joins the verified prefix; otherwise
+    /// nothing changes and [`Walker::step`] classifies it.
+    fn accept(&mut self, row: &StoredEntry, pre: &stream::Pre) -> bool {
+        let (prev_seq, prev) = self.head();
+        let k = prev_seq + 1;
+        if row.seq != k
+            || !pre.columns_ok
+            || row.body_sha256 != pre.body_sha
+            || row.leaf_hash != pre.leaf
+        {
+            return false;
+        }
+        let link = hash::chain_hash(&prev, seq_u64(k), &pre.body_sha);
+        if row.chain_hash != link {
+            return false;
+        }
+        self.push(k, link);
+        true
+    }
+
     /// Checks `row`, the next row in seq order, with up to LOOKAHEAD rows
     /// that follow it. On success the row joins the verified prefix.
     fn step(&mut self, row: &StoredEntry, ahead: &[StoredEntry]) -> Result<(), Problem> {
@@ -465,10 +445,7 @@ impl Walker {
         if row.chain_hash == link {
             if sha_ok && leaf_ok {
                 check_columns(k, row)?;
-                if self.verified.len() > HISTORY {
-                    self.verified.pop_front();
-                }
-                self.verified.push_back((k, link));
+                self.push(k, link);
                 return Ok(());
             }
             return Err(linked_but_inconsistent(k, &link, sha_ok, ahead.first()));

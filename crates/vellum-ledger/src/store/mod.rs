@@ -9,6 +9,7 @@ mod reads;
 pub mod search;
 pub mod sqlite;
 mod sqlite_append;
+pub mod stream;
 
 use std::future::Future;
 

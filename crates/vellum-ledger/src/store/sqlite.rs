@@ -21,7 +21,7 @@ pub struct SqliteStore {
     /// Migrations, the index back-fill and raw SQL for tests and tools.
     writer: SqlitePool,
     readers: SqlitePool,
-    path: std::path::PathBuf,
+    pub(super) path: std::path::PathBuf,
     /// Appends run on their own connection and thread (sqlite_append.rs),
     /// opened on first use: the schema must be migrated first.
     appender: std::sync::Arc<tokio::sync::OnceCell<Appender>>,
