@@ -33,7 +33,7 @@ pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, PathList, PendingSettings, RawDicomSettings};
 pub use evidence::{EvidenceSettings, RawEvidence};
-pub use http::{HttpSettings, RawHttp};
+pub use http::{HttpSettings, HttpTls, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
@@ -78,6 +78,9 @@ pub struct RawSettings {
     pub http_addr: String,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
+    pub http_tls_cert: Option<String>,
+    pub http_tls_key: Option<String>,
+    pub http_tls_client_ca: Option<String>,
     // mllp.rs
     pub mllp_addr: String,
     pub mllp_tls_addr: String,
@@ -163,6 +166,9 @@ impl RawSettings {
             http_addr: http.http_addr,
             max_body_bytes: http.max_body_bytes,
             public_base_url: http.public_base_url,
+            http_tls_cert: http.http_tls_cert,
+            http_tls_key: http.http_tls_key,
+            http_tls_client_ca: http.http_tls_client_ca,
             mllp_addr: mllp.mllp_addr,
             mllp_tls_addr: mllp.mllp_tls_addr,
             mllp_max_frame_bytes: mllp.mllp_max_frame_bytes,
@@ -197,6 +203,9 @@ impl RawSettings {
             http_addr,
             max_body_bytes,
             public_base_url,
+            http_tls_cert,
+            http_tls_key,
+            http_tls_client_ca,
             mllp_addr,
             mllp_tls_addr,
             mllp_max_frame_bytes,
@@ -231,6 +240,9 @@ impl RawSettings {
                 http_addr,
                 max_body_bytes,
                 public_base_url,
+                http_tls_cert,
+                http_tls_key,
+                http_tls_client_ca,
             },
             mllp: RawMllp {
                 mllp_addr,
@@ -292,6 +304,8 @@ pub struct Settings {
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     pub http_addr: std::net::SocketAddr,
+    /// TLS for the HTTP server; `None`: plain HTTP.
+    pub http_tls: Option<HttpTls>,
     /// Every MLLP listener, in configuration order (plain ones first).
     pub mllp_listeners: Vec<MllpListenerSpec>,
     pub mllp: MllpSettings,
@@ -313,6 +327,7 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let defaults = Serialized::defaults(RawSettings::default());
         let env = env::provider(&defaults)?;
+        let files = env::file_provider(&defaults)?;
         let mut fig = Figment::from(defaults);
         if let Some(path) = file {
             if !path.exists() {
@@ -320,7 +335,7 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(env);
+        fig = fig.merge(env).merge(files);
         let raw: RawSettings = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         Self::validate(raw)
     }
@@ -357,6 +372,7 @@ impl Settings {
             database_role: database.role,
             migrate_on_start: database.migrate_on_start,
             http_addr: http.addr,
+            http_tls: http.tls,
             max_body_bytes: http.max_body_bytes,
             public_base_url: http.public_base_url,
             mllp_listeners: mllp.listeners,

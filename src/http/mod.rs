@@ -15,6 +15,7 @@ mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
+pub mod tls;
 mod visibility;
 
 use std::net::TcpListener;
@@ -46,18 +47,20 @@ pub struct AppState {
     pub access: authn::AccessControl,
 }
 
-/// The HTTP server on an already bound `listener`, serving `state`. It
-/// runs once awaited (or spawned).
+/// The HTTP server on an already bound `listener`, serving `state`, over
+/// TLS when `tls` is given (see [`tls::acceptor`]). It runs once awaited
+/// (or spawned).
 pub fn server(
     listener: TcpListener,
     state: web::Data<AppState>,
     dicom: web::Data<DicomService>,
+    tls: Option<openssl::ssl::SslAcceptorBuilder>,
 ) -> std::io::Result<Server> {
     let limits = state.limits;
     // actix counts connections per worker thread.
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let per_worker = limits.http_max_connections.div_ceil(workers).max(1);
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(authn::gate))
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
@@ -73,6 +76,10 @@ pub fn server(
     .workers(workers)
     .max_connections(per_worker)
     .client_request_timeout(limits.http_header_timeout)
-    .listen(listener)?
-    .run())
+    .on_connect(tls::capture_peer_certificate);
+    let server = match tls {
+        Some(acceptor) => server.listen_openssl(listener, acceptor)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

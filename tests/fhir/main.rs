@@ -7,6 +7,7 @@ mod conformance_suite;
 mod fhir_api;
 mod fhir_search;
 mod hostile_input;
+mod http_tls;
 mod independent_validation;
 mod profiles;
 mod smoke_common;
