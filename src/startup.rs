@@ -27,6 +27,8 @@ pub enum StartError {
     Evidence(#[from] crate::evidence::EvidenceError),
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("{0}")]
+    HttpTls(std::io::Error),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         /// Which listener (and the setting that names its address).
@@ -102,7 +104,7 @@ fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessContr
         tracing::warn!("auth.record_reads is off: reads of the audit log are NOT recorded");
     }
     Ok(crate::http::authn::AccessControl::new(
-        Authenticator::new(tokens, dev),
+        Authenticator::new(tokens, dev).with_clients(auth.clients.clone()),
         auth.metrics_public,
         auth.record_reads,
     ))
@@ -168,7 +170,16 @@ impl Application {
             access: access_control(settings)?,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
-        let server = crate::http::server(listener, state, web::Data::from(dicom_service))
+        let tls = match &settings.http_tls {
+            Some(files) => {
+                let (acceptor, reloader) =
+                    crate::http::tls::acceptor(files).map_err(StartError::HttpTls)?;
+                tokio::spawn(crate::http::tls::reload_on_sighup(reloader));
+                Some(acceptor)
+            }
+            None => None,
+        };
+        let server = crate::http::server(listener, state, web::Data::from(dicom_service), tls)
             .map_err(bind_error)?;
         Ok(Application {
             port,

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 
+use super::client_cert::ClientCertMap;
 use super::principal::{Credential, Principal};
 use super::role::RoleSet;
 use super::token::{TokenHash, TokenRegistry};
@@ -26,6 +27,8 @@ pub struct Authenticator {
     tokens: TokenRegistry,
     /// Hash of the development token, which holds every role.
     dev_token: Option<TokenHash>,
+    /// TLS client certificates mapped to principals (`auth.clients`).
+    clients: ClientCertMap,
 }
 
 /// Subject of the development token.
@@ -36,12 +39,27 @@ impl Authenticator {
         Authenticator {
             tokens,
             dev_token: dev_token.map(TokenHash::of),
+            clients: ClientCertMap::default(),
         }
+    }
+
+    /// Also accept these TLS client certificates.
+    pub fn with_clients(mut self, clients: ClientCertMap) -> Self {
+        self.clients = clients;
+        self
     }
 
     /// Whether any credential is configured at all.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.dev_token.is_none()
+        self.tokens.is_empty() && self.dev_token.is_none() && self.clients.is_empty()
+    }
+
+    /// The caller presenting this verified TLS client certificate.
+    pub fn authenticate_certificate(
+        &self,
+        cert: &openssl::x509::X509Ref,
+    ) -> Result<Principal, AuthError> {
+        self.clients.principal(cert).ok_or(AuthError::Unknown)
     }
 
     /// The caller of a request with this `Authorization` header value.

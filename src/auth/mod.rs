@@ -5,6 +5,7 @@
 //! middleware (`crate::http::authn`) applies them.
 
 pub mod authenticator;
+pub mod client_cert;
 pub mod key_scope;
 pub mod policy;
 pub mod principal;

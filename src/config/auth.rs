@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::database::DatabaseUrl;
 use super::secret::Secret;
 use super::ConfigError;
+use crate::auth::client_cert::ClientCertMap;
 use crate::auth::{Grant, TokenRegistry};
 
 /// `[auth]` as written by an operator.
@@ -18,6 +19,10 @@ pub struct RawAuth {
     /// Grant lines `sha256:<hex> <subject> <role,role…>` (a TOML array, or
     /// one string with `;`-separated lines in `VELLUM_AUTH_TOKENS`).
     pub tokens: GrantLines,
+    /// TLS client certificates and their roles, lines
+    /// `<subject DN | dns:NAME | uri:URI> <role,role…>` (see
+    /// `crate::auth::client_cert`); used on HTTPS with `http_tls_client_ca`.
+    pub clients: GrantLines,
     /// A file of grant lines. Unset on SQLite: `<database file>.tokens`,
     /// where the first start writes its admin token.
     pub token_file: Option<String>,
@@ -35,6 +40,7 @@ impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
             tokens: GrantLines::default(),
+            clients: GrantLines::default(),
             token_file: None,
             metrics_public: false,
             record_reads: true,
@@ -46,6 +52,7 @@ impl fmt::Debug for RawAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawAuth")
             .field("tokens", &self.tokens.0.len())
+            .field("clients", &self.clients.0)
             .field("token_file", &self.token_file)
             .field("metrics_public", &self.metrics_public)
             .field("record_reads", &self.record_reads)
@@ -86,6 +93,8 @@ impl From<OneOrMany> for GrantLines {
 pub struct AuthSettings {
     /// The configured tokens (the token file is read at start-up).
     pub tokens: TokenRegistry,
+    /// `auth.clients`: client certificates mapped to principals.
+    pub clients: ClientCertMap,
     /// `VELLUM_DEV_TOKEN`: a token with every role, for local use and tests.
     pub dev_token: Option<Secret<String>>,
     pub token_file: Option<PathBuf>,
@@ -107,6 +116,12 @@ impl AuthSettings {
             })?;
             grants.push(grant);
         }
+        let clients = ClientCertMap::parse(raw.clients.0.iter().map(String::as_str)).map_err(
+            |(line, e)| ConfigError::Invalid {
+                key: "auth.clients",
+                reason: format!("line {line}: {e}"),
+            },
+        )?;
         let dev_token = match dev_token.map(|t| t.trim().to_string()) {
             None => None,
             Some(t) if t.is_empty() => None,
@@ -129,6 +144,7 @@ impl AuthSettings {
         };
         Ok(AuthSettings {
             tokens: TokenRegistry::new(grants),
+            clients,
             dev_token,
             token_file,
             metrics_public: raw.metrics_public,

@@ -2,8 +2,16 @@
 //! a top-level key `k` is `VELLUM_K`, key `k` of table `[s]` is
 //! `VELLUM_S_K`. Only those names are read, so unrelated `VELLUM_*`
 //! variables (test knobs) do not fail start-up.
+//!
+//! Every setting may instead be given as `VELLUM_<NAME>_FILE=/path` (the
+//! Docker secrets / systemd credentials convention): the file's content,
+//! without its trailing line break, is the value, read as if it had been
+//! `VELLUM_<NAME>`. Setting both is an error. Settings whose own name ends
+//! in `_file` (`signing_key_file`, `auth.token_file`) keep their meaning.
 
 use std::collections::HashMap;
+
+use std::path::Path;
 
 use figment::providers::{Env, Serialized};
 use figment::value::{Dict, Value};
@@ -42,12 +50,83 @@ pub fn unknown_variables() -> Vec<String> {
         .filter(|k| {
             k.strip_prefix("VELLUM_").is_some_and(|rest| {
                 let rest = rest.to_ascii_lowercase();
-                !names.contains_key(&rest) && !NOT_SETTINGS.contains(&rest.as_str())
+                // `VELLUM_<NAME>_FILE` carries setting <NAME> from a file.
+                let from_file = rest
+                    .strip_suffix("_file")
+                    .is_some_and(|s| names.contains_key(s));
+                !names.contains_key(&rest) && !from_file && !NOT_SETTINGS.contains(&rest.as_str())
             })
         })
         .collect();
     unknown.sort();
     unknown
+}
+
+/// The values of the `VELLUM_<NAME>_FILE` variables set in the
+/// environment, read from their files. Merged after [`provider`].
+pub(super) fn file_provider(
+    defaults: &Serialized<RawSettings>,
+) -> Result<Serialized<Dict>, ConfigError> {
+    let mut data = defaults
+        .data()
+        .map_err(|e| ConfigError::Load(Box::new(e)))?;
+    let doc = data.remove(&Profile::Default).unwrap_or_default();
+    let names = env_names(&doc);
+    let mut out = Dict::new();
+    for (var, file) in std::env::vars_os() {
+        let Some(var) = var.to_str().map(str::to_ascii_lowercase) else {
+            continue;
+        };
+        let Some(stem) = var
+            .strip_prefix("vellum_")
+            .and_then(|v| v.strip_suffix("_file"))
+        else {
+            continue;
+        };
+        // `VELLUM_SIGNING_KEY_FILE` is the setting `signing_key_file`.
+        if names.contains_key(&var["vellum_".len()..]) {
+            continue;
+        }
+        let Some(path) = names.get(stem) else {
+            continue;
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "VELLUM_*_FILE",
+            reason,
+        };
+        let upper = stem.to_ascii_uppercase();
+        if std::env::var_os(format!("VELLUM_{upper}")).is_some() {
+            return Err(invalid(format!(
+                "VELLUM_{upper} and VELLUM_{upper}_FILE are both set"
+            )));
+        }
+        let value = read_secret_file(Path::new(&file))
+            .map_err(|e| invalid(format!("VELLUM_{upper}_FILE: cannot read the file: {e}")))?;
+        let value: Value = value.parse().unwrap_or_else(|e| match e {});
+        if let Value::Dict(_, nested) = figment::util::nest(path, value) {
+            merge(&mut out, nested);
+        }
+    }
+    Ok(Serialized::defaults(out))
+}
+
+/// A secret file's content without its trailing line break. The error names
+/// no content.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Merges the nested dictionary `add` into `into`.
+fn merge(into: &mut Dict, add: Dict) {
+    for (k, v) in add {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, more)) => merge(existing, more),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Lowercase variable name (after `VELLUM_`) → key path (`dicom.folders`).
@@ -71,6 +150,7 @@ fn env_names(doc: &Dict) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DatabaseUrl;
 
     fn names() -> HashMap<String, String> {
         let defaults = Serialized::defaults(RawSettings::default());
@@ -89,6 +169,9 @@ mod tests {
             ("HTTP_ADDR", "http_addr"),
             ("MAX_BODY_BYTES", "max_body_bytes"),
             ("PUBLIC_BASE_URL", "public_base_url"),
+            ("HTTP_TLS_CERT", "http_tls_cert"),
+            ("HTTP_TLS_KEY", "http_tls_key"),
+            ("HTTP_TLS_CLIENT_CA", "http_tls_client_ca"),
             ("MLLP_ADDR", "mllp_addr"),
             ("MLLP_TLS_ADDR", "mllp_tls_addr"),
             ("MLLP_MAX_FRAME_BYTES", "mllp_max_frame_bytes"),
@@ -106,6 +189,7 @@ mod tests {
             ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
             ("DEV_TOKEN", "dev_token"),
             ("AUTH_TOKENS", "auth.tokens"),
+            ("AUTH_CLIENTS", "auth.clients"),
             ("AUTH_TOKEN_FILE", "auth.token_file"),
             ("AUTH_METRICS_PUBLIC", "auth.metrics_public"),
             ("AUTH_RECORD_READS", "auth.record_reads"),
@@ -196,6 +280,57 @@ mod tests {
         }
         // No name left over, and none claimed by two keys.
         assert_eq!(names.len(), documented.len() + syslog.len());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn secrets_come_from_files_and_never_show() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("dev_token", "file-dev-token-0123456789\n")?;
+            jail.create_file("key", "pseudonym-key-0123456789abcdef0123\r\n")?;
+            jail.create_file("db", "postgres://vellum:hunter2-secret@db.example/vellum\n")?;
+            jail.create_file("signing.key", "not a secret setting")?;
+            jail.set_env("VELLUM_DEV_TOKEN_FILE", "dev_token");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYM_KEY_FILE", "key");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+            jail.set_env("VELLUM_DATABASE_URL_FILE", "db");
+            // A setting whose own name ends in `_FILE` keeps its meaning.
+            jail.set_env("VELLUM_SIGNING_KEY_FILE", "signing.key");
+            jail.set_env("VELLUM_WRITER_QUEUE_FILE", "queue");
+            jail.create_file("queue", "23\n")?;
+            let s = super::super::Settings::load(None).map_err(|e| e.to_string())?;
+            let dev = s.auth.dev_token.as_ref().unwrap();
+            assert_eq!(dev.expose(), "file-dev-token-0123456789");
+            assert_eq!(s.writer.queue, 23);
+            let key = s.privacy.pseudonym_key.as_ref().unwrap();
+            assert_eq!(key.expose(), b"pseudonym-key-0123456789abcdef0123");
+            assert!(matches!(s.database_url, DatabaseUrl::Postgres(_)));
+            assert_eq!(
+                s.evidence.signing_key_file.as_deref(),
+                Some(std::path::Path::new("signing.key"))
+            );
+            let debug = format!("{s:?}");
+            for secret in ["file-dev-token", "pseudonym-key", "hunter2"] {
+                assert!(!debug.contains(secret), "{secret} in {debug}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn a_secret_file_error_names_no_content() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VELLUM_AUTH_TOKENS_FILE", "missing");
+            let e = super::super::Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("VELLUM_AUTH_TOKENS_FILE"), "{e}");
+            jail.create_file("tokens", "sha256:00 x source")?;
+            jail.set_env("VELLUM_AUTH_TOKENS_FILE", "tokens");
+            jail.set_env("VELLUM_AUTH_TOKENS", "sha256:11 y source");
+            let e = super::super::Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("both set"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

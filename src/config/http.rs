@@ -1,6 +1,8 @@
-//! The HTTP section: `http_addr`, `max_body_bytes`, `public_base_url`.
+//! The HTTP section: `http_addr`, `max_body_bytes`, `public_base_url`, and
+//! TLS (`http_tls_cert`, `http_tls_key`, `http_tls_client_ca`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::ConfigError;
 
@@ -13,6 +15,13 @@ pub struct RawHttp {
     /// Base URL used in `Location` headers and Bundle links; derived from the
     /// request when unset.
     pub public_base_url: Option<String>,
+    /// PEM certificate chain: with `http_tls_key`, HTTP is served over TLS
+    /// only. Re-read on SIGHUP.
+    pub http_tls_cert: Option<String>,
+    /// PEM private key of `http_tls_cert`.
+    pub http_tls_key: Option<String>,
+    /// PEM CA bundle: clients must present a certificate it issued.
+    pub http_tls_client_ca: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -21,8 +30,19 @@ impl Default for RawHttp {
             http_addr: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             public_base_url: None,
+            http_tls_cert: None,
+            http_tls_key: None,
+            http_tls_client_ca: None,
         }
     }
+}
+
+/// The HTTP server's TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Validated HTTP settings.
@@ -32,6 +52,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Without a trailing `/`.
     pub public_base_url: Option<String>,
+    /// `None`: plain HTTP.
+    pub tls: Option<HttpTls>,
 }
 
 impl HttpSettings {
@@ -46,12 +68,66 @@ impl HttpSettings {
                 });
             }
         }
+        let tls = validate_tls(&raw)?;
         Ok(HttpSettings {
+            tls,
             addr,
             max_body_bytes: raw.max_body_bytes,
             public_base_url: raw
                 .public_base_url
                 .map(|b| b.trim_end_matches('/').to_string()),
         })
+    }
+}
+
+fn validate_tls(raw: &RawHttp) -> Result<Option<HttpTls>, ConfigError> {
+    let set = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+    let client_ca = set(&raw.http_tls_client_ca);
+    match (set(&raw.http_tls_cert), set(&raw.http_tls_key)) {
+        (None, None) if client_ca.is_some() => Err(ConfigError::Invalid {
+            key: "http_tls_client_ca",
+            reason: "needs http_tls_cert and http_tls_key".into(),
+        }),
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(HttpTls {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: client_ca.map(PathBuf::from),
+        })),
+        _ => Err(ConfigError::Invalid {
+            key: "http_tls_cert",
+            reason: "http_tls_cert and http_tls_key go together".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_files_go_together() {
+        let raw = |cert: Option<&str>, key: Option<&str>, ca: Option<&str>| RawHttp {
+            http_tls_cert: cert.map(Into::into),
+            http_tls_key: key.map(Into::into),
+            http_tls_client_ca: ca.map(Into::into),
+            ..RawHttp::default()
+        };
+        assert_eq!(
+            HttpSettings::validate(raw(None, None, None)).unwrap().tls,
+            None
+        );
+        let tls = HttpSettings::validate(raw(Some("c.pem"), Some("k.pem"), Some("ca.pem")))
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+        for bad in [
+            raw(Some("c.pem"), None, None),
+            raw(None, Some("k.pem"), None),
+            raw(None, None, Some("ca.pem")),
+        ] {
+            assert!(HttpSettings::validate(bad).is_err());
+        }
     }
 }

@@ -37,7 +37,7 @@ pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase}
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
 pub use evidence::{EvidenceSettings, RawEvidence};
-pub use http::{HttpSettings, RawHttp};
+pub use http::{HttpSettings, HttpTls, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use log::LogFormat;
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
@@ -84,6 +84,9 @@ pub struct RawSettings {
     pub http_addr: String,
     pub max_body_bytes: usize,
     pub public_base_url: Option<String>,
+    pub http_tls_cert: Option<String>,
+    pub http_tls_key: Option<String>,
+    pub http_tls_client_ca: Option<String>,
     // mllp.rs
     #[serde(deserialize_with = "addr::string_or_number")]
     pub mllp_addr: String,
@@ -175,6 +178,9 @@ impl RawSettings {
             http_addr: http.http_addr,
             max_body_bytes: http.max_body_bytes,
             public_base_url: http.public_base_url,
+            http_tls_cert: http.http_tls_cert,
+            http_tls_key: http.http_tls_key,
+            http_tls_client_ca: http.http_tls_client_ca,
             mllp_addr: mllp.mllp_addr,
             mllp_tls_addr: mllp.mllp_tls_addr,
             mllp_max_frame_bytes: mllp.mllp_max_frame_bytes,
@@ -210,6 +216,9 @@ impl RawSettings {
             http_addr,
             max_body_bytes,
             public_base_url,
+            http_tls_cert,
+            http_tls_key,
+            http_tls_client_ca,
             mllp_addr,
             mllp_tls_addr,
             mllp_max_frame_bytes,
@@ -245,6 +254,9 @@ impl RawSettings {
                 http_addr,
                 max_body_bytes,
                 public_base_url,
+                http_tls_cert,
+                http_tls_key,
+                http_tls_client_ca,
             },
             mllp: RawMllp {
                 mllp_addr,
@@ -308,6 +320,8 @@ pub struct Settings {
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     pub http_addr: std::net::SocketAddr,
+    /// TLS for the HTTP server; `None`: plain HTTP.
+    pub http_tls: Option<HttpTls>,
     /// Every MLLP listener, in configuration order (plain ones first).
     pub mllp_listeners: Vec<MllpListenerSpec>,
     pub mllp: MllpSettings,
@@ -339,6 +353,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let defaults = Serialized::defaults(RawSettings::default());
         let env = env::provider(&defaults)?;
+        let files = env::file_provider(&defaults)?;
         let mut fig = Figment::from(defaults);
         if let Some(path) = file {
             if !path.exists() {
@@ -346,7 +361,7 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(env);
+        fig = fig.merge(env).merge(files);
         for (key, value) in overrides {
             fig = fig.merge(Serialized::default(key, value));
         }
@@ -388,6 +403,7 @@ impl Settings {
             database_role: database.role,
             migrate_on_start: database.migrate_on_start,
             http_addr: http.addr,
+            http_tls: http.tls,
             max_body_bytes: http.max_body_bytes,
             public_base_url: http.public_base_url,
             mllp_listeners: mllp.listeners,

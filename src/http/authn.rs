@@ -129,7 +129,13 @@ pub async fn gate(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    let principal = match access.authenticator.authenticate(authorization.as_deref()) {
+    // Without an Authorization header, a verified client certificate.
+    let peer = req.conn_data::<super::tls::PeerCertificate>();
+    let authenticated = match (&authorization, peer) {
+        (None, Some(cert)) => access.authenticator.authenticate_certificate(&cert.0),
+        _ => access.authenticator.authenticate(authorization.as_deref()),
+    };
+    let principal = match authenticated {
         Ok(p) => p,
         Err(e) => {
             alert(

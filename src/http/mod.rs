@@ -18,6 +18,7 @@ mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
+pub mod tls;
 mod trace_context;
 mod visibility;
 
@@ -54,12 +55,14 @@ pub struct AppState {
     pub access: authn::AccessControl,
 }
 
-/// The HTTP server on an already bound `listener`, serving `state`. It
-/// runs once awaited (or spawned).
+/// The HTTP server on an already bound `listener`, serving `state`, over
+/// TLS when `tls` is given (see [`tls::acceptor`]). It runs once awaited
+/// (or spawned).
 pub fn server(
     listener: TcpListener,
     state: web::Data<AppState>,
     dicom: web::Data<DicomService>,
+    tls: Option<openssl::ssl::SslAcceptorBuilder>,
 ) -> std::io::Result<Server> {
     let limits = state.limits;
     // actix counts connections per worker thread.
@@ -67,7 +70,7 @@ pub fn server(
     let per_worker = limits.http_max_connections.div_ceil(workers).max(1);
     let peers = crate::peers::PeerCounts::default();
     let per_peer = limits.http_max_connections_per_peer;
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(authn::gate))
             .wrap(tracing_actix_web::TracingLogger::<request_span::PhiFreeSpan>::new())
@@ -85,8 +88,16 @@ pub fn server(
     })
     .workers(workers)
     .max_connections(per_worker)
-    .on_connect(move |conn, data| peer_cap::on_connect(&peers, per_peer, conn, data))
-    .client_request_timeout(limits.http_header_timeout)
-    .listen(listener)?
-    .run())
+    // One hook per connection: the per-peer slot, and the client
+    // certificate of a TLS connection.
+    .on_connect(move |conn, data| {
+        peer_cap::on_connect(&peers, per_peer, conn, data);
+        tls::capture_peer_certificate(conn, data);
+    })
+    .client_request_timeout(limits.http_header_timeout);
+    let server = match tls {
+        Some(acceptor) => server.listen_openssl(listener, acceptor)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

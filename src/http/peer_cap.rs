@@ -32,11 +32,11 @@ struct Claimed {
 
 /// The `on_connect` hook: claims a slot for the connection's peer.
 pub fn on_connect(peers: &PeerCounts, max: usize, conn: &dyn Any, data: &mut Extensions) {
-    let Some(ip) = conn
-        .downcast_ref::<actix_web::rt::net::TcpStream>()
-        .and_then(|s| s.peer_addr().ok())
-        .map(|a| a.ip())
-    else {
+    let tcp = conn.downcast_ref::<actix_web::rt::net::TcpStream>().or_else(|| {
+        conn.downcast_ref::<actix_tls::accept::openssl::TlsStream<actix_web::rt::net::TcpStream>>()
+            .map(|tls| tls.get_ref())
+    });
+    let Some(ip) = tcp.and_then(|s| s.peer_addr().ok()).map(|a| a.ip()) else {
         return; // not TCP (never here): no per-peer bound to apply
     };
     match peers.claim(ip, max) {

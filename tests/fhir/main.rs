@@ -9,7 +9,7 @@ mod fhir_api;
 mod fhir_search;
 mod hostile_input;
 mod hostile_memory;
-
+mod http_tls;
 mod independent_validation;
 mod profiles;
 mod smoke_common;
