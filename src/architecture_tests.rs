@@ -10,6 +10,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("vocabulary", 1),
     ("telemetry", 1),
+    ("tls", 1),
     ("metrics", 1),
     ("peers", 1),
     ("auth", 1),

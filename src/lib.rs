@@ -19,6 +19,7 @@ pub mod reports;
 pub mod startup;
 pub mod syslog;
 pub mod telemetry;
+pub mod tls;
 pub mod vocabulary;
 
 /// The ledger crate under the path integrators and tests have used.

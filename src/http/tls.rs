@@ -11,32 +11,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use actix_tls::accept::openssl::TlsStream;
 use actix_web::dev::Extensions;
-use openssl::ssl::{
-    select_next_proto, AlpnError, SniError, SslAcceptor, SslAcceptorBuilder, SslContext,
-    SslFiletype, SslMethod, SslVerifyMode,
-};
+use openssl::ssl::{select_next_proto, AlpnError, SniError, SslAcceptorBuilder, SslContext};
 use openssl::x509::X509;
 
 use crate::config::HttpTls;
 
-fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(format!("HTTP TLS: {what}: {e}"))
-}
-
 /// An acceptor built from the files as they are now.
 fn builder(tls: &HttpTls) -> io::Result<SslAcceptorBuilder> {
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
-        .map_err(|e| other("context", e))?;
-    b.set_certificate_chain_file(&tls.cert)
-        .map_err(|e| other("certificate", e))?;
-    b.set_private_key_file(&tls.key, SslFiletype::PEM)
-        .map_err(|e| other("private key", e))?;
-    b.check_private_key()
-        .map_err(|e| other("key does not match the certificate", e))?;
-    if let Some(ca) = &tls.client_ca {
-        b.set_ca_file(ca).map_err(|e| other("client CA", e))?;
-        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-    }
+    let mut b =
+        crate::tls::server_builder("HTTP TLS", &tls.cert, &tls.key, tls.client_ca.as_deref())?;
     // ALPN is chosen by the context current at the handshake (after the
     // switch below), so every context offers what actix-web speaks.
     b.set_alpn_select_callback(|_, client| {

@@ -4,7 +4,7 @@
 use std::io;
 use std::pin::Pin;
 
-use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::ssl::{Ssl, SslAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -22,18 +22,7 @@ fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
 /// Mozilla "intermediate" settings (TLS 1.2+), the certificate chain and
 /// key, and — with a client CA — mandatory client certificates.
 pub fn acceptor(tls: &MllpTls) -> io::Result<SslAcceptor> {
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
-        .map_err(|e| other("context", e))?;
-    b.set_certificate_chain_file(&tls.cert)
-        .map_err(|e| other("certificate", e))?;
-    b.set_private_key_file(&tls.key, SslFiletype::PEM)
-        .map_err(|e| other("private key", e))?;
-    b.check_private_key()
-        .map_err(|e| other("key does not match the certificate", e))?;
-    if let Some(ca) = &tls.client_ca {
-        b.set_ca_file(ca).map_err(|e| other("client CA", e))?;
-        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-    }
+    let b = crate::tls::server_builder("MLLP TLS", &tls.cert, &tls.key, tls.client_ca.as_deref())?;
     Ok(b.build())
 }
 

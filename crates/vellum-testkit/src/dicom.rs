@@ -66,7 +66,7 @@ pub fn hash_report(stdout: &[u8]) -> Value {
 /// Deflated Explicit VR Little Endian.
 const DEFLATED: &[u8] = b"1.2.840.10008.1.2.1.99\0";
 
-/// A deflate bomb (issue 12): a Part 10 file with a deflated data set of
+/// A deflate bomb (hostile DICOM input, docs/operations.md): a Part 10 file with a deflated data set of
 /// `elements` private OB elements of `size` zero bytes each, then a small
 /// pixel data element; it weighs about a thousandth of what it inflates to.
 pub fn deflated_instance(elements: usize, size: usize) -> Vec<u8> {
