@@ -50,7 +50,16 @@ async fn app(db: &TestDb, lines: Vec<String>) -> TestApp {
     let mut raw = raw_settings_for(&db.url);
     raw.auth.tokens.0 = lines;
     raw.auth.record_reads = true;
-    spawn_app_with(vellum::config::Settings::validate(raw).unwrap()).await
+    let app = spawn_app_with(vellum::config::Settings::validate(raw).unwrap()).await;
+    // /readyz answers 200 once the start-up verification of the ledger held.
+    for _ in 0..600 {
+        let r = reqwest::get(format!("{}/readyz", app.base)).await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app
 }
 
 async fn call(
