@@ -1,8 +1,9 @@
 //! QA reports over the chained radiology AI events (docs/reports.md):
-//! override reports, model-version comparison, forensic lists (cases, study
+//! override reports, model-version comparison, quality metrics, drift
+//! verdicts and the scheduled drift check, forensic lists (cases, study
 //! history, patient access), CSV and the `/ui/` page.
 //! Everything is recomputed from the ledger on each request (read through
-//! `Ledger::search`); there is no second copy of the data.
+//! `Ledger::entries_after`); there is no second copy of the data.
 
 pub mod cases;
 pub mod csv;
