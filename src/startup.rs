@@ -50,6 +50,8 @@ pub struct Application {
     digest_worker: Option<DigestWorker>,
     /// Makes checkpoints on schedule (None: no signing key).
     checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// The scheduled drift check (None: `[reports] drift_check` off).
+    drift_check: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
 }
@@ -169,6 +171,14 @@ impl Application {
             signer,
             access: access_control(settings)?,
         });
+        let drift_check = settings.reports.drift_check.then(|| {
+            tokio::spawn(crate::reports::drift_check::run(
+                ledger.clone(),
+                intake.clone(),
+                crate::reports::drift::DriftRule::of(&settings.reports),
+                std::time::Duration::from_secs(settings.reports.drift_check_seconds),
+            ))
+        });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let tls = match &settings.http_tls {
             Some(files) => {
@@ -189,6 +199,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            drift_check,
         })
     }
 
@@ -233,6 +244,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            drift_check,
             ..
         } = self;
         drop(ledger);
@@ -242,6 +254,9 @@ impl Application {
         let result = serve(server, mllp, syslog).await;
         if let Some(c) = checkpointer {
             c.abort();
+        }
+        if let Some(d) = drift_check {
+            d.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

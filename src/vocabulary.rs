@@ -22,6 +22,9 @@ pub const PIXEL_DIGEST_PROFILE: &str =
 /// vellum's record of a read of its own log (IHE BALP Read/Query).
 pub const ACCESS_PROFILE: &str =
     "https://vellum-audit.org/fhir/StructureDefinition/audit-log-access";
+/// vellum's alert that a model version's override rate drifted.
+pub const DRIFT_ALERT_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-drift-alert";
 /// vellum's own AuditEvent profiles, in the CapabilityStatement's order.
 pub const VELLUM_PROFILES: &[&str] = &[
     RECEIPT_PROFILE,
@@ -31,6 +34,7 @@ pub const VELLUM_PROFILES: &[&str] = &[
     DEPLOYMENT_PROFILE,
     PIXEL_DIGEST_PROFILE,
     ACCESS_PROFILE,
+    DRIFT_ALERT_PROFILE,
 ];
 pub const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
 

@@ -121,6 +121,9 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
         }
         (["dicom", "digest"], _, true) => rule(SOURCE),
 
+        // Names one patient in clear: never for QA staff, who see only
+        // pseudonyms.
+        (["reports", "patient-access"], true, _) => audited(AUDITOR, Access::Report),
         (["reports", ..], true, _) | (["ui", ..], true, _) => audited(REPORTS, Access::Report),
 
         (["admin", "verify"], true, _) => audited(AUDITOR_OR_ADMIN, Access::Verify),
@@ -177,5 +180,24 @@ mod tests {
         assert_eq!(create.access, None);
         assert!(create.need.allows(RoleSet::of(&[Role::Source])));
         assert!(!create.need.allows(RoleSet::of(&[Role::Auditor])));
+    }
+
+    #[test]
+    fn the_patient_access_report_is_for_auditors_only() {
+        let qa = RoleSet::of(&[Role::Qa]);
+        let auditor = RoleSet::of(&[Role::Auditor]);
+        let pa = requirement("GET", "/reports/patient-access", false);
+        assert_eq!(pa.access, Some(Access::Report));
+        assert!(pa.need.allows(auditor) && !pa.need.allows(qa));
+        for path in [
+            "/reports/cases",
+            "/reports/study-history",
+            "/reports/quality",
+            "/reports/drift",
+        ] {
+            let r = requirement("GET", path, false);
+            assert_eq!(r.access, Some(Access::Report), "{path}");
+            assert!(r.need.allows(qa) && r.need.allows(auditor), "{path}");
+        }
     }
 }

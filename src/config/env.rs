@@ -251,6 +251,15 @@ mod tests {
                 "limits.mllp_first_byte_timeout_ms",
             ),
             ("REPORTS_FAST_ACCEPT_MS", "reports.fast_accept_ms"),
+            ("REPORTS_DRIFT_CHECK", "reports.drift_check"),
+            ("REPORTS_DRIFT_CHECK_SECONDS", "reports.drift_check_seconds"),
+            (
+                "REPORTS_DRIFT_BASELINE_CASES",
+                "reports.drift_baseline_cases",
+            ),
+            ("REPORTS_DRIFT_WINDOW_DAYS", "reports.drift_window_days"),
+            ("REPORTS_DRIFT_MIN_CASES", "reports.drift_min_cases"),
+            ("REPORTS_DRIFT_Z", "reports.drift_z"),
         ];
         for (var, path) in documented {
             assert_eq!(

@@ -28,6 +28,7 @@ const PROFILE_SOURCES: &[&str] = &[
     include_str!("../../profiles/ai-model-deployment.json"),
     include_str!("../../profiles/pixel-digest.json"),
     include_str!("../../profiles/audit-log-access.json"),
+    include_str!("../../profiles/radiology-ai-drift-alert.json"),
 ];
 
 const TERMINOLOGY_SOURCES: &[&str] = &[
@@ -663,6 +664,21 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
             })
             .map(|(i, _)| format!("{at}.entity[{i}]"))
             .collect(),
+        "vai-10" => entities(root)
+            .filter(|(_, e)| e["what"]["identifier"]["system"] == MODEL_VERSION_SYSTEM)
+            .filter(|(_, e)| {
+                [
+                    "window-start",
+                    "window-end",
+                    "baseline-cases",
+                    "window-cases",
+                    "z",
+                ]
+                .iter()
+                .any(|t| detail_values(e, t).is_empty())
+            })
+            .map(|(i, _)| format!("{at}.entity[{i}].detail"))
+            .collect(),
         "vla-1" => {
             let ok = match root["action"].as_str() {
                 Some("R") => entities(root).any(|(_, e)| {
@@ -692,8 +708,8 @@ fn invariant(key: &str, root: &Value, _node: &Value, at: &str) -> Vec<String> {
 
 /// Invariant keys this module implements.
 pub const IMPLEMENTED_INVARIANTS: &[&str] = &[
-    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8", "vai-9", "vla-1",
-    "vla-2",
+    "vai-1", "vai-2", "vai-3", "vai-4", "vai-5", "vai-6", "vai-7", "vai-8", "vai-9", "vai-10",
+    "vla-1", "vla-2",
 ];
 
 #[cfg(test)]

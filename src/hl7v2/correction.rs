@@ -43,7 +43,7 @@ pub fn event(inbound: &Inbound, ai: &AiResult, link: &InferenceRef, recorded: &s
         .iter()
         .flat_map(|f| f.notes.iter().map(String::as_str))
         .collect();
-    let time_to_action = time_to_action_ms(&inbound.header.datetime, &link.recorded);
+    let time_to_action = time_to_action_ms(&inbound.header.datetime, link);
     let radiologist = corrected
         .iter()
         .map(|f| f.observer.as_str())
@@ -152,11 +152,18 @@ pub fn event(inbound: &Inbound, ai: &AiResult, link: &InferenceRef, recorded: &s
     out
 }
 
-/// MSH-7 of the correction minus the inference's `recorded`, in ms, when
-/// both parse and the difference is not negative.
-pub fn time_to_action_ms(msh7: &str, inference_recorded: &str) -> Option<i64> {
+/// Time to action from clinical times, never receipt times: the
+/// correction's MSH-7 minus the inference's own clinical time — its
+/// message's MSH-7 when it came over HL7 v2, else its `recorded` (the AI
+/// API records the engine's time there) — in ms, when both parse and the
+/// difference is not negative. Receipt times stay in each event's
+/// `recorded`.
+pub fn time_to_action_ms(msh7: &str, inference: &InferenceRef) -> Option<i64> {
     let end = parse_ts(msh7)?;
-    let start = OffsetDateTime::parse(inference_recorded, &Rfc3339).ok()?;
+    let start = match &inference.clinical_time {
+        Some(t) => parse_ts(t)?,
+        None => OffsetDateTime::parse(&inference.recorded, &Rfc3339).ok()?,
+    };
     let ms = (end - start).whole_milliseconds();
     (ms >= 0).then(|| i64::try_from(ms).ok()).flatten()
 }
@@ -208,9 +215,19 @@ mod tests {
         assert!(parse_ts("202603140926").is_some());
         assert!(parse_ts("20260314").is_none());
         assert!(parse_ts("20261314092653").is_none());
-        assert_eq!(
-            time_to_action_ms("20260314092700.5", "2026-03-14T09:26:53.000000Z"),
-            Some(7500)
-        );
+        let api = InferenceRef {
+            id: "i".into(),
+            recorded: "2026-03-14T09:26:53.000000Z".into(),
+            clinical_time: None,
+        };
+        assert_eq!(time_to_action_ms("20260314092700.5", &api), Some(7500));
+        // Received late (recorded after the correction's MSH-7): the
+        // interval runs between the two messages' own times.
+        let hl7 = InferenceRef {
+            recorded: "2026-03-14T10:00:00.000000Z".into(),
+            clinical_time: Some("20260314092653+0000".into()),
+            ..api
+        };
+        assert_eq!(time_to_action_ms("20260314092700.5", &hl7), Some(7500));
     }
 }

@@ -368,8 +368,12 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InferenceRef {
     pub id: String,
-    /// `recorded` of the inference event (RFC 3339).
+    /// `recorded` of the inference event (RFC 3339): when vellum received
+    /// it.
     pub recorded: String,
+    /// The clinical time of the inference: the `MSH-7` detail of its
+    /// message entity (HL7 DTM) when it came as an HL7 v2 message.
+    pub clinical_time: Option<String>,
 }
 
 /// Which mapping applies, decided from the message alone.

@@ -5,13 +5,24 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::authn::{self, AccessRecord};
 use super::AppState;
+use crate::reports::cases::{self, CaseQuery};
+use crate::reports::drift::{self, DriftRule};
+use crate::reports::history::{self, StudyQuery};
 use crate::reports::overrides::{self, ParamError, Query};
-use crate::reports::{events, ui, versions};
+use crate::reports::patient_access::{self, PatientQuery};
+use crate::reports::patients::PatientView;
+use crate::reports::{events, quality, ui, versions};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/reports/overrides", web::get().to(get_overrides))
         .route("/reports/model-versions", web::get().to(get_versions))
+        .route("/reports/cases", web::get().to(get_cases))
+        .route("/reports/study-history", web::get().to(get_study_history))
+        .route("/reports/patient-access", web::get().to(get_patient_access))
+        .route("/reports/drift", web::get().to(get_drift))
+        .route("/reports/quality", web::get().to(get_quality))
         .route("/ui", web::get().to(redirect_ui))
         .route("/ui/", web::get().to(get_ui));
 }
@@ -36,7 +47,11 @@ fn parse(req: &HttpRequest) -> Result<Query, ParamError> {
 /// CSV when `format=csv`, or when `Accept` names `text/csv` and no format
 /// was given.
 fn wants_csv(req: &HttpRequest, q: &Query) -> bool {
-    match q.format.as_deref() {
+    csv_requested(req, q.format.as_deref())
+}
+
+fn csv_requested(req: &HttpRequest, format: Option<&str>) -> bool {
+    match format {
         Some(f) => f == "csv",
         None => req
             .headers()
@@ -122,7 +137,181 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut per_version = q.clone();
     per_version.group_by = vec!["model_version"];
     let by_version = overrides::compute(&data, &per_version, fast);
+    let drift = drift::compute(
+        &data,
+        DriftRule::of(&state.reports),
+        time::OffsetDateTime::now_utc(),
+    );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(ui::page(&q, &table, &by_version))
+        .body(ui::page(&q, &table, &by_version, &drift))
+}
+
+/// How the caller sees patient identifiers: QA staff get pseudonyms under
+/// the `[privacy]` key, or nothing without one.
+fn patient_view<'a>(req: &HttpRequest, state: &'a AppState) -> PatientView<'a> {
+    let qa_only = authn::principal(req).is_none_or(|p| p.sees_pseudonyms_only());
+    let key = state
+        .privacy
+        .pseudonym_key
+        .as_ref()
+        .map(|k| k.expose().as_slice());
+    PatientView::for_caller(qa_only, key)
+}
+
+fn unavailable(e: vellum_ledger::store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "reports: reading the ledger failed");
+    problem(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+}
+
+/// A list's answer (JSON or CSV) with the access record naming the
+/// patients it showed.
+fn list_response(
+    req: &HttpRequest,
+    format: Option<&str>,
+    name: &str,
+    json: String,
+    csv_body: impl FnOnce() -> String,
+    patients: Vec<serde_json::Value>,
+) -> HttpResponse {
+    let mut res = if csv_requested(req, format) {
+        csv(csv_body(), name)
+    } else {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json)
+    };
+    res.extensions_mut().insert(AccessRecord {
+        patients,
+        ..AccessRecord::default()
+    });
+    res
+}
+
+async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let pairs = pairs(&req);
+    let q = match CaseQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let data = match load(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let list = cases::compute(&data, &q, patient_view(&req, &state));
+    let json = serde_json::to_string(&list).unwrap_or_default();
+    list_response(
+        &req,
+        q.base.format.as_deref(),
+        "cases",
+        json,
+        || cases::to_csv(&list),
+        list.patients.clone(),
+    )
+}
+
+async fn get_study_history(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let pairs = pairs(&req);
+    let q = match StudyQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let h = match history::compute(&state.ledger, &q, patient_view(&req, &state)).await {
+        Ok(h) => h,
+        Err(e) => return unavailable(e),
+    };
+    let json = serde_json::to_string(&h).unwrap_or_default();
+    list_response(
+        &req,
+        q.format.as_deref(),
+        "study-history",
+        json,
+        || history::to_csv(&h),
+        h.patients.clone(),
+    )
+}
+
+/// Auditors only (the access policy): it names the patient in clear.
+async fn get_patient_access(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let pairs = pairs(&req);
+    let q = match PatientQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let key = state
+        .privacy
+        .pseudonym_key
+        .as_ref()
+        .map(|k| k.expose().as_slice());
+    let r = match patient_access::compute(&state.ledger, &q, key).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let json = serde_json::to_string(&r).unwrap_or_default();
+    list_response(
+        &req,
+        q.format.as_deref(),
+        "patient-access",
+        json,
+        || patient_access::to_csv(&r),
+        r.patients.clone(),
+    )
+}
+
+/// The drift verdicts recomputed from the stored events (`format`: json or
+/// csv; no other parameter).
+async fn get_drift(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let pairs = pairs(&req);
+    let mut format = None;
+    for (k, v) in &pairs {
+        match (k.as_str(), history::parse_format(v.trim())) {
+            ("format", Ok(f)) => format = f,
+            ("format", Err(e)) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+            (other, _) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    &ParamError::Unknown(other.to_string()).to_string(),
+                )
+            }
+        }
+    }
+    let data = match load(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let r = drift::compute(
+        &data,
+        DriftRule::of(&state.reports),
+        time::OffsetDateTime::now_utc(),
+    );
+    if csv_requested(&req, format.as_deref()) {
+        return csv(drift::to_csv(&r), "drift");
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::to_string(&r).unwrap_or_default())
+}
+
+/// Quality metrics per model version and period (`group_by` empty, `week`
+/// or `month`; the report filters).
+async fn get_quality(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let q = match parse(&req) {
+        Ok(q) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let period = match quality::period_of(&q) {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let data = match load(&state).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let r = quality::compute(&data, &q, period);
+    if wants_csv(&req, &q) {
+        return csv(quality::to_csv(&r), "quality");
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::to_string(&r).unwrap_or_default())
 }

@@ -58,6 +58,14 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+/// A model version and site (`*`: all sites) of the drift check.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub model: String,
+    pub version: String,
+    pub site: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
@@ -86,6 +94,9 @@ pub struct Metrics {
     pub verify_last_ok: Gauge,
     pub verify_last_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub verify_last_entries: Gauge,
+    /// Windows in drift at the last drift check.
+    pub drift_windows: Family<DriftLabels, Gauge>,
+    pub drift_alerts_appended: Counter,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -109,6 +120,8 @@ impl Metrics {
             verify_last_ok: Gauge::default(),
             verify_last_time: Gauge::default(),
             verify_last_entries: Gauge::default(),
+            drift_windows: Family::default(),
+            drift_alerts_appended: Counter::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -187,6 +200,16 @@ impl Metrics {
             "vellum_verify_last_entries",
             "Entries the last full verification checked.",
             m.verify_last_entries.clone(),
+        );
+        registry.register(
+            "vellum_drift_alert_windows",
+            "Windows whose override rate drifted from the baseline, per model, version and site (* = all sites), at the last drift check.",
+            m.drift_windows.clone(),
+        );
+        registry.register(
+            "vellum_drift_alerts_appended",
+            "Drift alert events appended by the scheduled drift check.",
+            m.drift_alerts_appended.clone(),
         );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));

@@ -86,11 +86,19 @@ fn inference_of(body: &str) -> Option<(Vec<String>, InferenceRef)> {
                 .map(|s| s.strip_prefix("urn:oid:").unwrap_or(s).to_string())
         })
         .collect();
+    let clinical_time = v["entity"]
+        .as_array()?
+        .iter()
+        .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+        .find(|d| d["type"] == "MSH-7")
+        .and_then(|d| d["valueString"].as_str())
+        .map(str::to_string);
     Some((
         uids,
         InferenceRef {
             id: v["id"].as_str()?.to_string(),
             recorded: v["recorded"].as_str()?.to_string(),
+            clinical_time,
         },
     ))
 }

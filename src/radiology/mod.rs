@@ -10,6 +10,7 @@
 //! - [`privacy`]: content minimisation and patient pseudonyms.
 
 pub mod build;
+pub mod drift_alert;
 pub mod input;
 pub mod lookup;
 pub mod privacy;

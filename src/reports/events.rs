@@ -28,12 +28,29 @@ pub struct Inference {
     pub site: String,
     /// Finding codes (each once).
     pub findings: Vec<String>,
+    /// The user who requested the inference (agent identifier value).
+    pub requester: String,
+    /// The patient entity's `what`, as stored.
+    pub patient: Option<Value>,
+    /// The Study Instance UID (without `urn:oid:`).
+    pub study_uid: Option<String>,
+    /// The recorded `pixel-sha256` (base64, as stored).
+    pub pixel_sha256: Option<String>,
+    /// The recorded `digest-check` (agree, mismatch, vellum-only, ...).
+    pub digest_check: Option<String>,
+    /// `latency-ms` as recorded.
+    pub latency_ms: Option<u64>,
+    /// `cpu-fallback` as recorded.
+    pub cpu_fallback: Option<bool>,
+    /// (finding code, confidence as its exact text), one per finding detail.
+    pub confidences: Vec<(String, String)>,
 }
 
 /// One stored override (an action on an inference).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     pub seq: i64,
+    pub id: String,
     pub inference_id: String,
     pub recorded: OffsetDateTime,
     pub action: String,
@@ -79,22 +96,32 @@ const PAGE: i64 = 5000;
 /// index would only add a probe per entry. Bodies that cannot name an AI
 /// profile are skipped before they are parsed.
 pub async fn load(ledger: &Ledger) -> Result<Dataset, StoreError> {
-    let head = ledger.head().await?.seq;
     let mut data = Dataset::default();
     let mut pending: Vec<(String, Override)> = Vec::new();
+    walk(ledger, |seq, body| {
+        if may_be_ai_event(body) {
+            add(&mut data, &mut pending, seq, body);
+        }
+    })
+    .await?;
+    resolve_tta(&mut data, pending);
+    Ok(data)
+}
+
+/// Calls `each(seq, body)` for every entry up to the current head, in
+/// ledger order, a page at a time.
+pub async fn walk(ledger: &Ledger, mut each: impl FnMut(i64, &str)) -> Result<(), StoreError> {
+    let head = ledger.head().await?.seq;
     let mut after = 0;
     while after < head {
         let page = ledger.entries_after(after, PAGE.min(head - after)).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
-            if may_be_ai_event(&e.body) {
-                add(&mut data, &mut pending, e.seq, &e.body);
-            }
+            each(e.seq, &e.body);
         }
     }
-    resolve_tta(&mut data, pending);
-    Ok(data)
+    Ok(())
 }
 
 /// Cheap pre-check: an AI event's canonical body names its profile URL.
@@ -169,7 +196,7 @@ pub fn resolve_tta(data: &mut Dataset, pending: Vec<(String, Override)>) {
     data.overrides = by_inf;
 }
 
-fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
+pub fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
     entity["detail"]
         .as_array()
         .into_iter()
@@ -179,7 +206,7 @@ fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
 
 /// `name|version` from the model entity, else from the model agent
 /// (`110150` Application; display "name version").
-fn model_of(v: &Value) -> Option<(String, String)> {
+pub fn model_of(v: &Value) -> Option<(String, String)> {
     let entities = v["entity"].as_array().into_iter().flatten();
     for e in entities {
         if e["what"]["identifier"]["system"] == MODEL_VERSION_SYSTEM {
@@ -208,21 +235,32 @@ fn model_of(v: &Value) -> Option<(String, String)> {
 fn inference(v: &Value, seq: i64, recorded: OffsetDateTime) -> Option<Inference> {
     let (model, version) = model_of(v).unwrap_or_default();
     let mut findings: Vec<String> = Vec::new();
+    let mut confidences = Vec::new();
+    let (mut latency_ms, mut cpu_fallback) = (None, None);
     for e in v["entity"].as_array().into_iter().flatten() {
         for (kind, value) in details(e) {
-            if kind != "finding" {
-                continue;
-            }
-            let code = serde_json::from_str::<Value>(value)
-                .ok()
-                .and_then(|f| f["code"].as_str().map(str::to_string));
-            if let Some(c) = code {
-                if !findings.contains(&c) {
-                    findings.push(c);
+            match kind {
+                "finding" => {
+                    let Ok(f) = serde_json::from_str::<Value>(value) else {
+                        continue;
+                    };
+                    let Some(c) = f["code"].as_str() else {
+                        continue;
+                    };
+                    if let Some(conf) = f["confidence"].as_str() {
+                        confidences.push((c.to_string(), conf.to_string()));
+                    }
+                    if !findings.iter().any(|x| x == c) {
+                        findings.push(c.to_string());
+                    }
                 }
+                "latency-ms" => latency_ms = value.parse().ok(),
+                "cpu-fallback" => cpu_fallback = value.parse().ok(),
+                _ => {}
             }
         }
     }
+    let study = study_entity(v);
     Some(Inference {
         seq,
         id: v["id"].as_str()?.to_string(),
@@ -231,11 +269,23 @@ fn inference(v: &Value, seq: i64, recorded: OffsetDateTime) -> Option<Inference>
         version,
         site: v["source"]["site"].as_str().unwrap_or("").to_string(),
         findings,
+        requester: requester(v),
+        patient: patient_what(v).cloned(),
+        study_uid: study.and_then(study_uid).map(str::to_string),
+        pixel_sha256: study
+            .and_then(|e| detail_b64(e, "pixel-sha256"))
+            .map(str::to_string),
+        digest_check: study
+            .and_then(|e| details(e).find(|(k, _)| *k == "digest-check"))
+            .map(|(_, v)| v.to_string()),
+        latency_ms,
+        cpu_fallback,
+        confidences,
     })
 }
 
 /// The inference an override or rendering refers to (`AuditEvent/<id>`).
-fn referenced_inference(v: &Value) -> Option<String> {
+pub fn referenced_inference(v: &Value) -> Option<String> {
     v["entity"].as_array()?.iter().find_map(|e| {
         e["what"]["reference"]
             .as_str()?
@@ -260,20 +310,65 @@ fn override_of(v: &Value, seq: i64, recorded: OffsetDateTime) -> Option<Override
         }
     }
     // The acting person: the requesting agent that is not the model.
-    let radiologist = v["agent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["requestor"] == true && a["type"]["coding"][0]["code"] != "110150")
-        .and_then(|a| a["who"]["identifier"]["value"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let radiologist = requester(v);
     Some(Override {
         seq,
+        id: v["id"].as_str()?.to_string(),
         inference_id,
         recorded,
         action: action?,
         radiologist,
         time_to_action_ms: tta,
     })
+}
+
+/// The requesting agent that is not the model: its identifier value, else
+/// its display, else empty.
+pub fn requester(v: &Value) -> String {
+    v["agent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["requestor"] == true && a["type"]["coding"][0]["code"] != "110150")
+        .and_then(|a| {
+            a["who"]["identifier"]["value"]
+                .as_str()
+                .or(a["who"]["display"].as_str())
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The `what` of the event's patient entity (type 1 Person, role 1 Patient).
+pub fn patient_what(v: &Value) -> Option<&Value> {
+    v["entity"]
+        .as_array()?
+        .iter()
+        .find_map(|e| (e["type"]["code"] == "1" && e["role"]["code"] == "1").then_some(&e["what"]))
+}
+
+/// The study entity: its identifier is of type DCM 110180 Study Instance
+/// UID.
+pub fn study_entity(v: &Value) -> Option<&Value> {
+    v["entity"].as_array()?.iter().find(|e| {
+        e["what"]["identifier"]["type"]["coding"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["code"] == "110180"))
+    })
+}
+
+/// The Study Instance UID of a study entity.
+pub fn study_uid(entity: &Value) -> Option<&str> {
+    entity["what"]["identifier"]["value"]
+        .as_str()
+        .map(|s| s.strip_prefix("urn:oid:").unwrap_or(s))
+}
+
+/// A base64 detail's value.
+pub fn detail_b64<'a>(entity: &'a Value, kind: &str) -> Option<&'a str> {
+    entity["detail"]
+        .as_array()?
+        .iter()
+        .find(|d| d["type"] == kind)
+        .and_then(|d| d["valueBase64Binary"].as_str())
 }

@@ -1,11 +1,20 @@
 //! QA reports over the chained radiology AI events (docs/reports.md):
-//! override reports, model-version comparison, CSV and the `/ui/` page.
+//! override reports, model-version comparison, quality metrics, drift
+//! verdicts and the scheduled drift check, forensic lists (cases, study
+//! history, patient access), CSV and the `/ui/` page.
 //! Everything is recomputed from the ledger on each request (read through
-//! `Ledger::search`); there is no second copy of the data.
+//! `Ledger::entries_after`); there is no second copy of the data.
 
+pub mod cases;
 pub mod csv;
+pub mod drift;
+pub mod drift_check;
 pub mod events;
+pub mod history;
 pub mod overrides;
+pub mod patient_access;
+pub mod patients;
+pub mod quality;
 pub mod stats;
 pub mod ui;
 pub mod versions;

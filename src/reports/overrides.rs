@@ -36,6 +36,10 @@ pub enum ParamError {
     Unknown(String),
     #[error("`format` must be json, csv or html")]
     Format,
+    #[error("unknown action `{0}` (use accept, accept_with_edit, reject, escalate, ignore, override or none)")]
+    Action(String),
+    #[error("`{0}` is required")]
+    Required(&'static str),
 }
 
 /// The filters of every report (all optional, AND-ed).

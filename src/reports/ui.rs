@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::drift::DriftReport;
 use super::overrides::{Query, Report, Row, GROUP_KEYS};
 
 /// HTML-escapes text and attribute values.
@@ -41,7 +42,7 @@ figure{margin:1rem 0}svg text{font-size:11px;fill:#111}\
 
 /// The page: `by_version` is the report grouped by model_version (chart 1),
 /// `table` the report as requested (table and histogram).
-pub fn page(q: &Query, table: &Report, by_version: &Report) -> String {
+pub fn page(q: &Query, table: &Report, by_version: &Report, drift: &DriftReport) -> String {
     let f = &q.filters;
     let mut h = String::with_capacity(16 * 1024);
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -114,8 +115,95 @@ pub fn page(q: &Query, table: &Report, by_version: &Report) -> String {
         .collect();
     times.sort_unstable();
     histogram(&mut h, &times, table.fast_accept_ms);
+    drift_table(&mut h, drift);
+    forensic_lists(&mut h, q);
     h.push_str("</main></body></html>");
     h
+}
+
+/// The windows in drift (all filters aside: drift is per version and site).
+fn drift_table(h: &mut String, d: &DriftReport) {
+    h.push_str("<h2 id=\"drift\">Drift alerts</h2>");
+    let _ = write!(
+        h,
+        "<p>Override rate of each completed {}-day window against the version's first {} acted-on cases at the site \
+         (one-sided two-proportion z-test, alert at z ≥ {}): {} of {} windows tested. \
+         <a class=\"noprint\" href=\"/reports/drift?format=csv\">CSV</a></p>",
+        d.rule.window_days,
+        d.rule.baseline_cases,
+        d.rule.z_threshold,
+        d.alerts,
+        d.windows.len()
+    );
+    if d.alerts == 0 {
+        return;
+    }
+    h.push_str("<table id=\"drift-alerts\"><caption>Windows in drift</caption><thead><tr>\
+        <th scope=\"col\">Model version</th><th scope=\"col\">Site</th><th scope=\"col\">Window</th>\
+        <th scope=\"col\">Baseline rate</th><th scope=\"col\">Window rate</th><th scope=\"col\">Cases</th>\
+        <th scope=\"col\">z</th></tr></thead><tbody>");
+    for w in d.windows.iter().filter(|w| w.alert) {
+        let _ = write!(
+            h,
+            "<tr><td class=\"k\">{}|{}</td><td class=\"k\">{}</td><td class=\"k\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            esc(&w.model),
+            esc(&w.version),
+            esc(&w.site),
+            esc(w.window_start.get(..10).unwrap_or(&w.window_start)),
+            pct(Some(w.baseline_rate)),
+            pct(Some(w.rate)),
+            w.cases,
+            w.z
+        );
+    }
+    h.push_str("</tbody></table>");
+}
+
+/// Links to the case lists for the current filters, and the study history
+/// and patient access forms.
+fn forensic_lists(h: &mut String, q: &Query) {
+    let mut filters = q.clone();
+    filters.group_by.clear();
+    let qs = query_string(&filters);
+    let link = |extra: &[&str]| {
+        let parts: Vec<&str> = std::iter::once(qs.as_str())
+            .chain(extra.iter().copied())
+            .filter(|p| !p.is_empty())
+            .collect();
+        esc(&format!("/reports/cases?{}", parts.join("&")))
+    };
+    h.push_str("<section id=\"forensic\" class=\"noprint\"><h2>Forensic lists</h2><ul>");
+    for (label, extra) in [
+        ("Cases matching the filters", ""),
+        (
+            "Cases the radiologist rejected or edited",
+            "action=override",
+        ),
+    ] {
+        let _ = write!(
+            h,
+            "<li>{label}: <a href=\"{}\">JSON</a>, <a href=\"{}\">CSV</a></li>",
+            link(&[extra]),
+            link(&[extra, "format=csv"])
+        );
+    }
+    h.push_str("</ul>");
+    h.push_str(
+        "<form method=\"get\" action=\"/reports/study-history\" aria-label=\"Study history\">\
+         <label for=\"f-study\">Study Instance UID<input id=\"f-study\" name=\"study\" type=\"text\" required></label>\
+         <label for=\"f-study-format\">Format<select id=\"f-study-format\" name=\"format\">\
+         <option value=\"json\">JSON</option><option value=\"csv\">CSV</option></select></label>\
+         <button type=\"submit\">Study history</button></form>",
+    );
+    h.push_str(
+        "<form method=\"get\" action=\"/reports/patient-access\" aria-label=\"Patient access report\">\
+         <label for=\"f-patient\">Patient (system|value; auditors only)<input id=\"f-patient\" name=\"patient\" type=\"text\" required></label>\
+         <label for=\"f-pa-from\">From<input id=\"f-pa-from\" name=\"from\" type=\"date\"></label>\
+         <label for=\"f-pa-to\">To (exclusive)<input id=\"f-pa-to\" name=\"to\" type=\"date\"></label>\
+         <label for=\"f-pa-format\">Format<select id=\"f-pa-format\" name=\"format\">\
+         <option value=\"json\">JSON</option><option value=\"csv\">CSV</option></select></label>\
+         <button type=\"submit\">Patient access report</button></form></section>",
+    );
 }
 
 /// The filters and grouping as a query string (for the CSV link).

@@ -188,6 +188,7 @@ fn hl7v2_mapped_events_validate_against_their_profiles_independently() {
     let link = vellum::hl7v2::InferenceRef {
         id: "0b9f5e7e-8a1d-4a55-9d0c-3e1f2a3b4c5d".into(),
         recorded: recorded.into(),
+        clinical_time: None,
     };
     let mut events = Vec::new();
     for name in ["oru_r01_ai.hl7", "oru_r01_ai_correction.hl7"] {

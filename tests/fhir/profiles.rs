@@ -122,6 +122,7 @@ fn hl7v2_ai_events_conform_to_their_profiles() {
     let link = vellum::hl7v2::InferenceRef {
         id: "0b9f5e7e-8a1d-4a55-9d0c-3e1f2a3b4c5d".into(),
         recorded: recorded.into(),
+        clinical_time: None,
     };
     let ovr =
         vellum::hl7v2::to_audit_event(&hl7("oru_r01_ai_correction.hl7"), Some(&link), recorded);

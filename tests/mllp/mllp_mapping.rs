@@ -156,6 +156,7 @@ fn a_correction_links_the_earlier_inference() {
     let link = InferenceRef {
         id: "0b9f5e7e-8a1d-4a55-9d0c-3e1f2a3b4c5d".into(),
         recorded: "2026-03-14T08:26:54.000000Z".into(),
+        clinical_time: None,
     };
     let (inbound, e) = map("oru_r01_ai_correction.hl7", Some(&link));
     assert_eq!(

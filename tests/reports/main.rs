@@ -3,5 +3,9 @@
 //! data generator, on both backends.
 
 mod browser;
+mod clinical_time;
+mod drift;
+mod forensic;
+mod quality;
 mod recount;
 mod report_api;

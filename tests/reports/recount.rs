@@ -15,10 +15,15 @@ pub struct Inf {
     pub model_version: String,
     pub site: String,
     pub findings: Vec<String>,
+    pub requester: String,
+    /// `system|value` of the patient entity.
+    pub patient: String,
+    pub study_uid: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Act {
+    pub id: String,
     pub action: String,
     pub radiologist: String,
     pub tta: i64,
@@ -28,7 +33,24 @@ pub struct Act {
 pub struct Raw {
     pub inferences: Vec<Inf>,
     pub first_action: HashMap<String, Act>,
+    /// Every action per inference id, in seq order.
+    pub actions: HashMap<String, Vec<Act>>,
     pub rendered: HashSet<String>,
+    /// Every entry, parsed, in seq order.
+    pub entries: Vec<(i64, Value)>,
+}
+
+/// `system|value` of the first patient entity (type 1, role 1).
+pub fn patient_of(v: &Value) -> Option<String> {
+    v["entity"].as_array()?.iter().find_map(|e| {
+        (e["type"]["code"] == "1" && e["role"]["code"] == "1").then(|| {
+            let id = &e["what"]["identifier"];
+            match id["value"].as_str() {
+                Some(value) => format!("{}|{value}", id["system"].as_str().unwrap_or("")),
+                None => e["what"]["reference"].as_str().unwrap_or("").to_string(),
+            }
+        })
+    })
 }
 
 fn profile(v: &Value) -> &str {
@@ -85,17 +107,37 @@ pub async fn load(db_url: &str) -> Raw {
                         }
                     }
                 }
+                let study_uid = entities
+                    .iter()
+                    .find_map(|x| {
+                        let id = &x["what"]["identifier"];
+                        (id["system"] == "urn:dicom:uid").then(|| {
+                            id["value"]
+                                .as_str()
+                                .unwrap()
+                                .trim_start_matches("urn:oid:")
+                                .to_string()
+                        })
+                    })
+                    .unwrap_or_default();
                 raw.inferences.push(Inf {
                     id: v["id"].as_str().unwrap().to_string(),
                     recorded: v["recorded"].as_str().unwrap().to_string(),
                     model_version: mv,
                     site: v["source"]["site"].as_str().unwrap_or("").to_string(),
                     findings,
+                    requester: v["agent"][0]["who"]["identifier"]["value"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    patient: patient_of(&v).unwrap_or_default(),
+                    study_uid,
                 });
             }
             "radiology-ai-override" => {
                 let (id, e) = reference(&v).unwrap();
                 let act = Act {
+                    id: v["id"].as_str().unwrap().to_string(),
                     action: detail(e, "action")[0].to_string(),
                     radiologist: v["agent"][0]["who"]["identifier"]["value"]
                         .as_str()
@@ -103,6 +145,7 @@ pub async fn load(db_url: &str) -> Raw {
                         .to_string(),
                     tta: detail(e, "time-to-action-ms")[0].parse().unwrap(),
                 };
+                raw.actions.entry(id.clone()).or_default().push(act.clone());
                 raw.first_action.entry(id).or_insert(act);
             }
             "radiology-ai-rendering" => {
@@ -110,6 +153,7 @@ pub async fn load(db_url: &str) -> Raw {
             }
             _ => {}
         }
+        raw.entries.push((e.seq, v));
     }
     raw
 }
