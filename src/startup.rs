@@ -52,6 +52,8 @@ pub struct Application {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
+    /// Publishes new checkpoints (directory, command, witnesses).
+    publisher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -139,6 +141,26 @@ impl Application {
         let checkpointer = signer
             .clone()
             .map(|s| crate::evidence::spawn_checkpointer(ledger.clone(), s, &settings.evidence));
+        let publisher = crate::checkpoint_publisher::spawn(
+            ledger.clone(),
+            settings.publish.clone(),
+            &settings.witness,
+        );
+        let witness = match &settings.witness.key_file {
+            Some(path) => {
+                let w = crate::witness::Witness::new(
+                    crate::evidence::read_cosigner(path)?,
+                    settings.witness.logs.clone(),
+                );
+                tracing::info!(
+                    vkey = %w.vkey(),
+                    logs = settings.witness.logs.len(),
+                    "witnessing other logs"
+                );
+                Some(Arc::new(w))
+            }
+            None => None,
+        };
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -167,6 +189,7 @@ impl Application {
             reports: settings.reports,
             startup_verify,
             signer,
+            witness,
             access: access_control(settings)?,
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
@@ -189,6 +212,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            publisher,
         })
     }
 
@@ -233,6 +257,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            publisher,
             ..
         } = self;
         drop(ledger);
@@ -242,6 +267,9 @@ impl Application {
         let result = serve(server, mllp, syslog).await;
         if let Some(c) = checkpointer {
             c.abort();
+        }
+        if let Some(p) = publisher {
+            p.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

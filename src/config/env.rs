@@ -251,6 +251,18 @@ mod tests {
                 "limits.mllp_first_byte_timeout_ms",
             ),
             ("REPORTS_FAST_ACCEPT_MS", "reports.fast_accept_ms"),
+            ("EVIDENCE_CHECKPOINT_DIR", "evidence.checkpoint_dir"),
+            ("EVIDENCE_CHECKPOINT_COMMAND", "evidence.checkpoint_command"),
+            (
+                "EVIDENCE_CHECKPOINT_COMMAND_TIMEOUT_MS",
+                "evidence.checkpoint_command_timeout_ms",
+            ),
+            ("WITNESS_KEY_FILE", "witness.key_file"),
+            ("WITNESS_LOGS", "witness.logs"),
+            ("WITNESS_URLS", "witness.urls"),
+            ("WITNESS_VKEYS", "witness.vkeys"),
+            ("WITNESS_TOKENS", "witness.tokens"),
+            ("WITNESS_TIMEOUT_MS", "witness.timeout_ms"),
         ];
         for (var, path) in documented {
             assert_eq!(

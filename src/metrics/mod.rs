@@ -59,6 +59,12 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    /// Where a checkpoint went: `dir`, `command` or `witness`.
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
@@ -86,6 +92,8 @@ pub struct Metrics {
     pub verify_last_ok: Gauge,
     pub verify_last_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub verify_last_entries: Gauge,
+    pub checkpoint_publish_failures: Family<PublishLabels, Counter>,
+    pub witness_cosignatures: Counter,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -109,6 +117,8 @@ impl Metrics {
             verify_last_ok: Gauge::default(),
             verify_last_time: Gauge::default(),
             verify_last_entries: Gauge::default(),
+            checkpoint_publish_failures: Family::default(),
+            witness_cosignatures: Counter::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -188,6 +198,16 @@ impl Metrics {
             "Entries the last full verification checked.",
             m.verify_last_entries.clone(),
         );
+        registry.register(
+            "vellum_checkpoint_publish_failures",
+            "New checkpoints that could not be written to evidence.checkpoint_dir, handed to evidence.checkpoint_command, or cosigned by a witness, by target.",
+            m.checkpoint_publish_failures.clone(),
+        );
+        registry.register(
+            "vellum_witness_cosignatures",
+            "Witness cosignatures of this log's checkpoints verified and stored.",
+            m.witness_cosignatures.clone(),
+        );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
@@ -237,6 +257,15 @@ impl Metrics {
         self.store_errors
             .get_or_create(&OperationLabels {
                 operation: operation.into(),
+            })
+            .inc();
+    }
+
+    /// A checkpoint that `target` (`dir`, `command`, `witness`) did not take.
+    pub fn publish_failed(&self, target: &str) {
+        self.checkpoint_publish_failures
+            .get_or_create(&PublishLabels {
+                target: target.into(),
             })
             .inc();
     }
