@@ -158,7 +158,13 @@ fn no_source_deletes_or_updates_stored_rows() {
         }
         let text = std::fs::read_to_string(&f).expect("read source");
         let code = code(&text).to_ascii_uppercase();
-        for verb in ["DELETE FROM", "TRUNCATE ", "UPDATE ENTRY", "DROP TABLE", "DROP TRIGGER"] {
+        for verb in [
+            "DELETE FROM",
+            "TRUNCATE ",
+            "UPDATE ENTRY",
+            "DROP TABLE",
+            "DROP TRIGGER",
+        ] {
             assert!(
                 !code.contains(verb),
                 "{} contains `{verb}`: stored rows are never deleted or changed",

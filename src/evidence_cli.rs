@@ -52,9 +52,9 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} verified {human_pos} entries ({per_sec}) {elapsed}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} verified {human_pos} entries ({per_sec}) {elapsed}",
+    ) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -124,9 +124,9 @@ pub async fn verify(s: &Settings, vkey: Option<&PathBuf>, json: bool) -> ExitCod
         eprintln!("vellum: no verifier key (--vkey): checkpoint signatures are not checked");
     }
     let progress = progress_bar();
-    let report = progress.clone().map(|bar| {
-        Box::new(move |n: u64| bar.set_position(n)) as vellum::ledger::verify::Progress
-    });
+    let report = progress
+        .clone()
+        .map(|bar| Box::new(move |n: u64| bar.set_position(n)) as vellum::ledger::verify::Progress);
     let verdict = vellum::ledger::verify::verify_all_with(&store, key.as_ref(), report).await;
     if let Some(bar) = progress {
         bar.finish_and_clear();

@@ -62,7 +62,9 @@ fn parse_request(body: &str) -> Result<Request<'_>, Refusal> {
         .next()
         .and_then(|l| l.strip_prefix("old "))
         .filter(|s| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (*s == "0" || !s.starts_with('0'))
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && (*s == "0" || !s.starts_with('0'))
         })
         .and_then(|s| s.parse().ok())
         .ok_or(bad("the first line must be `old <size>`"))?;
@@ -106,8 +108,10 @@ impl Witness {
     /// Handles one `add-checkpoint` body; returns the cosignature line.
     pub async fn add_checkpoint(&self, ledger: &Ledger, body: &str) -> Result<String, Refusal> {
         let req = parse_request(body)?;
-        let (text, _) = split_note(req.note).ok_or(Refusal::Malformed("the checkpoint has no signatures"))?;
-        let head = CheckpointHead::parse(text).map_err(|_| Refusal::Malformed("not a checkpoint"))?;
+        let (text, _) =
+            split_note(req.note).ok_or(Refusal::Malformed("the checkpoint has no signatures"))?;
+        let head =
+            CheckpointHead::parse(text).map_err(|_| Refusal::Malformed("not a checkpoint"))?;
         let key = self.logs.get(&head.origin).ok_or(Refusal::UnknownOrigin)?;
         if key.open(req.note).is_err() {
             return Err(Refusal::NotSigned);
@@ -130,7 +134,13 @@ impl Witness {
             if !req.proof.is_empty() {
                 return Err(Refusal::BadProof);
             }
-        } else if !merkle::verify_consistency(known_size, head.size, &known_root, &head.root, &req.proof) {
+        } else if !merkle::verify_consistency(
+            known_size,
+            head.size,
+            &known_root,
+            &head.root,
+            &req.proof,
+        ) {
             return Err(Refusal::BadProof);
         }
         let size = i64::try_from(head.size).map_err(|_| Refusal::Malformed("size too large"))?;
@@ -176,7 +186,12 @@ mod tests {
         assert!(r.note.starts_with("note\n"));
         let empty = parse_request("old 0\n\nnote\n\n— x y\n").unwrap();
         assert!(empty.proof.is_empty());
-        for bad in ["old 03\n\nn\n", "old\n\nn\n", "new 3\n\nn\n", "old 3\nnot-base64\n\nn\n"] {
+        for bad in [
+            "old 03\n\nn\n",
+            "old\n\nn\n",
+            "new 3\n\nn\n",
+            "old 3\nnot-base64\n\nn\n",
+        ] {
             assert!(parse_request(bad).is_err(), "{bad:?}");
         }
     }

@@ -140,7 +140,10 @@ impl PublishSettings {
                 .checkpoint_dir
                 .filter(|d| !d.trim().is_empty())
                 .map(PathBuf::from),
-            checkpoint_command: raw.checkpoint_command.map(|c| c.0).filter(|c| !c.is_empty()),
+            checkpoint_command: raw
+                .checkpoint_command
+                .map(|c| c.0)
+                .filter(|c| !c.is_empty()),
             command_timeout: Duration::from_millis(raw.checkpoint_command_timeout_ms),
         })
     }
@@ -270,7 +273,9 @@ mod tests {
             urls: PathList(vec!["http://127.0.0.1:1/witness".into()]),
             ..RawWitness::default()
         };
-        let e = WitnessSettings::validate(raw.clone()).unwrap_err().to_string();
+        let e = WitnessSettings::validate(raw.clone())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("witness.vkeys"), "{e}");
         raw.vkeys = PathList(vec![w.verifier().to_vkey()]);
         raw.tokens = PathList(vec!["secret-token-1".into()]);

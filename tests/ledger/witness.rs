@@ -45,7 +45,10 @@ fn consistency(m: usize, leaves: &[Hash]) -> Vec<Hash> {
 }
 
 fn vellum(args: &[&str]) -> (i32, String) {
-    let out = Command::new(vellum_bin()).args(args).output().expect("run vellum");
+    let out = Command::new(vellum_bin())
+        .args(args)
+        .output()
+        .expect("run vellum");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -56,11 +59,18 @@ fn vellum(args: &[&str]) -> (i32, String) {
 /// the timestamped message, `openssl pkeyutl -verify` on the signature.
 fn openssl_verifies(vkey: &str, text: &str, line: &str, work: &Path) -> bool {
     let mut parts = vkey.trim().splitn(3, '+');
-    let (name, _id, key) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let (name, _id, key) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
     let key = B64.decode(key).unwrap();
     assert_eq!(key[0], 0x04, "a cosigner vkey has type 0x04");
     let public = &key[1..];
-    let rest = line.trim_end().strip_prefix("\u{2014} ").expect("a signature line");
+    let rest = line
+        .trim_end()
+        .strip_prefix("\u{2014} ")
+        .expect("a signature line");
     let (line_name, sig) = rest.split_once(' ').unwrap();
     if line_name != name {
         return false;
@@ -74,13 +84,20 @@ fn openssl_verifies(vkey: &str, text: &str, line: &str, work: &Path) -> bool {
         return false;
     }
     let ts = u64::from_be_bytes(sig[4..12].try_into().unwrap());
-    std::fs::write(work.join("msg"), format!("cosignature/v1\ntime {ts}\n{text}")).unwrap();
+    std::fs::write(
+        work.join("msg"),
+        format!("cosignature/v1\ntime {ts}\n{text}"),
+    )
+    .unwrap();
     std::fs::write(work.join("sig"), &sig[12..]).unwrap();
     let mut der = hex::decode("302a300506032b6570032100").unwrap();
     der.extend(public);
     std::fs::write(
         work.join("pub.pem"),
-        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", B64.encode(der)),
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            B64.encode(der)
+        ),
     )
     .unwrap();
     Command::new("openssl")
@@ -108,7 +125,13 @@ struct Keys {
 
 fn keys(dir: &Path, name: &str) -> Keys {
     let d = dir.join(name);
-    let (c, log_vkey) = vellum(&["keygen", "--origin", &format!("{name}.test/log"), "--out", d.to_str().unwrap()]);
+    let (c, log_vkey) = vellum(&[
+        "keygen",
+        "--origin",
+        &format!("{name}.test/log"),
+        "--out",
+        d.to_str().unwrap(),
+    ]);
     assert_eq!(c, 0);
     let (c, witness_vkey) = vellum(&[
         "keygen",
@@ -139,7 +162,11 @@ async fn cosigned(base: &str, lines: usize) -> String {
             .text()
             .await
             .unwrap();
-        if note.split("\n\n").nth(1).is_some_and(|s| s.lines().count() == lines) {
+        if note
+            .split("\n\n")
+            .nth(1)
+            .is_some_and(|s| s.lines().count() == lines)
+        {
             return note;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,7 +186,11 @@ async fn checkpoint_after(base: &str, events: std::ops::Range<u64>) -> String {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let r = client.post(format!("{base}/admin/checkpoints")).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/admin/checkpoints"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     r.text().await.unwrap()
 }
@@ -379,12 +410,24 @@ backend_tests! {
 async fn owner_exec(db: &TestDb, sql: &'static str) -> Result<(), String> {
     match db.backend {
         Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url).await.map_err(|e| e.to_string())?;
-            sqlx::query(sql).execute(&pool).await.map(drop).map_err(|e| e.to_string())
+            let pool = sqlx::SqlitePool::connect(&db.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.map_err(|e| e.to_string())?;
-            sqlx::query(sql).execute(&pool).await.map(drop).map_err(|e| e.to_string())
+            let pool = sqlx::PgPool::connect(&db.url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
     }
 }

@@ -262,9 +262,7 @@ impl CosignerVerifier {
     /// The first of `lines` (signature lines) that is this witness's valid
     /// cosignature of `text`.
     pub fn find<'a>(&self, text: &str, lines: &'a str) -> Option<&'a str> {
-        lines
-            .lines()
-            .find(|l| self.verify_line(text, l).is_some())
+        lines.lines().find(|l| self.verify_line(text, l).is_some())
     }
 }
 
