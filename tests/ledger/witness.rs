@@ -278,8 +278,40 @@ backend_tests! {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(verdict["cosignatures"]["verified"], 2, "{verdict}");
-        drop(server_a);
+
+        // The export and the proof bundle carry the cosignatures, and the
+        // export still verifies offline.
+        let exp = dir.path().join("exp");
+        let out = Command::new(vellum_bin())
+            .args(["export", "--out", exp.to_str().unwrap(), "--database-url", &db_a.url])
+            .env("VELLUM_SIGNING_KEY_FILE", &a.log_key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let exported = std::fs::read_to_string(exp.join("checkpoint")).unwrap();
+        assert!(exported.starts_with(&note5) && exported.lines().count() == note5.lines().count() + 1);
+        let cosig5 = exported.lines().last().unwrap().to_string();
+        assert!(openssl_verifies(&b.witness_vkey, &format!("{}\n", text5), &cosig5, dir.path()));
+        let (code, _) = vellum(&["verify", "--export", exp.to_str().unwrap()]);
+        assert_eq!(code, 0);
+
+        // A cosignature the witness never made (copied onto a checkpoint it
+        // never saw, by whoever can insert rows) is reported as tampering.
         drop(server_b);
+        let _note7 = checkpoint_after(&server_a.base, 5..7).await;
+        let label = b.witness_vkey.splitn(3, '+').take(2).collect::<Vec<_>>().join("+");
+        owner_insert_cosignature(&db_a, 7, &label, &cosig5).await;
+        let out = Command::new(vellum_bin())
+            .args(["verify", "--database-url", &db_a.url])
+            .env("VELLUM_SIGNING_KEY_FILE", &a.log_key)
+            .env("VELLUM_WITNESS_URLS", format!("http://127.0.0.1:{port_b}/witness"))
+            .env("VELLUM_WITNESS_VKEYS", &b.witness_vkey)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cosignature of checkpoint 7"), "{err}");
+        drop(server_a);
     }
 
     async fn a_witness_refuses_forks_and_bad_proofs_and_stores_nothing_for_them(backend) {
@@ -403,6 +435,33 @@ backend_tests! {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(failures >= 1.0, "no command failure counted");
+    }
+}
+
+/// Inserts a cosignature row directly, as the database owner could.
+async fn owner_insert_cosignature(db: &TestDb, size: i64, witness: &str, line: &str) {
+    const SQL: &str = "INSERT INTO witness_cosignature VALUES ($1, $2, $3, 't')";
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(SQL)
+                .bind(size)
+                .bind(witness)
+                .bind(line)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(SQL)
+                .bind(size)
+                .bind(witness)
+                .bind(line)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
     }
 }
 
