@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("dicom", 2),
     ("atna", 2),
     ("evidence", 2),
+    ("witness", 2),
     ("intake", 3),
     ("http", 4),
     ("mllp", 4),
@@ -28,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("digest_worker", 4),
     ("reports", 4),
     ("demo", 4),
+    ("checkpoint_publisher", 4),
     ("startup", 5),
     ("evidence_cli", 5),
 ];
@@ -137,5 +139,50 @@ fn no_module_circle() {
     let mut done = BTreeSet::new();
     for m in graph.keys() {
         visit(m, &graph, &mut Vec::new(), &mut done);
+    }
+}
+
+/// Retention: no code path deletes or changes stored rows. The database
+/// refuses it too (triggers; the `vellum_writer` role lacks the rights);
+/// this keeps such SQL from being written at all, in the server and in the
+/// ledger crate that holds the store.
+#[test]
+fn no_source_deletes_or_updates_stored_rows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    sources(&root.join("crates/vellum-ledger/src"), &mut files);
+    for f in files {
+        if f.ends_with("architecture_tests.rs") || f.ends_with("testing.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read source");
+        let code = code(&text).to_ascii_uppercase();
+        for verb in [
+            "DELETE FROM",
+            "TRUNCATE ",
+            "UPDATE ENTRY",
+            "DROP TABLE",
+            "DROP TRIGGER",
+        ] {
+            assert!(
+                !code.contains(verb),
+                "{} contains `{verb}`: stored rows are never deleted or changed",
+                f.display()
+            );
+        }
+        // Any `UPDATE <table> SET` in SQL text.
+        for (i, _) in code.match_indices("UPDATE ") {
+            let rest = &code[i + "UPDATE ".len()..];
+            let table: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                !rest[table.len()..].trim_start().starts_with("SET "),
+                "{} contains `UPDATE {table} SET`: stored rows are never changed",
+                f.display()
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DatabaseUrl, EvidenceSettings};
 use vellum_ledger::checkpoint::Checkpoint;
+use vellum_ledger::cosignature::{split_note, Cosigner, CosignerVerifier};
 use vellum_ledger::hash::{self, Hash};
 use vellum_ledger::merkle::{self, Accumulator};
 use vellum_ledger::note::{NoteError, NoteSigner, NoteVerifier};
@@ -66,6 +67,21 @@ fn write_private(path: &Path, text: &str) -> Result<(), EvidenceError> {
 pub fn read_signer(path: &Path) -> Result<NoteSigner, EvidenceError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     Ok(NoteSigner::parse(&text)?)
+}
+
+/// A witness key file (`vellum keygen --witness`, or a log key file).
+pub fn read_cosigner(path: &Path) -> Result<Cosigner, EvidenceError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    Ok(Cosigner::parse(&text)?)
+}
+
+/// Writes `dir/witness.key` (mode 0600, created new) and `dir/witness.vkey`.
+pub fn write_witness_key_files(dir: &Path, cosigner: &Cosigner) -> Result<(), EvidenceError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    write_private(&dir.join("witness.key"), &cosigner.to_key_file()?)?;
+    let vkey = dir.join("witness.vkey");
+    std::fs::write(&vkey, format!("{}\n", cosigner.verifier().to_vkey())).map_err(io(&vkey))?;
+    Ok(())
 }
 
 pub fn read_verifier(path: &Path) -> Result<NoteVerifier, EvidenceError> {
@@ -219,8 +235,9 @@ pub async fn export(
             "nothing to export: from {from} to {to} (head {head})"
         )));
     }
-    // The signed checkpoint of exactly `to` entries: stored, or signed now.
-    let note = match ledger.stored_checkpoint(Some(to)).await? {
+    // The signed checkpoint of exactly `to` entries (with its witnesses'
+    // cosignatures): stored, or signed now.
+    let note = match ledger.cosigned_checkpoint(Some(to)).await? {
         Some(c) => c.note,
         None => match signer {
             Some(s) => ledger
@@ -408,7 +425,7 @@ pub async fn proof_bundle(
         .read(id)
         .await?
         .ok_or_else(|| EvidenceError::Invalid(format!("no entry has id {id}")))?;
-    let mut cp = ledger.stored_checkpoint(None).await?;
+    let mut cp = ledger.cosigned_checkpoint(None).await?;
     if cp.as_ref().is_none_or(|c| c.tree_size < entry.seq) {
         let s = signer.ok_or_else(|| {
             EvidenceError::Invalid("no checkpoint covers the entry and no signing key".into())
@@ -417,7 +434,7 @@ pub async fn proof_bundle(
             .checkpoint(s)
             .await
             .map_err(|e| EvidenceError::Invalid(e.to_string()))?;
-        cp = ledger.stored_checkpoint(None).await?;
+        cp = ledger.cosigned_checkpoint(None).await?;
     }
     let cp = cp.ok_or_else(|| EvidenceError::Invalid("no checkpoint".into()))?;
     let p = ledger
@@ -457,4 +474,47 @@ pub fn verify_bundle(b: &ProofBundle, key: &NoteVerifier) -> Result<Checkpoint, 
         return Err("the inclusion proof does not lead to the checkpoint's root".into());
     }
     Ok(cp)
+}
+
+/// What checking the stored witness cosignatures found.
+#[derive(Debug, Default, Serialize)]
+pub struct CosignatureCheck {
+    /// Cosignatures by a configured witness that verified.
+    pub verified: usize,
+    /// Cosignatures by witnesses not configured (not checked).
+    pub unknown_witness: usize,
+    /// The first one that did not verify.
+    pub problem: Option<String>,
+}
+
+/// Checks every stored cosignature by one of `witnesses` against the
+/// stored checkpoint it cosigns.
+pub async fn verify_cosignatures(
+    ledger: &Ledger,
+    witnesses: &[CosignerVerifier],
+) -> Result<CosignatureCheck, EvidenceError> {
+    let mut check = CosignatureCheck::default();
+    for c in ledger.cosignatures(None).await? {
+        let Some(w) = witnesses.iter().find(|w| w.label() == c.witness) else {
+            check.unknown_witness += 1;
+            continue;
+        };
+        let note = ledger
+            .stored_checkpoint(Some(c.tree_size))
+            .await?
+            .map(|cp| cp.note);
+        let text = note.as_deref().and_then(split_note).map(|(t, _)| t);
+        match text.and_then(|t| w.verify_line(t, &c.line)) {
+            Some(_) => check.verified += 1,
+            None => {
+                check.problem = Some(format!(
+                    "the cosignature of checkpoint {} by {} does not verify",
+                    c.tree_size,
+                    w.name()
+                ));
+                return Ok(check);
+            }
+        }
+    }
+    Ok(check)
 }

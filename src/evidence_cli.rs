@@ -15,8 +15,21 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `vellum keygen --origin ORIGIN --out DIR`.
-pub fn keygen(origin: &str, out: &Path) -> ExitCode {
+/// `vellum keygen [--witness] --origin ORIGIN --out DIR`.
+pub fn keygen(origin: &str, out: &Path, witness: bool) -> ExitCode {
+    if witness {
+        let cosigner = match vellum::ledger::cosignature::Cosigner::generate(origin) {
+            Ok(c) => c,
+            Err(e) => return fail(2, e),
+        };
+        return match evidence::write_witness_key_files(out, &cosigner) {
+            Ok(()) => {
+                println!("{}", cosigner.verifier().to_vkey());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(2, e),
+        };
+    }
     let signer = match NoteSigner::generate(origin) {
         Ok(s) => s,
         Err(e) => return fail(2, e),
@@ -28,6 +41,24 @@ pub fn keygen(origin: &str, out: &Path) -> ExitCode {
         }
         Err(e) => fail(2, e),
     }
+}
+
+/// A bar of entries verified on stderr, only when stderr is a terminal (a
+/// pipe or file gets nothing extra).
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} verified {human_pos} entries ({per_sec}) {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
 }
 
 async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
@@ -85,35 +116,62 @@ pub async fn verify(s: &Settings, vkey: Option<&PathBuf>, json: bool) -> ExitCod
         Ok(k) => k,
         Err(c) => return c,
     };
-    let (_, store) = match open(s).await {
+    let (ledger, store) = match open(s).await {
         Ok(l) => l,
         Err(c) => return c,
     };
     if key.is_none() {
         eprintln!("vellum: no verifier key (--vkey): checkpoint signatures are not checked");
     }
-    match vellum::ledger::verify::verify_all(&store, key.as_ref()).await {
-        Ok(v) => {
-            if json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
-            }
-            match &v.problem {
-                None => {
-                    if !json {
-                        println!(
-                            "ok: {} entries, {} checkpoints, head chain hash {}",
-                            v.entries, v.checkpoints, v.head_chain_hash
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Some(p) => {
-                    eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
-                    ExitCode::from(1)
-                }
-            }
+    let progress = progress_bar();
+    let report = progress
+        .clone()
+        .map(|bar| Box::new(move |n: u64| bar.set_position(n)) as vellum::ledger::verify::Progress);
+    let verdict = vellum::ledger::verify::verify_all_with(&store, key.as_ref(), report).await;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let v = match verdict {
+        Ok(v) => v,
+        Err(e) => return fail(2, format!("cannot read the store: {e}")),
+    };
+    let witnesses: Vec<_> = s.witness.targets.iter().map(|t| t.vkey.clone()).collect();
+    let cosigned = if v.problem.is_none() {
+        match evidence::verify_cosignatures(&ledger, &witnesses).await {
+            Ok(c) => c,
+            Err(e) => return fail(2, format!("cannot read the store: {e}")),
         }
-        Err(e) => fail(2, format!("cannot read the store: {e}")),
+    } else {
+        evidence::CosignatureCheck::default()
+    };
+    if json {
+        let mut out = serde_json::to_value(&v).unwrap_or_default();
+        if let Some(o) = out.as_object_mut() {
+            o.insert(
+                "cosignatures".into(),
+                serde_json::to_value(&cosigned).unwrap_or_default(),
+            );
+        }
+        println!("{out}");
+    }
+    match (&v.problem, &cosigned.problem) {
+        (None, None) => {
+            if !json {
+                println!(
+                    "ok: {} entries, {} checkpoints, {} witness cosignatures, head chain hash {}",
+                    v.entries, v.checkpoints, cosigned.verified, v.head_chain_hash
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        (Some(p), _) => {
+            eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
+            ExitCode::from(1)
+        }
+        (None, Some(p)) => {
+            eprintln!("TAMPERED: {p}");
+            ExitCode::from(1)
+        }
     }
 }
 

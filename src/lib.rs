@@ -2,6 +2,7 @@
 
 pub mod atna;
 pub mod auth;
+pub mod checkpoint_publisher;
 pub mod config;
 pub mod demo;
 pub mod dicom;
@@ -21,6 +22,7 @@ pub mod syslog;
 pub mod telemetry;
 pub mod tls;
 pub mod vocabulary;
+pub mod witness;
 
 /// The ledger crate under the path integrators and tests have used.
 pub mod ledger {

@@ -79,17 +79,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         vkey: Option<PathBuf>,
     },
-    /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey.
+    /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey;
+    /// with --witness, a witness key: DIR/witness.key and DIR/witness.vkey.
     #[command(
-        after_help = "Example:\n  vellum keygen --origin vellum.example.org/log --out /etc/vellum/keys"
+        after_help = "Examples:\n  vellum keygen --origin vellum.example.org/log --out /etc/vellum/keys\n  vellum keygen --witness --origin witness.example.org/w1 --out /etc/vellum/keys"
     )]
     Keygen {
-        /// The log's name, written into every checkpoint.
+        /// The log's name, written into every checkpoint (with --witness:
+        /// the witness's name, written into every cosignature).
         #[arg(long)]
         origin: String,
-        /// Directory to write log.key and log.vkey into.
+        /// Directory to write the key files into.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Make a witness (cosigner) key instead of a log key.
+        #[arg(long)]
+        witness: bool,
     },
     /// Sign and store a checkpoint of the current head; print it.
     #[command(
@@ -280,7 +285,11 @@ fn main() -> ExitCode {
     }
     warn_unknown_variables();
     match &cli.command {
-        Command::Keygen { origin, out } => return evidence_cli::keygen(origin, out),
+        Command::Keygen {
+            origin,
+            out,
+            witness,
+        } => return evidence_cli::keygen(origin, out, *witness),
         Command::Token {
             action:
                 TokenAction::Create {

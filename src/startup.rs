@@ -54,6 +54,8 @@ pub struct Application {
     drift_check: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
+    /// Publishes new checkpoints (directory, command, witnesses).
+    publisher: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -141,6 +143,26 @@ impl Application {
         let checkpointer = signer
             .clone()
             .map(|s| crate::evidence::spawn_checkpointer(ledger.clone(), s, &settings.evidence));
+        let publisher = crate::checkpoint_publisher::spawn(
+            ledger.clone(),
+            settings.publish.clone(),
+            &settings.witness,
+        );
+        let witness = match &settings.witness.key_file {
+            Some(path) => {
+                let w = crate::witness::Witness::new(
+                    crate::evidence::read_cosigner(path)?,
+                    settings.witness.logs.clone(),
+                );
+                tracing::info!(
+                    vkey = %w.vkey(),
+                    logs = settings.witness.logs.len(),
+                    "witnessing other logs"
+                );
+                Some(Arc::new(w))
+            }
+            None => None,
+        };
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -169,6 +191,7 @@ impl Application {
             reports: settings.reports,
             startup_verify,
             signer,
+            witness,
             access: access_control(settings)?,
         });
         let drift_check = settings.reports.drift_check.then(|| {
@@ -200,6 +223,7 @@ impl Application {
             syslog,
             checkpointer,
             drift_check,
+            publisher,
         })
     }
 
@@ -245,6 +269,7 @@ impl Application {
             syslog,
             checkpointer,
             drift_check,
+            publisher,
             ..
         } = self;
         drop(ledger);
@@ -257,6 +282,9 @@ impl Application {
         }
         if let Some(d) = drift_check {
             d.abort();
+        }
+        if let Some(p) = publisher {
+            p.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

@@ -131,6 +131,8 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
         (["admin", "checkpoints", ..], true, _) => rule(AUDITOR_OR_ADMIN),
         (["admin", "proof", ..], true, _) => audited(AUDITOR, Access::Proof),
         (["admin", "export", ..], _, _) => audited(AUDITOR, Access::Export),
+        // Another log asking this vellum, as its witness, to cosign.
+        (["witness", "add-checkpoint"], _, true) => rule(SOURCE),
 
         // The CapabilityStatement, the OpenAPI document, and everything that
         // answers 404 or 405: only who is calling must be known.

@@ -260,6 +260,18 @@ mod tests {
             ("REPORTS_DRIFT_WINDOW_DAYS", "reports.drift_window_days"),
             ("REPORTS_DRIFT_MIN_CASES", "reports.drift_min_cases"),
             ("REPORTS_DRIFT_Z", "reports.drift_z"),
+            ("EVIDENCE_CHECKPOINT_DIR", "evidence.checkpoint_dir"),
+            ("EVIDENCE_CHECKPOINT_COMMAND", "evidence.checkpoint_command"),
+            (
+                "EVIDENCE_CHECKPOINT_COMMAND_TIMEOUT_MS",
+                "evidence.checkpoint_command_timeout_ms",
+            ),
+            ("WITNESS_KEY_FILE", "witness.key_file"),
+            ("WITNESS_LOGS", "witness.logs"),
+            ("WITNESS_URLS", "witness.urls"),
+            ("WITNESS_VKEYS", "witness.vkeys"),
+            ("WITNESS_TOKENS", "witness.tokens"),
+            ("WITNESS_TIMEOUT_MS", "witness.timeout_ms"),
         ];
         for (var, path) in documented {
             assert_eq!(

@@ -36,7 +36,10 @@ pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
-pub use evidence::{EvidenceSettings, RawEvidence};
+pub use evidence::{
+    CommandLine, EvidenceSettings, PublishSettings, RawEvidence, RawPublish, RawWitness,
+    WitnessSettings, WitnessTarget,
+};
 pub use http::{HttpSettings, HttpTls, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use log::LogFormat;
@@ -131,6 +134,12 @@ pub struct RawSettings {
     /// `[reports]`: QA reports (env `VELLUM_REPORTS_*`).
     #[serde(default)]
     pub reports: RawReports,
+    /// `[evidence]`: publishing new checkpoints (env `VELLUM_EVIDENCE_*`).
+    #[serde(default)]
+    pub evidence: RawPublish,
+    /// `[witness]`: witnessing and being witnessed (env `VELLUM_WITNESS_*`).
+    #[serde(default)]
+    pub witness: RawWitness,
 }
 
 /// The document split into its sections.
@@ -149,6 +158,8 @@ struct RawSections {
     limits: RawLimits,
     syslog: RawSyslog,
     reports: RawReports,
+    publish: RawPublish,
+    witness: RawWitness,
 }
 
 impl RawSettings {
@@ -170,6 +181,8 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            publish,
+            witness,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -205,6 +218,8 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            evidence: publish,
+            witness,
         }
     }
 
@@ -243,6 +258,8 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            evidence: publish,
+            witness,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -288,6 +305,8 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            publish,
+            witness,
         }
     }
 }
@@ -309,6 +328,8 @@ impl Default for RawSettings {
             limits: RawLimits::default(),
             syslog: RawSyslog::default(),
             reports: RawReports::default(),
+            publish: RawPublish::default(),
+            witness: RawWitness::default(),
         })
     }
 }
@@ -336,6 +357,10 @@ pub struct Settings {
     pub syslog: SyslogSettings,
     pub reports: ReportSettings,
     pub evidence: EvidenceSettings,
+    /// `[evidence]`: where new checkpoints are published.
+    pub publish: PublishSettings,
+    /// `[witness]`: witnessing other logs and being witnessed.
+    pub witness: WitnessSettings,
     pub auth: AuthSettings,
 }
 
@@ -385,6 +410,8 @@ impl Settings {
             limits,
             syslog,
             reports,
+            publish,
+            witness,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -396,6 +423,8 @@ impl Settings {
         let syslog = SyslogSettings::validate(syslog, &privacy)?;
         let reports = ReportSettings::validate(&reports)?;
         let evidence = EvidenceSettings::validate(evidence)?;
+        let publish = PublishSettings::validate(publish)?;
+        let witness = WitnessSettings::validate(witness)?;
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         let log_format = LogFormat::parse(&log_format)?;
         Ok(Settings {
@@ -421,6 +450,8 @@ impl Settings {
             syslog,
             reports,
             evidence,
+            publish,
+            witness,
             auth,
         })
     }

@@ -1,7 +1,8 @@
 //! Checkpoints and proofs: `POST /admin/checkpoints`,
 //! `GET /admin/checkpoints/latest`, `GET /admin/checkpoints/{size}`,
 //! `GET /admin/proof/inclusion?seq=S&size=N`,
-//! `GET /admin/proof/consistency?from=M&to=N`.
+//! `GET /admin/proof/consistency?from=M&to=N`; and, as a witness of other
+//! logs, `POST /witness/add-checkpoint` (C2SP tlog-witness).
 
 use actix_web::{web, HttpResponse};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -17,7 +18,65 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/checkpoints/latest", web::get().to(latest))
         .route("/admin/checkpoints/{size}", web::get().to(by_size))
         .route("/admin/proof/inclusion", web::get().to(inclusion))
-        .route("/admin/proof/consistency", web::get().to(consistency));
+        .route("/admin/proof/consistency", web::get().to(consistency))
+        .route("/witness/add-checkpoint", web::post().to(add_checkpoint));
+}
+
+/// Largest `add-checkpoint` body: 63 proof lines and a checkpoint with a
+/// few signatures fit many times over.
+const MAX_WITNESS_BODY: usize = 64 * 1024;
+
+async fn add_checkpoint(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    use crate::witness::Refusal;
+    use actix_web::http::StatusCode;
+    let text = |status: StatusCode, msg: String| {
+        HttpResponse::build(status)
+            .content_type(NOTE)
+            .body(format!("{msg}\n"))
+    };
+    let Some(witness) = &state.witness else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this vellum witnesses no log (witness.key_file)".into(),
+        );
+    };
+    let body = match super::body::read_body(
+        payload,
+        MAX_WITNESS_BODY,
+        state.limits.http_body_timeout,
+        &req,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return text(StatusCode::BAD_REQUEST, "the body is not UTF-8".into());
+    };
+    match witness.add_checkpoint(&state.ledger, body).await {
+        Ok(line) => HttpResponse::Ok().content_type(NOTE).body(line),
+        Err(Refusal::StaleOld(size)) => HttpResponse::Conflict()
+            .content_type("text/x.tlog.size")
+            .body(format!("{size}\n")),
+        Err(Refusal::Store(e)) => unavailable(e),
+        Err(e) => {
+            let status = match e {
+                Refusal::Malformed(_) | Refusal::OldTooLarge => StatusCode::BAD_REQUEST,
+                Refusal::UnknownOrigin => StatusCode::NOT_FOUND,
+                Refusal::NotSigned => StatusCode::FORBIDDEN,
+                Refusal::Fork => StatusCode::CONFLICT,
+                Refusal::BadProof => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(status = status.as_u16(), reason = %e, "witness: refused a checkpoint");
+            text(status, e.to_string())
+        }
+    }
 }
 
 fn error(status: actix_web::http::StatusCode, msg: &str) -> HttpResponse {
@@ -45,12 +104,13 @@ async fn make_checkpoint(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The newest checkpoint with its witnesses' cosignature lines.
 async fn latest(state: web::Data<AppState>) -> HttpResponse {
-    note_response(state.ledger.stored_checkpoint(None).await)
+    note_response(state.ledger.cosigned_checkpoint(None).await)
 }
 
 async fn by_size(state: web::Data<AppState>, size: web::Path<i64>) -> HttpResponse {
-    note_response(state.ledger.stored_checkpoint(Some(*size)).await)
+    note_response(state.ledger.cosigned_checkpoint(Some(*size)).await)
 }
 
 fn note_response(

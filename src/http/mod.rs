@@ -51,6 +51,8 @@ pub struct AppState {
     pub startup_verify: std::sync::Arc<StartupVerify>,
     /// Signs checkpoints; `None` when no key is configured.
     pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
+    /// vellum as a witness of other logs; `None` without `witness.key_file`.
+    pub witness: Option<std::sync::Arc<crate::witness::Witness>>,
     /// Who may call what; the gate in front of every route.
     pub access: authn::AccessControl,
 }

@@ -67,6 +67,12 @@ pub struct DriftLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    /// Where a checkpoint went: `dir`, `command` or `witness`.
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
@@ -97,6 +103,8 @@ pub struct Metrics {
     /// Windows in drift at the last drift check.
     pub drift_windows: Family<DriftLabels, Gauge>,
     pub drift_alerts_appended: Counter,
+    pub checkpoint_publish_failures: Family<PublishLabels, Counter>,
+    pub witness_cosignatures: Counter,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -122,6 +130,8 @@ impl Metrics {
             verify_last_entries: Gauge::default(),
             drift_windows: Family::default(),
             drift_alerts_appended: Counter::default(),
+            checkpoint_publish_failures: Family::default(),
+            witness_cosignatures: Counter::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -210,6 +220,14 @@ impl Metrics {
             "vellum_drift_alerts_appended",
             "Drift alert events appended by the scheduled drift check.",
             m.drift_alerts_appended.clone(),
+            "vellum_checkpoint_publish_failures",
+            "New checkpoints that could not be written to evidence.checkpoint_dir, handed to evidence.checkpoint_command, or cosigned by a witness, by target.",
+            m.checkpoint_publish_failures.clone(),
+        );
+        registry.register(
+            "vellum_witness_cosignatures",
+            "Witness cosignatures of this log's checkpoints verified and stored.",
+            m.witness_cosignatures.clone(),
         );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
@@ -260,6 +278,15 @@ impl Metrics {
         self.store_errors
             .get_or_create(&OperationLabels {
                 operation: operation.into(),
+            })
+            .inc();
+    }
+
+    /// A checkpoint that `target` (`dir`, `command`, `witness`) did not take.
+    pub fn publish_failed(&self, target: &str) {
+        self.checkpoint_publish_failures
+            .get_or_create(&PublishLabels {
+                target: target.into(),
             })
             .inc();
     }

@@ -164,6 +164,7 @@ fn matrix(id: &str) -> Vec<(Method, String, Option<Vec<Role>>)> {
             "/admin/proof/consistency?from=1&to=1",
             Some(vec![AU]),
         ),
+        m(Method::POST, "/witness/add-checkpoint", Some(vec![SO])),
         m(Method::GET, "/no/such/path", Some(all)),
     ]
 }

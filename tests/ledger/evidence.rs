@@ -21,7 +21,7 @@ fn b64(h: &Value) -> Hash {
 }
 
 /// RFC 6962 MTH, recursively, from the leaves.
-fn mth(l: &[Hash]) -> Hash {
+pub(crate) fn mth(l: &[Hash]) -> Hash {
     match l.len() {
         0 => merkle::empty_root(),
         1 => l[0],
@@ -148,8 +148,16 @@ backend_tests! {
         std::fs::write(&bundle, b.to_string()).unwrap();
         assert_eq!(vellum(&["verify-proof", &bundle, "--vkey", &vkey_path]).0, 1, "a wrong proof is refused");
 
-        let (code, _, err) = vellum(&["verify", "--database-url", url, "--vkey", &vkey_path]);
+        let (code, out, err) = vellum(&["verify", "--database-url", url, "--vkey", &vkey_path]);
         assert_eq!(code, 0, "{err}");
+        // Piped, the progress bar draws nothing: stderr stays empty and
+        // stdout is the one verdict line.
+        // (Unknown VELLUM_* variables of the test environment are warned of.)
+        assert!(
+            err.lines().all(|l| l.starts_with("vellum: warning: VELLUM_")),
+            "nothing on stderr when it is not a terminal: {err:?}"
+        );
+        assert!(out.starts_with("ok: ") && out.lines().count() == 1, "{out:?}");
         let (code, _, _) = vellum(&["verify", "--database-url", url, "--vkey", other_vkey.to_str().unwrap()]);
         assert_eq!(code, 1, "verify with the wrong key reports a forged checkpoint");
     }

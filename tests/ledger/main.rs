@@ -1,7 +1,8 @@
 //! The ledger's guarantees: insert-only storage, tamper detection,
-//! idempotency keys.
+//! idempotency keys, witnesses.
 
 mod evidence;
 mod idempotency_keys;
 mod insert_only;
 mod verify_tamper;
+mod witness;

@@ -5,6 +5,7 @@
 //! of FHIR, DICOM or HL7.
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod merkle;
 pub mod note;
@@ -142,6 +143,15 @@ pub fn stamp(t: OffsetDateTime) -> String {
         t.second(),
         t.microsecond()
     )
+}
+
+/// Now as RFC 3339 UTC (seconds), for `created_at` columns.
+fn now_rfc3339() -> String {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Parses a stored `meta.lastUpdated`.
@@ -423,6 +433,74 @@ impl Ledger {
     /// Every stored checkpoint, by size.
     pub async fn stored_checkpoints(&self) -> Result<Vec<store::StoredCheckpoint>, StoreError> {
         self.store.checkpoints().await
+    }
+
+    /// Up to `limit` stored checkpoints larger than `after`, by size.
+    pub async fn checkpoints_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<store::StoredCheckpoint>, StoreError> {
+        self.store.checkpoints_after(after, limit).await
+    }
+
+    /// The stored checkpoint of `size` (the newest when `None`) with the
+    /// witness cosignature lines stored for it appended: a signed note with
+    /// extra signature lines.
+    pub async fn cosigned_checkpoint(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Option<store::StoredCheckpoint>, StoreError> {
+        let Some(mut cp) = self.store.checkpoint(size).await? else {
+            return Ok(None);
+        };
+        for c in self.store.cosignatures(Some(cp.tree_size)).await? {
+            cp.note.push_str(&c.line);
+            cp.note.push('\n');
+        }
+        Ok(Some(cp))
+    }
+
+    /// Stored witness cosignatures: of checkpoint `size`, or all.
+    pub async fn cosignatures(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Vec<store::StoredCosignature>, StoreError> {
+        self.store.cosignatures(size).await
+    }
+
+    /// The largest checkpoint size `witness` (`<name>+<hex key ID>`) has
+    /// cosigned, -1 when none.
+    pub async fn latest_cosigned(&self, witness: &str) -> Result<i64, StoreError> {
+        self.store.latest_cosigned(witness).await
+    }
+
+    /// Stores a witness's verified cosignature line of checkpoint `size`
+    /// (insert-only; a second one of the same witness and size is ignored).
+    pub async fn store_cosignature(
+        &self,
+        size: i64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        self.store
+            .insert_cosignature(size, witness, line.trim_end_matches('\n'), &now_rfc3339())
+            .await
+    }
+
+    /// As a witness: the newest checkpoint of `origin` cosigned, its size
+    /// and root.
+    pub async fn witnessed_latest(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(i64, hash::Hash)>, StoreError> {
+        self.store.witnessed_latest(origin).await
+    }
+
+    /// As a witness: records a checkpoint of another log, only while the
+    /// newest recorded for its origin is still `w.old` (false otherwise).
+    pub async fn record_witnessed(&self, w: &store::Witnessed<'_>) -> Result<bool, StoreError> {
+        self.store.insert_witnessed(w, &now_rfc3339()).await
     }
 
     /// Recomputes every hash and link (see [`verify::verify`]).

@@ -451,6 +451,27 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// One stored witness cosignature of one of this log's checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    pub tree_size: i64,
+    /// `<witness name>+<hex key ID>`.
+    pub witness: String,
+    /// The signature line, `— <name> <base64>`, without its newline.
+    pub line: String,
+}
+
+/// A checkpoint of another log to record as cosigned by this witness.
+#[derive(Debug, Clone)]
+pub struct Witnessed<'a> {
+    pub origin: &'a str,
+    /// The size the request said the witness last cosigned.
+    pub old: i64,
+    pub size: i64,
+    pub root: Hash,
+    pub note: &'a str,
+}
+
 impl AnyStore {
     /// Builds the Merkle nodes of entries stored before the tree existed (an
     /// upgrade): when the head's frontier is incomplete, every entry's leaf
@@ -508,6 +529,60 @@ impl AnyStore {
         created_at: &str,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.write_checkpoint(tree_size, note, created_at).await)
+    }
+
+    /// Up to `limit` checkpoints larger than `after`, by size.
+    pub(crate) async fn checkpoints_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        dispatch!(self, s => s.read_checkpoints_after(after, limit).await)
+    }
+
+    pub(crate) async fn witnessed_latest(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(i64, Hash)>, StoreError> {
+        let got = dispatch!(self, s => s.read_witnessed_latest(origin).await)?;
+        got.map(|(size, root)| {
+            crate::hash::from_slice(&root)
+                .map(|r| (size, r))
+                .ok_or(StoreError::Corrupt {
+                    seq: 0,
+                    what: "a witnessed checkpoint's root is not 32 bytes",
+                })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn insert_witnessed(
+        &self,
+        w: &Witnessed<'_>,
+        created_at: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.write_witnessed(w, created_at).await)
+    }
+
+    pub(crate) async fn cosignatures(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Vec<StoredCosignature>, StoreError> {
+        dispatch!(self, s => s.read_cosignatures(size).await)
+    }
+
+    pub(crate) async fn latest_cosigned(&self, witness: &str) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.read_latest_cosigned(witness).await)
+    }
+
+    pub(crate) async fn insert_cosignature(
+        &self,
+        tree_size: i64,
+        witness: &str,
+        line: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.write_cosignature(tree_size, witness, line, created_at).await)
     }
 
     /// Every stored checkpoint, by size.

@@ -294,6 +294,42 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Records a checkpoint cosigned as a witness, only while the newest
+    /// stored size for its origin is `old`; false when it is not.
+    pub(crate) async fn write_witnessed(
+        &self,
+        w: &super::Witnessed<'_>,
+        created_at: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(super::reads::INSERT_WITNESSED_SQL)
+            .bind(w.origin)
+            .bind(w.size)
+            .bind(&w.root[..])
+            .bind(w.note)
+            .bind(created_at)
+            .bind(w.old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn write_cosignature(
+        &self,
+        tree_size: i64,
+        witness: &str,
+        line: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(super::reads::INSERT_COSIGNATURE_SQL)
+            .bind(tree_size)
+            .bind(witness)
+            .bind(line)
+            .bind(created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn write_checkpoint(
         &self,
         tree_size: i64,

@@ -41,6 +41,25 @@ pub(crate) const CHECKPOINT_AT_SQL: &str =
 pub(crate) const INSERT_CHECKPOINT_SQL: &str =
     "INSERT INTO checkpoint (tree_size, note, created_at) \
      VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING";
+pub(crate) const CHECKPOINTS_AFTER_SQL: &str =
+    "SELECT tree_size, note FROM checkpoint WHERE tree_size > $1 ORDER BY tree_size LIMIT $2";
+pub(crate) const WITNESSED_LATEST_SQL: &str = "SELECT tree_size, root FROM witnessed_checkpoint \
+     WHERE origin = $1 ORDER BY tree_size DESC LIMIT 1";
+/// Inserts only while the newest stored size for the origin is still `$6`,
+/// so two requests checked against the same state cannot both move it.
+pub(crate) const INSERT_WITNESSED_SQL: &str =
+    "INSERT INTO witnessed_checkpoint (origin, tree_size, root, note, created_at) \
+     SELECT $1, $2, $3, $4, $5 WHERE COALESCE((SELECT MAX(tree_size) FROM witnessed_checkpoint \
+     WHERE origin = $1), 0) = $6 ON CONFLICT (origin, tree_size) DO NOTHING";
+pub(crate) const COSIGNATURES_AT_SQL: &str =
+    "SELECT tree_size, witness, line FROM witness_cosignature WHERE tree_size = $1 ORDER BY witness";
+pub(crate) const COSIGNATURES_SQL: &str =
+    "SELECT tree_size, witness, line FROM witness_cosignature ORDER BY tree_size, witness";
+pub(crate) const LATEST_COSIGNED_SQL: &str =
+    "SELECT COALESCE(MAX(tree_size), -1) AS n FROM witness_cosignature WHERE witness = $1";
+pub(crate) const INSERT_COSIGNATURE_SQL: &str =
+    "INSERT INTO witness_cosignature (tree_size, witness, line, created_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size, witness) DO NOTHING";
 pub(crate) const INDEX_ROWS_SQL: &str = "SELECT seq, param, sys, val, exact, low, high \
      FROM search_index WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
@@ -240,6 +259,81 @@ macro_rules! impl_reads {
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
+            }
+
+            /// Up to `limit` checkpoints larger than `after`, by size.
+            pub(crate) async fn read_checkpoints_after(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<super::StoredCheckpoint>, super::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::reads::CHECKPOINTS_AFTER_SQL)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(super::StoredCheckpoint {
+                            tree_size: r.try_get("tree_size")?,
+                            note: r.try_get("note")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// The newest checkpoint of `origin` this vellum cosigned as a
+            /// witness: its size and root.
+            pub(crate) async fn read_witnessed_latest(
+                &self,
+                origin: &str,
+            ) -> Result<Option<(i64, Vec<u8>)>, super::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(super::reads::WITNESSED_LATEST_SQL)
+                    .bind(origin)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                Ok(row
+                    .map(|r| Ok::<_, sqlx::Error>((r.try_get("tree_size")?, r.try_get("root")?)))
+                    .transpose()?)
+            }
+
+            /// Stored cosignatures: of one checkpoint size, or all.
+            pub(crate) async fn read_cosignatures(
+                &self,
+                size: Option<i64>,
+            ) -> Result<Vec<super::StoredCosignature>, super::StoreError> {
+                use sqlx::Row as _;
+                let q = match size {
+                    Some(n) => sqlx::query(super::reads::COSIGNATURES_AT_SQL).bind(n),
+                    None => sqlx::query(super::reads::COSIGNATURES_SQL),
+                };
+                let rows = q.fetch_all(&self.$pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(super::StoredCosignature {
+                            tree_size: r.try_get("tree_size")?,
+                            witness: r.try_get("witness")?,
+                            line: r.try_get("line")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// The largest checkpoint size `witness` cosigned (-1: none).
+            pub(crate) async fn read_latest_cosigned(
+                &self,
+                witness: &str,
+            ) -> Result<i64, super::StoreError> {
+                use sqlx::Row as _;
+                let row = sqlx::query(super::reads::LATEST_COSIGNED_SQL)
+                    .bind(witness)
+                    .fetch_one(&self.$pool)
+                    .await?;
+                Ok(row.try_get("n")?)
             }
 
             /// The search-index rows of the entries with seq in
