@@ -55,7 +55,8 @@ pub struct Application {
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
-/// file, the development token. With none of them, the first start mints an
+/// file, the development token, client certificates and JWTs (whose key set
+/// is loaded here). With no token and no JWT key set, the first start mints an
 /// admin token, keeps only its hash in the token file and prints the token
 /// once (on stderr, never through the logs).
 async fn access_control(
