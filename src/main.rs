@@ -26,7 +26,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// TOML configuration file (VELLUM_* environment variables win over it).
-    #[arg(long, global = true, env = "VELLUM_CONFIG", value_name = "FILE")]
+    // hide_env_values: `--help` must never print what the environment holds.
+    #[arg(
+        long,
+        global = true,
+        env = "VELLUM_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

@@ -59,10 +59,13 @@ pub struct Application {
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
-/// file, the development token. With none of them, the first start mints an
+/// file, the development token, client certificates and JWTs (whose key set
+/// is loaded here). With no token and no JWT key set, the first start mints an
 /// admin token, keeps only its hash in the token file and prints the token
 /// once (on stderr, never through the logs).
-fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessControl, StartError> {
+async fn access_control(
+    settings: &Settings,
+) -> Result<crate::http::authn::AccessControl, StartError> {
     use crate::auth::{token_file, Authenticator};
     let auth = &settings.auth;
     let mut tokens = auth.tokens.clone();
@@ -71,7 +74,8 @@ fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessContr
             tokens.add(grant);
         }
     }
-    if tokens.is_empty() && auth.dev_token.is_none() {
+    // A site with an identity provider needs no first-start token.
+    if tokens.is_empty() && auth.dev_token.is_none() && auth.jwt.is_none() {
         let Some(path) = &auth.token_file else {
             return Err(StartError::Auth(
                 "no credentials are configured: set auth.tokens (VELLUM_AUTH_TOKENS) or \
@@ -107,8 +111,16 @@ fn access_control(settings: &Settings) -> Result<crate::http::authn::AccessContr
     if !auth.record_reads {
         tracing::warn!("auth.record_reads is off: reads of the audit log are NOT recorded");
     }
+    let mut authenticator = Authenticator::new(tokens, dev).with_clients(auth.clients.clone());
+    if let Some(jwt) = &auth.jwt {
+        let verifier = crate::auth::jwt::JwtVerifier::start(jwt.clone())
+            .await
+            .map_err(|e| StartError::Auth(format!("auth.jwks_file / auth.jwks_url: {e}")))?;
+        verifier.spawn_refresh();
+        authenticator = authenticator.with_jwt(verifier);
+    }
     Ok(crate::http::authn::AccessControl::new(
-        Authenticator::new(tokens, dev).with_clients(auth.clients.clone()),
+        authenticator,
         auth.metrics_public,
         auth.record_reads,
     ))
@@ -192,7 +204,7 @@ impl Application {
             startup_verify,
             signer,
             witness,
-            access: access_control(settings)?,
+            access: access_control(settings).await?,
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(
@@ -363,7 +375,8 @@ async fn bind_mllp(
                     addr,
                     source,
                 })?
-                .with_dicom(dicom.clone()),
+                .with_dicom(dicom.clone())
+                .with_clients(&settings.auth.clients),
         );
     }
     Ok(mllp)
@@ -390,7 +403,8 @@ async fn bind_syslog(
                         "syslog over TCP (syslog.addr)"
                     },
                     addr,
-                ))?;
+                ))?
+                .with_clients(&settings.auth.clients);
             if tls {
                 out.tls = Some(l);
             } else {

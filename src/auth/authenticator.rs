@@ -1,10 +1,14 @@
 //! Turns a request's credentials into a [`Principal`]: the `Authorization`
 //! header (`Bearer <token>`, or `Basic` with the token as password, which
-//! is how a browser sends it for the QA page), looked up by hash.
+//! is how a browser sends it for the QA page), looked up by hash, or a JWT
+//! checked against the configured JWK Set.
+
+use std::sync::Arc;
 
 use base64::Engine;
 
 use super::client_cert::ClientCertMap;
+use super::jwt::{looks_like_jwt, JwtError, JwtVerifier};
 use super::principal::{Credential, Principal};
 use super::role::RoleSet;
 use super::token::{TokenHash, TokenRegistry};
@@ -19,6 +23,19 @@ pub enum AuthError {
     Malformed,
     #[error("the token is not valid")]
     Unknown,
+    /// A JWT failed this check (the `error_description` of the 401).
+    #[error("the JWT is not valid: {0}")]
+    Jwt(JwtError),
+}
+
+impl AuthError {
+    /// What RFC 6750's `error_description` may say: which JWT check failed.
+    pub fn failed_check(self) -> Option<String> {
+        match self {
+            AuthError::Jwt(e) => Some(e.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// Every credential vellum accepts.
@@ -29,6 +46,8 @@ pub struct Authenticator {
     dev_token: Option<TokenHash>,
     /// TLS client certificates mapped to principals (`auth.clients`).
     clients: ClientCertMap,
+    /// OAuth2 / SMART Backend Services JWTs (`auth.jwks_*`).
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// Subject of the development token.
@@ -40,7 +59,14 @@ impl Authenticator {
             tokens,
             dev_token: dev_token.map(TokenHash::of),
             clients: ClientCertMap::default(),
+            jwt: None,
         }
+    }
+
+    /// Also accept JWTs this verifier accepts.
+    pub fn with_jwt(mut self, jwt: Arc<JwtVerifier>) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     /// Also accept these TLS client certificates.
@@ -51,7 +77,10 @@ impl Authenticator {
 
     /// Whether any credential is configured at all.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.dev_token.is_none() && self.clients.is_empty()
+        self.tokens.is_empty()
+            && self.dev_token.is_none()
+            && self.clients.is_empty()
+            && self.jwt.is_none()
     }
 
     /// The caller presenting this verified TLS client certificate.
@@ -62,7 +91,25 @@ impl Authenticator {
         self.clients.principal(cert).ok_or(AuthError::Unknown)
     }
 
-    /// The caller of a request with this `Authorization` header value.
+    /// The caller of a request with this `Authorization` header value: a
+    /// bearer credential shaped like a JWT goes to the JWT verifier when
+    /// one is configured (it may fetch a rotated key set), anything else is
+    /// looked up as a token.
+    pub async fn authenticate_request(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        if let Some(jwt) = &self.jwt {
+            let header = authorization.and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(token) = header.and_then(bearer_jwt) {
+                return jwt.authenticate(token).await.map_err(AuthError::Jwt);
+            }
+        }
+        self.authenticate(authorization)
+    }
+
+    /// The caller of a request with this `Authorization` header value
+    /// (tokens only).
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let header = std::str::from_utf8(header).map_err(|_| AuthError::Malformed)?;
@@ -81,6 +128,13 @@ impl Authenticator {
             credential: Credential::Token,
         })
     }
+}
+
+/// The JWT of `Bearer <jwt>`.
+fn bearer_jwt(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && looks_like_jwt(token)).then_some(token)
 }
 
 /// The token of `Bearer <token>` or of `Basic base64(<any user>:<token>)`.

@@ -17,7 +17,7 @@ use openssl::nid::Nid;
 use openssl::x509::{X509NameRef, X509Ref};
 
 use super::principal::{Credential, Principal};
-use super::role::RoleSet;
+use super::role::{Role, RoleSet};
 
 /// One configured client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,17 @@ enum Pattern {
     Dn(Vec<(String, String)>),
     Dns(String),
     Uri(String),
+}
+
+/// Why a connection's certificate may not send events (MLLP, syslog).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SenderRefusal {
+    #[error("no client certificate was presented")]
+    NoCertificate,
+    #[error("the client certificate is not listed in auth.clients")]
+    Unknown,
+    #[error("the client certificate's subject `{0}` does not hold the source role")]
+    NotASource(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +103,21 @@ impl ClientCertMap {
             roles: rule.roles,
             credential: Credential::ClientCertificate,
         })
+    }
+}
+
+impl ClientCertMap {
+    /// The sender a verified peer certificate speaks for: the subject of
+    /// its principal, which must hold `source` (IHE ATNA secure node: the
+    /// node is known by its certificate).
+    pub fn sender(&self, cert: Option<&X509Ref>) -> Result<String, SenderRefusal> {
+        let principal = self
+            .principal(cert.ok_or(SenderRefusal::NoCertificate)?)
+            .ok_or(SenderRefusal::Unknown)?;
+        if !principal.has(Role::Source) {
+            return Err(SenderRefusal::NotASource(principal.subject));
+        }
+        Ok(principal.subject)
     }
 }
 
@@ -247,6 +273,21 @@ mod tests {
             "urn:x",
         );
         assert_eq!(map.principal(&stranger), None);
+    }
+
+    #[test]
+    fn senders_need_a_listed_certificate_with_the_source_role() {
+        let map = ClientCertMap::parse(["CN=pacs source,auditor", "CN=viewer auditor"]).unwrap();
+        let pacs = cert(&[("CN", "pacs")], "a.example", "urn:a");
+        let viewer = cert(&[("CN", "viewer")], "b.example", "urn:b");
+        let other = cert(&[("CN", "other")], "c.example", "urn:c");
+        assert_eq!(map.sender(Some(&pacs)), Ok("CN=pacs".to_string()));
+        assert_eq!(
+            map.sender(Some(&viewer)),
+            Err(SenderRefusal::NotASource("CN=viewer".into()))
+        );
+        assert_eq!(map.sender(Some(&other)), Err(SenderRefusal::Unknown));
+        assert_eq!(map.sender(None), Err(SenderRefusal::NoCertificate));
     }
 
     #[test]

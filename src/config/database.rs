@@ -3,6 +3,7 @@
 //! [`DatabaseUrl`] is self-contained (it uses nothing else from `config`) so
 //! it can move with the store.
 
+use super::secret::SecretUrl;
 use super::ConfigError;
 
 pub use vellum_ledger::{DatabaseUrl, DatabaseUrlError};
@@ -11,7 +12,7 @@ pub use vellum_ledger::{DatabaseUrl, DatabaseUrlError};
 #[derive(Debug, Clone)]
 pub struct RawDatabase {
     /// `sqlite://PATH` or `postgres://user@host/db`.
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// PostgreSQL role to `SET ROLE` to on every connection (e.g. `vellum_writer`).
     pub database_role: Option<String>,
     /// Apply migrations when `serve` starts (needs DDL rights).
@@ -38,10 +39,11 @@ pub struct DatabaseSettings {
 
 impl DatabaseSettings {
     pub fn validate(raw: RawDatabase) -> Result<Self, ConfigError> {
-        let url = DatabaseUrl::parse(&raw.database_url).map_err(|e| ConfigError::Invalid {
-            key: "database_url",
-            reason: e.0.to_string(),
-        })?;
+        let url =
+            DatabaseUrl::parse(raw.database_url.expose()).map_err(|e| ConfigError::Invalid {
+                key: "database_url",
+                reason: e.0.to_string(),
+            })?;
         if let Some(role) = &raw.database_role {
             // The role is interpolated into `SET ROLE`: only plain identifiers.
             let ok = !role.is_empty()

@@ -19,8 +19,15 @@ use figment::{Profile, Provider};
 
 use super::{ConfigError, RawSettings};
 
+/// Settings whose values are secrets (key paths). Their variables are
+/// taken as the exact text given: figment would otherwise read `0123…` as
+/// a number (losing digits) or `[…]` as an array, and quote it back in a
+/// type error.
+const SECRET_KEYS: &[&str] = &["database_url", "dev_token", "privacy.pseudonym_key"];
+
 /// The environment provider for the keys of `defaults` (the serialised
-/// default document, so every key is present, `None`s included).
+/// default document, so every key is present, `None`s included), but the
+/// secrets (see [`secret_provider`]).
 pub(super) fn provider(defaults: &Serialized<RawSettings>) -> Result<Env, ConfigError> {
     let mut data = defaults
         .data()
@@ -30,8 +37,25 @@ pub(super) fn provider(defaults: &Serialized<RawSettings>) -> Result<Env, Config
     Ok(Env::prefixed("VELLUM_").filter_map(move |k| {
         names
             .get(&k.as_str().to_ascii_lowercase())
+            .filter(|path| !SECRET_KEYS.contains(&path.as_str()))
             .map(|path| path.clone().into())
     }))
+}
+
+/// The secret settings given as `VELLUM_<NAME>` variables, as text.
+pub(super) fn secret_provider() -> Serialized<Dict> {
+    let mut out = Dict::new();
+    for path in SECRET_KEYS {
+        let var = format!("VELLUM_{}", path.replace('.', "_").to_ascii_uppercase());
+        // A value that is not UTF-8 is left out: validation then reports
+        // the setting as missing, without its content.
+        if let Some(value) = std::env::var_os(&var).and_then(|v| v.into_string().ok()) {
+            if let Value::Dict(_, nested) = figment::util::nest(path, Value::from(value)) {
+                merge(&mut out, nested);
+            }
+        }
+    }
+    Serialized::defaults(out)
 }
 
 /// `VELLUM_*` variables vellum reads that are not settings.
@@ -102,7 +126,11 @@ pub(super) fn file_provider(
         }
         let value = read_secret_file(Path::new(&file))
             .map_err(|e| invalid(format!("VELLUM_{upper}_FILE: cannot read the file: {e}")))?;
-        let value: Value = value.parse().unwrap_or_else(|e| match e {});
+        let value: Value = if SECRET_KEYS.contains(&path.as_str()) {
+            Value::from(value)
+        } else {
+            value.parse().unwrap_or_else(|e| match e {})
+        };
         if let Value::Dict(_, nested) = figment::util::nest(path, value) {
             merge(&mut out, nested);
         }
@@ -193,6 +221,14 @@ mod tests {
             ("AUTH_TOKEN_FILE", "auth.token_file"),
             ("AUTH_METRICS_PUBLIC", "auth.metrics_public"),
             ("AUTH_RECORD_READS", "auth.record_reads"),
+            ("AUTH_JWKS_FILE", "auth.jwks_file"),
+            ("AUTH_JWKS_URL", "auth.jwks_url"),
+            ("AUTH_JWT_ISSUER", "auth.jwt_issuer"),
+            ("AUTH_JWT_AUDIENCE", "auth.jwt_audience"),
+            ("AUTH_JWT_SCOPE_ROLES", "auth.jwt_scope_roles"),
+            ("AUTH_JWT_LEEWAY_S", "auth.jwt_leeway_s"),
+            ("AUTH_JWKS_REFRESH_S", "auth.jwks_refresh_s"),
+            ("AUTH_JWKS_REFRESH_MIN_S", "auth.jwks_refresh_min_s"),
             ("LOG", "log"),
             ("LOG_FORMAT", "log_format"),
             ("PRIVACY_STORE_CONTENT", "privacy.store_content"),

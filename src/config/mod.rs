@@ -46,7 +46,7 @@ pub use log::LogFormat;
 pub use mllp::{MllpListenerSpec, MllpSection, MllpSettings, MllpTls, RawMllp};
 pub use privacy::{PrivacySettings, RawPrivacy};
 pub use reports::{RawReports, ReportSettings};
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 pub use syslog::{RawSyslog, SyslogSettings};
 pub use writer::{RawWriter, WriterSettings};
 
@@ -79,7 +79,7 @@ fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
 #[serde(deny_unknown_fields)]
 pub struct RawSettings {
     // database.rs
-    pub database_url: String,
+    pub database_url: SecretUrl,
     pub database_role: Option<String>,
     pub migrate_on_start: bool,
     // http.rs
@@ -111,7 +111,7 @@ pub struct RawSettings {
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_seconds: u64,
     // auth.rs: a token with every role (local use and tests only).
-    pub dev_token: Option<String>,
+    pub dev_token: Option<Secret<String>>,
     /// tracing filter (RUST_LOG syntax).
     pub log: String,
     /// `[auth]`: tokens and who may call what (env `VELLUM_AUTH_*`).
@@ -149,7 +149,7 @@ struct RawSections {
     mllp: RawMllp,
     writer: RawWriter,
     evidence: RawEvidence,
-    dev_token: Option<String>,
+    dev_token: Option<Secret<String>>,
     auth: RawAuth,
     log: String,
     log_format: String,
@@ -386,7 +386,7 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(env).merge(files);
+        fig = fig.merge(env).merge(env::secret_provider()).merge(files);
         for (key, value) in overrides {
             fig = fig.merge(Serialized::default(key, value));
         }
@@ -659,6 +659,72 @@ mod tests {
             jail.create_file("vellum.toml", "htp_addr = \"127.0.0.1:0\"\n")?;
             let e = Settings::load(Some(Path::new("vellum.toml"))).unwrap_err();
             assert!(matches!(e, ConfigError::Load(_)), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn raw_settings_debug_shows_no_secret() {
+        let mut raw = RawSettings {
+            database_url: "postgres://vellum:hunter2-db@db.example/vellum".into(),
+            dev_token: Some("dev-token-secret-0123456789".into()),
+            ..RawSettings::default()
+        };
+        raw.privacy.pseudonym_key = Some("pseudonym-secret-0123456789".into());
+        let debug = format!("{raw:?}");
+        for secret in ["hunter2-db", "dev-token-secret", "pseudonym-secret"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("postgres://vellum:***@db.example/vellum"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
+    fn secrets_are_taken_as_written_and_never_quoted_in_errors() {
+        figment::Jail::expect_with(|jail| {
+            // In a file, a number is taken as its digits; an array is
+            // refused without being quoted.
+            jail.create_file("a.toml", "dev_token = 12345678901234567\n")?;
+            let s = Settings::load(Some(Path::new("a.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.auth.dev_token.as_ref().map(|t| t.expose().as_str()),
+                Some("12345678901234567")
+            );
+            jail.create_file("b.toml", "dev_token = [\"hunter2-array-token\"]\n")?;
+            let e = Settings::load(Some(Path::new("b.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("dev_token") && !e.contains("hunter2"), "{e}");
+            // In the environment: all digits, a leading zero, longer than
+            // any integer type; something that looks like an array.
+            let digits = "0123456789012345678901234567890123456789";
+            jail.set_env("VELLUM_DEV_TOKEN", digits);
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYMISE_PATIENTS", "true");
+            jail.set_env("VELLUM_PRIVACY_PSEUDONYM_KEY", "[\"not\", \"an array\"]");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.auth.dev_token.as_ref().map(|t| t.expose().as_str()),
+                Some(digits)
+            );
+            assert_eq!(
+                s.privacy
+                    .pseudonym_key
+                    .as_ref()
+                    .map(|k| k.expose().as_slice()),
+                Some(&b"[\"not\", \"an array\"]"[..])
+            );
+            // A wrong URL names the setting, not the password.
+            jail.set_env("VELLUM_DATABASE_URL", "mysql://u:hunter2-db@h/db");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("database_url") && !e.contains("hunter2"), "{e}");
+            // A short dev token is refused without being shown.
+            jail.set_env("VELLUM_DATABASE_URL", "sqlite://x.db");
+            jail.set_env("VELLUM_DEV_TOKEN", "012345");
+            let e = Settings::load(None).unwrap_err().to_string();
+            assert!(e.contains("dev_token") && !e.contains("012345"), "{e}");
             Ok(())
         });
     }

@@ -20,7 +20,7 @@ pub struct RawPrivacy {
     /// Replace patient identifiers by HMAC-SHA-256 pseudonyms.
     pub pseudonymise_patients: bool,
     /// The HMAC key (at least 16 bytes; keep it secret and stable).
-    pub pseudonym_key: Option<String>,
+    pub pseudonym_key: Option<Secret<String>>,
 }
 
 impl fmt::Debug for RawPrivacy {
@@ -28,10 +28,7 @@ impl fmt::Debug for RawPrivacy {
         f.debug_struct("RawPrivacy")
             .field("store_content", &self.store_content)
             .field("pseudonymise_patients", &self.pseudonymise_patients)
-            .field(
-                "pseudonym_key",
-                &self.pseudonym_key.as_ref().map(|_| Secret::new(())),
-            )
+            .field("pseudonym_key", &self.pseudonym_key)
             .finish()
     }
 }
@@ -48,7 +45,9 @@ impl PrivacySettings {
     pub fn validate(raw: &RawPrivacy) -> Result<Self, ConfigError> {
         let pseudonym_key = match (raw.pseudonymise_patients, &raw.pseudonym_key) {
             (false, _) => None,
-            (true, Some(k)) if k.len() >= MIN_KEY_BYTES => Some(Secret::new(k.as_bytes().to_vec())),
+            (true, Some(k)) if k.expose().len() >= MIN_KEY_BYTES => {
+                Some(Secret::new(k.expose().as_bytes().to_vec()))
+            }
             (true, _) => {
                 return Err(ConfigError::Invalid {
                     key: "privacy.pseudonym_key",

@@ -133,7 +133,12 @@ pub async fn gate(
     let peer = req.conn_data::<super::tls::PeerCertificate>();
     let authenticated = match (&authorization, peer) {
         (None, Some(cert)) => access.authenticator.authenticate_certificate(&cert.0),
-        _ => access.authenticator.authenticate(authorization.as_deref()),
+        _ => {
+            access
+                .authenticator
+                .authenticate_request(authorization.as_deref())
+                .await
+        }
     };
     let principal = match authenticated {
         Ok(p) => p,
@@ -258,6 +263,10 @@ fn unauthorized(e: AuthError, path: &str) -> HttpResponse {
     let mut challenge = String::from("Bearer realm=\"vellum\"");
     if e != AuthError::Missing {
         challenge.push_str(", error=\"invalid_token\"");
+    }
+    // Which check failed (fixed texts, never the token).
+    if let Some(why) = e.failed_check() {
+        challenge.push_str(&format!(", error_description=\"{why}\""));
     }
     let mut res = error(
         StatusCode::UNAUTHORIZED,

@@ -48,6 +48,12 @@ pub struct MllpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `mllp` or `syslog`.
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AckLabels {
     pub ack_code: String,
 }
@@ -91,6 +97,7 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub mllp_messages: Family<MllpLabels, Counter>,
     pub mllp_ack_duration: Family<AckLabels, Histogram, fn() -> Histogram>,
+    pub client_certificates_refused: Family<ListenerLabels, Counter>,
     pub writer_batch_events: Histogram,
     pub writer_commit_duration: Histogram,
     pub store_errors: Family<OperationLabels, Counter>,
@@ -119,6 +126,7 @@ impl Metrics {
             http_duration: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
             mllp_messages: Family::default(),
             mllp_ack_duration: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            client_certificates_refused: Family::default(),
             writer_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             writer_commit_duration: seconds_histogram(),
             store_errors: Family::default(),
@@ -160,6 +168,11 @@ impl Metrics {
             "vellum_mllp_messages",
             "HL7 v2 messages acknowledged over MLLP, by message type and ACK code.",
             m.mllp_messages.clone(),
+        );
+        registry.register(
+            "vellum_client_certificates_refused",
+            "MLLP and syslog TLS connections whose client certificate may not send (not in auth.clients, or without the source role).",
+            m.client_certificates_refused.clone(),
         );
         registry.register(
             "vellum_mllp_ack_duration_seconds",
@@ -258,6 +271,15 @@ impl Metrics {
                 route: route.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A connection whose client certificate may not send, on `listener`.
+    pub fn client_certificate_refused(&self, listener: &str) {
+        self.client_certificates_refused
+            .get_or_create(&ListenerLabels {
+                listener: listener.into(),
+            })
+            .inc();
     }
 
     pub fn mllp_ack(&self, message_type: &str, ack_code: &str, took: Duration) {

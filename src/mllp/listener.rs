@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::auth::client_cert::ClientCertMap;
 use crate::config::MllpSettings;
 use crate::hl7v2::{self, AckCode, ErrCode, Kind, Origin, Refusal};
 use vellum_ledger::Ledger;
@@ -36,6 +37,8 @@ pub struct MllpListener {
     ctx: Arc<Context>,
     settings: MllpSettings,
     tls: Option<Arc<SslAcceptor>>,
+    /// With mutual TLS: the certificates that may send, and as whom.
+    clients: Option<Arc<ClientCertMap>>,
 }
 
 impl MllpListener {
@@ -76,12 +79,27 @@ impl MllpListener {
                 ledger,
                 index: InferenceIndex::new(),
                 privacy: settings.privacy.clone(),
-                // Per connection once client certificates name senders.
-                sender: None,
             }),
             settings,
             tls,
+            clients: None,
         })
+    }
+
+    /// On a TLS listener with a client CA, each connection's certificate
+    /// must map through `clients` (`auth.clients`) to a principal with the
+    /// `source` role; its subject is the sender, the scope of MSH-10. Other
+    /// certificates get every message answered AR. Call before `run`.
+    pub fn with_clients(mut self, clients: &ClientCertMap) -> Self {
+        let mutual = self
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        if self.tls.is_some() && mutual {
+            self.clients = Some(Arc::new(clients.clone()));
+        }
+        self
     }
 
     /// Enriches mapped events with pixel digests; `None` (the
@@ -167,6 +185,8 @@ impl MllpListener {
                 ctx: self.ctx.clone(),
                 settings: self.settings.clone(),
                 tls: self.tls.clone(),
+                clients: self.clients.clone(),
+                sender: Ok(None),
                 origin: Origin { peer, local },
                 shutdown: notify_shutdown.subscribe(),
                 _done: done_tx.clone(),
@@ -184,6 +204,10 @@ struct Handler {
     ctx: Arc<Context>,
     settings: MllpSettings,
     tls: Option<Arc<SslAcceptor>>,
+    clients: Option<Arc<ClientCertMap>>,
+    /// Who this connection's messages come from: `Ok(None)` without mutual
+    /// TLS, `Err(why)` for a certificate that may not send.
+    sender: Result<Option<Arc<str>>, String>,
     origin: Origin,
     shutdown: broadcast::Receiver<()>,
     _done: mpsc::Sender<()>,
@@ -206,7 +230,12 @@ impl Handler {
                     _ = self.shutdown.recv() => return,
                 };
                 match handshake {
-                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Ok(s)) => {
+                        if let Some(clients) = &self.clients {
+                            self.sender = self.authorise(clients, s.ssl().peer_certificate());
+                        }
+                        Box::new(s)
+                    }
                     _ => {
                         tracing::debug!(
                             peer_port = self.origin.peer.port(),
@@ -284,6 +313,27 @@ impl Handler {
         );
     }
 
+    /// The sender a verified client certificate speaks for, or why it may
+    /// not send (logged once per connection, without message content).
+    fn authorise(
+        &self,
+        clients: &ClientCertMap,
+        cert: Option<openssl::x509::X509>,
+    ) -> Result<Option<Arc<str>>, String> {
+        match clients.sender(cert.as_deref()) {
+            Ok(subject) => Ok(Some(subject.into())),
+            Err(why) => {
+                crate::metrics::global().client_certificate_refused("mllp");
+                tracing::warn!(
+                    peer_port = self.origin.peer.port(),
+                    reason = %why,
+                    "mllp: client certificate may not send; every message is answered AR"
+                );
+                Err(why.to_string())
+            }
+        }
+    }
+
     /// Processes `frames` (concurrently, except that an AI correction waits
     /// for the messages before it) and writes their ACKs in order.
     async fn answer(&self, conn: &mut Connection, frames: Vec<Frame>) -> std::io::Result<()> {
@@ -293,6 +343,14 @@ impl Handler {
         let single = frames.len() == 1;
         let mut pending: Vec<Pending> = Vec::with_capacity(frames.len());
         for Frame(raw) in frames {
+            let sender = match &self.sender {
+                Ok(sender) => sender.clone(),
+                Err(why) => {
+                    let ack = process::not_authorised(&raw, self.origin, why);
+                    pending.push(Pending::Ready(ack));
+                    continue;
+                }
+            };
             match process::read(&raw, self.origin) {
                 Step::Answer(ack) => pending.push(Pending::Ready(ack)),
                 Step::Store(inbound, received) => {
@@ -301,12 +359,12 @@ impl Handler {
                     }
                     if single {
                         // The common case (one message per read): no task.
-                        let ack = process::store(self.ctx.clone(), inbound, received).await;
+                        let ack = process::store(self.ctx.clone(), inbound, received, sender).await;
                         pending.push(Pending::Ready(ack));
                     } else {
                         let ctx = self.ctx.clone();
                         pending.push(Pending::Task(tokio::spawn(process::store(
-                            ctx, inbound, received,
+                            ctx, inbound, received, sender,
                         ))));
                     }
                 }

@@ -21,9 +21,6 @@ pub struct Context {
     pub index: InferenceIndex,
     /// `[privacy]`: patient identifiers are pseudonymised before mapping.
     pub privacy: crate::config::PrivacySettings,
-    /// The authenticated sender of this listener's messages (a client
-    /// certificate's subject), when there is one: the scope of MSH-10.
-    pub sender: Option<String>,
 }
 
 /// Reads a frame; a refused message gets its ACK right away.
@@ -39,6 +36,21 @@ pub fn read(raw: &[u8], origin: Origin) -> Step {
         Ok(inbound) => Step::Store(Box::new(inbound), received),
         Err(refused) => Step::Answer(refuse(refused.header.as_ref(), &refused.refusal, received)),
     }
+}
+
+/// The AR for a message on a connection whose client certificate may not
+/// send (`why`): nothing is stored, nothing of the message is logged.
+pub fn not_authorised(raw: &[u8], origin: Origin, why: &str) -> Option<String> {
+    let received = Instant::now();
+    let header = match hl7v2::read(raw, origin) {
+        Ok(inbound) => Some(inbound.header),
+        Err(refused) => refused.header,
+    };
+    refuse(
+        header.as_ref(),
+        &Refusal::reject(ErrCode::InternalError, "MSH", 1, 0, why),
+        received,
+    )
 }
 
 /// `ORU^R01` when MSH-9 is made of short codes, else `other` (a label
@@ -81,11 +93,14 @@ fn refuse(header: Option<&hl7v2::Header>, r: &Refusal, received: Instant) -> Opt
     }
 }
 
-/// Maps and appends; the ACK (if the sender wants one).
+/// Maps and appends; the ACK (if the sender wants one). `sender` is the
+/// connection's authenticated sender (a client certificate's subject),
+/// the scope of MSH-10.
 pub async fn store(
     ctx: Arc<Context>,
     mut inbound: Box<Inbound>,
     received: Instant,
+    sender: Option<Arc<str>>,
 ) -> Option<String> {
     hl7v2::receipt::minimise_patient(&mut inbound, &ctx.privacy);
     inbound.keep_free_text = ctx.privacy.store_content;
@@ -109,8 +124,8 @@ pub async fn store(
     let mut submission = Submission::mapped(body)
         .with_key(h.idempotency_key())
         .from_request(inbound.sha256_b64.as_bytes());
-    if let Some(sender) = &ctx.sender {
-        submission = submission.from_sender(sender.clone());
+    if let Some(sender) = sender {
+        submission = submission.from_sender(sender.to_string());
     }
     match ctx.intake.submit(submission).await {
         Ok(Stored::Committed(committed)) => {

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 
 use crate::atna::XmlLimits;
+use crate::auth::client_cert::ClientCertMap;
 use crate::config::SyslogSettings;
 use crate::intake::Intake;
 use crate::mllp::tls;
@@ -30,6 +31,8 @@ pub struct SyslogListener {
     ctx: Arc<Context>,
     settings: SyslogSettings,
     tls: Option<Arc<SslAcceptor>>,
+    /// With mutual TLS: the certificates that may send, and as whom.
+    clients: Option<Arc<ClientCertMap>>,
     peers: crate::peers::PeerCounts,
 }
 
@@ -66,8 +69,25 @@ impl SyslogListener {
             }),
             settings,
             tls,
+            clients: None,
             peers: Default::default(),
         })
+    }
+
+    /// On a TLS listener with a client CA, each connection's certificate
+    /// must map through `clients` (`auth.clients`) to a principal with the
+    /// `source` role, whose subject is then the sender of its messages;
+    /// other certificates have their connection closed. Call before `run`.
+    pub fn with_clients(mut self, clients: &ClientCertMap) -> Self {
+        let mutual = self
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        if self.tls.is_some() && mutual {
+            self.clients = Some(Arc::new(clients.clone()));
+        }
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -139,6 +159,7 @@ impl SyslogListener {
                 ctx: self.ctx.clone(),
                 settings: self.settings.clone(),
                 tls: self.tls.clone(),
+                clients: self.clients.clone(),
                 peer,
                 shutdown: notify_shutdown.subscribe(),
                 stopping: stopping.clone(),
@@ -157,6 +178,7 @@ struct Handler {
     ctx: Arc<Context>,
     settings: SyslogSettings,
     tls: Option<Arc<SslAcceptor>>,
+    clients: Option<Arc<ClientCertMap>>,
     peer: SocketAddr,
     shutdown: broadcast::Receiver<()>,
     stopping: Arc<AtomicBool>,
@@ -167,6 +189,7 @@ impl Handler {
     async fn run(mut self, socket: TcpStream) {
         let started = Instant::now();
         let transport = if self.tls.is_some() { "tls" } else { "tcp" };
+        let mut sender: Option<String> = None;
         let mut stream: Box<dyn tls::Io> = match &self.tls {
             None => Box::new(socket),
             Some(acceptor) => {
@@ -175,7 +198,24 @@ impl Handler {
                     _ = self.shutdown.recv() => return,
                 };
                 match handshake {
-                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Ok(mut s)) => {
+                        if let Some(clients) = &self.clients {
+                            match clients.sender(s.ssl().peer_certificate().as_deref()) {
+                                Ok(subject) => sender = Some(subject),
+                                Err(why) => {
+                                    crate::metrics::global().client_certificate_refused("syslog");
+                                    tracing::warn!(
+                                        peer_port = self.peer.port(),
+                                        reason = %why,
+                                        "syslog: client certificate may not send; connection closed"
+                                    );
+                                    let _ = s.shutdown().await;
+                                    return;
+                                }
+                            }
+                        }
+                        Box::new(s)
+                    }
                     _ => {
                         tracing::debug!(
                             peer_port = self.peer.port(),
@@ -199,7 +239,12 @@ impl Handler {
                     Some(Decoded::Frame(f)) => {
                         messages += 1;
                         if !process::store_until_stored(
-                            &self.ctx, &f, self.peer, transport, &stopping,
+                            &self.ctx,
+                            &f,
+                            self.peer,
+                            sender.as_deref(),
+                            transport,
+                            &stopping,
                         )
                         .await
                         {
@@ -246,8 +291,15 @@ impl Handler {
                     if !buf.is_empty() && buf.len() <= max && !buf[0].is_ascii_digit() {
                         let f = buf.split().freeze();
                         messages += 1;
-                        process::store_until_stored(&self.ctx, &f, self.peer, transport, &stopping)
-                            .await;
+                        process::store_until_stored(
+                            &self.ctx,
+                            &f,
+                            self.peer,
+                            sender.as_deref(),
+                            transport,
+                            &stopping,
+                        )
+                        .await;
                     } else if !buf.is_empty() {
                         why = "closed by peer inside a frame";
                     }

@@ -72,6 +72,7 @@ pub(super) async fn store(
     raw: &[u8],
     peer: SocketAddr,
     transport: &'static str,
+    sender: Option<&str>,
 ) -> Result<(), NotStored> {
     RECEIVED.fetch_add(1, Ordering::Relaxed);
     let m = frame::split(raw);
@@ -103,10 +104,14 @@ pub(super) async fn store(
             (atna::parse_failure_event(&rx, &e.to_string()), None)
         }
     };
-    let submission = match key {
+    let mut submission = match key {
         Some(k) => Submission::mapped(body).with_key(k),
         None => Submission::mapped(body),
     };
+    // Over mutual TLS the certificate's subject is the sender.
+    if let Some(sender) = sender {
+        submission = submission.from_sender(sender);
+    }
     match ctx.intake.submit(submission).await {
         Ok(Stored::Committed(_)) | Ok(Stored::Existing(_)) => {
             STORED.fetch_add(1, Ordering::Relaxed);
@@ -147,12 +152,13 @@ pub(super) async fn store_until_stored(
     ctx: &Context,
     raw: &[u8],
     peer: SocketAddr,
+    sender: Option<&str>,
     transport: &'static str,
     stopping: &AtomicBool,
 ) -> bool {
     let mut backoff = Duration::from_millis(20);
     loop {
-        match store(ctx, raw, peer, transport).await {
+        match store(ctx, raw, peer, transport, sender).await {
             Ok(()) => return true,
             Err(NotStored::Refused) => {
                 // Counted and logged; the connection goes on.

@@ -95,7 +95,7 @@ impl UdpListener {
             let ctx = self.ctx.clone();
             let stopping = stopping.clone();
             tokio::spawn(async move {
-                process::store_until_stored(&ctx, &datagram, peer, "udp", &stopping).await;
+                process::store_until_stored(&ctx, &datagram, peer, None, "udp", &stopping).await;
                 drop(permit);
             });
         }

@@ -390,7 +390,7 @@ async fn app_with_privacy(db: &TestDb, store_content: bool, key: Option<&str>) -
     let mut raw = vellum_testkit::raw_settings_for(&db.url);
     raw.privacy.store_content = store_content;
     raw.privacy.pseudonymise_patients = key.is_some();
-    raw.privacy.pseudonym_key = key.map(str::to_string);
+    raw.privacy.pseudonym_key = key.map(Into::into);
     spawn_app_with(vellum::config::Settings::validate(raw).unwrap()).await
 }
 

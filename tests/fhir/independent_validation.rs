@@ -77,7 +77,7 @@ async fn ai_api_events_validate_against_r4_and_their_profiles_independently() {
         let mut raw = vellum_testkit::raw_settings_for(&db.url);
         raw.privacy.store_content = store_content;
         raw.privacy.pseudonymise_patients = key.is_some();
-        raw.privacy.pseudonym_key = key.map(str::to_string);
+        raw.privacy.pseudonym_key = key.map(Into::into);
         let app = spawn_app_with(vellum::config::Settings::validate(raw).unwrap()).await;
         let (dep, inf) = app.ai_inference_chain("x").await;
         let (s, ovr, _) = app.ai_post("overrides", &ai::override_of("o", &inf)).await;

@@ -11,5 +11,6 @@ mod hostile_input;
 mod hostile_memory;
 mod http_tls;
 mod independent_validation;
+mod jwt_auth;
 mod profiles;
 mod smoke_common;

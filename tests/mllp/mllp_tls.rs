@@ -1,13 +1,15 @@
 //! MLLP over TLS (openssl): a TLS listener answers TLS clients, refuses
-//! plain TCP, and with a client CA requires a client certificate.
+//! plain TCP, and with a client CA requires a client certificate, which
+//! names the sender (`auth.clients`) or has every message refused.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
+use vellum::config::GrantLines;
 use vellum_testkit::mllp::*;
-use vellum_testkit::tls::{tls_connect, Pki};
+use vellum_testkit::tls::{tls_connect, tls_connect_as, Pki};
 use vellum_testkit::*;
 
 /// Sends one message; the ACK, or `None` when the connection fails/closes.
@@ -130,6 +132,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         s.mllp_tls_cert = Some(pki.path("server.pem"));
         s.mllp_tls_key = Some(pki.path("server.key"));
         s.mllp_tls_client_ca = Some(pki.path("ca.pem"));
+        s.auth.clients = GrantLines(vec!["CN=sender.example source".into()]);
     })
     .await;
     // Without a client certificate the server aborts the handshake (with
@@ -165,4 +168,69 @@ fn tls_settings_are_validated() {
     };
     let e = Settings::validate(raw).unwrap_err().to_string();
     assert!(e.contains("not a readable file"), "{e}");
+}
+
+backend_tests! {
+    async fn client_certificates_name_senders_and_scope_their_keys(backend) {
+        let pki = Pki::new();
+        for cn in ["pacs-a", "pacs-b", "viewer", "stranger"] {
+            pki.client(cn);
+        }
+        let db = TestDb::new(backend).await;
+        let app = spawn_mllp_app(&db.url, |s| {
+            s.mllp_tls_cert = Some(pki.path("server.pem"));
+            s.mllp_tls_key = Some(pki.path("server.key"));
+            s.mllp_tls_client_ca = Some(pki.path("ca.pem"));
+            s.auth.clients = GrantLines(vec![
+                "CN=pacs-a source".into(),
+                "CN=pacs-b source".into(),
+                "CN=viewer auditor".into(),
+            ]);
+        })
+        .await;
+        let connect = |name: &'static str| {
+            let pki = &pki;
+            async move { tls_connect_as(app.mllp_port, pki, Some(name)).await.expect("mTLS handshake") }
+        };
+        // Two senders, one MSH-10: two events, each tagged with its sender.
+        let msg = with_control_id(&fixture("orm_o01.hl7"), "SAME-ID-1");
+        let (mut a, mut b) = (connect("pacs-a").await, connect("pacs-b").await);
+        let ack_a = call(&mut a, &msg).await.expect("ACK");
+        let ack_b = call(&mut b, &msg).await.expect("ACK");
+        for (ack, sender) in [(&ack_a, "CN=pacs-a"), (&ack_b, "CN=pacs-b")] {
+            assert_eq!(ack.code(), "AA", "{}", ack.text);
+            assert_eq!(ack.field("ZVL", 4), "Y", "stored: {}", ack.text);
+            let (status, event, _) = read_event(&app.client, &app.http, ack.event_id()).await;
+            assert_eq!(status, 200);
+            let tags = event["meta"]["tag"].as_array().cloned().unwrap_or_default();
+            assert!(
+                tags.iter().any(|t| t["system"] == vellum::vocabulary::SUBMITTER_SYSTEM && t["code"] == sender),
+                "{event}"
+            );
+        }
+        assert_ne!(ack_a.event_id(), ack_b.event_id());
+        // A retry by a sender answers its own receipt.
+        let again = call(&mut a, &msg).await.expect("ACK");
+        assert_eq!((again.code(), again.field("ZVL", 4)), ("AA", "N"), "{}", again.text);
+        assert_eq!(again.event_id(), ack_a.event_id());
+
+        // Certificates that may not send: every message AR, nothing stored.
+        for (name, why) in [
+            ("viewer", "`CN=viewer` does not hold the source role"),
+            ("stranger", "not listed in auth.clients"),
+        ] {
+            let mut s = connect(name).await;
+            for id in ["REFUSED-1", "REFUSED-2"] {
+                let ack = call(&mut s, &with_control_id(&fixture("orm_o01.hl7"), id))
+                    .await
+                    .expect("ACK");
+                assert_eq!(ack.code(), "AR", "{}", ack.text);
+                assert_eq!(ack.field("MSA", 2), id, "{}", ack.text);
+                assert!(ack.field("ERR", 3).starts_with("207^") || ack.field("ERR", 1).contains("207"), "{}", ack.text);
+                assert!(ack.text.contains(why), "{}", ack.text);
+            }
+        }
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!((code, verdict["entries"].as_i64()), (0, Some(2)), "{verdict}");
+    }
 }

@@ -212,6 +212,34 @@ fn every_subcommand_help_has_an_example() {
 }
 
 #[test]
+fn help_shows_no_value_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("VELLUM_CONFIG", "/run/secrets/hunter2-config.toml"),
+        ("VELLUM_DEV_TOKEN", "hunter2-dev-token-0123456789"),
+        (
+            "VELLUM_DATABASE_URL",
+            "postgres://vellum:hunter2-password@db.example/vellum",
+        ),
+        ("VELLUM_PRIVACY_PSEUDONYM_KEY", "hunter2-pseudonym-key-0123"),
+    ];
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["verify", "--help"],
+        vec!["token", "create", "--help"],
+    ] {
+        let (code, stdout, stderr) = run(&args, dir.path(), &env);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stdout.contains("--config"), "{args:?}: {stdout}");
+        assert!(
+            !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+            "{args:?} shows a secret:\n{stdout}{stderr}"
+        );
+    }
+}
+
+#[test]
 fn completions_and_man_page_are_generated_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let (code, bash, _) = run(&["completions", "bash"], dir.path(), &[]);

@@ -109,7 +109,7 @@ pub fn authed_client() -> reqwest::Client {
 /// tests/fhir/access_control.rs tests the recording of reads).
 pub fn raw_settings_for(db_url: &str) -> RawSettings {
     let mut raw = RawSettings {
-        database_url: db_url.to_string(),
+        database_url: db_url.into(),
         http_addr: "127.0.0.1:0".into(),
         mllp_addr: String::new(),
         log: "warn".into(),

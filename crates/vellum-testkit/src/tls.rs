@@ -70,6 +70,8 @@ fn rand_serial() -> u32 {
 /// directory.
 pub struct Pki {
     dir: tempfile::TempDir,
+    ca: X509,
+    ca_key: PKey<Private>,
 }
 
 impl Pki {
@@ -87,7 +89,20 @@ impl Pki {
         write("server.key", server_key.private_key_to_pem_pkcs8().unwrap());
         write("client.pem", client.to_pem().unwrap());
         write("client.key", client_key.private_key_to_pem_pkcs8().unwrap());
-        Pki { dir }
+        Pki { dir, ca, ca_key }
+    }
+
+    /// Makes another client certificate, for `CN=<cn>`, signed by the CA:
+    /// `<cn>.pem` and `<cn>.key`.
+    pub fn client(&self, cn: &str) {
+        let key = key();
+        let cert = cert(cn, &key, Some((&self.ca, &self.ca_key)), false);
+        std::fs::write(self.path(&format!("{cn}.pem")), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(
+            self.path(&format!("{cn}.key")),
+            key.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
     }
 
     /// The path of `ca.pem`, `server.pem`, `server.key`, `client.pem` or
@@ -103,12 +118,23 @@ pub async fn tls_connect(
     pki: &Pki,
     with_client_cert: bool,
 ) -> Option<SslStream<TcpStream>> {
+    tls_connect_as(port, pki, with_client_cert.then_some("client")).await
+}
+
+/// Connects with TLS (trusting `ca`), presenting the client certificate
+/// `<name>.pem` of [`Pki`] when a name is given (`client` or one made by
+/// [`Pki::client`]).
+pub async fn tls_connect_as(
+    port: u16,
+    pki: &Pki,
+    client: Option<&str>,
+) -> Option<SslStream<TcpStream>> {
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
     b.set_ca_file(Path::new(&pki.path("ca.pem"))).unwrap();
-    if with_client_cert {
-        b.set_certificate_file(pki.path("client.pem"), SslFiletype::PEM)
+    if let Some(name) = client {
+        b.set_certificate_file(pki.path(&format!("{name}.pem")), SslFiletype::PEM)
             .unwrap();
-        b.set_private_key_file(pki.path("client.key"), SslFiletype::PEM)
+        b.set_private_key_file(pki.path(&format!("{name}.key")), SslFiletype::PEM)
             .unwrap();
     }
     let ssl = b
