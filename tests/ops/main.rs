@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy;
+mod docs_walkthrough;
 mod logs;
 mod metrics;
 mod restore_drill;
