@@ -13,3 +13,4 @@ mod http_tls;
 mod independent_validation;
 mod profiles;
 mod smoke_common;
+mod trace_context;
