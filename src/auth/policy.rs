@@ -123,6 +123,8 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
 
         (["reports", ..], true, _) | (["ui", ..], true, _) => audited(REPORTS, Access::Report),
 
+        (["atna", "messages", _], true, _) => audited(AUDITOR, Access::Read),
+
         (["admin", "verify"], true, _) => audited(AUDITOR_OR_ADMIN, Access::Verify),
         (["admin", "checkpoints"], _, true) => rule(ADMIN),
         (["admin", "checkpoints", ..], true, _) => rule(AUDITOR_OR_ADMIN),
