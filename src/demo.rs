@@ -363,6 +363,9 @@ pub async fn run_configured(
         .await?
         .with_indexer(crate::fhir::search_index::rows_for_body);
     store.migrate().await?;
+    store
+        .grant_writer_role(&settings.database_writer_role)
+        .await?;
     let ledger = vellum_ledger::Ledger::start(store, settings.writer);
     let intake = Intake::new(ledger, None, settings.limits.json);
     // Enough cases in flight to fill the writer's group commits.

@@ -503,11 +503,22 @@ async fn demo(
 }
 
 async fn migrate(config: Option<&PathBuf>, database_url: Option<&String>) -> ExitCode {
+    let writer_role = match settings(config, database_url) {
+        Ok(s) => s.database_writer_role,
+        Err(e) => {
+            eprintln!("vellum: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let store = match open_store(config, database_url).await {
         Ok(s) => s,
         Err(c) => return c,
     };
-    match store.migrate().await {
+    let migrated = match store.migrate().await {
+        Ok(()) => store.grant_writer_role(&writer_role).await,
+        Err(e) => Err(e),
+    };
+    match migrated {
         Ok(()) => {
             println!("migrated ({})", store.backend_name());
             ExitCode::SUCCESS

@@ -141,6 +141,15 @@ impl Application {
             .with_indexer(crate::fhir::search_index::rows_for_body);
         if settings.migrate_on_start {
             store.migrate().await?;
+            // A server that may migrate but not grant (not the tables'
+            // owner) still starts; `vellum migrate` as the owner grants.
+            if let Err(e) = store
+                .grant_writer_role(&settings.database_writer_role)
+                .await
+            {
+                tracing::warn!(error = %e, role = %settings.database_writer_role,
+                    "could not grant the writer role; run `vellum migrate` as the tables' owner");
+            }
         }
         let ledger = Ledger::start_observed(
             store,

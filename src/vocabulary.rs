@@ -90,6 +90,8 @@ pub const PARTICIPATION_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3
 pub const SOURCE_TYPE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
 pub const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 pub const SNOMED: &str = "http://snomed.info/sct";
+/// `what.identifier.system` of a W3C trace id (`value`: 32 hex digits).
+pub const TRACE_CONTEXT_SYSTEM: &str = "https://www.w3.org/TR/trace-context/";
 /// `what.identifier.system` of a DICOM UID (`value`: `urn:oid:<uid>`).
 pub const DICOM_UID_SYSTEM: &str = "urn:dicom:uid";
 /// IHE BALP's Audit Record Repository CapabilityStatement.

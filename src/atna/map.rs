@@ -194,6 +194,15 @@ fn participant(x: &mut Obj, p: &Element) {
             }
         });
     }
+    x.arr_opt("purposeOfUse", |a| {
+        for purpose in p.all("PurposeOfUse").filter_map(code_of) {
+            a.obj(|cc| {
+                cc.arr("coding", |c| {
+                    c.obj(|y| write_coding(y, &purpose));
+                });
+            });
+        }
+    });
 }
 
 fn source_type_display(code: &str) -> &'static str {
@@ -431,6 +440,17 @@ fn message_entity(x: &mut Obj, rx: &Received, unparsed_date: Option<&str>) {
                 o.str("type", "syslog-app-name").str("valueString", h);
             });
         }
+        if let Some(pri) = rx.priority {
+            a.obj(|o| {
+                o.str("type", "syslog-pri")
+                    .str("valueString", &pri.to_string());
+            });
+        }
+        if let Some(id) = &rx.msg_id {
+            a.obj(|o| {
+                o.str("type", "syslog-msgid").str("valueString", id);
+            });
+        }
         if let Some(d) = unparsed_date {
             a.obj(|o| {
                 o.str("type", "event-datetime").str("valueString", d);
@@ -515,6 +535,8 @@ mod tests {
             transport: "tcp",
             hostname: Some("pacs".into()),
             app_name: None,
+            priority: Some(85),
+            msg_id: Some("IHE+RFC-3881".into()),
             received: "2026-01-01T00:00:00.000000Z".into(),
             privacy: Default::default(),
         }
@@ -536,5 +558,25 @@ mod tests {
             json["entity"][1]["detail"][0]["type"],
             DETAIL_MESSAGE_SHA256
         );
+    }
+
+    #[test]
+    fn purpose_of_use_and_the_syslog_header_are_kept() {
+        let xml = br#"<AuditMessage><EventIdentification EventActionCode="R" EventDateTime="2024-03-01T10:00:00Z" EventOutcomeIndicator="0"><EventID csd-code="110110" codeSystemName="DCM" originalText="Patient Record"/></EventIdentification><ActiveParticipant UserID="alice" UserIsRequestor="true"><PurposeOfUse csd-code="TREAT" codeSystemName="2.16.840.1.113883.5.8" originalText="treatment"/></ActiveParticipant><AuditSourceIdentification AuditSourceID="RIS"/></AuditMessage>"#;
+        let msg = parse(xml, XmlLimits::default()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&to_audit_event(&msg, &rx(xml))).unwrap();
+        let purpose = &json["agent"][0]["purposeOfUse"][0]["coding"][0];
+        assert_eq!(purpose["code"], "TREAT", "{json}");
+        assert_eq!(purpose["display"], "treatment", "{json}");
+        let details = json["entity"][0]["detail"].as_array().unwrap();
+        let value = |t: &str| {
+            details
+                .iter()
+                .find(|d| d["type"] == t)
+                .map(|d| d["valueString"].clone())
+        };
+        assert_eq!(value("syslog-pri"), Some("85".into()), "{json}");
+        assert_eq!(value("syslog-msgid"), Some("IHE+RFC-3881".into()));
     }
 }

@@ -42,6 +42,9 @@ pub struct Received<'a> {
     /// The syslog HOSTNAME and APP-NAME, when present.
     pub hostname: Option<String>,
     pub app_name: Option<String>,
+    /// The syslog PRI and (RFC 5424) MSGID, when present.
+    pub priority: Option<u8>,
+    pub msg_id: Option<String>,
     /// Receipt time (UTC stamp): `recorded` when the message has none usable.
     pub received: String,
     pub privacy: crate::config::PrivacySettings,

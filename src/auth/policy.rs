@@ -126,6 +126,8 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
         (["reports", "patient-access"], true, _) => audited(AUDITOR, Access::Report),
         (["reports", ..], true, _) | (["ui", ..], true, _) => audited(REPORTS, Access::Report),
 
+        (["atna", "messages", _], true, _) => audited(AUDITOR, Access::Read),
+
         (["admin", "verify"], true, _) => audited(AUDITOR_OR_ADMIN, Access::Verify),
         (["admin", "checkpoints"], _, true) => rule(ADMIN),
         (["admin", "checkpoints", ..], true, _) => rule(AUDITOR_OR_ADMIN),

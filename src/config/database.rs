@@ -1,4 +1,5 @@
-//! The database section: `database_url`, `database_role`, `migrate_on_start`.
+//! The database section: `database_url`, `database_role`,
+//! `database_writer_role`, `migrate_on_start`.
 //!
 //! [`DatabaseUrl`] is self-contained (it uses nothing else from `config`) so
 //! it can move with the store.
@@ -8,6 +9,9 @@ use super::ConfigError;
 
 pub use vellum_ledger::{DatabaseUrl, DatabaseUrlError};
 
+const IDENTIFIER_RULE: &str =
+    "must be a lowercase SQL identifier (letters, digits, _; at most 63 bytes)";
+
 /// The database keys as written (top level of the file, `VELLUM_<KEY>`).
 #[derive(Debug, Clone)]
 pub struct RawDatabase {
@@ -15,6 +19,9 @@ pub struct RawDatabase {
     pub database_url: SecretUrl,
     /// PostgreSQL role to `SET ROLE` to on every connection (e.g. `vellum_writer`).
     pub database_role: Option<String>,
+    /// PostgreSQL role that `migrate` creates (NOLOGIN) and grants only
+    /// SELECT and INSERT on vellum's tables.
+    pub database_writer_role: String,
     /// Apply migrations when `serve` starts (needs DDL rights).
     pub migrate_on_start: bool,
 }
@@ -24,6 +31,7 @@ impl Default for RawDatabase {
         RawDatabase {
             database_url: "sqlite://vellum.db".into(),
             database_role: None,
+            database_writer_role: vellum_ledger::DEFAULT_WRITER_ROLE.into(),
             migrate_on_start: true,
         }
     }
@@ -34,6 +42,7 @@ impl Default for RawDatabase {
 pub struct DatabaseSettings {
     pub url: DatabaseUrl,
     pub role: Option<String>,
+    pub writer_role: String,
     pub migrate_on_start: bool,
 }
 
@@ -44,17 +53,18 @@ impl DatabaseSettings {
                 key: "database_url",
                 reason: e.0.to_string(),
             })?;
+        // Both roles are interpolated into SQL: only plain identifiers.
+        if !vellum_ledger::is_plain_identifier(&raw.database_writer_role) {
+            return Err(ConfigError::Invalid {
+                key: "database_writer_role",
+                reason: IDENTIFIER_RULE.into(),
+            });
+        }
         if let Some(role) = &raw.database_role {
-            // The role is interpolated into `SET ROLE`: only plain identifiers.
-            let ok = !role.is_empty()
-                && role
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && !role.starts_with(|c: char| c.is_ascii_digit());
-            if !ok {
+            if !vellum_ledger::is_plain_identifier(role) {
                 return Err(ConfigError::Invalid {
                     key: "database_role",
-                    reason: "must be a lowercase SQL identifier (letters, digits, _)".into(),
+                    reason: IDENTIFIER_RULE.into(),
                 });
             }
             if matches!(url, DatabaseUrl::Sqlite(_)) {
@@ -67,6 +77,7 @@ impl DatabaseSettings {
         Ok(DatabaseSettings {
             url,
             role: raw.database_role,
+            writer_role: raw.database_writer_role,
             migrate_on_start: raw.migrate_on_start,
         })
     }
@@ -85,6 +96,33 @@ mod tests {
         assert!(d.contains("vellum:[redacted]@db:5432/audit"), "{d}");
         let u = DatabaseUrl::parse("postgres://postgres@127.0.0.1/db").unwrap();
         assert!(format!("{u:?}").contains("postgres@127.0.0.1/db"));
+    }
+
+    #[test]
+    fn the_writer_role_must_be_a_plain_identifier() {
+        for bad in [
+            "",
+            "Vellum",
+            "1writer",
+            "w; DROP TABLE entry",
+            "a\"b",
+            &"x".repeat(64),
+        ] {
+            let raw = RawDatabase {
+                database_writer_role: bad.to_string(),
+                ..RawDatabase::default()
+            };
+            let e = DatabaseSettings::validate(raw).unwrap_err().to_string();
+            assert!(e.contains("database_writer_role"), "{bad}: {e}");
+        }
+        let raw = RawDatabase {
+            database_writer_role: "audit_appender".into(),
+            ..RawDatabase::default()
+        };
+        assert_eq!(
+            DatabaseSettings::validate(raw).unwrap().writer_role,
+            "audit_appender"
+        );
     }
 
     #[test]

@@ -193,6 +193,7 @@ mod tests {
         let documented = [
             ("DATABASE_URL", "database_url"),
             ("DATABASE_ROLE", "database_role"),
+            ("DATABASE_WRITER_ROLE", "database_writer_role"),
             ("MIGRATE_ON_START", "migrate_on_start"),
             ("HTTP_ADDR", "http_addr"),
             ("MAX_BODY_BYTES", "max_body_bytes"),

@@ -81,6 +81,7 @@ pub struct RawSettings {
     // database.rs
     pub database_url: SecretUrl,
     pub database_role: Option<String>,
+    pub database_writer_role: String,
     pub migrate_on_start: bool,
     // http.rs
     #[serde(deserialize_with = "addr::string_or_number")]
@@ -187,6 +188,7 @@ impl RawSettings {
         RawSettings {
             database_url: database.database_url,
             database_role: database.database_role,
+            database_writer_role: database.database_writer_role,
             migrate_on_start: database.migrate_on_start,
             http_addr: http.http_addr,
             max_body_bytes: http.max_body_bytes,
@@ -227,6 +229,7 @@ impl RawSettings {
         let RawSettings {
             database_url,
             database_role,
+            database_writer_role,
             migrate_on_start,
             http_addr,
             max_body_bytes,
@@ -265,6 +268,7 @@ impl RawSettings {
             database: RawDatabase {
                 database_url,
                 database_role,
+                database_writer_role,
                 migrate_on_start,
             },
             http: RawHttp {
@@ -339,6 +343,9 @@ impl Default for RawSettings {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub database_role: Option<String>,
+    /// The PostgreSQL role `migrate` grants SELECT and INSERT (and nothing
+    /// else) on vellum's tables.
+    pub database_writer_role: String,
     pub migrate_on_start: bool,
     pub http_addr: std::net::SocketAddr,
     /// TLS for the HTTP server; `None`: plain HTTP.
@@ -430,6 +437,7 @@ impl Settings {
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
+            database_writer_role: database.writer_role,
             migrate_on_start: database.migrate_on_start,
             http_addr: http.addr,
             http_tls: http.tls,

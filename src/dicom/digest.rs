@@ -1,4 +1,4 @@
-//! Instance digests (`pixel-sha256`, DESIGN §3) of Part 10 files: the
+//! Instance digests (`pixel-sha256`, docs/dicom.md) of Part 10 files: the
 //! header is read with dicom-object (only up to the pixel elements), the
 //! pixel value is hashed by the bounded-memory walker in `walk.rs`.
 //!

@@ -1,4 +1,4 @@
-//! Pixel digests in events (DESIGN §3): for every entity whose
+//! Pixel digests in events (docs/dicom.md): for every entity whose
 //! `what.identifier` is a Study Instance UID (`system` `urn:dicom:uid`,
 //! `type` DCM 110180, `value` `urn:oid:<uid>`), the study digest is looked
 //! up in the configured sources within a time budget and attached, before

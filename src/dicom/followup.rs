@@ -4,7 +4,7 @@
 //! study that an earlier event stored as pending is finally computed (or
 //! when it gives up). It references the first event
 //! (`entity.what.reference = AuditEvent/<id>`) and carries the study entity
-//! as in DESIGN §3. The first event is never changed (insert-only ledger).
+//! as in docs/dicom.md. The first event is never changed (insert-only ledger).
 
 use serde_json::{json, Value};
 

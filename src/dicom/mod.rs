@@ -1,4 +1,4 @@
-//! DICOM pixel-data digests (DESIGN §3): instance digests of Part 10 files
+//! DICOM pixel-data digests (docs/dicom.md): instance digests of Part 10 files
 //! hashed in bounded memory, study digests, the sources studies are found
 //! in (folders, DICOMweb, uploads), the digest cache, and the step that
 //! attaches digests to events, and the worker that completes pending

@@ -1,4 +1,4 @@
-//! Study digest (`study-pixel-sha256`, DESIGN §3): the hashed instances
+//! Study digest (`study-pixel-sha256`, docs/dicom.md): the hashed instances
 //! sorted by SOP Instance UID (byte order), SHA-256 over, for each, the
 //! UID's ASCII bytes ‖ 0x00 ‖ its 32-byte instance digest; recorded with
 //! the number of instances.

@@ -1,6 +1,6 @@
 //! Hand-written, bounded-memory pixel hashing: walk a Part 10 file's
 //! elements to the top-level pixel element without reading values into
-//! memory, then hash the value in fixed-size chunks (DESIGN §3).
+//! memory, then hash the value in fixed-size chunks (docs/dicom.md).
 //!
 //! dicom-object cannot do this: it loads whole files, and its streaming
 //! collector returns native pixel data as one `Vec` (CRATES.md). This walker
@@ -536,7 +536,7 @@ impl Walker {
     }
 }
 
-/// Bytes per sample to byte-swap in big-endian native data (DESIGN §3).
+/// Bytes per sample to byte-swap in big-endian native data (docs/dicom.md).
 pub fn swap_size(vr: Option<[u8; 2]>, bits_allocated: Option<u16>) -> usize {
     match vr.as_ref().map(|v| &v[..]) {
         Some(b"OF") => 4,
@@ -597,7 +597,7 @@ pub struct PixelElement {
 }
 
 impl PixelElement {
-    /// Hashes the value (DESIGN §3). `bits_allocated` (from the header)
+    /// Hashes the value (docs/dicom.md). `bits_allocated` (from the header)
     /// decides the sample size of big-endian OW data.
     pub fn hash(self, bits_allocated: Option<u16>) -> Result<PixelHash, WalkError> {
         if self.header.len == UNDEFINED {

@@ -1,6 +1,6 @@
 //! ORU^R01 carrying AI results → `radiology-ai-inference` AuditEvent.
 //!
-//! Study from ZDS-1 (DESIGN §3 study entity), one `finding` detail per OBX
+//! Study from ZDS-1 (docs/dicom.md study entity), one `finding` detail per OBX
 //! whose OBX-18 names a model, model identity/version from OBX-18.1/18.2.
 
 use super::fields::{AiResult, Finding};
@@ -73,7 +73,7 @@ pub fn model_agent(a: &mut Obj, ai: &AiResult) {
     crate::radiology::build::model_agent(a, &model, &version);
 }
 
-/// DESIGN §3: the study as a System Object / Report with its Study Instance
+/// docs/dicom.md: the study as a System Object / Report with its Study Instance
 /// UID; with `findings`, the findings as `finding` details.
 pub fn study_entity(e: &mut Obj, inbound: &Inbound, ai: &AiResult, findings: bool) {
     e.obj("what", |w| {

@@ -11,8 +11,10 @@ use serde_json::{json, Value};
 
 use super::body::read_body;
 use super::response;
+use super::trace_context::TraceParent;
 use super::AppState;
 use crate::fhir::create::Rejection;
+use crate::intake::trace::TraceParentValue;
 use crate::intake::{IntakeError, Stored, Submission};
 use crate::radiology::build::{self, Registration};
 use crate::radiology::lookup::{self, InferenceLookupError};
@@ -152,6 +154,7 @@ struct Input<T> {
     value: T,
     sender: Option<String>,
     raw: web::Bytes,
+    trace: Option<TraceParentValue>,
 }
 
 async fn read_input<T: DeserializeOwned>(
@@ -191,6 +194,7 @@ async fn read_input<T: DeserializeOwned>(
         value,
         sender: super::authn::principal(req).map(|p| p.subject),
         raw: body,
+        trace: TraceParent::for_event(req),
     })
 }
 
@@ -207,7 +211,8 @@ async fn append<T>(
         .with_key(key)
         // Canonical, so a retry may differ in whitespace and key order.
         .from_request(&vellum_json::canonicalize(&input.raw).unwrap_or_else(|_| input.raw.to_vec()))
-        .without_enrichment();
+        .without_enrichment()
+        .with_trace(input.trace.clone());
     if let Some(sender) = &input.sender {
         submission = submission.from_sender(sender.clone());
     }

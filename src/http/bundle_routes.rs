@@ -14,12 +14,14 @@ use super::body::read_body;
 use super::format::{render, request_format, response_format, to_json_body};
 use super::intake_response::{append_failed, condition_failed};
 use super::response::{error, fhir_base, outcome};
+use super::trace_context::TraceParent;
 use super::AppState;
 use crate::auth::policy::Access;
 use crate::auth::{Principal, Role};
 use crate::fhir::bundle::{response_bundle, ResponseEntry};
 use crate::fhir::create::Rejection;
 use crate::fhir::{Issue, IssueType, OperationOutcome};
+use crate::intake::trace::TraceParentValue;
 use crate::intake::{IntakeError, Prepared, Submission};
 use vellum_json::{self as canonical, Json, ParseErrorKind};
 use vellum_ledger::store::StoredEntry;
@@ -121,8 +123,9 @@ pub async fn bundle(
     // all its entries' work at the same time.
     let concurrency = state.limits.bundle_concurrency;
     let principal = super::authn::principal(&req);
+    let trace = TraceParent::for_event(&req);
     let planned: Vec<Planned> = futures_util::stream::iter(entries.iter().enumerate())
-        .map(|(i, entry)| plan_entry(i, entry, &json, &state, principal.as_ref()))
+        .map(|(i, entry)| plan_entry(i, entry, &json, &state, principal.as_ref(), trace.as_ref()))
         .buffered(concurrency)
         .collect()
         .await;
@@ -199,6 +202,7 @@ async fn plan_entry(
     src: &[u8],
     state: &AppState,
     principal: Option<&Principal>,
+    trace: Option<&TraceParentValue>,
 ) -> Planned {
     let at = |p: &str| format!("Bundle.entry[{i}].{p}");
     let may = |role: Role| principal.is_some_and(|p| p.has(role));
@@ -238,7 +242,8 @@ async fn plan_entry(
             };
             // The resource's own bytes, so errors and canonical form are as
             // for a single create.
-            let mut submission = Submission::fhir(&src[resource.start..resource.end]);
+            let mut submission =
+                Submission::fhir(&src[resource.start..resource.end]).with_trace(trace.cloned());
             if let Some(cond) = request.get("ifNoneExist").and_then(Json::as_str) {
                 submission = submission.if_none_exist(cond.as_bytes());
             }

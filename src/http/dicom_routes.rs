@@ -1,4 +1,4 @@
-//! `POST /dicom/digest`: pixel digests (DESIGN §3) of uploaded instances,
+//! `POST /dicom/digest`: pixel digests (docs/dicom.md) of uploaded instances,
 //! `application/dicom` (one instance) or `multipart/related;
 //! type="application/dicom"` (STOW-RS style, several). The images are
 //! never stored: each part is spooled to a temporary file (removed when the

@@ -9,6 +9,7 @@ use super::body::read_body;
 use super::format::{query_param, render, request_format, response_format, to_json_body};
 use super::intake_response::intake_failed;
 use super::response::{self, error, outcome, stored_entry, stored_resource};
+use super::trace_context::TraceParent;
 use super::AppState;
 use crate::fhir::{Issue, IssueType, OperationOutcome};
 use crate::intake::{Stored, Submission};
@@ -100,7 +101,7 @@ async fn create(
         Ok(j) => j,
         Err(r) => return r,
     };
-    let mut submission = Submission::fhir(json);
+    let mut submission = Submission::fhir(json).with_trace(TraceParent::for_event(&req));
     if let Some(cond) = req.headers().get("If-None-Exist") {
         submission = submission.if_none_exist(cond.as_bytes());
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod ai_routes;
+mod atna_routes;
 pub mod authn;
 mod body;
 mod bundle_routes;
@@ -84,6 +85,7 @@ pub fn server(
             .configure(admin::configure)
             .configure(evidence_routes::configure)
             .configure(ai_routes::configure)
+            .configure(atna_routes::configure)
             .configure(report_routes::configure)
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)

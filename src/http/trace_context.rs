@@ -5,6 +5,8 @@
 
 use actix_web::http::header::HeaderMap;
 
+use crate::intake::trace::TraceParentValue;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
     pub trace_id: [u8; 16],
@@ -52,6 +54,13 @@ impl TraceParent {
 
     pub fn parent_id_hex(&self) -> String {
         hex::encode(self.parent_id)
+    }
+
+    /// The request's valid `traceparent`, in the form the stored event
+    /// records (a malformed one is ignored: nothing is recorded).
+    pub fn for_event(req: &actix_web::HttpRequest) -> Option<TraceParentValue> {
+        let t = Self::from_headers(req.headers())?;
+        Some(TraceParentValue::new(&t.trace_id, &t.parent_id, t.flags))
     }
 }
 

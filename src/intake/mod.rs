@@ -18,6 +18,7 @@
 
 pub mod conditional;
 pub mod sender;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub struct Submission {
     /// SHA-256 of the request the event was made from; a replay under the
     /// same key with another digest is a conflict, not a retry.
     request_digest: Option<[u8; 32]>,
+    /// The caller's W3C trace context, recorded as an entity.
+    trace: Option<trace::TraceParentValue>,
 }
 
 impl Submission {
@@ -68,6 +71,7 @@ impl Submission {
             enrich: true,
             sender: None,
             request_digest: None,
+            trace: None,
         }
     }
 
@@ -106,6 +110,13 @@ impl Submission {
     pub fn from_request(mut self, request: &[u8]) -> Self {
         use sha2::Digest;
         self.request_digest = Some(sha2::Sha256::digest(request).into());
+        self
+    }
+
+    /// The request's checked `traceparent`: the stored event records it
+    /// (see [`trace`]), so the hash covers it.
+    pub fn with_trace(mut self, trace: Option<trace::TraceParentValue>) -> Self {
+        self.trace = trace;
         self
     }
 
@@ -201,6 +212,7 @@ impl Intake {
             enrich,
             sender,
             request_digest,
+            trace,
         } = submission;
         let (structure, limits) = match origin {
             Origin::Client => (true, self.limits),
@@ -218,6 +230,9 @@ impl Intake {
         }
         if let Some(subject) = &sender {
             sender::stamp(checked.root_mut(), subject);
+        }
+        if let Some(t) = &trace {
+            trace::stamp(checked.root_mut(), t);
         }
         let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
         if let Some(key) = key {

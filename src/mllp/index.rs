@@ -6,7 +6,7 @@
 //! a restart (the first lookup reads the ledger once); every later lookup
 //! only reads the entries appended since. It sees inference events from
 //! every way in (MLLP, REST, AI API) as long as they carry the profile and
-//! the DESIGN §3 study identifier.
+//! the docs/dicom.md study identifier.
 
 use std::collections::HashMap;
 

@@ -175,7 +175,7 @@ pub fn model_entity(e: &mut Obj, name: &str, version: &str, reg: Option<&Registr
     });
 }
 
-/// DESIGN §3 study entity (System Object / Report, DCM 110180 UID).
+/// docs/dicom.md study entity (System Object / Report, DCM 110180 UID).
 pub fn study_identity(e: &mut Obj, uid: &str) {
     e.obj("what", |w| {
         w.obj("identifier", |i| {

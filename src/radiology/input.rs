@@ -54,7 +54,7 @@ pub struct ModelRef {
 pub struct Study {
     pub uid: Uid,
     pub accession: Option<Label>,
-    /// The AI engine's own study digest (DESIGN §3 `study-pixel-sha256`).
+    /// The AI engine's own study digest (docs/dicom.md `study-pixel-sha256`).
     pub pixel_sha256: Option<Digest>,
     /// Number of instances the digest covers.
     pub instances: Option<u32>,

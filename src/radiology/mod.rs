@@ -1,5 +1,5 @@
 //! Radiology AI events: inference, override, rendering and model
-//! deployment → profiled AuditEvents (DESIGN §4), shared by the `/ai/v1`
+//! deployment → profiled AuditEvents (docs/profiles.md), shared by the `/ai/v1`
 //! API and (model agent, study entity) the HL7 v2 mapping.
 //!
 //! - [`types`]: validating domain types (UIDs, confidences, instants …);

@@ -69,8 +69,12 @@ fn lf_frame(buf: &mut BytesMut, max: usize) -> Option<Decoded> {
 /// A syslog message split into the header fields vellum keeps and MSG.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// PRI (facility × 8 + severity, 0–191), when the header has one.
+    pub priority: Option<u8>,
     pub hostname: Option<String>,
     pub app_name: Option<String>,
+    /// RFC 5424 MSGID (ATNA senders write e.g. `IHE+RFC-3881`).
+    pub msg_id: Option<String>,
     pub msg: &'a [u8],
 }
 
@@ -120,8 +124,10 @@ fn skip_sd(s: &[u8]) -> &[u8] {
 /// recognisable header the whole frame is the MSG.
 pub fn split(frame: &[u8]) -> Message<'_> {
     let whole = Message {
+        priority: None,
         hostname: None,
         app_name: None,
+        msg_id: None,
         msg: frame,
     };
     let Some(rest) = frame.strip_prefix(b"<") else {
@@ -133,18 +139,24 @@ pub fn split(frame: &[u8]) -> Message<'_> {
     if close == 0 || !rest[..close].iter().all(u8::is_ascii_digit) {
         return whole;
     }
+    let priority = std::str::from_utf8(&rest[..close])
+        .ok()
+        .and_then(|p| p.parse::<u8>().ok())
+        .filter(|p| *p <= 191);
     let rest = &rest[close + 1..];
     if let Some(v5424) = rest.strip_prefix(b"1 ") {
         let (_ts, r) = token(v5424);
         let (host, r) = token(r);
         let (app, r) = token(r);
         let (_procid, r) = token(r);
-        let (_msgid, r) = token(r);
+        let (msgid, r) = token(r);
         let msg = skip_sd(r);
         let msg = msg.strip_prefix("\u{feff}".as_bytes()).unwrap_or(msg);
         return Message {
+            priority,
             hostname: field(host),
             app_name: field(app),
+            msg_id: field(msgid),
             msg,
         };
     }
@@ -156,7 +168,11 @@ pub fn split(frame: &[u8]) -> Message<'_> {
         && rest[12] == b':'
         && rest[15] == b' ';
     if !looks_bsd {
-        return Message { msg: rest, ..whole };
+        return Message {
+            priority,
+            msg: rest,
+            ..whole
+        };
     }
     let (host, r) = token(&rest[16..]);
     // The MSG is the audit XML: it starts at the first '<' after the tag.
@@ -169,8 +185,10 @@ pub fn split(frame: &[u8]) -> Message<'_> {
         .position(|&b| b == b'[' || b == b':' || b == b' ')
         .unwrap_or(tag.len());
     Message {
+        priority,
         hostname: field(host),
         app_name: field(&tag[..tag_end]),
+        msg_id: None,
         msg,
     }
 }
@@ -214,11 +232,16 @@ mod tests {
         let m = split(b"<110>1 2024-01-01T00:00:00Z pacs DCM4CHEE 12 IHE+RFC-3881 [a x=\"]\"] <AuditMessage/>");
         assert_eq!(m.hostname.as_deref(), Some("pacs"));
         assert_eq!(m.app_name.as_deref(), Some("DCM4CHEE"));
+        assert_eq!(m.priority, Some(110));
+        assert_eq!(m.msg_id.as_deref(), Some("IHE+RFC-3881"));
         assert_eq!(m.msg, b"<AuditMessage/>");
         let m = split(b"<13>Oct 11 22:14:15 mymachine su[12]: <AuditMessage/>");
         assert_eq!(m.hostname.as_deref(), Some("mymachine"));
         assert_eq!(m.app_name.as_deref(), Some("su"));
+        assert_eq!((m.priority, m.msg_id), (Some(13), None));
         assert_eq!(m.msg, b"<AuditMessage/>");
+        // A PRI above 191 is not a PRI.
+        assert_eq!(split(b"<999>1 - h a - - - <x/>").priority, None);
         let m = split(b"<13>1 - - - - - - \xef\xbb\xbf<x/>");
         assert_eq!(m.msg, b"<x/>");
         assert_eq!(split(b"<x/>").msg, b"<x/>");

@@ -174,6 +174,10 @@ impl SyslogListener {
     }
 }
 
+/// At shutdown, a connection is closed once its peer sent nothing for
+/// this long: every frame sent before the signal has arrived by then.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
 struct Handler {
     ctx: Arc<Context>,
     settings: SyslogSettings,
@@ -232,6 +236,8 @@ impl Handler {
         let mut why = "closed by peer";
         let stopping = self.stopping.clone();
         let is_stopping = || stopping.load(Ordering::Relaxed);
+        // Set once shutdown began: the end of the drain.
+        let mut drain_until: Option<Instant> = None;
         'conn: loop {
             // Store every whole frame already buffered, one at a time.
             loop {
@@ -264,21 +270,37 @@ impl Handler {
                     None => break,
                 }
             }
-            if is_stopping() {
-                why = "server shutdown";
-                break;
+            if is_stopping() && drain_until.is_none() {
+                drain_until = Some(Instant::now() + self.settings.read_timeout);
             }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
-            let read = tokio::select! {
-                r = tokio::time::timeout(self.settings.read_timeout, stream.read_buf(&mut buf)) => r,
-                _ = self.shutdown.recv() => {
-                    why = "server shutdown";
-                    // Frames already whole in the buffer are stored first.
-                    self.stopping.store(true, Ordering::Relaxed);
-                    continue;
+            let read = match drain_until {
+                // Shutting down: what the peer sent before the signal may
+                // still be in the socket (or on its way). Read on until the
+                // peer is quiet, storing each whole frame, but no longer
+                // than one read timeout.
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(DRAIN_QUIET.min(left), stream.read_buf(&mut buf))
+                        .await
+                    {
+                        Err(_) => {
+                            why = "server shutdown";
+                            break;
+                        }
+                        Ok(r) => Ok(r),
+                    }
                 }
+                None => tokio::select! {
+                    r = tokio::time::timeout(self.settings.read_timeout, stream.read_buf(&mut buf)) => r,
+                    _ = self.shutdown.recv() => {
+                        // Frames already whole in the buffer are stored first.
+                        self.stopping.store(true, Ordering::Relaxed);
+                        continue;
+                    }
+                },
             };
             match read {
                 Err(_) => {

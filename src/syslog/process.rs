@@ -82,6 +82,8 @@ pub(super) async fn store(
         transport,
         hostname: m.hostname,
         app_name: m.app_name,
+        priority: m.priority,
+        msg_id: m.msg_id,
         received: vellum_ledger::stamp(OffsetDateTime::now_utc()),
         privacy: ctx.privacy.clone(),
     };

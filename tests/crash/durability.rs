@@ -1,4 +1,4 @@
-//! "Nothing acknowledged is lost" (DESIGN §2, §7), on both backends.
+//! "Nothing acknowledged is lost" (docs/operations.md), on both backends.
 //!
 //! The real `vellum serve` process is killed with SIGKILL — or stopped with
 //! SIGTERM — while 32 clients are appending. Every event that got a 201 must
@@ -171,7 +171,7 @@ async fn client_loop(
 }
 
 /// Waits for the child to exit (panics after `limit`).
-async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+pub(crate) async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait on vellum") {

@@ -4,6 +4,7 @@
 
 mod durability;
 mod mllp_crash;
+mod syslog_sigterm;
 mod two_writers;
 
 use std::future::Future;

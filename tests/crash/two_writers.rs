@@ -1,7 +1,7 @@
-//! Two `vellum serve` processes appending to ONE database (DESIGN §2: "With
-//! several vellum instances on one PostgreSQL, the writer serialises on a
+//! Two `vellum serve` processes appending to ONE database (docs/operations.md:
+//! with several vellum instances on one PostgreSQL, the writer serialises on a
 //! transaction-scoped advisory lock and reads the chain head inside the
-//! transaction"). The chain must not fork: seqs 1..=600 exactly once, every
+//! transaction). The chain must not fork: seqs 1..=600 exactly once, every
 //! id readable identically from either process, and `vellum verify` passes.
 //!
 //! The same scenario runs on one SQLite file shared by two processes, where

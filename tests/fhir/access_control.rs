@@ -151,6 +151,7 @@ fn matrix(id: &str) -> Vec<(Method, String, Option<Vec<Role>>)> {
             Some(vec![AU]),
         ),
         m(Method::GET, "/ui/", Some(vec![AU, QA])),
+        m(Method::GET, &format!("/atna/messages/{id}"), Some(vec![AU])),
         m(Method::GET, "/admin/verify", Some(vec![AU, AD])),
         m(Method::POST, "/admin/checkpoints", Some(vec![AD])),
         m(Method::GET, "/admin/checkpoints/latest", Some(vec![AU, AD])),

@@ -14,3 +14,4 @@ mod independent_validation;
 mod jwt_auth;
 mod profiles;
 mod smoke_common;
+mod trace_context;

@@ -1,4 +1,4 @@
-//! The ledger is insert-only at the database layer (DESIGN.md §2): triggers
+//! The ledger is insert-only at the database layer (docs/operations.md): triggers
 //! refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) of entries and any
 //! INSERT that does not extend the chain by exactly one, even for the owner;
 //! on PostgreSQL the `vellum_writer` role the server runs as lacks UPDATE,

@@ -4,9 +4,11 @@
 
 mod cli;
 mod deploy;
+mod docs_walkthrough;
 mod logs;
 mod metrics;
 mod restore_drill;
+mod writer_role;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -4,5 +4,7 @@
 
 mod common;
 mod syslog_mapping;
+mod syslog_retrieval;
+mod syslog_rsyslog;
 mod syslog_tls;
 mod syslog_transports;

@@ -21,6 +21,8 @@ fn received<'a>(raw: &'a [u8], privacy: PrivacySettings) -> Received<'a> {
         transport: "tcp",
         hostname: Some("pacs.example.org".into()),
         app_name: Some("DCM4CHEE".into()),
+        priority: Some(85),
+        msg_id: Some("IHE+RFC-3881".into()),
         received: "2026-03-01T09:15:31.000000Z".into(),
         privacy,
     }

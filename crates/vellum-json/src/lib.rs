@@ -1,4 +1,4 @@
-//! Canonical JSON (DESIGN.md §2): RFC 8785 (JCS) except that numbers keep
+//! Canonical JSON (docs/hashing.md): RFC 8785 (JCS) except that numbers keep
 //! their exact source text, because FHIR decimal precision is meaningful.
 //!
 //! serde_json cannot be used for this: it silently keeps the last of

@@ -1,4 +1,4 @@
-//! The hash rules of DESIGN.md §2, in one place. Everything that hashes an
+//! The hash rules of docs/hashing.md, in one place. Everything that hashes an
 //! entry (the writer, `verify`, proofs) calls these functions.
 
 use sha2::{Digest, Sha256};

@@ -33,6 +33,7 @@ use crate::store::search::{SearchHit, SearchQuery};
 use crate::store::{AnyStore, ChainHead, IndexRow, Store, StoreError, StoredEntry};
 
 pub use observe::WriterObserver;
+pub use store::postgres::{is_plain_identifier, DEFAULT_WRITER_ROLE};
 pub use writer::WriterHandle;
 
 /// Width of `meta.lastUpdated` as vellum writes it: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.

@@ -29,7 +29,7 @@ pub fn reference_study(uid: &str) -> (String, u64) {
     )
 }
 
-/// The study entity of DESIGN §3 (`what.identifier` = the Study Instance
+/// The study entity of docs/dicom.md (`what.identifier` = the Study Instance
 /// UID, type 2 System Object, role 3 Report), without details.
 pub fn study_entity(uid: &str) -> Value {
     serde_json::json!({

@@ -46,6 +46,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// A role name that cannot be written into SQL as it is.
+    #[error("the role name {0:?} is not a plain SQL identifier")]
+    InvalidRole(String),
 }
 
 /// The last entry of the chain (seq 0 and 32 zero bytes when empty).
@@ -342,6 +345,16 @@ impl AnyStore {
                 s.indexer = Some(indexer);
                 AnyStore::Postgres(s)
             }
+        }
+    }
+
+    /// PostgreSQL: creates and grants the writer role after the
+    /// migrations (see [`postgres::PostgresStore::grant_writer_role`]).
+    /// SQLite has no roles: nothing to do.
+    pub async fn grant_writer_role(&self, role: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(s) => s.grant_writer_role(role).await,
         }
     }
 

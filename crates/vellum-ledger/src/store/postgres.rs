@@ -384,6 +384,60 @@ impl PostgresStore {
     }
 }
 
+/// The writer role the schema migrations create and grant.
+pub const DEFAULT_WRITER_ROLE: &str = "vellum_writer";
+
+/// vellum's tables: the writer role may SELECT and INSERT, nothing else.
+const TABLES: &str = "entry, entry_key, search_index, merkle_node, checkpoint";
+
+/// Whether `s` can be written into SQL as a role name without quoting
+/// rules: lowercase letters, digits and `_`, not starting with a digit, at
+/// most 63 bytes (PostgreSQL's identifier length).
+pub fn is_plain_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl PostgresStore {
+    /// After the migrations: creates `role` (NOLOGIN) when missing and
+    /// grants it SELECT and INSERT on vellum's tables, revoking UPDATE,
+    /// DELETE and TRUNCATE. The migrations themselves name the default
+    /// role; when `role` is another one, the default role's rights in this
+    /// database are revoked, so only the configured role can write here.
+    pub async fn grant_writer_role(&self, role: &str) -> Result<(), StoreError> {
+        if !is_plain_identifier(role) {
+            return Err(StoreError::InvalidRole(role.to_string()));
+        }
+        let mut sql = format!(
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+                 CREATE ROLE \"{role}\" NOLOGIN; \
+               END IF; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;\n\
+             GRANT USAGE ON SCHEMA public TO \"{role}\";\n\
+             GRANT SELECT, INSERT ON {TABLES} TO \"{role}\";\n\
+             REVOKE UPDATE, DELETE, TRUNCATE ON {TABLES} FROM \"{role}\";\n"
+        );
+        if role != DEFAULT_WRITER_ROLE {
+            sql.push_str(&format!(
+                "DO $$ BEGIN \
+                   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{DEFAULT_WRITER_ROLE}') THEN \
+                     REVOKE ALL ON {TABLES} FROM \"{DEFAULT_WRITER_ROLE}\"; \
+                     REVOKE USAGE ON SCHEMA public FROM \"{DEFAULT_WRITER_ROLE}\"; \
+                   END IF; \
+                 END $$;\n"
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        (&mut *tx).execute(AssertSqlSafe(sql)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 impl Store for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
