@@ -210,11 +210,6 @@ async fn every_shell_block_of_the_docs_runs_against_a_real_server_sqlite() {
     let mut failures = Vec::new();
     for doc in &scripts {
         let (code, stdout, stderr) = run_script(doc, scratch.path(), &bin);
-        eprintln!(
-            "{}: exit {code}, {} expected outputs\n{stdout}\n{stderr}",
-            doc.file,
-            doc.expected.len()
-        );
         if code != 0 {
             failures.push(format!(
                 "{}: exit {code}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
