@@ -29,6 +29,8 @@ pub enum StartError {
     Auth(String),
     #[error("{0}")]
     HttpTls(std::io::Error),
+    #[error("SIEM feed ([export]): {0}")]
+    Export(#[from] crate::siem::DeliveryError),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         /// Which listener (and the setting that names its address).
@@ -52,6 +54,8 @@ pub struct Application {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
+    /// The SIEM feed's exporters, one per `[export]` destination.
+    exporters: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -181,6 +185,8 @@ impl Application {
         };
         let server = crate::http::server(listener, state, web::Data::from(dicom_service), tls)
             .map_err(bind_error)?;
+        // Last: nothing after this can fail and leave them running.
+        let exporters = crate::siem::spawn_all(&ledger, &settings.export)?;
         Ok(Application {
             port,
             server,
@@ -189,6 +195,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            exporters,
         })
     }
 
@@ -233,6 +240,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            exporters,
             ..
         } = self;
         drop(ledger);
@@ -242,6 +250,10 @@ impl Application {
         let result = serve(server, mllp, syslog).await;
         if let Some(c) = checkpointer {
             c.abort();
+        }
+        // An unacknowledged batch is sent again after the next start.
+        for e in exporters {
+            e.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

@@ -15,6 +15,7 @@ mod database;
 mod dicom;
 mod env;
 mod evidence;
+mod export;
 mod http;
 mod limits;
 mod log;
@@ -37,6 +38,7 @@ pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase}
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
 pub use evidence::{EvidenceSettings, RawEvidence};
+pub use export::{Endpoint, ExportSettings, ExportTls, RawExport};
 pub use http::{HttpSettings, HttpTls, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use log::LogFormat;
@@ -131,6 +133,9 @@ pub struct RawSettings {
     /// `[reports]`: QA reports (env `VELLUM_REPORTS_*`).
     #[serde(default)]
     pub reports: RawReports,
+    /// `[export]`: the SIEM feed (env `VELLUM_EXPORT_*`).
+    #[serde(default)]
+    pub export: RawExport,
 }
 
 /// The document split into its sections.
@@ -149,6 +154,7 @@ struct RawSections {
     limits: RawLimits,
     syslog: RawSyslog,
     reports: RawReports,
+    export: RawExport,
 }
 
 impl RawSettings {
@@ -170,6 +176,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            export,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -205,6 +212,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            export,
         }
     }
 
@@ -243,6 +251,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            export,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -288,6 +297,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            export,
         }
     }
 }
@@ -309,6 +319,7 @@ impl Default for RawSettings {
             limits: RawLimits::default(),
             syslog: RawSyslog::default(),
             reports: RawReports::default(),
+            export: RawExport::default(),
         })
     }
 }
@@ -337,6 +348,7 @@ pub struct Settings {
     pub reports: ReportSettings,
     pub evidence: EvidenceSettings,
     pub auth: AuthSettings,
+    pub export: ExportSettings,
 }
 
 impl Settings {
@@ -385,6 +397,7 @@ impl Settings {
             limits,
             syslog,
             reports,
+            export,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -398,6 +411,7 @@ impl Settings {
         let evidence = EvidenceSettings::validate(evidence)?;
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         let log_format = LogFormat::parse(&log_format)?;
+        let export = ExportSettings::validate(export)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -422,6 +436,7 @@ impl Settings {
             reports,
             evidence,
             auth,
+            export,
         })
     }
 }
