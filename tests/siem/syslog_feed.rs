@@ -10,6 +10,10 @@ use vellum_testkit::*;
 use crate::rsyslog::Rsyslog;
 use crate::{assert_feed_complete, metric, metrics, stored_entries, wait_until};
 
+// `/metrics` belongs to the process, which every test of this file shares:
+// checks on it are ones concurrent tests cannot make false (counters that
+// only grow, positions every test reaches at the end).
+
 /// Settings that make the feed small-batched and quick to retry, so a test
 /// crosses many batches and retries.
 fn feed_settings(db_url: &str, tweak: impl FnOnce(&mut vellum::config::RawSettings)) -> Settings {
@@ -57,8 +61,6 @@ backend_tests! {
             metric(&metrics(&app.base).await, "vellum_export_errors_total{destination=\"syslog-tcp\"}") > 0
         })
         .await;
-        let text = metrics(&app.base).await;
-        assert!(metric(&text, "vellum_export_lag_events{destination=\"syslog-tcp\"}") > 0, "{text}");
         let rsyslog = Rsyslog::start(port, None).await;
         post_events(&app, 30..60).await;
         assert_delivered(&rsyslog, &db.url).await;
@@ -91,8 +93,6 @@ backend_tests! {
         .await;
         post_events(&app, 0..50).await;
         assert_delivered(&rsyslog, &db.url).await;
-        let text = metrics(&app.base).await;
-        assert_eq!(metric(&text, "vellum_export_errors_total{destination=\"syslog-tls\"}"), 0, "{text}");
     }
 
     async fn syslog_tls_feed_sends_nothing_to_a_receiver_it_cannot_verify(backend) {
@@ -118,7 +118,5 @@ backend_tests! {
         })
         .await;
         assert!(rsyslog.received().is_empty());
-        let text = metrics(&app.base).await;
-        assert_eq!(metric(&text, "vellum_export_acknowledged_seq{destination=\"syslog-tls\"}"), 0, "{text}");
     }
 }
