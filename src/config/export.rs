@@ -26,6 +26,7 @@ pub struct RawExport {
     pub http_header_name: String,
     /// Its value (e.g. `Splunk <token>`); a secret, best given as
     /// `VELLUM_EXPORT_HTTP_HEADER_VALUE_FILE`.
+    #[serde(deserialize_with = "optional_string_or_number")]
     pub http_header_value: Option<String>,
     /// PEM CA bundle the receivers' certificates must chain to (syslog TLS
     /// and HTTPS); unset: the system's trust store.
@@ -35,9 +36,12 @@ pub struct RawExport {
     pub tls_client_key: Option<String>,
     /// Only events with one of these profiles (short names, e.g.
     /// `radiology-ai-inference`), comma-separated; empty: every profile.
+    #[serde(deserialize_with = "super::addr::string_or_number")]
     pub profiles: String,
     /// Only events of one of these types (`code` or `system|code` of
-    /// `AuditEvent.type`), comma-separated; empty: every type.
+    /// `AuditEvent.type`), comma-separated; empty: every type (a single
+    /// code such as `110113` arrives from the environment as a number).
+    #[serde(deserialize_with = "super::addr::string_or_number")]
     pub types: String,
     /// Most events per syslog connection or HTTP request.
     pub batch_max_events: usize,
@@ -48,6 +52,16 @@ pub struct RawExport {
     pub retry_max_ms: u64,
     /// How long one delivery (connect, send, acknowledgement) may take, ms.
     pub timeout_ms: u64,
+}
+
+/// An optional string setting that may arrive as a number (an all-digit
+/// token).
+fn optional_string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "super::addr::string_or_number")] String);
+    Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(s)| s))
 }
 
 impl Default for RawExport {
@@ -197,10 +211,10 @@ impl ExportSettings {
                         "must be a header name (letters, digits, - and _)",
                     ));
                 }
-                if value.bytes().any(|b| b.is_ascii_control()) {
+                if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
                     return Err(invalid(
                         "export.http_header_value",
-                        "must not contain control characters",
+                        "must be printable ASCII",
                     ));
                 }
                 Some((header_name.to_string(), Secret::new(value)))

@@ -30,6 +30,8 @@ pub enum DeliveryError {
     Status(u16),
     #[error("the receiver did not acknowledge within the timeout")]
     Timeout,
+    #[error("{0} is not a valid HTTP header")]
+    Header(&'static str),
 }
 
 fn tls_error(e: impl std::fmt::Display) -> DeliveryError {
@@ -115,7 +117,8 @@ where
 pub struct HttpTarget {
     client: reqwest::Client,
     url: String,
-    header: Option<(String, Secret<String>)>,
+    /// The token header, marked sensitive (kept out of debug output).
+    header: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
 }
 
 impl HttpTarget {
@@ -138,6 +141,17 @@ impl HttpTarget {
             let (cert, key) = (std::fs::read(cert)?, std::fs::read(key)?);
             b = b.identity(reqwest::Identity::from_pkcs8_pem(&cert, &key).map_err(tls_error)?);
         }
+        let header = match header {
+            None => None,
+            Some((name, value)) => {
+                let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| DeliveryError::Header("export.http_header_name"))?;
+                let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+                    .map_err(|_| DeliveryError::Header("export.http_header_value"))?;
+                value.set_sensitive(true);
+                Some((name, value))
+            }
+        };
         Ok(HttpTarget {
             client: b.build().map_err(tls_error)?,
             url,
@@ -153,7 +167,7 @@ impl HttpTarget {
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
             .body(lines);
         if let Some((name, value)) = &self.header {
-            req = req.header(name.as_str(), value.expose().as_str());
+            req = req.header(name, value.clone());
         }
         let status = req.send().await?.status();
         if status.is_success() {
