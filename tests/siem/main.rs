@@ -7,6 +7,7 @@
 
 mod collector;
 mod http_feed;
+mod progress;
 mod rsyslog;
 mod syslog_feed;
 mod throughput;
