@@ -17,6 +17,7 @@ pub mod mllp;
 pub mod peers;
 pub mod radiology;
 pub mod reports;
+pub mod siem;
 pub mod startup;
 pub mod syslog;
 pub mod telemetry;

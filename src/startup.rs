@@ -29,6 +29,8 @@ pub enum StartError {
     Auth(String),
     #[error("{0}")]
     HttpTls(std::io::Error),
+    #[error("SIEM feed ([export]): {0}")]
+    Export(#[from] crate::siem::DeliveryError),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         /// Which listener (and the setting that names its address).
@@ -56,6 +58,8 @@ pub struct Application {
     syslog: SyslogListeners,
     /// Publishes new checkpoints (directory, command, witnesses).
     publisher: Option<tokio::task::JoinHandle<()>>,
+    /// The SIEM feed's exporters, one per `[export]` destination.
+    exporters: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -235,6 +239,8 @@ impl Application {
         };
         let server = crate::http::server(listener, state, web::Data::from(dicom_service), tls)
             .map_err(bind_error)?;
+        // Last: nothing after this can fail and leave them running.
+        let exporters = crate::siem::spawn_all(&ledger, &settings.export)?;
         Ok(Application {
             port,
             server,
@@ -245,6 +251,7 @@ impl Application {
             checkpointer,
             drift_check,
             publisher,
+            exporters,
         })
     }
 
@@ -291,6 +298,7 @@ impl Application {
             checkpointer,
             drift_check,
             publisher,
+            exporters,
             ..
         } = self;
         drop(ledger);
@@ -306,6 +314,10 @@ impl Application {
         }
         if let Some(p) = publisher {
             p.abort();
+        }
+        // An unacknowledged batch is sent again after the next start.
+        for e in exporters {
+            e.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

@@ -309,6 +309,20 @@ mod tests {
             ("WITNESS_VKEYS", "witness.vkeys"),
             ("WITNESS_TOKENS", "witness.tokens"),
             ("WITNESS_TIMEOUT_MS", "witness.timeout_ms"),
+            ("EXPORT_SYSLOG_ADDR", "export.syslog_addr"),
+            ("EXPORT_SYSLOG_TLS_ADDR", "export.syslog_tls_addr"),
+            ("EXPORT_HTTP_URL", "export.http_url"),
+            ("EXPORT_HTTP_HEADER_NAME", "export.http_header_name"),
+            ("EXPORT_HTTP_HEADER_VALUE", "export.http_header_value"),
+            ("EXPORT_TLS_CA", "export.tls_ca"),
+            ("EXPORT_TLS_CLIENT_CERT", "export.tls_client_cert"),
+            ("EXPORT_TLS_CLIENT_KEY", "export.tls_client_key"),
+            ("EXPORT_PROFILES", "export.profiles"),
+            ("EXPORT_TYPES", "export.types"),
+            ("EXPORT_BATCH_MAX_EVENTS", "export.batch_max_events"),
+            ("EXPORT_POLL_MS", "export.poll_ms"),
+            ("EXPORT_RETRY_MAX_MS", "export.retry_max_ms"),
+            ("EXPORT_TIMEOUT_MS", "export.timeout_ms"),
         ];
         for (var, path) in documented {
             assert_eq!(

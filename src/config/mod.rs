@@ -15,6 +15,7 @@ mod database;
 mod dicom;
 mod env;
 mod evidence;
+mod export;
 mod http;
 mod limits;
 mod log;
@@ -40,6 +41,7 @@ pub use evidence::{
     CommandLine, EvidenceSettings, PublishSettings, RawEvidence, RawPublish, RawWitness,
     WitnessSettings, WitnessTarget,
 };
+pub use export::{Endpoint, ExportSettings, ExportTls, RawExport};
 pub use http::{HttpSettings, HttpTls, RawHttp};
 pub use limits::{LimitSettings, RawLimits, SearchLimits};
 pub use log::LogFormat;
@@ -141,6 +143,9 @@ pub struct RawSettings {
     /// `[witness]`: witnessing and being witnessed (env `VELLUM_WITNESS_*`).
     #[serde(default)]
     pub witness: RawWitness,
+    /// `[export]`: the SIEM feed (env `VELLUM_EXPORT_*`).
+    #[serde(default)]
+    pub export: RawExport,
 }
 
 /// The document split into its sections.
@@ -161,6 +166,7 @@ struct RawSections {
     reports: RawReports,
     publish: RawPublish,
     witness: RawWitness,
+    export: RawExport,
 }
 
 impl RawSettings {
@@ -184,6 +190,7 @@ impl RawSettings {
             reports,
             publish,
             witness,
+            export,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -222,6 +229,7 @@ impl RawSettings {
             reports,
             evidence: publish,
             witness,
+            export,
         }
     }
 
@@ -263,6 +271,7 @@ impl RawSettings {
             reports,
             evidence: publish,
             witness,
+            export,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -311,6 +320,7 @@ impl RawSettings {
             reports,
             publish,
             witness,
+            export,
         }
     }
 }
@@ -334,6 +344,7 @@ impl Default for RawSettings {
             reports: RawReports::default(),
             publish: RawPublish::default(),
             witness: RawWitness::default(),
+            export: RawExport::default(),
         })
     }
 }
@@ -369,6 +380,7 @@ pub struct Settings {
     /// `[witness]`: witnessing other logs and being witnessed.
     pub witness: WitnessSettings,
     pub auth: AuthSettings,
+    pub export: ExportSettings,
 }
 
 impl Settings {
@@ -419,6 +431,7 @@ impl Settings {
             reports,
             publish,
             witness,
+            export,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -434,6 +447,7 @@ impl Settings {
         let witness = WitnessSettings::validate(witness)?;
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         let log_format = LogFormat::parse(&log_format)?;
+        let export = ExportSettings::validate(export)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -461,6 +475,7 @@ impl Settings {
             publish,
             witness,
             auth,
+            export,
         })
     }
 }

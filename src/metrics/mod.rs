@@ -79,6 +79,12 @@ pub struct PublishLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    /// A SIEM feed destination: `syslog-tcp`, `syslog-tls` or `http`.
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
@@ -112,6 +118,10 @@ pub struct Metrics {
     pub drift_alerts_appended: Counter,
     pub checkpoint_publish_failures: Family<PublishLabels, Counter>,
     pub witness_cosignatures: Counter,
+    pub export_sent: Family<DestinationLabels, Counter>,
+    pub export_errors: Family<DestinationLabels, Counter>,
+    pub export_acknowledged: Family<DestinationLabels, Gauge>,
+    pub export_lag: Family<DestinationLabels, Gauge>,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -140,6 +150,10 @@ impl Metrics {
             drift_alerts_appended: Counter::default(),
             checkpoint_publish_failures: Family::default(),
             witness_cosignatures: Counter::default(),
+            export_sent: Family::default(),
+            export_errors: Family::default(),
+            export_acknowledged: Family::default(),
+            export_lag: Family::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -233,6 +247,8 @@ impl Metrics {
             "vellum_drift_alerts_appended",
             "Drift alert events appended by the scheduled drift check.",
             m.drift_alerts_appended.clone(),
+        );
+        registry.register(
             "vellum_checkpoint_publish_failures",
             "New checkpoints that could not be written to evidence.checkpoint_dir, handed to evidence.checkpoint_command, or cosigned by a witness, by target.",
             m.checkpoint_publish_failures.clone(),
@@ -241,6 +257,26 @@ impl Metrics {
             "vellum_witness_cosignatures",
             "Witness cosignatures of this log's checkpoints verified and stored.",
             m.witness_cosignatures.clone(),
+        );
+        registry.register(
+            "vellum_export_sent_events",
+            "Events a SIEM feed destination acknowledged, by destination (a batch sent again after a crash counts again).",
+            m.export_sent.clone(),
+        );
+        registry.register(
+            "vellum_export_errors",
+            "Failed SIEM feed deliveries (each is retried), by destination.",
+            m.export_errors.clone(),
+        );
+        registry.register(
+            "vellum_export_acknowledged_seq",
+            "The highest seq a SIEM feed destination acknowledged.",
+            m.export_acknowledged.clone(),
+        );
+        registry.register(
+            "vellum_export_lag_events",
+            "Committed entries a SIEM feed destination has not acknowledged yet (head seq - acknowledged seq).",
+            m.export_lag.clone(),
         );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
@@ -309,6 +345,29 @@ impl Metrics {
         self.checkpoint_publish_failures
             .get_or_create(&PublishLabels {
                 target: target.into(),
+    /// A SIEM feed destination's acknowledged position against the head.
+    pub fn export_position(&self, destination: &str, acknowledged: i64, head: i64) {
+        let l = DestinationLabels {
+            destination: destination.into(),
+        };
+        self.export_acknowledged.get_or_create(&l).set(acknowledged);
+        self.export_lag
+            .get_or_create(&l)
+            .set(head.saturating_sub(acknowledged).max(0));
+    }
+
+    pub fn export_sent(&self, destination: &str, events: u64) {
+        self.export_sent
+            .get_or_create(&DestinationLabels {
+                destination: destination.into(),
+            })
+            .inc_by(events);
+    }
+
+    pub fn export_error(&self, destination: &str) {
+        self.export_errors
+            .get_or_create(&DestinationLabels {
+                destination: destination.into(),
             })
             .inc();
     }

@@ -260,6 +260,26 @@ impl Ledger {
         self.store.entries_after(after_seq, limit).await
     }
 
+    /// The highest seq the outbound feed `destination` acknowledged (0:
+    /// none yet).
+    pub async fn export_position(&self, destination: &str) -> Result<i64, StoreError> {
+        self.store.export_position(destination).await
+    }
+
+    /// Records that `destination` acknowledged every entry up to `seq`
+    /// (an insert-only progress row, outside the chain; a repeat is kept
+    /// once).
+    pub async fn record_export_position(
+        &self,
+        destination: &str,
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        let now = stamp(OffsetDateTime::now_utc());
+        self.store
+            .insert_export_position(destination, seq, &now)
+            .await
+    }
+
     /// The last committed entry's seq and chain hash.
     pub async fn head(&self) -> Result<ChainHead, StoreError> {
         self.store.head().await

@@ -5,6 +5,7 @@
 pub mod followups;
 pub mod keys;
 pub mod postgres;
+mod progress;
 mod reads;
 pub mod search;
 pub mod sqlite;
