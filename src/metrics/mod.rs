@@ -345,6 +345,10 @@ impl Metrics {
         self.checkpoint_publish_failures
             .get_or_create(&PublishLabels {
                 target: target.into(),
+            })
+            .inc();
+    }
+
     /// A SIEM feed destination's acknowledged position against the head.
     pub fn export_position(&self, destination: &str, acknowledged: i64, head: i64) {
         let l = DestinationLabels {
