@@ -2,6 +2,7 @@
 
 pub mod atna;
 pub mod auth;
+pub mod bulk_export;
 pub mod config;
 pub mod demo;
 pub mod dicom;
@@ -19,6 +20,7 @@ pub mod reports;
 pub mod startup;
 pub mod syslog;
 pub mod telemetry;
+pub mod time_seal;
 pub mod tls;
 pub mod vocabulary;
 

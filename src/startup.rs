@@ -25,6 +25,8 @@ pub enum StartError {
     Dicom(String),
     #[error("checkpoint signing key: {0}")]
     Evidence(#[from] crate::evidence::EvidenceError),
+    #[error("time seals (tsa_urls, tsa_ca_file): {0}")]
+    TimeSeal(#[from] crate::time_seal::TimeSealError),
     #[error("authentication: {0}")]
     Auth(String),
     #[error("{0}")]
@@ -50,6 +52,8 @@ pub struct Application {
     digest_worker: Option<DigestWorker>,
     /// Makes checkpoints on schedule (None: no signing key).
     checkpointer: Option<tokio::task::JoinHandle<()>>,
+    /// Seals new checkpoints with RFC 3161 tokens (None: no TSA configured).
+    sealer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
 }
@@ -139,6 +143,8 @@ impl Application {
         let checkpointer = signer
             .clone()
             .map(|s| crate::evidence::spawn_checkpointer(ledger.clone(), s, &settings.evidence));
+        let sealer = crate::time_seal::Sealer::from_settings(&settings.evidence)?
+            .map(|s| crate::time_seal::spawn_sealer(ledger.clone(), Arc::new(s)));
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -168,6 +174,11 @@ impl Application {
             startup_verify,
             signer,
             access: access_control(settings)?,
+            bulk_exports: Arc::new(crate::bulk_export::BulkExports::new(
+                ledger.clone(),
+                crate::bulk_export::jobs_dir(&settings.bulk_export, &settings.database_url),
+                settings.bulk_export.max_jobs,
+            )),
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let tls = match &settings.http_tls {
@@ -189,6 +200,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            sealer,
         })
     }
 
@@ -233,6 +245,7 @@ impl Application {
             digest_worker,
             syslog,
             checkpointer,
+            sealer,
             ..
         } = self;
         drop(ledger);
@@ -240,8 +253,8 @@ impl Application {
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
         let result = serve(server, mllp, syslog).await;
-        if let Some(c) = checkpointer {
-            c.abort();
+        for task in [checkpointer, sealer].into_iter().flatten() {
+            task.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

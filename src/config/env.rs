@@ -187,6 +187,8 @@ mod tests {
             ("CHECKPOINT_ORIGIN", "checkpoint_origin"),
             ("CHECKPOINT_EVERY_ENTRIES", "checkpoint_every_entries"),
             ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
+            ("TSA_URLS", "tsa_urls"),
+            ("TSA_CA_FILE", "tsa_ca_file"),
             ("DEV_TOKEN", "dev_token"),
             ("AUTH_TOKENS", "auth.tokens"),
             ("AUTH_CLIENTS", "auth.clients"),
@@ -251,6 +253,8 @@ mod tests {
                 "limits.mllp_first_byte_timeout_ms",
             ),
             ("REPORTS_FAST_ACCEPT_MS", "reports.fast_accept_ms"),
+            ("BULK_EXPORT_DIR", "bulk_export.dir"),
+            ("BULK_EXPORT_MAX_JOBS", "bulk_export.max_jobs"),
         ];
         for (var, path) in documented {
             assert_eq!(

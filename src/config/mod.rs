@@ -11,6 +11,7 @@
 
 mod addr;
 mod auth;
+mod bulk_export;
 mod database;
 mod dicom;
 mod env;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use addr::listen_addr;
 pub use auth::{AuthSettings, GrantLines, RawAuth};
+pub use bulk_export::{BulkExportSettings, RawBulkExport};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
@@ -107,6 +109,9 @@ pub struct RawSettings {
     pub checkpoint_origin: String,
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_seconds: u64,
+    // evidence.rs: time seals (RFC 3161)
+    pub tsa_urls: PathList,
+    pub tsa_ca_file: Option<String>,
     // auth.rs: a token with every role (local use and tests only).
     pub dev_token: Option<String>,
     /// tracing filter (RUST_LOG syntax).
@@ -131,6 +136,9 @@ pub struct RawSettings {
     /// `[reports]`: QA reports (env `VELLUM_REPORTS_*`).
     #[serde(default)]
     pub reports: RawReports,
+    /// `[bulk_export]`: FHIR `$export` jobs (env `VELLUM_BULK_EXPORT_*`).
+    #[serde(default)]
+    pub bulk_export: RawBulkExport,
 }
 
 /// The document split into its sections.
@@ -149,6 +157,7 @@ struct RawSections {
     limits: RawLimits,
     syslog: RawSyslog,
     reports: RawReports,
+    bulk_export: RawBulkExport,
 }
 
 impl RawSettings {
@@ -170,6 +179,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            bulk_export,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -196,6 +206,8 @@ impl RawSettings {
             checkpoint_origin: evidence.checkpoint_origin,
             checkpoint_every_entries: evidence.checkpoint_every_entries,
             checkpoint_every_seconds: evidence.checkpoint_every_seconds,
+            tsa_urls: evidence.tsa_urls,
+            tsa_ca_file: evidence.tsa_ca_file,
             dev_token,
             auth,
             log,
@@ -205,6 +217,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            bulk_export,
         }
     }
 
@@ -234,6 +247,8 @@ impl RawSettings {
             checkpoint_origin,
             checkpoint_every_entries,
             checkpoint_every_seconds,
+            tsa_urls,
+            tsa_ca_file,
             dev_token,
             auth,
             log,
@@ -243,6 +258,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            bulk_export,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -278,6 +294,8 @@ impl RawSettings {
                 checkpoint_origin,
                 checkpoint_every_entries,
                 checkpoint_every_seconds,
+                tsa_urls,
+                tsa_ca_file,
             },
             dev_token,
             auth,
@@ -288,6 +306,7 @@ impl RawSettings {
             limits,
             syslog,
             reports,
+            bulk_export,
         }
     }
 }
@@ -309,6 +328,7 @@ impl Default for RawSettings {
             limits: RawLimits::default(),
             syslog: RawSyslog::default(),
             reports: RawReports::default(),
+            bulk_export: RawBulkExport::default(),
         })
     }
 }
@@ -337,6 +357,7 @@ pub struct Settings {
     pub reports: ReportSettings,
     pub evidence: EvidenceSettings,
     pub auth: AuthSettings,
+    pub bulk_export: BulkExportSettings,
 }
 
 impl Settings {
@@ -385,6 +406,7 @@ impl Settings {
             limits,
             syslog,
             reports,
+            bulk_export,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -398,6 +420,7 @@ impl Settings {
         let evidence = EvidenceSettings::validate(evidence)?;
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         let log_format = LogFormat::parse(&log_format)?;
+        let bulk_export = BulkExportSettings::validate(bulk_export)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -422,6 +445,7 @@ impl Settings {
             reports,
             evidence,
             auth,
+            bulk_export,
         })
     }
 }

@@ -5,9 +5,11 @@ mod admin;
 mod ai_routes;
 pub mod authn;
 mod body;
+mod bulk_export_routes;
 mod bundle_routes;
 mod dicom_routes;
 mod evidence_routes;
+mod time_seal_routes;
 mod fhir_routes;
 mod format;
 mod intake_response;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub signer: Option<std::sync::Arc<vellum_ledger::note::NoteSigner>>,
     /// Who may call what; the gate in front of every route.
     pub access: authn::AccessControl,
+    /// FHIR `$export` jobs.
+    pub bulk_exports: std::sync::Arc<crate::bulk_export::BulkExports>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`, over
@@ -81,6 +85,7 @@ pub fn server(
             .configure(fhir_routes::configure)
             .configure(admin::configure)
             .configure(evidence_routes::configure)
+            .configure(time_seal_routes::configure)
             .configure(ai_routes::configure)
             .configure(report_routes::configure)
             .app_data(dicom.clone())

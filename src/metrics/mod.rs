@@ -59,6 +59,12 @@ pub struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SealLabels {
+    /// `sealed`, `unreachable`, `refused`, `invalid` or `store_error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
@@ -86,6 +92,7 @@ pub struct Metrics {
     pub verify_last_ok: Gauge,
     pub verify_last_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub verify_last_entries: Gauge,
+    pub time_seals: Family<SealLabels, Counter>,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -109,6 +116,7 @@ impl Metrics {
             verify_last_ok: Gauge::default(),
             verify_last_time: Gauge::default(),
             verify_last_entries: Gauge::default(),
+            time_seals: Family::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -188,6 +196,11 @@ impl Metrics {
             "Entries the last full verification checked.",
             m.verify_last_entries.clone(),
         );
+        registry.register(
+            "vellum_time_seals",
+            "RFC 3161 time-seal requests for checkpoints, by outcome (sealed or why not).",
+            m.time_seals.clone(),
+        );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
@@ -237,6 +250,15 @@ impl Metrics {
         self.store_errors
             .get_or_create(&OperationLabels {
                 operation: operation.into(),
+            })
+            .inc();
+    }
+
+    /// Records one time-seal request's outcome.
+    pub fn time_seal(&self, outcome: &str) {
+        self.time_seals
+            .get_or_create(&SealLabels {
+                outcome: outcome.into(),
             })
             .inc();
     }

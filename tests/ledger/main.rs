@@ -1,7 +1,8 @@
 //! The ledger's guarantees: insert-only storage, tamper detection,
-//! idempotency keys.
+//! idempotency keys, RFC 3161 time seals of checkpoints.
 
 mod evidence;
 mod idempotency_keys;
 mod insert_only;
+mod time_seal;
 mod verify_tamper;

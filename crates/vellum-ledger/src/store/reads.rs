@@ -41,6 +41,14 @@ pub(crate) const CHECKPOINT_AT_SQL: &str =
 pub(crate) const INSERT_CHECKPOINT_SQL: &str =
     "INSERT INTO checkpoint (tree_size, note, created_at) \
      VALUES ($1, $2, $3) ON CONFLICT (tree_size) DO NOTHING";
+pub(crate) const TIME_SEALS_SQL: &str =
+    "SELECT tree_size, tsa, token, gen_time FROM time_seal ORDER BY tree_size, created_at, tsa";
+pub(crate) const TIME_SEALS_AT_SQL: &str = "SELECT tree_size, tsa, token, gen_time \
+     FROM time_seal WHERE tree_size = $1 ORDER BY created_at, tsa";
+/// One seal per checkpoint and TSA: a second one for the same pair is dropped.
+pub(crate) const INSERT_TIME_SEAL_SQL: &str =
+    "INSERT INTO time_seal (tree_size, tsa, token, gen_time, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size, tsa) DO NOTHING";
 pub(crate) const INDEX_ROWS_SQL: &str = "SELECT seq, param, sys, val, exact, low, high \
      FROM search_index WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
@@ -236,6 +244,30 @@ macro_rules! impl_reads {
                         Ok(super::StoredCheckpoint {
                             tree_size: r.try_get("tree_size")?,
                             note: r.try_get("note")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// Time seals: of one checkpoint size, or all by size.
+            pub(crate) async fn read_time_seals(
+                &self,
+                size: Option<i64>,
+            ) -> Result<Vec<super::StoredTimeSeal>, super::StoreError> {
+                use sqlx::Row as _;
+                let q = match size {
+                    Some(n) => sqlx::query(super::reads::TIME_SEALS_AT_SQL).bind(n),
+                    None => sqlx::query(super::reads::TIME_SEALS_SQL),
+                };
+                let rows = q.fetch_all(&self.$pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(super::StoredTimeSeal {
+                            tree_size: r.try_get("tree_size")?,
+                            tsa: r.try_get("tsa")?,
+                            token: r.try_get("token")?,
+                            gen_time: r.try_get("gen_time")?,
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()
