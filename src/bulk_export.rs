@@ -234,7 +234,10 @@ impl BulkExports {
             let mut jobs = self.jobs();
             let ids: Vec<String> = jobs
                 .values()
-                .filter(|j| j.finished_at().is_some_and(|t| t.elapsed() >= KEEP_FINISHED))
+                .filter(|j| {
+                    j.finished_at()
+                        .is_some_and(|t| t.elapsed() >= KEEP_FINISHED)
+                })
                 .map(|j| j.id.clone())
                 .collect();
             ids.iter().filter_map(|id| jobs.remove(id)).collect()

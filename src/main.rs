@@ -347,12 +347,10 @@ fn main() -> ExitCode {
                 vkey,
                 tsa_ca,
                 ..
-            } => {
-                match existing_store_settings(config, db.database_url.as_ref()) {
-                    Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), tsa_ca.as_deref(), json).await,
-                    Err(e) => usage(e),
-                }
-            }
+            } => match existing_store_settings(config, db.database_url.as_ref()) {
+                Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), tsa_ca.as_deref(), json).await,
+                Err(e) => usage(e),
+            },
             Command::Checkpoint { db } => {
                 match existing_store_settings(config, db.database_url.as_ref()) {
                     Ok(s) => evidence_cli::checkpoint(&s).await,

@@ -281,7 +281,10 @@ mod tests {
 
     #[test]
     fn logs_name_the_tsa_host_without_credentials_or_path() {
-        assert_eq!(tsa_host("https://u:p@tsa.example:8443/ts?x=1"), "tsa.example:8443");
+        assert_eq!(
+            tsa_host("https://u:p@tsa.example:8443/ts?x=1"),
+            "tsa.example:8443"
+        );
         assert_eq!(tsa_host("http://127.0.0.1:9/"), "127.0.0.1:9");
     }
 }

@@ -121,13 +121,19 @@ mod tests {
     fn time_seals_are_off_by_default_and_need_http_urls_and_a_ca() {
         let d = EvidenceSettings::validate(RawEvidence::default()).unwrap();
         assert!(d.tsa_urls.is_empty() && d.tsa_ca_file.is_none());
-        let ok = with_tsa(&["https://tsa.example/ts", "http://10.0.0.1:318"], Some("ca.pem")).unwrap();
+        let ok = with_tsa(
+            &["https://tsa.example/ts", "http://10.0.0.1:318"],
+            Some("ca.pem"),
+        )
+        .unwrap();
         assert_eq!(ok.tsa_urls.len(), 2);
         assert_eq!(ok.tsa_ca_file, Some(PathBuf::from("ca.pem")));
         for bad in ["ftp://tsa.example", "tsa.example", "https://", "https:///x"] {
             assert!(with_tsa(&[bad], Some("ca.pem")).is_err(), "{bad}");
         }
-        let e = with_tsa(&["https://tsa.example"], None).unwrap_err().to_string();
+        let e = with_tsa(&["https://tsa.example"], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tsa_ca_file"), "{e}");
     }
 }

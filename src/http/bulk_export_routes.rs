@@ -65,15 +65,14 @@ async fn kick_off(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     }
     let since = match query_param(&req, "_since") {
         None => None,
-        Some(s) => match time::OffsetDateTime::parse(
-            &s,
-            &time::format_description::well_known::Rfc3339,
-        ) {
-            Ok(t) => Some(t),
-            Err(_) => {
-                return bad_request("_since must be a FHIR instant (e.g. 2026-01-31T12:00:00Z)")
+        Some(s) => {
+            match time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    return bad_request("_since must be a FHIR instant (e.g. 2026-01-31T12:00:00Z)")
+                }
             }
-        },
+        }
     };
     let base = fhir_base(&req, state.public_base_url.as_deref());
     let request = match req.uri().path_and_query() {
@@ -88,11 +87,13 @@ async fn kick_off(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             ))
             .finish(),
         Err(e @ BulkExportError::TooMany(_)) => {
-            let mut res = error(StatusCode::TOO_MANY_REQUESTS, IssueType::Throttled, e.to_string());
-            res.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static("60"),
+            let mut res = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                IssueType::Throttled,
+                e.to_string(),
             );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
             res
         }
         Err(e) => {
@@ -127,7 +128,9 @@ async fn status(
             .insert_header(("X-Progress", job.progress()))
             .insert_header((header::RETRY_AFTER, "1"))
             .finish(),
-        JobState::Failed(why) => error(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, why),
+        JobState::Failed(why) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, why)
+        }
         JobState::Done => {
             let base = fhir_base(&req, state.public_base_url.as_deref());
             HttpResponse::Ok()

@@ -42,25 +42,69 @@ impl Tsa {
     fn new(root: &Path, name: &str) -> Tsa {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        openssl(&dir, &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", &format!("/CN={name} test CA"),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        openssl(&dir, &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr",
-            "-subj", &format!("/CN={name} test TSA"),
-        ]);
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name} test CA"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "tsa.key",
+                "-out",
+                "tsa.csr",
+                "-subj",
+                &format!("/CN={name} test TSA"),
+            ],
+        );
         std::fs::write(
             dir.join("ext.cnf"),
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\nextendedKeyUsage=critical,timeStamping\n",
         )
         .unwrap();
-        openssl(&dir, &[
-            "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2",
-            "-days", "2", "-out", "tsa.pem", "-extfile", "ext.cnf",
-        ]);
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "tsa.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "2",
+                "-days",
+                "2",
+                "-out",
+                "tsa.pem",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
         std::fs::write(dir.join("serial"), "01\n").unwrap();
         let d = dir.display();
         std::fs::write(
@@ -87,8 +131,14 @@ impl Tsa {
         let r = self.dir.join(format!("r{n}.tsr"));
         std::fs::write(&q, tsq).unwrap();
         run(Command::new("openssl").args([
-            "ts", "-reply", "-config", self.dir.join("tsa.cnf").to_str().unwrap(),
-            "-queryfile", q.to_str().unwrap(), "-out", r.to_str().unwrap(),
+            "ts",
+            "-reply",
+            "-config",
+            self.dir.join("tsa.cnf").to_str().unwrap(),
+            "-queryfile",
+            q.to_str().unwrap(),
+            "-out",
+            r.to_str().unwrap(),
         ]));
         std::fs::read(r).unwrap()
     }
@@ -100,11 +150,25 @@ impl Tsa {
         let q = self.dir.join("other.tsq");
         let t = self.dir.join("other.tst");
         run(Command::new("openssl").args([
-            "ts", "-query", "-data", d.to_str().unwrap(), "-sha256", "-cert", "-out", q.to_str().unwrap(),
+            "ts",
+            "-query",
+            "-data",
+            d.to_str().unwrap(),
+            "-sha256",
+            "-cert",
+            "-out",
+            q.to_str().unwrap(),
         ]));
         run(Command::new("openssl").args([
-            "ts", "-reply", "-config", self.dir.join("tsa.cnf").to_str().unwrap(),
-            "-queryfile", q.to_str().unwrap(), "-token_out", "-out", t.to_str().unwrap(),
+            "ts",
+            "-reply",
+            "-config",
+            self.dir.join("tsa.cnf").to_str().unwrap(),
+            "-queryfile",
+            q.to_str().unwrap(),
+            "-token_out",
+            "-out",
+            t.to_str().unwrap(),
         ]));
         std::fs::read(t).unwrap()
     }
@@ -118,7 +182,9 @@ impl Tsa {
         let count = Arc::new(AtomicU64::new(0));
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (tsa, count) = (tsa.clone(), count.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -148,7 +214,9 @@ impl Tsa {
                     }
                     let query = buf[head_end..head_end + len].to_vec();
                     let n = count.fetch_add(1, Ordering::Relaxed);
-                    let reply = tokio::task::spawn_blocking(move || tsa.reply(&query, n)).await.unwrap();
+                    let reply = tokio::task::spawn_blocking(move || tsa.reply(&query, n))
+                        .await
+                        .unwrap();
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         reply.len()
@@ -164,7 +232,10 @@ impl Tsa {
 }
 
 fn vellum(args: &[&str]) -> (i32, String) {
-    let out = Command::new(vellum_bin()).args(args).output().expect("run vellum");
+    let out = Command::new(vellum_bin())
+        .args(args)
+        .output()
+        .expect("run vellum");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -173,7 +244,15 @@ fn vellum(args: &[&str]) -> (i32, String) {
 
 /// The `vellum_time_seals_total` count of `outcome` in `/metrics`.
 async fn seal_count(app: &TestApp, outcome: &str) -> u64 {
-    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let needle = format!("vellum_time_seals_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&needle))

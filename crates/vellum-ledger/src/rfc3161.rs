@@ -105,7 +105,9 @@ fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), SealError> {
         if n == 0 || n > 4 {
             return Err(SealError::Der("indefinite or oversized length"));
         }
-        let (bytes, rest) = rest.split_at_checked(n).ok_or(SealError::Der("truncated"))?;
+        let (bytes, rest) = rest
+            .split_at_checked(n)
+            .ok_or(SealError::Der("truncated"))?;
         let len = bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize);
         (len, rest)
     };
