@@ -251,17 +251,18 @@ pub async fn verify_stored(
     trust: Option<&X509Store>,
 ) -> Result<SealVerdict, TimeSealError> {
     let mut verdict = SealVerdict::default();
-    let mut notes: HashMap<i64, String> = HashMap::new();
+    // Seals come ordered by checkpoint size: read each checkpoint once.
+    let mut current: Option<(i64, String)> = None;
     for s in ledger.time_seals(None).await? {
-        if !notes.contains_key(&s.tree_size) {
+        if current.as_ref().map(|c| c.0) != Some(s.tree_size) {
             let note = ledger
                 .stored_checkpoint(Some(s.tree_size))
                 .await?
                 .map(|c| c.note)
                 .unwrap_or_default();
-            notes.insert(s.tree_size, note);
+            current = Some((s.tree_size, note));
         }
-        let note = notes.get(&s.tree_size).map_or("", String::as_str);
+        let note = current.as_ref().map_or("", |c| c.1.as_str());
         if let Err(e) = rfc3161::verify_token(&s.token, note.as_bytes(), trust, None) {
             verdict.problem = Some(format!(
                 "time seal of checkpoint {} from {}: {e}",
