@@ -129,7 +129,7 @@ fn read(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), SealError> {
 }
 
 /// Reads an element that must carry `tag`.
-fn expect<'a>(
+fn read_tagged<'a>(
     input: &'a [u8],
     tag: u8,
     what: &'static str,
@@ -144,9 +144,9 @@ fn expect<'a>(
 /// The token of a TimeStampResp whose status is granted (0) or
 /// grantedWithMods (1).
 pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, SealError> {
-    let (outer, _) = expect(resp, 0x30, "TimeStampResp is not a SEQUENCE")?;
-    let (status_info, rest) = expect(outer.content, 0x30, "PKIStatusInfo is not a SEQUENCE")?;
-    let (status, _) = expect(status_info.content, 0x02, "PKIStatus is not an INTEGER")?;
+    let (outer, _) = read_tagged(resp, 0x30, "TimeStampResp is not a SEQUENCE")?;
+    let (status_info, rest) = read_tagged(outer.content, 0x30, "PKIStatusInfo is not a SEQUENCE")?;
+    let (status, _) = read_tagged(status_info.content, 0x02, "PKIStatus is not an INTEGER")?;
     match status.content {
         [0] | [1] => {}
         [s] => return Err(SealError::Refused(*s)),
@@ -155,7 +155,7 @@ pub fn token_of_response(resp: &[u8]) -> Result<Vec<u8>, SealError> {
     if rest.is_empty() {
         return Err(SealError::NoToken);
     }
-    let (token, _) = expect(rest, 0x30, "the token is not a ContentInfo")?;
+    let (token, _) = read_tagged(rest, 0x30, "the token is not a ContentInfo")?;
     Ok(token.whole.to_vec())
 }
 
@@ -170,18 +170,18 @@ pub struct TstInfo {
 
 /// The fields of a DER TSTInfo vellum checks.
 fn parse_tst_info(der: &[u8]) -> Result<TstInfo, SealError> {
-    let (seq, _) = expect(der, 0x30, "TSTInfo is not a SEQUENCE")?;
-    let (_version, rest) = expect(seq.content, 0x02, "TSTInfo version")?;
-    let (_policy, rest) = expect(rest, 0x06, "TSTInfo policy")?;
-    let (imprint, rest) = expect(rest, 0x30, "TSTInfo messageImprint")?;
-    let (alg, after_alg) = expect(imprint.content, 0x30, "messageImprint algorithm")?;
-    let (oid, _) = expect(alg.content, 0x06, "algorithm OID")?;
+    let (seq, _) = read_tagged(der, 0x30, "TSTInfo is not a SEQUENCE")?;
+    let (_version, rest) = read_tagged(seq.content, 0x02, "TSTInfo version")?;
+    let (_policy, rest) = read_tagged(rest, 0x06, "TSTInfo policy")?;
+    let (imprint, rest) = read_tagged(rest, 0x30, "TSTInfo messageImprint")?;
+    let (alg, after_alg) = read_tagged(imprint.content, 0x30, "messageImprint algorithm")?;
+    let (oid, _) = read_tagged(alg.content, 0x06, "algorithm OID")?;
     if oid.content != SHA256_OID {
         return Err(SealError::Algorithm);
     }
-    let (hashed, _) = expect(after_alg, 0x04, "hashedMessage")?;
-    let (_serial, rest) = expect(rest, 0x02, "TSTInfo serialNumber")?;
-    let (time, mut rest) = expect(rest, 0x18, "TSTInfo genTime")?;
+    let (hashed, _) = read_tagged(after_alg, 0x04, "hashedMessage")?;
+    let (_serial, rest) = read_tagged(rest, 0x02, "TSTInfo serialNumber")?;
+    let (time, mut rest) = read_tagged(rest, 0x18, "TSTInfo genTime")?;
     let mut nonce = None;
     while !rest.is_empty() {
         let (t, r) = read(rest)?;
@@ -251,13 +251,13 @@ mod tests {
     #[test]
     fn request_is_a_der_timestamp_req_with_sha256_and_cert_req() {
         let r = request(b"checkpoint").unwrap();
-        let (seq, rest) = expect(&r.der, 0x30, "seq").unwrap();
+        let (seq, rest) = read_tagged(&r.der, 0x30, "seq").unwrap();
         assert!(rest.is_empty());
-        let (v, rest) = expect(seq.content, 0x02, "version").unwrap();
+        let (v, rest) = read_tagged(seq.content, 0x02, "version").unwrap();
         assert_eq!(v.content, [1]);
-        let (imprint, rest) = expect(rest, 0x30, "imprint").unwrap();
+        let (imprint, rest) = read_tagged(rest, 0x30, "imprint").unwrap();
         assert!(imprint.content.starts_with(SHA256_ALG));
-        let (n, rest) = expect(rest, 0x02, "nonce").unwrap();
+        let (n, rest) = read_tagged(rest, 0x02, "nonce").unwrap();
         assert_eq!(n.content, &r.nonce[..]);
         assert_eq!(rest, [0x01, 0x01, 0xff]);
         assert_ne!(request(b"checkpoint").unwrap().nonce, r.nonce);
