@@ -22,6 +22,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("atna", 2),
     ("evidence", 2),
     ("witness", 2),
+    ("time_seal", 2),
+    ("bulk_export", 2),
     ("intake", 3),
     ("http", 4),
     ("mllp", 4),

@@ -109,11 +109,36 @@ pub async fn checkpoint(s: &Settings) -> ExitCode {
     }
 }
 
-/// `vellum verify [--vkey FILE] [--json]`: the chain, every stored
-/// checkpoint and the stored tree. Exit 0 ok, 1 tampered, 2 cannot check.
-pub async fn verify(s: &Settings, vkey: Option<&PathBuf>, json: bool) -> ExitCode {
+/// The trusted TSA certificates: `--tsa-ca`, else the configured
+/// `tsa_ca_file`; `None` when neither is set.
+fn tsa_trust(
+    s: Option<&Settings>,
+    tsa_ca: Option<&Path>,
+) -> Result<Option<openssl::x509::store::X509Store>, ExitCode> {
+    let configured = s.and_then(|s| s.evidence.tsa_ca_file.as_deref());
+    match tsa_ca.or(configured) {
+        Some(p) => vellum::time_seal::read_trust(p)
+            .map(Some)
+            .map_err(|e| fail(2, e)),
+        None => Ok(None),
+    }
+}
+
+/// `vellum verify [--vkey FILE] [--tsa-ca FILE] [--json]`: the chain, every
+/// stored checkpoint, the stored tree and the stored time seals. Exit 0 ok,
+/// 1 tampered, 2 cannot check.
+pub async fn verify(
+    s: &Settings,
+    vkey: Option<&PathBuf>,
+    tsa_ca: Option<&Path>,
+    json: bool,
+) -> ExitCode {
     let key = match verifier(s, vkey) {
         Ok(k) => k,
+        Err(c) => return c,
+    };
+    let trust = match tsa_trust(Some(s), tsa_ca) {
+        Ok(t) => t,
         Err(c) => return c,
     };
     let (ledger, store) = match open(s).await {
@@ -144,6 +169,13 @@ pub async fn verify(s: &Settings, vkey: Option<&PathBuf>, json: bool) -> ExitCod
     } else {
         evidence::CosignatureCheck::default()
     };
+    let seals = match vellum::time_seal::verify_stored(&ledger, trust.as_ref()).await {
+        Ok(v) => v,
+        Err(e) => return fail(2, format!("cannot read the store: {e}")),
+    };
+    if trust.is_none() && seals.seals > 0 {
+        eprintln!("vellum: no TSA certificates (--tsa-ca): time seals are checked against their checkpoints but not against a trusted TSA");
+    }
     if json {
         let mut out = serde_json::to_value(&v).unwrap_or_default();
         if let Some(o) = out.as_object_mut() {
@@ -151,32 +183,34 @@ pub async fn verify(s: &Settings, vkey: Option<&PathBuf>, json: bool) -> ExitCod
                 "cosignatures".into(),
                 serde_json::to_value(&cosigned).unwrap_or_default(),
             );
+            o.insert("time_seals".into(), serde_json::json!(&seals));
         }
         println!("{out}");
     }
-    match (&v.problem, &cosigned.problem) {
-        (None, None) => {
-            if !json {
-                println!(
-                    "ok: {} entries, {} checkpoints, {} witness cosignatures, head chain hash {}",
-                    v.entries, v.checkpoints, cosigned.verified, v.head_chain_hash
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        (Some(p), _) => {
-            eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
-            ExitCode::from(1)
-        }
-        (None, Some(p)) => {
-            eprintln!("TAMPERED: {p}");
-            ExitCode::from(1)
-        }
+    if let Some(p) = &v.problem {
+        eprintln!("TAMPERED at seq {}: {:?}: {}", p.seq, p.kind, p.detail);
+        return ExitCode::from(1);
     }
+    if let Some(p) = cosigned.problem.as_ref().or(seals.problem.as_ref()) {
+        eprintln!("TAMPERED: {p}");
+        return ExitCode::from(1);
+    }
+    if !json {
+        println!(
+            "ok: {} entries, {} checkpoints, {} witness cosignatures, {} time seals, head chain hash {}",
+            v.entries, v.checkpoints, cosigned.verified, seals.seals, v.head_chain_hash
+        );
+    }
+    ExitCode::SUCCESS
 }
 
-/// `vellum verify --export DIR [--vkey FILE]`.
-pub fn verify_export(dir: &Path, vkey: Option<&PathBuf>, json: bool) -> ExitCode {
+/// `vellum verify --export DIR [--vkey FILE] [--tsa-ca FILE]`.
+pub fn verify_export(
+    dir: &Path,
+    vkey: Option<&PathBuf>,
+    tsa_ca: Option<&Path>,
+    json: bool,
+) -> ExitCode {
     let vkey_path = vkey.cloned().unwrap_or_else(|| dir.join("log.vkey"));
     if vkey.is_none() {
         eprintln!(
@@ -188,22 +222,49 @@ pub fn verify_export(dir: &Path, vkey: Option<&PathBuf>, json: bool) -> ExitCode
         Ok(k) => k,
         Err(e) => return fail(2, e),
     };
+    let trust = match tsa_trust(None, tsa_ca) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let sealed = dir
+        .join(format!("{}1", vellum::time_seal::EXPORT_PREFIX))
+        .exists();
+    let seals = match (&trust, sealed) {
+        (Some(t), _) => vellum::time_seal::verify_export_seals(dir, t),
+        (None, true) => {
+            eprintln!("vellum: the export has time seals; pass --tsa-ca to check them");
+            Ok(0)
+        }
+        (None, false) => Ok(0),
+    };
     match evidence::verify_export(dir, &key) {
         Ok(v) => {
             if json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+                let mut doc = serde_json::to_value(&v).unwrap_or_default();
+                if let Some(o) = doc.as_object_mut() {
+                    let (n, problem) = match &seals {
+                        Ok(n) => (*n, None),
+                        Err(p) => (0, Some(p.as_str())),
+                    };
+                    o.insert(
+                        "time_seals".into(),
+                        serde_json::json!({ "seals": n, "problem": problem }),
+                    );
+                }
+                println!("{doc}");
             }
-            match &v.problem {
-                None => {
+            match (&v.problem, &seals) {
+                (None, Ok(n)) => {
                     if !json {
                         println!(
-                            "ok: {} entries, tree size {}, root {}",
+                            "ok: {} entries, tree size {}, root {}, {n} time seals",
                             v.entries, v.tree_size, v.root
                         );
                     }
                     ExitCode::SUCCESS
                 }
-                Some(p) => fail(1, format!("TAMPERED: {p}")),
+                (Some(p), _) => fail(1, format!("TAMPERED: {p}")),
+                (None, Err(p)) => fail(1, format!("TAMPERED: time seal {p}")),
             }
         }
         Err(e) => fail(2, e),
@@ -220,19 +281,22 @@ pub async fn export(s: &Settings, out: &Path, from: Option<i64>, to: Option<i64>
         Ok(l) => l,
         Err(c) => return c,
     };
-    match evidence::export(&ledger, key.as_ref(), out, from, to).await {
-        Ok(sum) => {
-            println!(
-                "exported seq {}..={} ({} entries) to {}",
-                sum.from,
-                sum.to,
-                sum.entries,
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(2, e),
-    }
+    let sum = match evidence::export(&ledger, key.as_ref(), out, from, to).await {
+        Ok(sum) => sum,
+        Err(e) => return fail(2, e),
+    };
+    let seals = match vellum::time_seal::export_seals(&ledger, out, sum.to).await {
+        Ok(n) => n,
+        Err(e) => return fail(2, e),
+    };
+    println!(
+        "exported seq {}..={} ({} entries, {seals} time seals) to {}",
+        sum.from,
+        sum.to,
+        sum.entries,
+        out.display()
+    );
+    ExitCode::SUCCESS
 }
 
 /// `vellum proof --id EVENT_ID --out FILE`.

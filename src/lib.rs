@@ -2,6 +2,7 @@
 
 pub mod atna;
 pub mod auth;
+pub mod bulk_export;
 pub mod checkpoint_publisher;
 pub mod config;
 pub mod demo;
@@ -21,6 +22,7 @@ pub mod siem;
 pub mod startup;
 pub mod syslog;
 pub mod telemetry;
+pub mod time_seal;
 pub mod tls;
 pub mod vocabulary;
 pub mod witness;

@@ -70,7 +70,7 @@ enum Command {
     /// signature; exit 0 when all hold, 1 on tampering, 2 when it cannot
     /// check (no database, connection refused, bad usage).
     #[command(
-        after_help = "Examples:\n  vellum verify --database-url sqlite://vellum.db\n  vellum verify --json --database-url postgres://vellum@db/vellum\n  vellum verify --export ./evidence"
+        after_help = "Examples:\n  vellum verify --database-url sqlite://vellum.db\n  vellum verify --json --database-url postgres://vellum@db/vellum\n  vellum verify --export ./evidence --tsa-ca tsa-ca.pem"
     )]
     Verify {
         #[command(flatten)]
@@ -85,6 +85,11 @@ enum Command {
         /// for --export, DIR/log.vkey).
         #[arg(long, value_name = "FILE")]
         vkey: Option<PathBuf>,
+        /// PEM certificates of the trusted time-stamping authorities: the
+        /// RFC 3161 time seals are checked against them (default: the
+        /// configured tsa_ca_file; for --export, required to check seals).
+        #[arg(long, value_name = "FILE")]
+        tsa_ca: Option<PathBuf>,
     },
     /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey;
     /// with --witness, a witness key: DIR/witness.key and DIR/witness.vkey.
@@ -310,8 +315,9 @@ fn main() -> ExitCode {
             export: Some(dir),
             vkey,
             json,
+            tsa_ca,
             ..
-        } => return evidence_cli::verify_export(dir, vkey.as_ref(), *json),
+        } => return evidence_cli::verify_export(dir, vkey.as_ref(), tsa_ca.as_deref(), *json),
         _ => {}
     }
     if let Command::Hash {
@@ -351,12 +357,16 @@ fn main() -> ExitCode {
                 http_addr,
                 mllp_addr,
             } => serve(config, &db, http_addr.as_deref(), mllp_addr.as_deref()).await,
-            Command::Verify { db, json, vkey, .. } => {
-                match existing_store_settings(config, db.database_url.as_ref()) {
-                    Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), json).await,
-                    Err(e) => usage(e),
-                }
-            }
+            Command::Verify {
+                db,
+                json,
+                vkey,
+                tsa_ca,
+                ..
+            } => match existing_store_settings(config, db.database_url.as_ref()) {
+                Ok(s) => evidence_cli::verify(&s, vkey.as_ref(), tsa_ca.as_deref(), json).await,
+                Err(e) => usage(e),
+            },
             Command::Checkpoint { db } => {
                 match existing_store_settings(config, db.database_url.as_ref()) {
                     Ok(s) => evidence_cli::checkpoint(&s).await,

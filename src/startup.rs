@@ -25,6 +25,8 @@ pub enum StartError {
     Dicom(String),
     #[error("checkpoint signing key: {0}")]
     Evidence(#[from] crate::evidence::EvidenceError),
+    #[error("time seals (tsa_urls, tsa_ca_file): {0}")]
+    TimeSeal(#[from] crate::time_seal::TimeSealError),
     #[error("authentication: {0}")]
     Auth(String),
     #[error("{0}")]
@@ -54,6 +56,8 @@ pub struct Application {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The scheduled drift check (None: `[reports] drift_check` off).
     drift_check: Option<tokio::task::JoinHandle<()>>,
+    /// Seals new checkpoints with RFC 3161 tokens (None: no TSA configured).
+    sealer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
     syslog: SyslogListeners,
     /// Publishes new checkpoints (directory, command, witnesses).
@@ -188,6 +192,8 @@ impl Application {
             }
             None => None,
         };
+        let sealer = crate::time_seal::Sealer::from_settings(&settings.evidence)?
+            .map(|s| crate::time_seal::spawn_sealer(ledger.clone(), Arc::new(s)));
         let dicom_service = Arc::new(
             DicomService::new(&settings.dicom).map_err(|e| StartError::Dicom(e.to_string()))?,
         );
@@ -218,6 +224,11 @@ impl Application {
             signer,
             witness,
             access: access_control(settings).await?,
+            bulk_exports: Arc::new(crate::bulk_export::BulkExports::new(
+                ledger.clone(),
+                crate::bulk_export::jobs_dir(&settings.bulk_export, &settings.database_url),
+                settings.bulk_export.max_jobs,
+            )),
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(
@@ -252,6 +263,7 @@ impl Application {
             drift_check,
             publisher,
             exporters,
+            sealer,
         })
     }
 
@@ -299,6 +311,7 @@ impl Application {
             drift_check,
             publisher,
             exporters,
+            sealer,
             ..
         } = self;
         drop(ledger);
@@ -306,8 +319,8 @@ impl Application {
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
         let result = serve(server, mllp, syslog).await;
-        if let Some(c) = checkpointer {
-            c.abort();
+        for task in [checkpointer, sealer].into_iter().flatten() {
+            task.abort();
         }
         if let Some(d) = drift_check {
             d.abort();

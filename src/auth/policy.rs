@@ -111,6 +111,13 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
         (["fhir", "AuditEvent", "_search"], _, _) if get || post => {
             audited(READERS, Access::Search)
         }
+        // FHIR Bulk Data $export: the kick-off is the audited read; the
+        // status, cancel and download of a job are the auditor's too.
+        (["fhir", "$export"] | ["fhir", "AuditEvent", "$export"], true, _) => {
+            audited(AUDITOR, Access::Export)
+        }
+        (["fhir", "$export-status", _], _, _) => rule(AUDITOR),
+        (["fhir", "$export-file", ..], true, _) => rule(AUDITOR),
         (["fhir", "AuditEvent", _], true, _) => audited(READERS, Access::Read),
         (["fhir", "AuditEvent", _, "_history", _], true, _) => audited(READERS, Access::VRead),
 
@@ -202,6 +209,25 @@ mod tests {
             let r = requirement("GET", path, false);
             assert_eq!(r.access, Some(Access::Report), "{path}");
             assert!(r.need.allows(qa) && r.need.allows(auditor), "{path}");
+        }
+    }
+
+    #[test]
+    fn bulk_export_is_the_auditors_and_its_kick_off_is_audited() {
+        for path in ["/fhir/$export", "/fhir/AuditEvent/$export"] {
+            let r = requirement("GET", path, false);
+            assert_eq!(r.access, Some(Access::Export), "{path}");
+            assert!(r.need.allows(RoleSet::of(&[Role::Auditor])));
+            assert!(!r.need.allows(RoleSet::of(&[Role::Clinician])), "{path}");
+        }
+        for (m, path) in [
+            ("GET", "/fhir/$export-status/j"),
+            ("DELETE", "/fhir/$export-status/j"),
+            ("GET", "/fhir/$export-file/j/AuditEvent.ndjson"),
+        ] {
+            let r = requirement(m, path, false);
+            assert!(r.need.allows(RoleSet::of(&[Role::Auditor])), "{m} {path}");
+            assert!(!r.need.allows(RoleSet::of(&[Role::Admin])), "{m} {path}");
         }
     }
 }

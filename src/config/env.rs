@@ -216,6 +216,8 @@ mod tests {
             ("CHECKPOINT_ORIGIN", "checkpoint_origin"),
             ("CHECKPOINT_EVERY_ENTRIES", "checkpoint_every_entries"),
             ("CHECKPOINT_EVERY_SECONDS", "checkpoint_every_seconds"),
+            ("TSA_URLS", "tsa_urls"),
+            ("TSA_CA_FILE", "tsa_ca_file"),
             ("DEV_TOKEN", "dev_token"),
             ("AUTH_TOKENS", "auth.tokens"),
             ("AUTH_CLIENTS", "auth.clients"),
@@ -323,6 +325,8 @@ mod tests {
             ("EXPORT_POLL_MS", "export.poll_ms"),
             ("EXPORT_RETRY_MAX_MS", "export.retry_max_ms"),
             ("EXPORT_TIMEOUT_MS", "export.timeout_ms"),
+            ("BULK_EXPORT_DIR", "bulk_export.dir"),
+            ("BULK_EXPORT_MAX_JOBS", "bulk_export.max_jobs"),
         ];
         for (var, path) in documented {
             assert_eq!(

@@ -11,6 +11,7 @@
 
 mod addr;
 mod auth;
+mod bulk_export;
 mod database;
 mod dicom;
 mod env;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use addr::listen_addr;
 pub use auth::{AuthSettings, GrantLines, RawAuth};
+pub use bulk_export::{BulkExportSettings, RawBulkExport};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
@@ -113,6 +115,9 @@ pub struct RawSettings {
     pub checkpoint_origin: String,
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_seconds: u64,
+    // evidence.rs: time seals (RFC 3161)
+    pub tsa_urls: PathList,
+    pub tsa_ca_file: Option<String>,
     // auth.rs: a token with every role (local use and tests only).
     pub dev_token: Option<Secret<String>>,
     /// tracing filter (RUST_LOG syntax).
@@ -146,6 +151,9 @@ pub struct RawSettings {
     /// `[export]`: the SIEM feed (env `VELLUM_EXPORT_*`).
     #[serde(default)]
     pub export: RawExport,
+    /// `[bulk_export]`: FHIR `$export` jobs (env `VELLUM_BULK_EXPORT_*`).
+    #[serde(default)]
+    pub bulk_export: RawBulkExport,
 }
 
 /// The document split into its sections.
@@ -167,6 +175,7 @@ struct RawSections {
     publish: RawPublish,
     witness: RawWitness,
     export: RawExport,
+    bulk_export: RawBulkExport,
 }
 
 impl RawSettings {
@@ -191,6 +200,7 @@ impl RawSettings {
             publish,
             witness,
             export,
+            bulk_export,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -218,6 +228,8 @@ impl RawSettings {
             checkpoint_origin: evidence.checkpoint_origin,
             checkpoint_every_entries: evidence.checkpoint_every_entries,
             checkpoint_every_seconds: evidence.checkpoint_every_seconds,
+            tsa_urls: evidence.tsa_urls,
+            tsa_ca_file: evidence.tsa_ca_file,
             dev_token,
             auth,
             log,
@@ -230,6 +242,7 @@ impl RawSettings {
             evidence: publish,
             witness,
             export,
+            bulk_export,
         }
     }
 
@@ -260,6 +273,8 @@ impl RawSettings {
             checkpoint_origin,
             checkpoint_every_entries,
             checkpoint_every_seconds,
+            tsa_urls,
+            tsa_ca_file,
             dev_token,
             auth,
             log,
@@ -272,6 +287,7 @@ impl RawSettings {
             evidence: publish,
             witness,
             export,
+            bulk_export,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -308,6 +324,8 @@ impl RawSettings {
                 checkpoint_origin,
                 checkpoint_every_entries,
                 checkpoint_every_seconds,
+                tsa_urls,
+                tsa_ca_file,
             },
             dev_token,
             auth,
@@ -321,6 +339,7 @@ impl RawSettings {
             publish,
             witness,
             export,
+            bulk_export,
         }
     }
 }
@@ -345,6 +364,7 @@ impl Default for RawSettings {
             publish: RawPublish::default(),
             witness: RawWitness::default(),
             export: RawExport::default(),
+            bulk_export: RawBulkExport::default(),
         })
     }
 }
@@ -381,6 +401,7 @@ pub struct Settings {
     pub witness: WitnessSettings,
     pub auth: AuthSettings,
     pub export: ExportSettings,
+    pub bulk_export: BulkExportSettings,
 }
 
 impl Settings {
@@ -432,6 +453,7 @@ impl Settings {
             publish,
             witness,
             export,
+            bulk_export,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -448,6 +470,7 @@ impl Settings {
         let auth = AuthSettings::validate(auth, dev_token, &database.url)?;
         let log_format = LogFormat::parse(&log_format)?;
         let export = ExportSettings::validate(export)?;
+        let bulk_export = BulkExportSettings::validate(bulk_export)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -476,6 +499,7 @@ impl Settings {
             witness,
             auth,
             export,
+            bulk_export,
         })
     }
 }

@@ -92,7 +92,12 @@ pub fn capability_statement(base_url: &str, date: &str) -> Value {
             "interaction": [
                 { "code": "batch" },
                 { "code": "transaction" }
-            ]
+            ],
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                "documentation": "FHIR Bulk Data (v2) system export of AuditEvent, also at AuditEvent/$export: Prefer: respond-async, _type=AuditEvent, _since, _outputFormat=application/fhir+ndjson; one NDJSON file of the stored bodies in ledger order. Auditor role."
+            }]
         }]
     })
 }

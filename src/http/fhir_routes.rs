@@ -16,7 +16,7 @@ use crate::intake::{Stored, Submission};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/fhir")
+        super::bulk_export_routes::routes(web::scope("/fhir"))
             .route("/metadata", web::get().to(metadata))
             .service(
                 web::resource("")

@@ -6,6 +6,7 @@ mod ai_routes;
 mod atna_routes;
 pub mod authn;
 mod body;
+mod bulk_export_routes;
 mod bundle_routes;
 mod dicom_routes;
 mod evidence_routes;
@@ -19,6 +20,7 @@ mod report_routes;
 mod request_span;
 mod response;
 mod search_routes;
+mod time_seal_routes;
 pub mod tls;
 mod trace_context;
 mod visibility;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub witness: Option<std::sync::Arc<crate::witness::Witness>>,
     /// Who may call what; the gate in front of every route.
     pub access: authn::AccessControl,
+    /// FHIR `$export` jobs.
+    pub bulk_exports: std::sync::Arc<crate::bulk_export::BulkExports>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`, over
@@ -84,6 +88,7 @@ pub fn server(
             .configure(fhir_routes::configure)
             .configure(admin::configure)
             .configure(evidence_routes::configure)
+            .configure(time_seal_routes::configure)
             .configure(ai_routes::configure)
             .configure(atna_routes::configure)
             .configure(report_routes::configure)

@@ -85,6 +85,12 @@ pub struct DestinationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SealLabels {
+    /// `sealed`, `unreachable`, `refused`, `invalid` or `store_error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
@@ -122,6 +128,7 @@ pub struct Metrics {
     pub export_errors: Family<DestinationLabels, Counter>,
     pub export_acknowledged: Family<DestinationLabels, Gauge>,
     pub export_lag: Family<DestinationLabels, Gauge>,
+    pub time_seals: Family<SealLabels, Counter>,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -154,6 +161,7 @@ impl Metrics {
             export_errors: Family::default(),
             export_acknowledged: Family::default(),
             export_lag: Family::default(),
+            time_seals: Family::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -278,6 +286,11 @@ impl Metrics {
             "Committed entries a SIEM feed destination has not acknowledged yet (head seq - acknowledged seq).",
             m.export_lag.clone(),
         );
+        registry.register(
+            "vellum_time_seals",
+            "RFC 3161 time-seal requests for checkpoints, by outcome (sealed or why not).",
+            m.time_seals.clone(),
+        );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
@@ -372,6 +385,15 @@ impl Metrics {
         self.export_errors
             .get_or_create(&DestinationLabels {
                 destination: destination.into(),
+            })
+            .inc();
+    }
+
+    /// Records one time-seal request's outcome.
+    pub fn time_seal(&self, outcome: &str) {
+        self.time_seals
+            .get_or_create(&SealLabels {
+                outcome: outcome.into(),
             })
             .inc();
     }

@@ -123,6 +123,15 @@ fn matrix(id: &str) -> Vec<(Method, String, Option<Vec<Role>>)> {
             Some(all.clone()),
         ),
         m(Method::POST, "/fhir", Some(vec![SO, AU])),
+        m(Method::GET, "/fhir/$export", Some(vec![AU])),
+        m(Method::GET, "/fhir/AuditEvent/$export", Some(vec![AU])),
+        m(Method::GET, "/fhir/$export-status/x", Some(vec![AU])),
+        m(Method::DELETE, "/fhir/$export-status/x", Some(vec![AU])),
+        m(
+            Method::GET,
+            "/fhir/$export-file/x/AuditEvent.ndjson",
+            Some(vec![AU]),
+        ),
         m(Method::GET, "/ai/v1/openapi.json", Some(all.clone())),
         m(Method::GET, "/ai/v1/models", Some(vec![SO, AU, QA])),
         m(
@@ -155,6 +164,11 @@ fn matrix(id: &str) -> Vec<(Method, String, Option<Vec<Role>>)> {
         m(Method::GET, "/admin/verify", Some(vec![AU, AD])),
         m(Method::POST, "/admin/checkpoints", Some(vec![AD])),
         m(Method::GET, "/admin/checkpoints/latest", Some(vec![AU, AD])),
+        m(
+            Method::GET,
+            "/admin/checkpoints/1/timestamps",
+            Some(vec![AU, AD]),
+        ),
         m(
             Method::GET,
             "/admin/proof/inclusion?seq=1&size=1",

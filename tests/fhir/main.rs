@@ -3,6 +3,7 @@
 
 mod access_control;
 mod ai_api;
+mod bulk_export;
 mod conformance;
 mod conformance_suite;
 mod fhir_api;

@@ -10,6 +10,7 @@ pub mod hash;
 pub mod merkle;
 pub mod note;
 pub mod observe;
+pub mod rfc3161;
 mod settings;
 pub mod store;
 #[doc(hidden)]
@@ -522,6 +523,21 @@ impl Ledger {
     /// newest recorded for its origin is still `w.old` (false otherwise).
     pub async fn record_witnessed(&self, w: &store::Witnessed<'_>) -> Result<bool, StoreError> {
         self.store.insert_witnessed(w, &now_rfc3339()).await
+    }
+
+    /// Stores an RFC 3161 token of the checkpoint of `seal.tree_size`
+    /// (insert-only; a second token from the same TSA is dropped).
+    pub async fn store_time_seal(&self, seal: &store::StoredTimeSeal) -> Result<(), StoreError> {
+        let now = stamp(OffsetDateTime::now_utc());
+        self.store.insert_time_seal(seal, &now).await
+    }
+
+    /// The stored time seals of checkpoint `size`, or of every checkpoint.
+    pub async fn time_seals(
+        &self,
+        size: Option<i64>,
+    ) -> Result<Vec<store::StoredTimeSeal>, StoreError> {
+        self.store.time_seals(size).await
     }
 
     /// Recomputes every hash and link (see [`verify::verify`]).

@@ -486,6 +486,18 @@ pub struct Witnessed<'a> {
     pub note: &'a str,
 }
 
+/// One stored RFC 3161 time-stamp token of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTimeSeal {
+    pub tree_size: i64,
+    /// The TSA's URL, as configured when the token was obtained.
+    pub tsa: String,
+    /// The token (DER CMS SignedData), exactly as the TSA returned it.
+    pub token: Vec<u8>,
+    /// The TSA's genTime, as written in the token.
+    pub gen_time: String,
+}
+
 impl AnyStore {
     /// Builds the Merkle nodes of entries stored before the tree existed (an
     /// upgrade): when the head's frontier is incomplete, every entry's leaf
@@ -597,6 +609,19 @@ impl AnyStore {
         created_at: &str,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.write_cosignature(tree_size, witness, line, created_at).await)
+    }
+
+    pub(crate) async fn insert_time_seal(
+        &self,
+        seal: &StoredTimeSeal,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.write_time_seal(seal, created_at).await)
+    }
+
+    /// The time seals of checkpoint `size`, or of every checkpoint.
+    pub async fn time_seals(&self, size: Option<i64>) -> Result<Vec<StoredTimeSeal>, StoreError> {
+        dispatch!(self, s => s.read_time_seals(size).await)
     }
 
     /// Every stored checkpoint, by size.

@@ -60,6 +60,14 @@ pub(crate) const LATEST_COSIGNED_SQL: &str =
 pub(crate) const INSERT_COSIGNATURE_SQL: &str =
     "INSERT INTO witness_cosignature (tree_size, witness, line, created_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size, witness) DO NOTHING";
+pub(crate) const TIME_SEALS_SQL: &str =
+    "SELECT tree_size, tsa, token, gen_time FROM time_seal ORDER BY tree_size, created_at, tsa";
+pub(crate) const TIME_SEALS_AT_SQL: &str = "SELECT tree_size, tsa, token, gen_time \
+     FROM time_seal WHERE tree_size = $1 ORDER BY created_at, tsa";
+/// One seal per checkpoint and TSA: a second one for the same pair is dropped.
+pub(crate) const INSERT_TIME_SEAL_SQL: &str =
+    "INSERT INTO time_seal (tree_size, tsa, token, gen_time, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size, tsa) DO NOTHING";
 pub(crate) const INDEX_ROWS_SQL: &str = "SELECT seq, param, sys, val, exact, low, high \
      FROM search_index WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
@@ -317,6 +325,30 @@ macro_rules! impl_reads {
                             tree_size: r.try_get("tree_size")?,
                             witness: r.try_get("witness")?,
                             line: r.try_get("line")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// Time seals: of one checkpoint size, or all by size.
+            pub(crate) async fn read_time_seals(
+                &self,
+                size: Option<i64>,
+            ) -> Result<Vec<super::StoredTimeSeal>, super::StoreError> {
+                use sqlx::Row as _;
+                let q = match size {
+                    Some(n) => sqlx::query(super::reads::TIME_SEALS_AT_SQL).bind(n),
+                    None => sqlx::query(super::reads::TIME_SEALS_SQL),
+                };
+                let rows = q.fetch_all(&self.$pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(super::StoredTimeSeal {
+                            tree_size: r.try_get("tree_size")?,
+                            tsa: r.try_get("tsa")?,
+                            token: r.try_get("token")?,
+                            gen_time: r.try_get("gen_time")?,
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()

@@ -189,6 +189,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(crate) async fn write_time_seal(
+        &self,
+        seal: &super::StoredTimeSeal,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(super::reads::INSERT_TIME_SEAL_SQL)
+            .bind(seal.tree_size)
+            .bind(seal.tsa.as_str())
+            .bind(seal.token.as_slice())
+            .bind(seal.gen_time.as_str())
+            .bind(created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn write_checkpoint(
         &self,
         tree_size: i64,
