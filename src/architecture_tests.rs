@@ -160,7 +160,11 @@ fn no_source_deletes_or_updates_stored_rows() {
             continue;
         }
         let text = std::fs::read_to_string(&f).expect("read source");
-        let code = code(&text).to_ascii_uppercase();
+        // Taking rights away (`REVOKE UPDATE, DELETE, TRUNCATE …`) is the
+        // opposite of using them.
+        let code = code(&text)
+            .to_ascii_uppercase()
+            .replace("REVOKE UPDATE, DELETE, TRUNCATE", "REVOKE");
         for verb in [
             "DELETE FROM",
             "TRUNCATE ",
