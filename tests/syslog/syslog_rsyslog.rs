@@ -5,6 +5,7 @@
 
 use std::process::{Child, Command, Stdio};
 
+use vellum::config::GrantLines;
 use vellum_testkit::tls::Pki;
 use vellum_testkit::*;
 
@@ -63,6 +64,8 @@ backend_tests! {
             raw.syslog.tls_cert = Some(pki.path("server.pem"));
             raw.syslog.tls_key = Some(pki.path("server.key"));
             raw.syslog.tls_client_ca = Some(pki.path("ca.pem"));
+            // rsyslog's certificate (the test PKI's client) may send.
+            raw.auth.clients = GrantLines(vec!["CN=sender.example source".into()]);
         })
         .await;
         let dir = tempfile::tempdir().expect("dir");
