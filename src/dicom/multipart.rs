@@ -267,6 +267,21 @@ mod tests {
         ));
     }
 
+    /// Found by fuzzing: a header block that never ends (a bare LF where
+    /// CRLF CRLF belongs) swallows the closing boundary. The part was
+    /// counted at its boundary line but never handed to the sink, and the
+    /// body must be refused as unterminated, not taken as complete.
+    #[test]
+    fn a_part_whose_headers_never_end_leaves_the_body_unterminated() {
+        let b = b"--XyZ\r\nContent-Type: application/dicom\r\n\r\nDICM\r\n--XyZ\r\n\
+                  Content-Type: text/plain-\n\r\nx\r\n--XyZ--\r\n";
+        let mut s = Splitter::new("XyZ");
+        let mut c = Collect::default();
+        s.push(b, &mut c).unwrap();
+        assert_eq!(s.finish(), Err(MultipartError::Unterminated));
+        assert_eq!((s.parts(), c.0.len()), (2, 1));
+    }
+
     #[test]
     fn boundary_parameter_is_found_quoted_or_not() {
         let ct = r#"multipart/related; type="application/dicom"; boundary="a b""#;

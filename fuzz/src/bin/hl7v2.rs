@@ -10,6 +10,8 @@ fn main() {
     let link = InferenceRef {
         id: "00000000-0000-4000-8000-000000000000".into(),
         recorded: "2024-01-01T00:00:00Z".into(),
+        // Set, so that the clinical time-to-action path is fuzzed too.
+        clinical_time: Some("20240101000000".into()),
     };
     afl::fuzz!(|data: &[u8]| {
         let Ok(inbound) = hl7v2::read(data, origin) else {

@@ -39,8 +39,14 @@ fn main() {
                 return;
             }
         }
-        let _ = splitter.finish();
+        let finished = splitter.finish().is_ok();
         assert!(sink.bytes <= data.len());
-        assert_eq!(splitter.parts(), sink.parts);
+        // A part is counted at its boundary line and reaches the sink when
+        // its headers end: a body cut inside a header block has one more.
+        if finished {
+            assert_eq!(splitter.parts(), sink.parts);
+        } else {
+            assert!(sink.parts <= splitter.parts());
+        }
     });
 }
