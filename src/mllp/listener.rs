@@ -91,14 +91,7 @@ impl MllpListener {
     /// `source` role; its subject is the sender, the scope of MSH-10. Other
     /// certificates get every message answered AR. Call before `run`.
     pub fn with_clients(mut self, clients: &ClientCertMap) -> Self {
-        let mutual = self
-            .settings
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.client_ca.is_some());
-        if self.tls.is_some() && mutual {
-            self.clients = Some(Arc::new(clients.clone()));
-        }
+        self.clients = clients.for_listener(self.tls.is_some(), self.settings.tls.as_ref());
         self
     }
 
