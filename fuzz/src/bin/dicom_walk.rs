@@ -11,7 +11,15 @@ fn main() {
     let path = std::path::Path::new(&dir).join(format!("vellum-fuzz-walk-{}", std::process::id()));
     let limits = HeaderLimits::default();
     afl::fuzz!(|data: &[u8]| {
-        let mut f = std::fs::File::create(&path).expect("scratch file");
+        // Read and write: File::create alone opens write-only, and the
+        // walker's first read would fail on every input.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("scratch file");
         f.write_all(data).expect("write");
         f.rewind().expect("rewind");
         if let Ok((_, Located::Pixel(p))) = locate(f, &limits) {
