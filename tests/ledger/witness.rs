@@ -311,6 +311,17 @@ backend_tests! {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("cosignature of checkpoint 7"), "{err}");
+        // The running server's `/admin/verify` checks them with its
+        // configured witness keys too.
+        let r = authed_client()
+            .get(format!("{}/admin/verify", server_a.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let problem = body["cosignatures"]["problem"].as_str().unwrap_or_default();
+        assert!(problem.contains("cosignature of checkpoint 7"), "{body}");
         drop(server_a);
     }
 
