@@ -179,8 +179,23 @@ async fn main() {
         read_index,
         read_bodies,
     );
+    let (_, _, read_index_rowid) = stream(
+        &path,
+        "SELECT seq, param, sys, val, exact, low, high FROM search_index ORDER BY rowid",
+    );
+    line(
+        "read: search_index rows in table order (rowid)",
+        n,
+        read_index_rowid,
+        read_bodies,
+    );
     let (_, _, read_keys) = stream(&path, "SELECT seq, key FROM entry_key ORDER BY seq");
-    line("read: entry_key rows ORDER BY seq", n, read_keys, read_bodies);
+    line(
+        "read: entry_key rows ORDER BY seq",
+        n,
+        read_keys,
+        read_bodies,
+    );
 
     // Per-entry steps over a sample held in memory, one core.
     let conn = open(&path);

@@ -55,12 +55,11 @@ async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
         Ok(v) => v,
         Err(e) => return unavailable(&e),
     };
-    let cosigned = match crate::evidence::verify_cosignatures(&state.ledger, &state.witness_vkeys)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return unavailable(&e),
-    };
+    let cosigned =
+        match crate::evidence::verify_cosignatures(&state.ledger, &state.witness_vkeys).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(&e),
+        };
     let seals =
         match crate::time_seal::verify_stored(&state.ledger, state.tsa_trust.as_deref()).await {
             Ok(s) => s,

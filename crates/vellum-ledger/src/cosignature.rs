@@ -92,12 +92,7 @@ impl Cosigner {
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(type ‖ seed)>`, type
     /// 0x04 (a witness key) or 0x01 (a log key file reused as witness key).
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        NoteKey::parse(
-            text,
-            &[ALG_COSIGNATURE_V1, ALG_ED25519],
-            ALG_COSIGNATURE_V1,
-        )
-        .map(Cosigner)
+        NoteKey::parse(text, &[ALG_COSIGNATURE_V1, ALG_ED25519], ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
     /// The private key file text (keep it 0600).

@@ -87,9 +87,11 @@ impl NoteKey {
         }
         let raw = B64.decode(b64).map_err(|_| NoteError::Key("bad base64"))?;
         match raw.split_first() {
-            Some((t, seed)) if accept.contains(t) && seed.len() == 32 => {
-                Self::from_key(name, alg, PKey::private_key_from_raw_bytes(seed, Id::ED25519)?)
-            }
+            Some((t, seed)) if accept.contains(t) && seed.len() == 32 => Self::from_key(
+                name,
+                alg,
+                PKey::private_key_from_raw_bytes(seed, Id::ED25519)?,
+            ),
             _ => Err(NoteError::Key("not an Ed25519 key")),
         }
     }
@@ -189,7 +191,8 @@ impl PublicNoteKey {
 
     /// Whether `signature` is this key's Ed25519 signature of `message`.
     pub(crate) fn verifies(&self, signature: &[u8], message: &[u8]) -> bool {
-        let Ok(public) = PKey::<Public>::public_key_from_raw_bytes(&self.public, Id::ED25519) else {
+        let Ok(public) = PKey::<Public>::public_key_from_raw_bytes(&self.public, Id::ED25519)
+        else {
             return false;
         };
         OsslVerifier::new_without_digest(&public)

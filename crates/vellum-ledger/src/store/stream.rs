@@ -40,6 +40,11 @@ impl RowsDigest {
         self.count += 1;
         self.sum = self.sum.wrapping_add(h);
     }
+
+    pub fn merge(&mut self, other: RowsDigest) {
+        self.count += other.count;
+        self.sum = self.sum.wrapping_add(other.sum);
+    }
 }
 
 /// The keyed row hash both sides of the comparison use.
@@ -80,13 +85,15 @@ fn col(v: ValueRef<'_>) -> Col<'_> {
 }
 
 impl RowHasher {
-    fn cols(&self, c: [Col<'_>; 6]) -> u64 {
+    fn cols(&self, c: [Col<'_>; 7]) -> u64 {
         self.0.hash_one(c)
     }
 
-    /// The hash of one index row.
-    pub fn index_row(&self, r: &IndexRow) -> u64 {
+    /// The hash of one index row of entry `seq` (the seq is hashed too, so
+    /// the rows of all entries can also be compared as one multiset).
+    pub fn index_row(&self, seq: i64, r: &IndexRow) -> u64 {
         self.cols([
+            Col::Int(seq),
             Col::Text(r.param.as_bytes()),
             text(r.sys.as_deref()),
             text(r.val.as_deref()),
@@ -96,13 +103,20 @@ impl RowHasher {
         ])
     }
 
-    /// The digest of a set of index rows.
-    pub fn index_rows<'a>(&self, rows: impl IntoIterator<Item = &'a IndexRow>) -> RowsDigest {
-        let mut d = RowsDigest::default();
-        for r in rows {
-            d.add(self.index_row(r));
-        }
-        d
+    /// The hash of a stored row `seq, param, sys, val, exact, low, high`,
+    /// straight from SQLite's buffers.
+    fn sqlite_row(&self, r: &rusqlite::Row<'_>) -> Result<(i64, u64), rusqlite::Error> {
+        let seq: i64 = r.get(0)?;
+        let h = self.cols([
+            Col::Int(seq),
+            col(r.get_ref(1)?),
+            col(r.get_ref(2)?),
+            col(r.get_ref(3)?),
+            col(r.get_ref(4)?),
+            col(r.get_ref(5)?),
+            col(r.get_ref(6)?),
+        ]);
+        Ok((seq, h))
     }
 }
 
@@ -111,6 +125,11 @@ impl RowHasher {
 pub struct Wants {
     /// Each entry's stored index rows, as a digest under this hasher.
     pub index: Option<RowHasher>,
+    /// On SQLite, read the index rows in table order (a sequential scan,
+    /// not an index walk with a table lookup per row) and send only their
+    /// sum ([`Page::index_total`]): the consumer compares the sums of all
+    /// entries, and streams again per entry only when they differ.
+    pub index_in_table_order: bool,
     /// Each entry's stored idempotency keys.
     pub keys: bool,
 }
@@ -122,6 +141,9 @@ pub struct Page {
     pub rows: Vec<StoredEntry>,
     /// One per row of `rows`, same order (empty when not asked for).
     pub index: Vec<RowsDigest>,
+    /// In table order ([`Wants::index_in_table_order`]): the digest of the
+    /// index rows read with this page, whatever their entry.
+    pub index_total: RowsDigest,
     /// `(seq, key)` of these entries, in seq order.
     pub keys: Vec<(i64, String)>,
     /// The first seq of an index row whose entry is not stored (before the
@@ -136,7 +158,11 @@ impl Page {
     pub fn keys_of(&self, seq: i64) -> impl Iterator<Item = &str> {
         let lo = self.keys.partition_point(|(s, _)| *s < seq);
         let hi = self.keys.partition_point(|(s, _)| *s <= seq);
-        self.keys.get(lo..hi).unwrap_or(&[]).iter().map(|(_, k)| k.as_str())
+        self.keys
+            .get(lo..hi)
+            .unwrap_or(&[])
+            .iter()
+            .map(|(_, k)| k.as_str())
     }
 }
 
@@ -210,12 +236,7 @@ impl Placer {
 
 type Sender = mpsc::Sender<Result<Page, StoreError>>;
 
-fn sqlite_stream(
-    path: &Path,
-    page: usize,
-    wants: &Wants,
-    tx: &Sender,
-) -> Result<(), StoreError> {
+fn sqlite_stream(path: &Path, page: usize, wants: &Wants, tx: &Sender) -> Result<(), StoreError> {
     let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -228,8 +249,12 @@ fn sqlite_stream(
         super::reads::entry_columns!(),
         " FROM entry e ORDER BY e.seq"
     ))?;
-    let mut index = snapshot
-        .prepare("SELECT seq, param, sys, val, exact, low, high FROM search_index ORDER BY seq")?;
+    let in_table_order = wants.index_in_table_order;
+    let mut index = snapshot.prepare(if in_table_order {
+        "SELECT seq, param, sys, val, exact, low, high FROM search_index ORDER BY rowid"
+    } else {
+        "SELECT seq, param, sys, val, exact, low, high FROM search_index ORDER BY seq"
+    })?;
     let mut keys = snapshot.prepare("SELECT seq, key FROM entry_key ORDER BY seq")?;
     let mut entry_rows = entries.query([])?;
     let mut index_rows = match &wants.index {
@@ -264,35 +289,55 @@ fn sqlite_stream(
         let Some(last) = out.rows.last().map(|e| e.seq) else {
             // Rows after the last entry belong to no entry.
             let mut tail = Page::default();
-            if let Some(cursor) = index_rows.as_mut() {
-                tail.stray_index = stray_tail(index_pending.map(|(s, _)| s), cursor)?;
+            match (index_rows.as_mut(), wants.index.as_ref()) {
+                (Some(cursor), Some(hasher)) if in_table_order => {
+                    if let Some((_, h)) = index_pending.take() {
+                        tail.index_total.add(h);
+                    }
+                    while let Some(r) = cursor.next()? {
+                        tail.index_total.add(hasher.sqlite_row(r)?.1);
+                    }
+                }
+                (Some(cursor), _) => {
+                    tail.stray_index = stray_tail(index_pending.map(|(s, _)| s), cursor)?;
+                }
+                _ => {}
             }
             if let Some(cursor) = key_rows.as_mut() {
                 tail.stray_keys = stray_tail(key_pending.map(|(s, _)| s), cursor)?;
             }
-            if tail.stray_index.is_some() || tail.stray_keys.is_some() {
+            if tail.stray_index.is_some()
+                || tail.stray_keys.is_some()
+                || tail.index_total != RowsDigest::default()
+            {
                 let _ = tx.blocking_send(Ok(tail));
             }
             return Ok(());
         };
-        if let (Some(cursor), Some(hasher)) = (index_rows.as_mut(), wants.index.as_ref()) {
+        if let (Some(cursor), Some(hasher), true) =
+            (index_rows.as_mut(), wants.index.as_ref(), in_table_order)
+        {
+            // Rows up to this page's last seq, roughly: any row counts once
+            // in the sum, whichever page carries it.
+            if let Some((_, h)) = index_pending.take() {
+                out.index_total.add(h);
+            }
+            while let Some(r) = cursor.next()? {
+                let (seq, h) = hasher.sqlite_row(r)?;
+                if seq > last {
+                    index_pending = Some((seq, h));
+                    break;
+                }
+                out.index_total.add(h);
+            }
+        } else if let (Some(cursor), Some(hasher)) = (index_rows.as_mut(), wants.index.as_ref()) {
             out.index = vec![RowsDigest::default(); out.rows.len()];
             let mut placer = Placer::new();
             loop {
                 let next = match index_pending.take() {
                     Some(p) => Some(p),
                     None => match cursor.next()? {
-                        Some(r) => Some((
-                            r.get::<_, i64>(0)?,
-                            hasher.cols([
-                                col(r.get_ref(1)?),
-                                col(r.get_ref(2)?),
-                                col(r.get_ref(3)?),
-                                col(r.get_ref(4)?),
-                                col(r.get_ref(5)?),
-                                col(r.get_ref(6)?),
-                            ]),
-                        )),
+                        Some(r) => Some(hasher.sqlite_row(r)?),
                         None => None,
                     },
                 };
@@ -301,7 +346,10 @@ fn sqlite_stream(
                     index_pending = Some((seq, h));
                     break;
                 }
-                if let Some(d) = placer.place(&out.rows, seq).and_then(|i| out.index.get_mut(i)) {
+                if let Some(d) = placer
+                    .place(&out.rows, seq)
+                    .and_then(|i| out.index.get_mut(i))
+                {
                     d.add(h);
                 }
             }
@@ -380,7 +428,7 @@ async fn paged_stream(
             let mut placer = Placer::new();
             for (seq, r) in store.index_rows_between(after, last).await? {
                 if let Some(d) = placer.place(&rows, seq).and_then(|i| out.index.get_mut(i)) {
-                    d.add(hasher.index_row(&r));
+                    d.add(hasher.index_row(seq, &r));
                 }
             }
             out.stray_index = placer.stray;

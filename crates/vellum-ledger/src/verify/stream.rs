@@ -24,6 +24,8 @@ pub(super) struct Derive {
     pub indexer: Option<IndexFn>,
     pub keyer: Option<KeyFn>,
     pub hasher: RowHasher,
+    /// The stored index rows come as one sum (table order), not per entry.
+    pub in_table_order: bool,
 }
 
 /// What is computed for one row off the sequential path.
@@ -35,6 +37,8 @@ pub(super) struct Pre {
     /// What the rows derived from this entry's body contradict, if
     /// anything (reported only once the entry itself verifies).
     pub finding: Option<Finding>,
+    /// The digest of the index rows its body gives.
+    pub index: RowsDigest,
 }
 
 /// A per-entry check that failed: the first one (by seq) is reported.
@@ -42,6 +46,9 @@ pub(super) struct Pre {
 pub(super) enum Finding {
     /// The stored index rows are not the ones the body gives.
     Index { stored: u64, expected: u64 },
+    /// The index rows of all entries, compared as one sum, differ
+    /// somewhere: stream again per entry to find where.
+    IndexSomewhere,
     /// The stored idempotency keys are not the one the body gives.
     Keys { missing: usize, extra: usize },
 }
@@ -79,35 +86,52 @@ fn check_keys<'a>(
     (missing + extra > 0).then_some(Finding::Keys { missing, extra })
 }
 
-/// The rows derived from the body against the stored ones. Per-entry checks
-/// of derived data go here: each returns the entry's first finding.
-fn derived_finding(e: &StoredEntry, i: usize, page: &Page, d: &Derive) -> Option<Finding> {
-    let indexer = d.indexer?;
+/// The rows derived from the body against the stored ones: the entry's
+/// first finding, and the digest of the index rows its body gives. Per-entry
+/// checks of derived data go here.
+fn derived_finding(
+    e: &StoredEntry,
+    i: usize,
+    page: &Page,
+    d: &Derive,
+) -> (Option<Finding>, RowsDigest) {
+    let Some(indexer) = d.indexer else {
+        return (None, RowsDigest::default());
+    };
     let rows = indexer(&e.body);
-    let keys = d.keyer.and_then(|k| check_keys(&rows, k, page.keys_of(e.seq)));
-    let mut expected: RowsDigest = d
-        .hasher
-        .index_rows(rows.into_iter().map(IndexRow::bounded).collect::<Vec<_>>().iter());
+    let keys = d
+        .keyer
+        .and_then(|k| check_keys(&rows, k, page.keys_of(e.seq)));
+    let mut expected = RowsDigest::default();
+    for r in rows {
+        expected.add(d.hasher.index_row(e.seq, &r.bounded()));
+    }
     if let Some(t) = crate::parse_stamp(&e.last_updated) {
-        expected.add(d.hasher.index_row(&last_updated_row(t)));
+        expected.add(d.hasher.index_row(e.seq, &last_updated_row(t)));
     }
-    let stored = page.index.get(i).copied().unwrap_or_default();
-    if stored != expected {
-        return Some(Finding::Index {
-            stored: stored.count,
-            expected: expected.count,
-        });
+    // Per entry only when the page carries per-entry digests; otherwise
+    // the walk compares the sums (table order).
+    if let Some(stored) = page.index.get(i) {
+        if *stored != expected {
+            let f = Finding::Index {
+                stored: stored.count,
+                expected: expected.count,
+            };
+            return (Some(f), expected);
+        }
     }
-    keys
+    (keys, expected)
 }
 
 fn pre_row(e: &StoredEntry, i: usize, page: &Page, d: &Derive) -> Pre {
     let body = e.body.as_bytes();
+    let (finding, index) = derived_finding(e, i, page, d);
     Pre {
         body_sha: hash::body_sha256(body),
         leaf: hash::leaf_hash(body),
         columns_ok: check_columns(e.seq, e).is_ok(),
-        finding: derived_finding(e, i, page, d),
+        finding,
+        index,
     }
 }
 
@@ -192,6 +216,8 @@ pub(super) fn walk(
     let mut at_size = HashMap::new();
     let wanted: std::collections::HashSet<u64> = sizes.iter().copied().collect();
     let mut finding: Option<(i64, Finding)> = None;
+    // Table order: the stored rows' sum and the derived rows' sum.
+    let (mut stored_total, mut expected_total) = (RowsDigest::default(), RowsDigest::default());
     let mut rows: VecDeque<StoredEntry> = VecDeque::new();
     let mut pres: VecDeque<Pre> = VecDeque::new();
     let mut exhausted = false;
@@ -203,6 +229,7 @@ pub(super) fn walk(
                     let page = page?;
                     let computed = precompute(&page, derive, workers);
                     first_of(&mut finding, stray_finding(&page));
+                    stored_total.merge(page.index_total);
                     rows.extend(page.rows);
                     pres.extend(computed);
                     if let Some(p) = &progress {
@@ -244,10 +271,14 @@ pub(super) fn walk(
         if let Some(f) = pre.finding {
             first_of(&mut finding, Some((row.seq, f)));
         }
+        expected_total.merge(pre.index);
         done += 1;
     }
     if let Some(p) = &progress {
         p(done);
+    }
+    if derive.in_table_order && stored_total != expected_total {
+        first_of(&mut finding, Some((i64::MAX, Finding::IndexSomewhere)));
     }
     Ok(Walked {
         verdict: walker.verdict(None),
