@@ -397,6 +397,26 @@ fn stray_tail(
     Ok(stray)
 }
 
+const STRAY_INDEX_SQL: &str = "SELECT MIN(seq) AS first, COUNT(*) AS n FROM search_index r \
+     WHERE r.seq > $1 AND NOT EXISTS (SELECT 1 FROM entry e WHERE e.seq = r.seq)";
+const STRAY_KEYS_SQL: &str = "SELECT MIN(seq) AS first, COUNT(*) AS n FROM entry_key r \
+     WHERE r.seq > $1 AND NOT EXISTS (SELECT 1 FROM entry e WHERE e.seq = r.seq)";
+
+impl AnyStore {
+    /// (first seq, count) of the rows `sql` finds after `after`.
+    async fn orphans_after(
+        &self,
+        sql: &'static str,
+        after: i64,
+    ) -> Result<Option<(i64, u64)>, StoreError> {
+        let (first, n): (Option<i64>, i64) = match self {
+            AnyStore::Sqlite(s) => sqlx::query_as(sql).bind(after).fetch_one(s.pool()).await?,
+            AnyStore::Postgres(s) => sqlx::query_as(sql).bind(after).fetch_one(s.pool()).await?,
+        };
+        Ok(first.map(|f| (f, u64::try_from(n).unwrap_or(0))))
+    }
+}
+
 async fn paged_stream(
     store: &AnyStore,
     page: usize,
@@ -407,15 +427,16 @@ async fn paged_stream(
     loop {
         let rows = store.entries_after(after, page as i64).await?;
         let Some(last) = rows.last().map(|e| e.seq) else {
-            // Rows after the last entry belong to no entry.
+            // Rows after the last entry read that name no entry. One
+            // statement each, which sees an entry appended meanwhile
+            // together with its rows (one transaction), so a live ledger
+            // shows no strays.
             let mut tail = Page::default();
             if wants.index.is_some() {
-                let left = store.index_rows_between(after, i64::MAX).await?;
-                tail.stray_index = left.first().map(|(s, _)| (*s, left.len() as u64));
+                tail.stray_index = store.orphans_after(STRAY_INDEX_SQL, after).await?;
             }
             if wants.keys {
-                let left = store.keys_between(after, i64::MAX).await?;
-                tail.stray_keys = left.first().map(|(s, _)| (*s, left.len() as u64));
+                tail.stray_keys = store.orphans_after(STRAY_KEYS_SQL, after).await?;
             }
             if tail.stray_index.is_some() || tail.stray_keys.is_some() {
                 let _ = tx.send(Ok(tail)).await;
