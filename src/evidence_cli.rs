@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use vellum::config::Settings;
 use vellum::evidence::{self, ProofBundle};
+use vellum::ledger::cosignature::{split_note, CosignerVerifier};
 use vellum::ledger::note::{NoteSigner, NoteVerifier};
 use vellum::ledger::{Ledger, WriterSettings};
 use vellum::store::AnyStore;
@@ -65,7 +66,8 @@ async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
     let store = AnyStore::connect(&s.database_url, s.database_role.as_deref())
         .await
         .map_err(|e| fail(2, format!("cannot open the store: {e}")))?
-        .with_indexer(vellum::fhir::search_index::rows_for_body);
+        .with_indexer(vellum::fhir::search_index::rows_for_body)
+        .with_keyer(vellum::intake::keys::expected_key);
     Ok((
         Ledger::start(store.clone(), WriterSettings::default()),
         store,
@@ -204,13 +206,44 @@ pub async fn verify(
     ExitCode::SUCCESS
 }
 
-/// `vellum verify --export DIR [--vkey FILE] [--tsa-ca FILE]`.
+/// The witness keys in `paths` (witness.vkey files).
+fn witness_keys(paths: &[PathBuf]) -> Result<Vec<CosignerVerifier>, ExitCode> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| CosignerVerifier::parse(&t).map_err(|e| e.to_string()))
+                .map_err(|e| fail(2, format!("{}: {e}", p.display())))
+        })
+        .collect()
+}
+
+/// Each witness's valid cosignature on the signed `note`, reported one per
+/// line; `Err` names the first witness without one.
+fn check_witnesses(note: &str, witnesses: &[CosignerVerifier]) -> Result<usize, String> {
+    let (text, sigs) = split_note(note).unwrap_or((note, ""));
+    for w in witnesses {
+        match w.find(text, sigs) {
+            Some(_) => eprintln!("witness {}: cosignature verifies", w.label()),
+            None => return Err(format!("no valid cosignature by witness {}", w.label())),
+        }
+    }
+    Ok(witnesses.len())
+}
+
+/// `vellum verify --export DIR [--vkey FILE] [--tsa-ca FILE] [--witness-vkey FILE]…`.
 pub fn verify_export(
     dir: &Path,
     vkey: Option<&PathBuf>,
     tsa_ca: Option<&Path>,
+    witness_vkeys: &[PathBuf],
     json: bool,
 ) -> ExitCode {
+    let witnesses = match witness_keys(witness_vkeys) {
+        Ok(w) => w,
+        Err(c) => return c,
+    };
     let vkey_path = vkey.cloned().unwrap_or_else(|| dir.join("log.vkey"));
     if vkey.is_none() {
         eprintln!(
@@ -237,6 +270,9 @@ pub fn verify_export(
         }
         (None, false) => Ok(0),
     };
+    let cosigned = std::fs::read_to_string(dir.join("checkpoint"))
+        .map_err(|e| format!("checkpoint: {e}"))
+        .and_then(|note| check_witnesses(&note, &witnesses));
     match evidence::verify_export(dir, &key) {
         Ok(v) => {
             if json {
@@ -250,21 +286,30 @@ pub fn verify_export(
                         "time_seals".into(),
                         serde_json::json!({ "seals": n, "problem": problem }),
                     );
+                    let (n, problem) = match &cosigned {
+                        Ok(n) => (*n, None),
+                        Err(p) => (0, Some(p.as_str())),
+                    };
+                    o.insert(
+                        "cosignatures".into(),
+                        serde_json::json!({ "verified": n, "problem": problem }),
+                    );
                 }
                 println!("{doc}");
             }
-            match (&v.problem, &seals) {
-                (None, Ok(n)) => {
+            match (&v.problem, &seals, &cosigned) {
+                (None, Ok(n), Ok(w)) => {
                     if !json {
                         println!(
-                            "ok: {} entries, tree size {}, root {}, {n} time seals",
+                            "ok: {} entries, tree size {}, root {}, {n} time seals, {w} witness cosignatures",
                             v.entries, v.tree_size, v.root
                         );
                     }
                     ExitCode::SUCCESS
                 }
-                (Some(p), _) => fail(1, format!("TAMPERED: {p}")),
-                (None, Err(p)) => fail(1, format!("TAMPERED: time seal {p}")),
+                (Some(p), _, _) => fail(1, format!("TAMPERED: {p}")),
+                (None, Err(p), _) => fail(1, format!("TAMPERED: time seal {p}")),
+                (None, Ok(_), Err(p)) => fail(1, format!("TAMPERED: {p}")),
             }
         }
         Err(e) => fail(2, e),
@@ -323,8 +368,13 @@ pub async fn proof(s: &Settings, id: &str, out: &Path) -> ExitCode {
     }
 }
 
-/// `vellum verify-proof FILE --vkey KEY`: offline, no database.
-pub fn verify_proof(file: &Path, vkey: &Path) -> ExitCode {
+/// `vellum verify-proof FILE --vkey KEY [--witness-vkey FILE]…`: offline,
+/// no database.
+pub fn verify_proof(file: &Path, vkey: &Path, witness_vkeys: &[PathBuf]) -> ExitCode {
+    let witnesses = match witness_keys(witness_vkeys) {
+        Ok(w) => w,
+        Err(c) => return c,
+    };
     let key = match evidence::read_verifier(vkey) {
         Ok(k) => k,
         Err(e) => return fail(2, e),
@@ -336,6 +386,9 @@ pub fn verify_proof(file: &Path, vkey: &Path) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(2, format!("{}: {e}", file.display())),
     };
+    if let Err(e) = check_witnesses(&bundle.checkpoint, &witnesses) {
+        return fail(1, format!("NOT PROVEN: {e}"));
+    }
     match evidence::verify_bundle(&bundle, &key) {
         Ok(cp) => {
             println!(

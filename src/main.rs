@@ -90,6 +90,10 @@ enum Command {
         /// configured tsa_ca_file; for --export, required to check seals).
         #[arg(long, value_name = "FILE")]
         tsa_ca: Option<PathBuf>,
+        /// A witness's cosigner key (witness.vkey) whose cosignature the
+        /// export's checkpoint must carry (--export; repeatable).
+        #[arg(long, value_name = "FILE")]
+        witness_vkey: Vec<PathBuf>,
     },
     /// Create a checkpoint signing key: DIR/log.key (0600) and DIR/log.vkey;
     /// with --witness, a witness key: DIR/witness.key and DIR/witness.vkey.
@@ -155,6 +159,10 @@ enum Command {
         /// The log's verifier key (log.vkey).
         #[arg(long, value_name = "FILE")]
         vkey: PathBuf,
+        /// A witness's cosigner key (witness.vkey) whose cosignature the
+        /// bundle's checkpoint must carry (repeatable).
+        #[arg(long, value_name = "FILE")]
+        witness_vkey: Vec<PathBuf>,
     },
     /// Pixel-data digests of DICOM files and folders (docs/dicom.md):
     /// instance digests, skipped files with reasons, study digests.
@@ -310,14 +318,27 @@ fn main() -> ExitCode {
                     append_to,
                 },
         } => return token_create(subject, roles, append_to.as_deref()),
-        Command::VerifyProof { file, vkey } => return evidence_cli::verify_proof(file, vkey),
+        Command::VerifyProof {
+            file,
+            vkey,
+            witness_vkey,
+        } => return evidence_cli::verify_proof(file, vkey, witness_vkey),
         Command::Verify {
             export: Some(dir),
             vkey,
             json,
             tsa_ca,
+            witness_vkey,
             ..
-        } => return evidence_cli::verify_export(dir, vkey.as_ref(), tsa_ca.as_deref(), *json),
+        } => {
+            return evidence_cli::verify_export(
+                dir,
+                vkey.as_ref(),
+                tsa_ca.as_deref(),
+                witness_vkey,
+                *json,
+            )
+        }
         _ => {}
     }
     if let Command::Hash {
@@ -481,7 +502,10 @@ async fn open_store(
             eprintln!("vellum: cannot open the store: {e}");
             ExitCode::from(2)
         })
-        .map(|s| s.with_indexer(vellum::fhir::search_index::rows_for_body))
+        .map(|s| {
+            s.with_indexer(vellum::fhir::search_index::rows_for_body)
+                .with_keyer(vellum::intake::keys::expected_key)
+        })
 }
 
 async fn demo(

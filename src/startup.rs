@@ -146,7 +146,8 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
             .await?
-            .with_indexer(crate::fhir::search_index::rows_for_body);
+            .with_indexer(crate::fhir::search_index::rows_for_body)
+            .with_keyer(crate::intake::keys::expected_key);
         if settings.migrate_on_start {
             store.migrate().await?;
             // A server that may migrate but not grant (not the tables'
@@ -229,6 +230,16 @@ impl Application {
                 crate::bulk_export::jobs_dir(&settings.bulk_export, &settings.database_url),
                 settings.bulk_export.max_jobs,
             )),
+            witness_vkeys: settings
+                .witness
+                .targets
+                .iter()
+                .map(|t| t.vkey.clone())
+                .collect(),
+            tsa_trust: match &settings.evidence.tsa_ca_file {
+                Some(path) => Some(Arc::new(crate::time_seal::read_trust(path)?)),
+                None => None,
+            },
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(

@@ -58,6 +58,11 @@ pub const ROLE_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/role";
 pub const SUBJECT_SYSTEM: &str = "https://vellum-audit.org/fhir/subject";
 /// `meta.tag` system naming the authenticated sender of an event.
 pub const SUBMITTER_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/submitter";
+/// `meta.tag` system of the idempotency key an event was stored under:
+/// the code is the hex SHA-256 of the key's stem (the key without the digest
+/// of the request), so `verify` can re-derive the key from the body without
+/// the body holding the key (which may carry identifiers) itself.
+pub const IDEMPOTENCY_KEY_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/idempotency-key";
 /// FHIR RESTful interactions (`subtype`).
 pub const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
 /// FHIR audit event types (`type` = rest).

@@ -41,25 +41,47 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// 200 with the verdict when the chain, the stored checkpoints (signed by
-/// this server's key) and the Merkle tree hold; 409 with it when not.
+/// this server's key), the Merkle tree, the configured witnesses' stored
+/// cosignatures and the stored time seals hold; 409 with it when not.
 async fn admin_verify(state: web::Data<AppState>) -> HttpResponse {
     let key = state.signer.as_ref().map(|s| s.verifier());
     let metrics = crate::metrics::global();
-    match state.ledger.verify_all(key.as_ref()).await {
-        Ok(v) => {
-            metrics.verified(v.ok(), v.entries.max(0) as u64);
-            if v.ok() {
-                HttpResponse::Ok().json(v)
-            } else {
-                HttpResponse::Conflict().json(v)
-            }
-        }
-        Err(e) => {
-            metrics.store_error("verify");
-            tracing::error!(error = %e, "verify failed to read the store");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"error": "store unavailable"}))
-        }
+    let unavailable = |e: &dyn std::fmt::Display| {
+        metrics.store_error("verify");
+        tracing::error!(error = %e, "verify failed to read the store");
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": "store unavailable"}))
+    };
+    let v = match state.ledger.verify_all(key.as_ref()).await {
+        Ok(v) => v,
+        Err(e) => return unavailable(&e),
+    };
+    let cosigned =
+        match crate::evidence::verify_cosignatures(&state.ledger, &state.witness_vkeys).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(&e),
+        };
+    let seals =
+        match crate::time_seal::verify_stored(&state.ledger, state.tsa_trust.as_deref()).await {
+            Ok(s) => s,
+            Err(e) => return unavailable(&e),
+        };
+    let ok = v.ok() && cosigned.problem.is_none() && seals.problem.is_none();
+    metrics.verified(ok, v.entries.max(0) as u64);
+    let mut body = serde_json::to_value(&v).unwrap_or_default();
+    if let Some(o) = body.as_object_mut() {
+        o.insert(
+            "cosignatures".into(),
+            serde_json::to_value(&cosigned).unwrap_or_default(),
+        );
+        o.insert(
+            "time_seals".into(),
+            serde_json::to_value(&seals).unwrap_or_default(),
+        );
+    }
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Conflict().json(body)
     }
 }
 

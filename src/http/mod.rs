@@ -60,6 +60,12 @@ pub struct AppState {
     pub access: authn::AccessControl,
     /// FHIR `$export` jobs.
     pub bulk_exports: std::sync::Arc<crate::bulk_export::BulkExports>,
+    /// The configured witnesses' keys: `/admin/verify` checks the stored
+    /// cosignatures with them.
+    pub witness_vkeys: Vec<vellum_ledger::cosignature::CosignerVerifier>,
+    /// The configured TSA certificates: `/admin/verify` checks the stored
+    /// time seals against them (against their checkpoints only without).
+    pub tsa_trust: Option<std::sync::Arc<openssl::x509::store::X509Store>>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`, over

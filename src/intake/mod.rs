@@ -17,6 +17,7 @@
 //! codes stays at each edge.
 
 pub mod conditional;
+pub mod keys;
 pub mod sender;
 pub mod trace;
 
@@ -211,7 +212,7 @@ impl Intake {
             if_none_exist,
             enrich,
             sender,
-            request_digest,
+            mut request_digest,
             trace,
         } = submission;
         let (structure, limits) = match origin {
@@ -234,24 +235,35 @@ impl Intake {
         if let Some(t) = &trace {
             trace::stamp(checked.root_mut(), t);
         }
-        let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
-        if let Some(key) = key {
-            let key = sender::scoped_key(&key, sender.as_deref());
-            let key = match request_digest {
-                Some(digest) => self.keyed_by_request(&key, &digest).await?,
-                None => key,
-            };
-            draft = draft.with_key(key);
-        }
+        // The key's stem (the key without the request digest) is known
+        // before the body is final, so the body can record it (keys::stamp).
+        let mut stem = key.map(|k| sender::scoped_key(&k, sender.as_deref()));
+        let mut existing = None;
         if let Some(criteria) = if_none_exist {
             let criteria = sender::scoped_criteria(&criteria, sender.as_deref());
             match conditional::existing(&criteria, &self.ledger)
                 .await
                 .map_err(IntakeError::Condition)?
             {
-                Found::None(key) => draft = draft.with_key(key),
-                Found::One(entry) => return Ok(Prepared::Existing(entry)),
+                // The condition's key replaces an explicit one, digest and all.
+                Found::None(key) => {
+                    stem = Some(key);
+                    request_digest = None;
+                }
+                Found::One(entry) => existing = Some(entry),
             }
+        }
+        keys::stamp(checked.root_mut(), stem.as_deref());
+        let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
+        if let Some(entry) = existing {
+            return Ok(Prepared::Existing(entry));
+        }
+        if let Some(stem) = stem {
+            let key = match request_digest {
+                Some(digest) => self.keyed_by_request(&stem, &digest).await?,
+                None => stem,
+            };
+            draft = draft.with_key(key);
         }
         Ok(Prepared::Draft(Box::new(draft)))
     }

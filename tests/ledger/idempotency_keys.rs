@@ -96,3 +96,78 @@ backend_tests! {
         );
     }
 }
+
+/// Runs `sql` as the database owner, who can drop the insert-only triggers.
+async fn as_owner(backend: Backend, url: &str, sql: &[&str]) {
+    use sqlx::{AssertSqlSafe, Connection};
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            for s in sql {
+                sqlx::query(AssertSqlSafe(s.to_string()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            for s in sql {
+                sqlx::query(AssertSqlSafe(s.to_string()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+backend_tests! {
+    async fn verify_finds_a_deleted_or_added_key_row_from_the_bodies(backend) {
+        use vellum::intake::{Intake, Submission};
+        use vellum::ledger::verify::{verify_all, ProblemKind};
+        let db = TestDb::new(backend).await;
+        let store = AnyStore::connect(&vellum::config::DatabaseUrl::parse(&db.url).unwrap(), None)
+            .await
+            .unwrap()
+            .with_indexer(vellum::fhir::search_index::rows_for_body)
+            .with_keyer(vellum::intake::keys::expected_key);
+        store.migrate().await.unwrap();
+        let ledger = Ledger::start(store.clone(), WriterSettings::default());
+        let intake = Intake::new(ledger, None, vellum::ledger::canonical::Limits::INTERNAL);
+        for n in 1..=5u64 {
+            let s = Submission::fhir(sample_event(n).to_string()).with_key(format!("mllp:RIS|MSG{n}"));
+            intake.submit(s).await.unwrap();
+        }
+        // A request digest follows the stem the body records.
+        let s = Submission::fhir(sample_event(6).to_string())
+            .with_key("ai-inference:e6")
+            .from_request(b"the request");
+        intake.submit(s).await.unwrap();
+        intake.submit(Submission::fhir(sample_event(7).to_string())).await.unwrap();
+        let v = verify_all(&store, None).await.unwrap();
+        assert!(v.ok(), "{backend:?}: {:?}", v.problem);
+        assert_eq!(v.entries, 7);
+
+        // The owner deletes entry 3's key: a retry of its message would now
+        // be stored a second time.
+        let drop = match backend {
+            Backend::Sqlite => "DROP TRIGGER entry_key_no_delete",
+            Backend::Postgres => "DROP TRIGGER entry_key_no_update_delete ON entry_key",
+        };
+        as_owner(backend, &db.url, &[drop, "DELETE FROM entry_key WHERE seq = 3"]).await;
+        let v = verify_all(&store, None).await.unwrap();
+        let p = v.problem.expect("a deleted key row is found");
+        assert_eq!((p.seq, p.kind), (3, ProblemKind::KeyMismatch), "{backend:?}: {}", p.detail);
+        assert!(p.detail.contains("1 missing, 0 extra"), "{}", p.detail);
+        assert!(!p.detail.contains("MSG3"), "keys are not printed: {}", p.detail);
+
+        // Put back, it verifies again; a second key for entry 6 is extra.
+        as_owner(backend, &db.url, &["INSERT INTO entry_key (key, seq) VALUES ('mllp:RIS|MSG3', 3)"]).await;
+        assert!(verify_all(&store, None).await.unwrap().ok(), "{backend:?}");
+        as_owner(backend, &db.url, &["INSERT INTO entry_key (key, seq) VALUES ('ai-inference:e6-other', 6)"]).await;
+        let p = verify_all(&store, None).await.unwrap().problem.expect("an extra key is found");
+        assert_eq!((p.seq, p.kind), (6, ProblemKind::KeyMismatch), "{backend:?}: {}", p.detail);
+        assert!(p.detail.contains("0 missing, 1 extra"), "{}", p.detail);
+    }
+}

@@ -377,5 +377,33 @@ backend_tests! {
         assert!(refused, "UPDATE/DELETE of a time seal must be refused");
         let (_, body) = app.get_json("/admin/checkpoints/3/timestamps").await;
         assert_eq!(body["timestamps"][0]["token"], seals[0]["token"]);
+
+        // `/admin/verify` checks the stored seals as well, against the
+        // configured TSA certificates.
+        let (s, body) = app.get_json("/admin/verify").await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["time_seals"]["seals"], 1, "{body}");
+        // A genuine token of other data, stored for checkpoint 3 by whoever
+        // can insert rows, is reported there and by `vellum verify`.
+        let insert = "INSERT INTO time_seal (tree_size, tsa, token, gen_time, created_at) \
+                      VALUES (3, 'http://forged.example/', $1, '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z')";
+        match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+                sqlx::query(insert).bind(&other_data_token).execute(&pool).await.unwrap();
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                sqlx::query(insert).bind(&other_data_token).execute(&pool).await.unwrap();
+            }
+        }
+        let (s, body) = app.get_json("/admin/verify").await;
+        assert_eq!(s, 409, "{body}");
+        let problem = body["time_seals"]["problem"].as_str().unwrap_or_default();
+        assert!(problem.contains("message imprint"), "{body}");
+        assert!(problem.contains("forged.example"), "{body}");
+        let (code, err) = vellum(&["verify", "--database-url", &db.url, "--vkey", &vkey, "--tsa-ca", &good_ca_s]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("message imprint"), "{err}");
     }
 }

@@ -570,6 +570,22 @@ async fn extra_index_rows_are_reported_at_their_seq(backend: Backend) {
     assert!(detail.contains("1 extra"), "{detail}");
 }
 
+async fn index_rows_of_no_entry_are_reported_at_their_seq(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let mut owner = index_owner(&f).await;
+    // Rows naming an entry that does not exist (after the last one): they
+    // would make a later event match searches before it is even stored.
+    owner
+        .exec(
+            "INSERT INTO search_index (seq, param, val) VALUES ($1, 'patient', 'Patient/someone')",
+            vec![Arg::Int(ENTRIES + 5)],
+        )
+        .await;
+    let v = verify_with_index(&f.url).await;
+    let detail = assert_problem(&v, ENTRIES + 5, ProblemKind::IndexMismatch);
+    assert!(detail.contains("name no stored entry"), "{detail}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -611,6 +627,7 @@ on_both_backends!(
     altered_id_column_is_reported_as_malformed,
     hidden_index_rows_are_reported_at_their_seq,
     extra_index_rows_are_reported_at_their_seq,
+    index_rows_of_no_entry_are_reported_at_their_seq,
 );
 
 // ---- the command line ----

@@ -294,6 +294,30 @@ backend_tests! {
         assert!(openssl_verifies(&b.witness_vkey, &format!("{}\n", text5), &cosig5, dir.path()));
         let (code, _) = vellum(&["verify", "--export", exp.to_str().unwrap()]);
         assert_eq!(code, 0);
+        // Offline, against the witness keys an auditor trusts: B cosigned
+        // it; A's witness did not; a cosignature line altered by one
+        // character is reported.
+        let with_witness = |exp: &Path, witness: &str| {
+            let vkey = dir.path().join(witness).join("witness.vkey");
+            let out = Command::new(vellum_bin())
+                .args(["verify", "--export", exp.to_str().unwrap(), "--witness-vkey", vkey.to_str().unwrap()])
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let (code, err) = with_witness(&exp, "b");
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("b.test/witness"), "each witness is reported: {err}");
+        let (code, err) = with_witness(&exp, "a");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("no valid cosignature by witness a.test/witness"), "{err}");
+        let (head, sig) = cosig5.rsplit_once(' ').unwrap();
+        let flipped = if sig.starts_with('A') { sig.replacen('A', "B", 1) } else { format!("A{}", &sig[1..]) };
+        std::fs::write(exp.join("checkpoint"), exported.replace(&cosig5, &format!("{head} {flipped}"))).unwrap();
+        let (code, err) = with_witness(&exp, "b");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("no valid cosignature by witness b.test/witness"), "{err}");
+        std::fs::write(exp.join("checkpoint"), &exported).unwrap();
 
         // A cosignature the witness never made (copied onto a checkpoint it
         // never saw, by whoever can insert rows) is reported as tampering.
@@ -311,6 +335,17 @@ backend_tests! {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("cosignature of checkpoint 7"), "{err}");
+        // The running server's `/admin/verify` checks them with its
+        // configured witness keys too.
+        let r = authed_client()
+            .get(format!("{}/admin/verify", server_a.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let problem = body["cosignatures"]["problem"].as_str().unwrap_or_default();
+        assert!(problem.contains("cosignature of checkpoint 7"), "{body}");
         drop(server_a);
     }
 

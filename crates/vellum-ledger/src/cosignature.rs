@@ -7,31 +7,12 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use openssl::pkey::{Id, PKey, Private, Public};
-use openssl::sign::{Signer as OsslSigner, Verifier as OsslVerifier};
-use sha2::{Digest, Sha256};
 
 use crate::hash::Hash;
-use crate::note::NoteError;
+use crate::note::{NoteError, NoteKey, PublicNoteKey, ALG_ED25519};
 
 /// The signed-note signature type of Ed25519 `cosignature/v1`.
 const ALG_COSIGNATURE_V1: u8 = 0x04;
-/// A log key's type; its seed may serve as a cosigner key too.
-const ALG_ED25519: u8 = 0x01;
-
-fn key_id(name: &str, public: &[u8]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([ALG_COSIGNATURE_V1]);
-    h.update(public);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('+') && !name.chars().any(|c| c.is_whitespace())
-}
 
 /// The message a cosignature signs.
 fn signed_message(text: &str, timestamp: u64) -> String {
@@ -89,86 +70,42 @@ pub fn split_note(note: &str) -> Option<(&str, &str)> {
 }
 
 /// A witness's Ed25519 signing key with its name.
-pub struct Cosigner {
-    name: String,
-    key: PKey<Private>,
-    id: [u8; 4],
-    public: Vec<u8>,
-}
+pub struct Cosigner(NoteKey);
 
 impl std::fmt::Debug for Cosigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Cosigner({} [redacted])", self.name)
+        write!(f, "Cosigner({} [redacted])", self.0.name())
     }
 }
 
 impl Cosigner {
     /// A fresh key for witness `name`.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        if !valid_name(name) {
-            return Err(NoteError::Key(
-                "the witness name may not be empty or contain '+' or spaces",
-            ));
-        }
-        Self::from_key(name, PKey::generate_ed25519()?)
-    }
-
-    fn from_key(name: &str, key: PKey<Private>) -> Result<Self, NoteError> {
-        let public = key.raw_public_key()?;
-        Ok(Cosigner {
-            id: key_id(name, &public),
-            name: name.to_string(),
-            key,
-            public,
-        })
+        NoteKey::generate(
+            name,
+            ALG_COSIGNATURE_V1,
+            "the witness name may not be empty or contain '+' or spaces",
+        )
+        .map(Cosigner)
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(type ‖ seed)>`, type
     /// 0x04 (a witness key) or 0x01 (a log key file reused as witness key).
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        let rest = text
-            .trim()
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::Key("a signer key starts with PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (name, b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(_), Some(b)) => (n, b),
-            _ => return Err(NoteError::Key("expected name+id+key")),
-        };
-        if !valid_name(name) {
-            return Err(NoteError::Key("bad key name"));
-        }
-        let raw = B64.decode(b64).map_err(|_| NoteError::Key("bad base64"))?;
-        match raw.split_first() {
-            Some((&(ALG_COSIGNATURE_V1 | ALG_ED25519), seed)) if seed.len() == 32 => {
-                Self::from_key(name, PKey::private_key_from_raw_bytes(seed, Id::ED25519)?)
-            }
-            _ => Err(NoteError::Key("not an Ed25519 key")),
-        }
+        NoteKey::parse(text, &[ALG_COSIGNATURE_V1, ALG_ED25519], ALG_COSIGNATURE_V1).map(Cosigner)
     }
 
     /// The private key file text (keep it 0600).
     pub fn to_key_file(&self) -> Result<String, NoteError> {
-        let mut raw = vec![ALG_COSIGNATURE_V1];
-        raw.extend(self.key.raw_private_key()?);
-        Ok(format!(
-            "PRIVATE+KEY+{}+{}+{}\n",
-            self.name,
-            hex::encode(self.id),
-            B64.encode(raw)
-        ))
+        self.0.to_key_file()
     }
 
     pub fn verifier(&self) -> CosignerVerifier {
-        CosignerVerifier {
-            name: self.name.clone(),
-            id: self.id,
-            public: self.public.clone(),
-        }
+        CosignerVerifier(self.0.public())
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The cosignature line (ending in a newline) over checkpoint `text`
@@ -177,66 +114,39 @@ impl Cosigner {
         if !text.ends_with('\n') {
             return Err(NoteError::Malformed("note text must end with a newline"));
         }
-        let mut signer = OsslSigner::new_without_digest(&self.key)?;
-        let sig = signer.sign_oneshot_to_vec(signed_message(text, timestamp).as_bytes())?;
-        let mut raw = self.id.to_vec();
+        let sig = self.0.sign(signed_message(text, timestamp).as_bytes())?;
+        let mut raw = self.0.id().to_vec();
         raw.extend(timestamp.to_be_bytes());
         raw.extend(sig);
-        Ok(format!("\u{2014} {} {}\n", self.name, B64.encode(raw)))
+        Ok(format!("\u{2014} {} {}\n", self.0.name(), B64.encode(raw)))
     }
 }
 
 /// A witness's public key: `<name>+<hex id>+<base64(0x04 ‖ public key)>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CosignerVerifier {
-    name: String,
-    id: [u8; 4],
-    public: Vec<u8>,
-}
+pub struct CosignerVerifier(PublicNoteKey);
 
 impl CosignerVerifier {
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        let mut parts = text.trim().splitn(3, '+');
-        let (name, id_hex, b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(b)) => (n, i, b),
-            _ => return Err(NoteError::Key("expected name+id+key")),
-        };
-        if !valid_name(name) {
-            return Err(NoteError::Key("bad key name"));
-        }
-        let raw = B64.decode(b64).map_err(|_| NoteError::Key("bad base64"))?;
-        let public = match raw.split_first() {
-            Some((&ALG_COSIGNATURE_V1, pk)) if pk.len() == 32 => pk.to_vec(),
-            _ => {
-                return Err(NoteError::Key(
-                    "not an Ed25519 cosignature/v1 key (type 0x04)",
-                ))
-            }
-        };
-        let id = key_id(name, &public);
-        if hex::encode(id) != id_hex.to_ascii_lowercase() {
-            return Err(NoteError::Key("key ID does not match the key"));
-        }
-        Ok(CosignerVerifier {
-            name: name.to_string(),
-            id,
-            public,
-        })
+        PublicNoteKey::parse(
+            text,
+            ALG_COSIGNATURE_V1,
+            "not an Ed25519 cosignature/v1 key (type 0x04)",
+        )
+        .map(CosignerVerifier)
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// `<name>+<hex id>`: how stored cosignatures name their witness.
     pub fn label(&self) -> String {
-        format!("{}+{}", self.name, hex::encode(self.id))
+        format!("{}+{}", self.0.name(), hex::encode(self.0.id()))
     }
 
     pub fn to_vkey(&self) -> String {
-        let mut raw = vec![ALG_COSIGNATURE_V1];
-        raw.extend(&self.public);
-        format!("{}+{}+{}", self.name, hex::encode(self.id), B64.encode(raw))
+        self.0.to_vkey()
     }
 
     /// Checks one signature line against checkpoint `text`; returns its
@@ -244,18 +154,16 @@ impl CosignerVerifier {
     pub fn verify_line(&self, text: &str, line: &str) -> Option<u64> {
         let rest = line.trim_end_matches('\n').strip_prefix("\u{2014} ")?;
         let (name, b64) = rest.split_once(' ')?;
-        if name != self.name {
+        if name != self.0.name() {
             return None;
         }
         let raw = B64.decode(b64).ok()?;
-        if raw.len() != 4 + 8 + 64 || raw.get(..4)? != self.id {
+        if raw.len() != 4 + 8 + 64 || raw.get(..4)? != self.0.id() {
             return None;
         }
         let timestamp = u64::from_be_bytes(raw.get(4..12)?.try_into().ok()?);
-        let public = PKey::<Public>::public_key_from_raw_bytes(&self.public, Id::ED25519).ok()?;
-        let mut v = OsslVerifier::new_without_digest(&public).ok()?;
-        v.verify_oneshot(raw.get(12..)?, signed_message(text, timestamp).as_bytes())
-            .unwrap_or(false)
+        self.0
+            .verifies(raw.get(12..)?, signed_message(text, timestamp).as_bytes())
             .then_some(timestamp)
     }
 

@@ -53,7 +53,8 @@ use super::hash::{self, Hash};
 use crate::checkpoint::Checkpoint;
 use crate::merkle;
 use crate::note::NoteVerifier;
-use crate::store::{AnyStore, Store, StoreError, StoredEntry};
+use crate::store::stream::{RowHasher, Wants};
+use crate::store::{expected_rows, AnyStore, IndexFn, IndexRow, Store, StoreError, StoredEntry};
 
 /// Entries read per page while verifying.
 const PAGE: i64 = 2000;
@@ -112,6 +113,9 @@ pub enum ProblemKind {
     /// (missing rows hide it from searches; extra rows make it match
     /// searches it should not).
     IndexMismatch,
+    /// An entry's idempotency keys are not the one its body gives (a
+    /// missing key lets a retry store the event twice).
+    KeyMismatch,
 }
 
 /// Walks the whole chain in seq order.
@@ -147,16 +151,21 @@ pub async fn verify_all_with(
 ) -> Result<Verdict, StoreError> {
     let stored = store.checkpoints().await?;
     let sizes: Vec<u64> = stored.iter().map(|c| c.tree_size.max(0) as u64).collect();
-    let indexer = store.indexer();
-    let rx = store.stream_entries(STREAM_PAGE, indexer.is_some());
-    let walked = tokio::task::spawn_blocking(move || stream::walk(rx, &sizes, indexer, progress))
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    // SQLite reads the index in table order and compares sums; only when
+    // they differ is the store walked again, per entry, to name the seq.
+    let in_table_order = matches!(store, AnyStore::Sqlite(_));
+    let mut walked = walk(store, &sizes, in_table_order, progress).await?;
+    if matches!(walked.finding, Some((_, stream::Finding::IndexSomewhere))) {
+        let again = walk(store, &sizes, false, None).await?;
+        if again.verdict.problem.is_none() && again.finding.is_some() {
+            walked.finding = again.finding;
+        }
+    }
     let stream::Walked {
         mut verdict,
         acc,
         at_size,
-        index_problem,
+        finding,
     } = walked;
     if verdict.problem.is_some() {
         return Ok(verdict);
@@ -243,9 +252,138 @@ pub async fn verify_all_with(
         ));
         return Ok(verdict);
     }
-    // Index rows are compared by counts only: values may be patient ids.
-    verdict.problem = index_problem;
+    if let Some((seq, f)) = finding {
+        verdict.problem = Some(derived_problem(store, seq, f).await?);
+    }
     Ok(verdict)
+}
+
+/// One streamed pass over the entries (stream.rs), with the store's
+/// derivations.
+async fn walk(
+    store: &AnyStore,
+    sizes: &[u64],
+    in_table_order: bool,
+    progress: Option<stream::Progress>,
+) -> Result<stream::Walked, StoreError> {
+    let derive = stream::Derive {
+        indexer: store.indexer(),
+        keyer: store.keyer(),
+        hasher: RowHasher::default(),
+        in_table_order,
+    };
+    let wants = Wants {
+        index: derive.indexer.map(|_| derive.hasher.clone()),
+        index_in_table_order: in_table_order,
+        keys: derive.indexer.is_some() && derive.keyer.is_some(),
+    };
+    let rx = store.stream_entries(STREAM_PAGE, wants);
+    let sizes = sizes.to_vec();
+    tokio::task::spawn_blocking(move || stream::walk(rx, &sizes, &derive, progress))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// The first entry whose derived rows differ, described by counts only
+/// (index values and keys may be patient identifiers).
+async fn derived_problem(
+    store: &AnyStore,
+    seq: i64,
+    f: stream::Finding,
+) -> Result<Problem, StoreError> {
+    Ok(match f {
+        stream::Finding::Index { stored, expected } => {
+            // The walk compared digests; name what differs from the rows.
+            let rows = store.index_rows_between(seq - 1, seq).await?;
+            let entry = store.entries_after(seq - 1, 1).await?;
+            let exact = match (store.indexer(), entry.first()) {
+                (Some(indexer), Some(e)) if e.seq == seq => Some(index_diff(e, &rows, indexer)),
+                _ => None,
+            };
+            let detail = match exact {
+                Some((missing, extra, have, want)) => format!(
+                    "search-index rows differ from the body: {missing} missing, {extra} extra \
+                     ({have} stored, {want} expected)"
+                ),
+                None => format!(
+                    "search-index rows of seq {seq} name no stored entry ({stored} stored, \
+                     {expected} expected)"
+                ),
+            };
+            problem(seq, ProblemKind::IndexMismatch, detail)
+        }
+        stream::Finding::IndexSomewhere => problem(
+            seq.min(1),
+            ProblemKind::IndexMismatch,
+            "the search-index rows of all entries together differ from those the bodies \
+             give, though no single entry's do (rows were changed while verifying?)"
+                .to_string(),
+        ),
+        stream::Finding::Keys { missing, extra } => problem(
+            seq,
+            ProblemKind::KeyMismatch,
+            format!(
+                "idempotency keys differ from the body: {missing} missing, {extra} extra \
+                 (a retry of a request whose key is missing would be stored twice)"
+            ),
+        ),
+    })
+}
+
+type RowKey<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn row_key(r: &IndexRow) -> RowKey<'_> {
+    (
+        r.param.as_str(),
+        r.sys.as_deref(),
+        r.val.as_deref(),
+        r.exact.as_deref(),
+        r.low,
+        r.high,
+    )
+}
+
+/// The stored index rows against those the body gives, as multisets:
+/// (missing, extra, stored, expected).
+fn index_diff(
+    e: &StoredEntry,
+    stored: &[(i64, IndexRow)],
+    indexer: IndexFn,
+) -> (usize, usize, usize, usize) {
+    let expected = expected_rows(&e.body, &e.last_updated, indexer);
+    let mut want: Vec<RowKey<'_>> = expected.iter().map(row_key).collect();
+    let mut have: Vec<RowKey<'_>> = stored.iter().map(|(_, r)| row_key(r)).collect();
+    want.sort_unstable();
+    have.sort_unstable();
+    let missing = multiset_minus(&want, &have);
+    let extra = multiset_minus(&have, &want);
+    (missing, extra, have.len(), want.len())
+}
+
+/// |a \ b| for sorted multisets.
+fn multiset_minus<T: Ord>(a: &[T], b: &[T]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while let Some(x) = a.get(i) {
+        match b.get(j) {
+            Some(y) if y < x => j += 1,
+            Some(y) if y == x => {
+                i += 1;
+                j += 1;
+            }
+            _ => {
+                n += 1;
+                i += 1;
+            }
+        }
+    }
+    n
 }
 
 /// The walk over pages of `page` rows fetched by `fetch(after_seq, limit)`;

@@ -11,6 +11,7 @@ pub mod search;
 pub mod sqlite;
 mod sqlite_append;
 pub mod stream;
+mod writes;
 
 use std::future::Future;
 
@@ -165,6 +166,27 @@ pub enum Appended {
 /// which the ledger adds from the commit time). Supplied by the layer that
 /// knows the resource type, so the store stays ignorant of FHIR.
 pub type IndexFn = fn(&str) -> Vec<IndexRow>;
+
+/// The idempotency key an entry must be stored under, as far as its body
+/// tells: a key whose stem (the part before `separator`; all of it when
+/// there is none) has this SHA-256. The rest, when present, is what the
+/// body does not record (such as the digest of the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedKey {
+    pub stem_sha256: Hash,
+    pub separator: char,
+}
+
+impl ExpectedKey {
+    pub fn matches(&self, key: &str) -> bool {
+        let stem = key.split(self.separator).next().unwrap_or(key);
+        crate::hash::body_sha256(stem.as_bytes()) == self.stem_sha256
+    }
+}
+
+/// Derives [`ExpectedKey`] from a body's (unbounded) index rows; `None`
+/// when the body names no key.
+pub type KeyFn = fn(&[IndexRow]) -> Option<ExpectedKey>;
 
 /// The `_lastUpdated` row of an entry stamped at `t` (µs, half-open range).
 pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
@@ -325,11 +347,48 @@ impl AnyStore {
         }
     }
 
+    /// `(seq, key)` of every idempotency key of the entries in
+    /// `after < seq <= upto`, in seq order.
+    pub async fn keys_between(
+        &self,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.keys_between(after, upto).await,
+            AnyStore::Postgres(s) => s.keys_between(after, upto).await,
+        }
+    }
+
     /// How index rows are derived from a body, when set.
     pub fn indexer(&self) -> Option<IndexFn> {
         match self {
             AnyStore::Sqlite(s) => s.indexer,
             AnyStore::Postgres(s) => s.indexer,
+        }
+    }
+
+    /// How the idempotency key an entry must carry is derived from its
+    /// body's index rows, when set.
+    pub fn keyer(&self) -> Option<KeyFn> {
+        match self {
+            AnyStore::Sqlite(s) => s.keyer,
+            AnyStore::Postgres(s) => s.keyer,
+        }
+    }
+
+    /// Sets how `verify` derives, from a body's index rows, the idempotency
+    /// key its entry must carry.
+    pub fn with_keyer(self, keyer: KeyFn) -> Self {
+        match self {
+            AnyStore::Sqlite(mut s) => {
+                s.keyer = Some(keyer);
+                AnyStore::Sqlite(s)
+            }
+            AnyStore::Postgres(mut s) => {
+                s.keyer = Some(keyer);
+                AnyStore::Postgres(s)
+            }
         }
     }
 

@@ -28,6 +28,8 @@ pub struct PostgresStore {
     writer: PgPool,
     /// Derives a body's search-index rows for the upgrade back-fill.
     pub(super) indexer: Option<IndexFn>,
+    /// Derives the idempotency key a body's entry must carry (verify).
+    pub(super) keyer: Option<super::KeyFn>,
     /// The Merkle frontier after this process's last append.
     tree: std::sync::Arc<std::sync::Mutex<Option<TreeCache>>>,
 }
@@ -72,6 +74,7 @@ impl PostgresStore {
             pool: pool.connect_with(opts).await?,
             writer,
             indexer: None,
+            keyer: None,
             tree: Default::default(),
         })
     }
@@ -239,6 +242,8 @@ super::reads::impl_reads!(
     Dialect::Postgres
 );
 
+super::writes::impl_evidence_writes!(PostgresStore, pool);
+
 impl PostgresStore {
     /// The frontier hashes of a tree of `size` leaves, read inside the
     /// append transaction (only when another process appended last).
@@ -291,73 +296,6 @@ impl PostgresStore {
         .bind(&hashes)
         .execute(&self.pool)
         .await?;
-        Ok(())
-    }
-
-    /// Records a checkpoint cosigned as a witness, only while the newest
-    /// stored size for its origin is `old`; false when it is not.
-    pub(crate) async fn write_witnessed(
-        &self,
-        w: &super::Witnessed<'_>,
-        created_at: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(super::reads::INSERT_WITNESSED_SQL)
-            .bind(w.origin)
-            .bind(w.size)
-            .bind(&w.root[..])
-            .bind(w.note)
-            .bind(created_at)
-            .bind(w.old)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn write_cosignature(
-        &self,
-        tree_size: i64,
-        witness: &str,
-        line: &str,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_COSIGNATURE_SQL)
-            .bind(tree_size)
-            .bind(witness)
-            .bind(line)
-            .bind(created_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn write_time_seal(
-        &self,
-        seal: &super::StoredTimeSeal,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_TIME_SEAL_SQL)
-            .bind(seal.tree_size)
-            .bind(seal.tsa.as_str())
-            .bind(seal.token.as_slice())
-            .bind(seal.gen_time.as_str())
-            .bind(created_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn write_checkpoint(
-        &self,
-        tree_size: i64,
-        note: &str,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_CHECKPOINT_SQL)
-            .bind(tree_size)
-            .bind(note)
-            .bind(created_at)
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 

@@ -7,10 +7,6 @@ use super::{AnyStore, StoreError};
 
 const POSITION_SQL: &str =
     "SELECT COALESCE(MAX(acked_seq), 0) AS n FROM export_progress WHERE destination = $1";
-const SQLITE_INSERT_SQL: &str = "INSERT OR IGNORE INTO export_progress \
-     (destination, acked_seq, recorded_at) VALUES ($1, $2, $3)";
-const PG_INSERT_SQL: &str = "INSERT INTO export_progress (destination, acked_seq, recorded_at) \
-     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
 impl AnyStore {
     /// The highest seq `destination` acknowledged (0: none yet).
@@ -39,23 +35,8 @@ impl AnyStore {
         recorded_at: &str,
     ) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => {
-                sqlx::query(SQLITE_INSERT_SQL)
-                    .bind(destination)
-                    .bind(seq)
-                    .bind(recorded_at)
-                    .execute(s.pool())
-                    .await?;
-            }
-            AnyStore::Postgres(s) => {
-                sqlx::query(PG_INSERT_SQL)
-                    .bind(destination)
-                    .bind(seq)
-                    .bind(recorded_at)
-                    .execute(s.pool())
-                    .await?;
-            }
+            AnyStore::Sqlite(s) => s.write_export_position(destination, seq, recorded_at).await,
+            AnyStore::Postgres(s) => s.write_export_position(destination, seq, recorded_at).await,
         }
-        Ok(())
     }
 }

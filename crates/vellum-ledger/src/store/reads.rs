@@ -70,6 +70,8 @@ pub(crate) const INSERT_TIME_SEAL_SQL: &str =
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size, tsa) DO NOTHING";
 pub(crate) const INDEX_ROWS_SQL: &str = "SELECT seq, param, sys, val, exact, low, high \
      FROM search_index WHERE seq > $1 AND seq <= $2 ORDER BY seq";
+pub(crate) const KEYS_SQL: &str =
+    "SELECT seq, key FROM entry_key WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 pub(crate) const READY_SQL: &str = "SELECT 1 FROM entry LIMIT 1";
 pub(crate) const MAX_INDEXED_SQL: &str = "SELECT COALESCE(MAX(seq), 0) AS n FROM search_index";
 
@@ -395,6 +397,25 @@ macro_rules! impl_reads {
                             },
                         ))
                     })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// `(seq, key)` of every idempotency key of the entries in
+            /// `after < seq <= upto`, in seq order.
+            pub(crate) async fn keys_between(
+                &self,
+                after: i64,
+                upto: i64,
+            ) -> Result<Vec<(i64, String)>, super::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::reads::KEYS_SQL)
+                    .bind(after)
+                    .bind(upto)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("seq")?, r.try_get("key")?)))
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
             }

@@ -27,6 +27,8 @@ pub struct SqliteStore {
     appender: std::sync::Arc<tokio::sync::OnceCell<Appender>>,
     /// Derives a body's search-index rows for the upgrade back-fill.
     pub(super) indexer: Option<IndexFn>,
+    /// Derives the idempotency key a body's entry must carry (verify).
+    pub(super) keyer: Option<super::KeyFn>,
 }
 
 impl SqliteStore {
@@ -62,6 +64,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             appender: Default::default(),
             indexer: None,
+            keyer: None,
         })
     }
 
@@ -134,6 +137,8 @@ super::reads::impl_reads!(
     Dialect::Sqlite
 );
 
+super::writes::impl_evidence_writes!(SqliteStore, writer);
+
 impl SqliteStore {
     /// Inserts Merkle nodes, keeping any already stored (tree back-fill).
     pub(crate) async fn insert_nodes(
@@ -150,73 +155,6 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records a checkpoint cosigned as a witness, only while the newest
-    /// stored size for its origin is `old`; false when it is not.
-    pub(crate) async fn write_witnessed(
-        &self,
-        w: &super::Witnessed<'_>,
-        created_at: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(super::reads::INSERT_WITNESSED_SQL)
-            .bind(w.origin)
-            .bind(w.size)
-            .bind(&w.root[..])
-            .bind(w.note)
-            .bind(created_at)
-            .bind(w.old)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn write_cosignature(
-        &self,
-        tree_size: i64,
-        witness: &str,
-        line: &str,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_COSIGNATURE_SQL)
-            .bind(tree_size)
-            .bind(witness)
-            .bind(line)
-            .bind(created_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn write_time_seal(
-        &self,
-        seal: &super::StoredTimeSeal,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_TIME_SEAL_SQL)
-            .bind(seal.tree_size)
-            .bind(seal.tsa.as_str())
-            .bind(seal.token.as_slice())
-            .bind(seal.gen_time.as_str())
-            .bind(created_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn write_checkpoint(
-        &self,
-        tree_size: i64,
-        note: &str,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(super::reads::INSERT_CHECKPOINT_SQL)
-            .bind(tree_size)
-            .bind(note)
-            .bind(created_at)
-            .execute(&self.writer)
-            .await?;
         Ok(())
     }
 

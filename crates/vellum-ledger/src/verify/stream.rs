@@ -7,14 +7,26 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{check_columns, problem, Problem, ProblemKind, Verdict, Walker, LOOKAHEAD};
+use super::{check_columns, Verdict, Walker, LOOKAHEAD};
 use crate::hash::{self, Hash};
 use crate::merkle::Accumulator;
-use crate::store::stream::{Page, PageReceiver};
-use crate::store::{expected_rows, IndexFn, IndexRow, StoreError, StoredEntry};
+use crate::store::stream::{Page, PageReceiver, RowHasher, RowsDigest};
+use crate::store::{last_updated_row, IndexFn, IndexRow, KeyFn, StoreError, StoredEntry};
 
 /// Reports entries verified so far (called once per page).
 pub type Progress = Box<dyn Fn(u64) + Send>;
+
+/// How the rows an entry's body gives are re-derived: its search-index
+/// rows (`indexer`, compared as a digest under `hasher`) and, from them,
+/// its idempotency key (`keyer`).
+#[derive(Clone)]
+pub(super) struct Derive {
+    pub indexer: Option<IndexFn>,
+    pub keyer: Option<KeyFn>,
+    pub hasher: RowHasher,
+    /// The stored index rows come as one sum (table order), not per entry.
+    pub in_table_order: bool,
+}
 
 /// What is computed for one row off the sequential path.
 pub(super) struct Pre {
@@ -22,78 +34,131 @@ pub(super) struct Pre {
     pub leaf: Hash,
     /// `id` and `last_updated` say what the body says.
     pub columns_ok: bool,
-    /// (missing, extra, stored, expected) index rows, when they differ.
-    pub index_diff: Option<(usize, usize, usize, usize)>,
+    /// What the rows derived from this entry's body contradict, if
+    /// anything (reported only once the entry itself verifies).
+    pub finding: Option<Finding>,
+    /// The digest of the index rows its body gives.
+    pub index: RowsDigest,
+}
+
+/// A per-entry check that failed: the first one (by seq) is reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Finding {
+    /// The stored index rows are not the ones the body gives.
+    Index { stored: u64, expected: u64 },
+    /// The index rows of all entries, compared as one sum, differ
+    /// somewhere: stream again per entry to find where.
+    IndexSomewhere,
+    /// The stored idempotency keys are not the one the body gives.
+    Keys { missing: usize, extra: usize },
 }
 
 /// The walk's outcome: the chain verdict, the Merkle fold of the verified
-/// prefix, (root, chain hash) at each wanted size, and the first entry whose
-/// index rows differ.
+/// prefix, (root, chain hash) at each wanted size, and the first entry
+/// whose derived rows differ.
 pub(super) struct Walked {
     pub verdict: Verdict,
     pub acc: Accumulator,
     pub at_size: HashMap<u64, (Hash, Hash)>,
-    pub index_problem: Option<Problem>,
+    /// The seq of the first finding, and the finding.
+    pub finding: Option<(i64, Finding)>,
 }
 
-type Key<'a> = (
-    &'a str,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn key(r: &IndexRow) -> Key<'_> {
-    (
-        r.param.as_str(),
-        r.sys.as_deref(),
-        r.val.as_deref(),
-        r.exact.as_deref(),
-        r.low,
-        r.high,
-    )
-}
-
-/// The stored index rows against those the body gives, as multisets.
-fn index_diff(
-    e: &StoredEntry,
-    stored: &[(i64, IndexRow)],
-    indexer: IndexFn,
-) -> Option<(usize, usize, usize, usize)> {
-    let expected = expected_rows(&e.body, &e.last_updated, indexer);
-    let mut want: Vec<Key<'_>> = expected.iter().map(key).collect();
-    let mut have: Vec<Key<'_>> = stored.iter().map(|(_, r)| key(r)).collect();
-    want.sort_unstable();
-    have.sort_unstable();
-    if want == have {
-        return None;
+/// The entry's stored idempotency keys against the one its body gives
+/// (no finding when the body does not tell).
+fn check_keys<'a>(
+    derived: &[IndexRow],
+    keyer: KeyFn,
+    stored: impl Iterator<Item = &'a str>,
+) -> Option<Finding> {
+    let expected = keyer(derived)?;
+    let (mut matching, mut extra) = (0usize, 0usize);
+    for k in stored {
+        if expected.matches(k) {
+            matching += 1;
+        } else {
+            extra += 1;
+        }
     }
-    let missing = want.iter().filter(|k| !have.contains(k)).count();
-    let extra = have.iter().filter(|k| !want.contains(k)).count();
-    Some((missing, extra, have.len(), want.len()))
+    // A retry never stores a second key for the same entry.
+    let extra = extra + matching.saturating_sub(1);
+    let missing = usize::from(matching == 0);
+    (missing + extra > 0).then_some(Finding::Keys { missing, extra })
 }
 
-fn pre_row(e: &StoredEntry, page: &Page, indexer: Option<IndexFn>) -> Pre {
+/// The rows derived from the body against the stored ones: the entry's
+/// first finding, and the digest of the index rows its body gives. Per-entry
+/// checks of derived data go here.
+fn derived_finding(
+    e: &StoredEntry,
+    i: usize,
+    page: &Page,
+    d: &Derive,
+) -> (Option<Finding>, RowsDigest) {
+    let Some(indexer) = d.indexer else {
+        return (None, RowsDigest::default());
+    };
+    let rows = indexer(&e.body);
+    let keys = d
+        .keyer
+        .and_then(|k| check_keys(&rows, k, page.keys_of(e.seq)));
+    let mut expected = RowsDigest::default();
+    for r in rows {
+        expected.add(d.hasher.index_row(e.seq, &r.bounded()));
+    }
+    if let Some(t) = crate::parse_stamp(&e.last_updated) {
+        expected.add(d.hasher.index_row(e.seq, &last_updated_row(t)));
+    }
+    // Per entry only when the page carries per-entry digests; otherwise
+    // the walk compares the sums (table order).
+    if let Some(stored) = page.index.get(i) {
+        if *stored != expected {
+            let f = Finding::Index {
+                stored: stored.count,
+                expected: expected.count,
+            };
+            return (Some(f), expected);
+        }
+    }
+    (keys, expected)
+}
+
+fn pre_row(e: &StoredEntry, i: usize, page: &Page, d: &Derive) -> Pre {
+    let body = e.body.as_bytes();
+    let (finding, index) = derived_finding(e, i, page, d);
     Pre {
-        body_sha: hash::body_sha256(e.body.as_bytes()),
-        leaf: hash::leaf_hash(e.body.as_bytes()),
+        body_sha: hash::body_sha256(body),
+        leaf: hash::leaf_hash(body),
         columns_ok: check_columns(e.seq, e).is_ok(),
-        index_diff: indexer.and_then(|f| index_diff(e, page.index_of(e.seq), f)),
+        finding,
+        index,
     }
 }
 
 /// [`pre_row`] for every row of the page, split across the cores.
-fn precompute(page: &Page, indexer: Option<IndexFn>, workers: usize) -> Vec<Pre> {
+fn precompute(page: &Page, d: &Derive, workers: usize) -> Vec<Pre> {
     let chunk = page.rows.len().div_ceil(workers.max(1)).max(1);
     std::thread::scope(|s| {
-        let mut parts = page.rows.chunks(chunk);
-        let first = parts.next().unwrap_or(&[]);
+        let mut parts = page.rows.chunks(chunk).enumerate();
+        let first = parts.next();
         let handles: Vec<_> = parts
-            .map(|rows| s.spawn(move || rows.iter().map(|e| pre_row(e, page, indexer)).collect()))
+            .map(|(c, rows)| {
+                s.spawn(move || {
+                    rows.iter()
+                        .enumerate()
+                        .map(|(j, e)| pre_row(e, c * chunk + j, page, d))
+                        .collect()
+                })
+            })
             .collect();
-        let mut out: Vec<Pre> = first.iter().map(|e| pre_row(e, page, indexer)).collect();
+        let mut out: Vec<Pre> = first
+            .map(|(_, rows)| {
+                rows.iter()
+                    .enumerate()
+                    .map(|(j, e)| pre_row(e, j, page, d))
+                    .collect()
+            })
+            .unwrap_or_default();
         for h in handles {
             let part: Vec<Pre> = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             out.extend(part);
@@ -102,12 +167,47 @@ fn precompute(page: &Page, indexer: Option<IndexFn>, workers: usize) -> Vec<Pre>
     })
 }
 
+/// A stray row (its seq names no stored entry) as a finding at that seq.
+fn stray_finding(page: &Page) -> Option<(i64, Finding)> {
+    let index = page.stray_index.map(|(seq, n)| {
+        (
+            seq,
+            Finding::Index {
+                stored: n,
+                expected: 0,
+            },
+        )
+    });
+    let keys = page.stray_keys.map(|(seq, n)| {
+        (
+            seq,
+            Finding::Keys {
+                missing: 0,
+                extra: usize::try_from(n).unwrap_or(usize::MAX),
+            },
+        )
+    });
+    match (index, keys) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Keeps the finding with the lowest seq.
+fn first_of(current: &mut Option<(i64, Finding)>, new: Option<(i64, Finding)>) {
+    if let Some(n) = new {
+        if current.as_ref().is_none_or(|c| n.0 < c.0) {
+            *current = Some(n);
+        }
+    }
+}
+
 /// Consumes the stream (on a blocking thread). `sizes`: the tree sizes
 /// whose root and chain hash are wanted (the stored checkpoints').
 pub(super) fn walk(
     mut rx: PageReceiver,
     sizes: &[u64],
-    indexer: Option<IndexFn>,
+    derive: &Derive,
     progress: Option<Progress>,
 ) -> Result<Walked, StoreError> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
@@ -115,7 +215,9 @@ pub(super) fn walk(
     let mut acc = Accumulator::default();
     let mut at_size = HashMap::new();
     let wanted: std::collections::HashSet<u64> = sizes.iter().copied().collect();
-    let mut index_problem = None;
+    let mut finding: Option<(i64, Finding)> = None;
+    // Table order: the stored rows' sum and the derived rows' sum.
+    let (mut stored_total, mut expected_total) = (RowsDigest::default(), RowsDigest::default());
     let mut rows: VecDeque<StoredEntry> = VecDeque::new();
     let mut pres: VecDeque<Pre> = VecDeque::new();
     let mut exhausted = false;
@@ -125,7 +227,9 @@ pub(super) fn walk(
             match rx.blocking_recv() {
                 Some(page) => {
                     let page = page?;
-                    let computed = precompute(&page, indexer, workers);
+                    let computed = precompute(&page, derive, workers);
+                    first_of(&mut finding, stray_finding(&page));
+                    stored_total.merge(page.index_total);
                     rows.extend(page.rows);
                     pres.extend(computed);
                     if let Some(p) = &progress {
@@ -150,7 +254,7 @@ pub(super) fn walk(
                 verdict: walker.verdict(Some(p)),
                 acc,
                 at_size,
-                index_problem,
+                finding,
             });
         }
         let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
@@ -164,26 +268,23 @@ pub(super) fn walk(
                 ),
             );
         }
-        if let (None, Some((missing, extra, have, want))) = (&index_problem, pre.index_diff) {
-            index_problem = Some(problem(
-                row.seq,
-                ProblemKind::IndexMismatch,
-                format!(
-                    "search-index rows differ from the body: {missing} missing, {extra} extra \
-                     ({have} stored, {want} expected)"
-                ),
-            ));
+        if let Some(f) = pre.finding {
+            first_of(&mut finding, Some((row.seq, f)));
         }
+        expected_total.merge(pre.index);
         done += 1;
     }
     if let Some(p) = &progress {
         p(done);
     }
+    if derive.in_table_order && stored_total != expected_total {
+        first_of(&mut finding, Some((i64::MAX, Finding::IndexSomewhere)));
+    }
     Ok(Walked {
         verdict: walker.verdict(None),
         acc,
         at_size,
-        index_problem,
+        finding,
     })
 }
 

@@ -1,0 +1,134 @@
+//! The idempotency key an event was stored under, recorded in the event
+//! itself: a `meta.tag` whose code is the hex SHA-256 of the key's stem
+//! (the key without the digest of the request it was made from). The body
+//! thus tells `verify` which key its entry must carry — so a deleted key
+//! row, which would let a retry store the event twice, is found — without
+//! holding the key, which may name a patient (an `If-None-Exist` key). A
+//! tag of that system the client wrote itself is always removed: it could
+//! otherwise make `verify` expect a key nobody stored.
+
+use sha2::{Digest, Sha256};
+use vellum_json::{Json, Member, Value};
+use vellum_ledger::store::{ExpectedKey, IndexRow};
+
+use crate::vocabulary::IDEMPOTENCY_KEY_SYSTEM;
+
+pub use crate::intake::sender::DIGEST_SEPARATOR;
+
+fn member(key: &str, value: &str) -> Member {
+    Member {
+        key: key.to_string(),
+        key_start: 0,
+        value: Json::new(Value::String(value.to_string())),
+    }
+}
+
+/// Replaces any key tag in the event by the one of `stem` (none without).
+pub fn stamp(root: &mut Json, stem: Option<&str>) {
+    let Some(meta) = root.object_entry("meta") else {
+        return;
+    };
+    let mut tags: Vec<Json> = meta
+        .get("tag")
+        .and_then(Json::as_array)
+        .map(|a| a.to_vec())
+        .unwrap_or_default();
+    let before = tags.len();
+    tags.retain(|t| t.get("system").and_then(Json::as_str) != Some(IDEMPOTENCY_KEY_SYSTEM));
+    if let Some(stem) = stem {
+        tags.push(Json::new(Value::Object(vec![
+            member("system", IDEMPOTENCY_KEY_SYSTEM),
+            member("code", &hex::encode(Sha256::digest(stem.as_bytes()))),
+        ])));
+    } else if tags.len() == before {
+        // Nothing to record and nothing removed: the body stays as written.
+        return;
+    }
+    if tags.is_empty() {
+        meta.remove("tag");
+    } else {
+        meta.set("tag", Json::new(Value::Array(tags)));
+    }
+}
+
+/// The key a stored body says its entry carries, from the body's index rows
+/// (the `_tag` row of the key tag): `None` when it names none — events
+/// stored without a key, and those stored before keys were recorded.
+pub fn expected_key(rows: &[IndexRow]) -> Option<ExpectedKey> {
+    let mut tags = rows
+        .iter()
+        .filter(|r| r.param == "_tag" && r.sys.as_deref() == Some(IDEMPOTENCY_KEY_SYSTEM));
+    let tag = tags.next()?;
+    let stem_sha256 = tag
+        .val
+        .as_deref()
+        .and_then(|v| hex::decode(v).ok())
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        // A malformed tag expects a key no stored key can match.
+        .unwrap_or_default();
+    Some(ExpectedKey {
+        stem_sha256,
+        separator: DIGEST_SEPARATOR,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(root: &Json) -> Vec<(String, String)> {
+        root.get("meta")
+            .and_then(|m| m.get("tag"))
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|t| {
+                        (
+                            t.get("system").and_then(Json::as_str).unwrap_or("").into(),
+                            t.get("code").and_then(Json::as_str).unwrap_or("").into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_forged_key_tag_is_replaced_or_removed() {
+        let src = format!(
+            r#"{{"meta":{{"tag":[{{"system":"{IDEMPOTENCY_KEY_SYSTEM}","code":"00"}},{{"system":"urn:x","code":"keep"}}]}}}}"#
+        );
+        let mut root = vellum_json::parse(src.as_bytes()).unwrap();
+        stamp(&mut root, Some("ai-inference:e1"));
+        let t = tags(&root);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0], ("urn:x".into(), "keep".into()));
+        assert_eq!(
+            t[1].1,
+            hex::encode(Sha256::digest(b"ai-inference:e1")),
+            "the code is the stem's SHA-256, never the key"
+        );
+        let mut root = vellum_json::parse(src.as_bytes()).unwrap();
+        stamp(&mut root, None);
+        assert_eq!(tags(&root), vec![("urn:x".to_string(), "keep".to_string())]);
+        let mut bare = vellum_json::parse(br#"{"meta":{"versionId":"1"}}"#).unwrap();
+        stamp(&mut bare, None);
+        assert!(bare.get("meta").unwrap().get("tag").is_none());
+    }
+
+    #[test]
+    fn the_expected_key_matches_the_stem_with_or_without_a_digest() {
+        let stem = "ai-inference:e1\u{1f}pacs";
+        let row = IndexRow {
+            param: "_tag".into(),
+            sys: Some(IDEMPOTENCY_KEY_SYSTEM.into()),
+            val: Some(hex::encode(Sha256::digest(stem.as_bytes()))),
+            ..Default::default()
+        };
+        let e = expected_key(&[row]).unwrap();
+        assert!(e.matches(stem));
+        assert!(e.matches(&format!("{stem}{DIGEST_SEPARATOR}{}", "ab".repeat(32))));
+        assert!(!e.matches("ai-inference:e2\u{1f}pacs"));
+        assert!(expected_key(&[]).is_none());
+    }
+}
