@@ -481,7 +481,10 @@ async fn open_store(
             eprintln!("vellum: cannot open the store: {e}");
             ExitCode::from(2)
         })
-        .map(|s| s.with_indexer(vellum::fhir::search_index::rows_for_body))
+        .map(|s| {
+            s.with_indexer(vellum::fhir::search_index::rows_for_body)
+                .with_summarizer(vellum::radiology::summary::of_body)
+        })
 }
 
 async fn demo(

@@ -235,6 +235,11 @@ impl Intake {
             trace::stamp(checked.root_mut(), t);
         }
         let mut draft = create::finish(checked).map_err(IntakeError::Rejected)?;
+        // Derived here, above the ledger, like the index rows.
+        let summary = std::str::from_utf8(draft.body())
+            .ok()
+            .and_then(crate::radiology::summary::of_body);
+        draft = draft.with_summary(summary);
         if let Some(key) = key {
             let key = sender::scoped_key(&key, sender.as_deref());
             let key = match request_digest {

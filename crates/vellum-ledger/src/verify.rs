@@ -47,6 +47,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 mod stream;
+mod summary;
 pub use stream::Progress;
 
 use super::hash::{self, Hash};
@@ -112,6 +113,9 @@ pub enum ProblemKind {
     /// (missing rows hide it from searches; extra rows make it match
     /// searches it should not).
     IndexMismatch,
+    /// An entry's report summary row is missing, extra or not the one its
+    /// body gives.
+    SummaryMismatch,
 }
 
 /// Walks the whole chain in seq order.
@@ -244,7 +248,14 @@ pub async fn verify_all_with(
         return Ok(verdict);
     }
     // Index rows are compared by counts only: values may be patient ids.
-    verdict.problem = index_problem;
+    let summary_problem = match store.summarizer() {
+        Some(f) => summary::first_problem(store, f, verdict.entries).await?,
+        None => None,
+    };
+    verdict.problem = match (index_problem, summary_problem) {
+        (Some(i), Some(s)) => Some(if s.seq < i.seq { s } else { i }),
+        (i, s) => i.or(s),
+    };
     Ok(verdict)
 }
 

@@ -28,6 +28,8 @@ pub struct PostgresStore {
     writer: PgPool,
     /// Derives a body's search-index rows for the upgrade back-fill.
     pub(super) indexer: Option<IndexFn>,
+    /// Derives a body's summary row (back-fill and verify).
+    pub(super) summarizer: Option<super::summary::SummaryFn>,
     /// The Merkle frontier after this process's last append.
     tree: std::sync::Arc<std::sync::Mutex<Option<TreeCache>>>,
 }
@@ -72,6 +74,7 @@ impl PostgresStore {
             pool: pool.connect_with(opts).await?,
             writer,
             indexer: None,
+            summarizer: None,
             tree: Default::default(),
         })
     }
@@ -404,7 +407,8 @@ impl PostgresStore {
 pub const DEFAULT_WRITER_ROLE: &str = "vellum_writer";
 
 /// vellum's tables: the writer role may SELECT and INSERT, nothing else.
-const TABLES: &str = "entry, entry_key, search_index, merkle_node, checkpoint";
+const TABLES: &str = "entry, entry_key, search_index, merkle_node, checkpoint, \
+     summary_event, summary_finding, summary_backfill";
 
 /// Whether `s` can be written into SQL as a role name without quoting
 /// rules: lowercase letters, digits and `_`, not starting with a digit, at
@@ -502,6 +506,7 @@ impl Store for PostgresStore {
         let (nodes, next_tree) = extend_tree(head, &frontier, &entries);
         if !entries.is_empty() {
             insert_all(&mut tx, &keys, &fresh, &entries, &nodes).await?;
+            super::summary::insert_pg(&mut tx, &entries).await?;
         }
         tx.commit().await?;
         if let Ok(mut t) = self.tree.lock() {

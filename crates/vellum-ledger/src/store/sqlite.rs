@@ -27,6 +27,8 @@ pub struct SqliteStore {
     appender: std::sync::Arc<tokio::sync::OnceCell<Appender>>,
     /// Derives a body's search-index rows for the upgrade back-fill.
     pub(super) indexer: Option<IndexFn>,
+    /// Derives a body's summary row (back-fill and verify).
+    pub(super) summarizer: Option<super::summary::SummaryFn>,
 }
 
 impl SqliteStore {
@@ -62,6 +64,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             appender: Default::default(),
             indexer: None,
+            summarizer: None,
         })
     }
 
