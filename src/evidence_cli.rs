@@ -67,7 +67,8 @@ async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
         .await
         .map_err(|e| fail(2, format!("cannot open the store: {e}")))?
         .with_indexer(vellum::fhir::search_index::rows_for_body)
-        .with_keyer(vellum::intake::keys::expected_key);
+        .with_keyer(vellum::intake::keys::expected_key)
+        .with_summarizer(vellum::radiology::summary::of_body);
     Ok((
         Ledger::start(store.clone(), WriterSettings::default()),
         store,

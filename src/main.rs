@@ -505,6 +505,7 @@ async fn open_store(
         .map(|s| {
             s.with_indexer(vellum::fhir::search_index::rows_for_body)
                 .with_keyer(vellum::intake::keys::expected_key)
+                .with_summarizer(vellum::radiology::summary::of_body)
         })
 }
 

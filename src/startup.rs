@@ -147,7 +147,8 @@ impl Application {
         let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
             .await?
             .with_indexer(crate::fhir::search_index::rows_for_body)
-            .with_keyer(crate::intake::keys::expected_key);
+            .with_keyer(crate::intake::keys::expected_key)
+            .with_summarizer(crate::radiology::summary::of_body);
         if settings.migrate_on_start {
             store.migrate().await?;
             // A server that may migrate but not grant (not the tables'

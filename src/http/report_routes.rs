@@ -13,7 +13,7 @@ use crate::reports::history::{self, StudyQuery};
 use crate::reports::overrides::{self, ParamError, Query};
 use crate::reports::patient_access::{self, PatientQuery};
 use crate::reports::patients::PatientView;
-use crate::reports::{events, quality, ui, versions};
+use crate::reports::{confidence, events, quality, ui, versions};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/reports/overrides", web::get().to(get_overrides))
@@ -61,11 +61,19 @@ fn csv_requested(req: &HttpRequest, format: Option<&str>) -> bool {
     }
 }
 
-async fn load(state: &AppState) -> Result<events::Dataset, HttpResponse> {
-    events::load(&state.ledger).await.map_err(|e| {
-        tracing::error!(error = %e, "reports: reading the ledger failed");
-        problem(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
-    })
+/// The AI events the report needs: those passing `filters` (applied by the
+/// database as far as it can), the patient column only for lists.
+async fn load(
+    state: &AppState,
+    filters: Option<&overrides::Filters>,
+    with_patient: bool,
+) -> Result<events::Dataset, HttpResponse> {
+    events::load_for(&state.ledger, filters, with_patient)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reports: reading the ledger failed");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+        })
 }
 
 fn csv(body: String, name: &str) -> HttpResponse {
@@ -83,7 +91,7 @@ async fn get_overrides(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state).await {
+    let data = match load(&state, Some(&q.filters), false).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -104,7 +112,7 @@ async fn get_versions(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let Some(model) = q.filters.model.clone() else {
         return problem(StatusCode::BAD_REQUEST, "`model` is required");
     };
-    let data = match load(&state).await {
+    let data = match load(&state, Some(&q.filters), false).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -128,7 +136,8 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state).await {
+    // The drift chart is over every event, whatever the filters.
+    let data = match load(&state, None, false).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -137,6 +146,7 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let mut per_version = q.clone();
     per_version.group_by = vec!["model_version"];
     let by_version = overrides::compute(&data, &per_version, fast);
+    let confidence = confidence::compute(&data, &q);
     let drift = drift::compute(
         &data,
         DriftRule::of(&state.reports),
@@ -144,7 +154,7 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(ui::page(&q, &table, &by_version, &drift))
+        .body(ui::page(&q, &table, &by_version, &confidence, &drift))
 }
 
 /// How the caller sees patient identifiers: QA staff get pseudonyms under
@@ -194,7 +204,7 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state).await {
+    let data = match load(&state, Some(&q.base.filters), true).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -275,7 +285,7 @@ async fn get_drift(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             }
         }
     }
-    let data = match load(&state).await {
+    let data = match load(&state, None, false).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -303,7 +313,7 @@ async fn get_quality(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state).await {
+    let data = match load(&state, Some(&q.filters), false).await {
         Ok(d) => d,
         Err(r) => return r,
     };

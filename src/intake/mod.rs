@@ -258,6 +258,11 @@ impl Intake {
         if let Some(entry) = existing {
             return Ok(Prepared::Existing(entry));
         }
+        // Derived here, above the ledger, like the index rows.
+        let summary = std::str::from_utf8(draft.body())
+            .ok()
+            .and_then(crate::radiology::summary::of_body);
+        draft = draft.with_summary(summary);
         if let Some(stem) = stem {
             let key = match request_digest {
                 Some(digest) => self.keyed_by_request(&stem, &digest).await?,

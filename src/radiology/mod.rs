@@ -14,6 +14,7 @@ pub mod drift_alert;
 pub mod input;
 pub mod lookup;
 pub mod privacy;
+pub mod summary;
 pub mod types;
 
 pub use crate::vocabulary::{

@@ -98,6 +98,8 @@ pub fn compute(data: &Dataset, q: &CaseQuery, view: PatientView<'_>) -> CaseList
     let f = &q.base.filters;
     let mut cases = Vec::new();
     let mut patients: Vec<Value> = Vec::new();
+    // Each patient once (by its stored JSON text).
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for inf in &data.inferences {
         if !f.inference_passes(inf) {
             continue;
@@ -122,8 +124,12 @@ pub fn compute(data: &Dataset, q: &CaseQuery, view: PatientView<'_>) -> CaseList
         if !q.actions.is_empty() && !q.actions.iter().any(|a| a == action) {
             continue;
         }
-        if let Some(p) = &inf.patient {
-            if !patients.contains(p) {
+        let patient: Option<Value> = inf
+            .patient
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        if let (Some(p), Some(text)) = (&patient, inf.patient.as_deref()) {
+            if seen.insert(text) {
                 patients.push(p.clone());
             }
         }
@@ -135,7 +141,7 @@ pub fn compute(data: &Dataset, q: &CaseQuery, view: PatientView<'_>) -> CaseList
             version: inf.version.clone(),
             site: inf.site.clone(),
             study_uid: inf.study_uid.clone().unwrap_or_default(),
-            patient: view.show(inf.patient.as_ref()),
+            patient: view.show(patient.as_ref()),
             requested_by: inf.requester.clone(),
             radiologist: radiologist.to_string(),
             findings: inf.findings.clone(),

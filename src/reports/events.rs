@@ -1,21 +1,19 @@
 //! The report's view of the chained AI events: inferences, overrides,
-//! renderings and deployments parsed from the stored bodies, read through
-//! the ledger (`Ledger::entries_after`, in seq order). Nothing is kept between requests:
-//! every report is recomputed from the ledger.
+//! renderings and deployments, read through the ledger from their summary
+//! rows (`Ledger::summaries`: derived from each body when it was appended,
+//! stored beside the entry, checked by `vellum verify`), with the report
+//! filters applied by the database. Nothing is kept between requests.
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use vellum_ledger::store::summary::{Summary, SummaryKind, SummaryQuery};
 use vellum_ledger::store::StoreError;
 use vellum_ledger::Ledger;
 
-use crate::vocabulary::{
-    DEPLOYMENT_PROFILE, INFERENCE_PROFILE, MODEL_VERSION_SYSTEM, OVERRIDE_PROFILE,
-    RENDERING_PROFILE,
-};
+use super::overrides::Filters;
 
 /// One stored inference.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +28,9 @@ pub struct Inference {
     pub findings: Vec<String>,
     /// The user who requested the inference (agent identifier value).
     pub requester: String,
-    /// The patient entity's `what`, as stored.
-    pub patient: Option<Value>,
+    /// The patient entity's `what`, as JSON text (read only for lists
+    /// that show patients).
+    pub patient: Option<String>,
     /// The Study Instance UID (without `urn:oid:`).
     pub study_uid: Option<String>,
     /// The recorded `pixel-sha256` (base64, as stored).
@@ -87,25 +86,63 @@ impl Dataset {
     }
 }
 
-/// Entries read per page while loading.
+/// Entries read per page by [`walk`].
 const PAGE: i64 = 5000;
 
-/// Reads every AI event up to the current head, in ledger order. A plain
-/// walk of the entries: reports need (nearly) every AI event, and in a
-/// radiology store most entries are AI events, so walking the subtype
-/// index would only add a probe per entry. Bodies that cannot name an AI
-/// profile are skipped before they are parsed.
+/// Every AI event up to the current head, in ledger order, from the
+/// summary rows (no body is parsed).
 pub async fn load(ledger: &Ledger) -> Result<Dataset, StoreError> {
+    load_for(ledger, None, false).await
+}
+
+/// [`load`], with the inference filters of `filters` applied by the
+/// database (a superset: reports still apply the exact filters), and the
+/// patient column only when `with_patient`.
+pub async fn load_for(
+    ledger: &Ledger,
+    filters: Option<&Filters>,
+    with_patient: bool,
+) -> Result<Dataset, StoreError> {
+    let q = query_of(filters, with_patient);
+    let rows = ledger.summaries(&q).await?;
     let mut data = Dataset::default();
     let mut pending: Vec<(String, Override)> = Vec::new();
-    walk(ledger, |seq, body| {
-        if may_be_ai_event(body) {
-            add(&mut data, &mut pending, seq, body);
-        }
-    })
-    .await?;
+    for (seq, s) in rows {
+        add_summary(&mut data, &mut pending, seq, s);
+    }
     resolve_tta(&mut data, pending);
     Ok(data)
+}
+
+/// µs since the epoch, rounded down (the summary rows' `recorded_us`).
+fn micros(t: OffsetDateTime) -> Option<i64> {
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1000)).ok()
+}
+
+/// The database side of `filters`: model, version, site, period, finding.
+/// The radiologist (who acted first) is applied by the reports.
+pub fn query_of(filters: Option<&Filters>, with_patient: bool) -> SummaryQuery {
+    let mut q = SummaryQuery {
+        with_patient,
+        ..Default::default()
+    };
+    let Some(f) = filters else { return q };
+    q.model.extend(f.model.clone());
+    match f.model_version.as_deref().map(|mv| mv.split_once('|')) {
+        Some(Some((n, v))) => {
+            q.model.push(n.to_string());
+            q.version = Some(v.to_string());
+        }
+        Some(None) => q.version = f.model_version.clone(),
+        None => {}
+    }
+    q.site = f.site.clone();
+    // recorded >= from implies recorded_us >= from_us; recorded < to
+    // implies recorded_us <= to_us.
+    q.from_us = f.from.and_then(micros);
+    q.to_us = f.to.and_then(micros);
+    q.finding = f.finding.clone();
+    q
 }
 
 /// Calls `each(seq, body)` for every entry up to the current head, in
@@ -124,51 +161,72 @@ pub async fn walk(ledger: &Ledger, mut each: impl FnMut(i64, &str)) -> Result<()
     Ok(())
 }
 
-/// Cheap pre-check: an AI event's canonical body names its profile URL.
-fn may_be_ai_event(body: &str) -> bool {
-    [
-        INFERENCE_PROFILE,
-        OVERRIDE_PROFILE,
-        RENDERING_PROFILE,
-        DEPLOYMENT_PROFILE,
-    ]
-    .iter()
-    .any(|p| body.contains(p))
-}
-
-/// Adds one stored body to `data`. Overrides are collected in `pending`
+/// Adds one summary row to `data`. Overrides are collected in `pending`
 /// until every inference is known (their time to action may need it).
-pub fn add(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i64, body: &str) {
-    let Ok(v) = serde_json::from_str::<Value>(body) else {
+fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i64, s: Summary) {
+    let Ok(recorded) = OffsetDateTime::parse(&s.recorded, &Rfc3339) else {
         return;
     };
-    let profiles: Vec<&str> = v["meta"]["profile"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let recorded = v["recorded"]
-        .as_str()
-        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
-    let Some(recorded) = recorded else { return };
-    if profiles.contains(&INFERENCE_PROFILE) {
-        if let Some(i) = inference(&v, seq, recorded) {
-            data.inferences.push(i);
-        }
-    } else if profiles.contains(&OVERRIDE_PROFILE) {
-        if let Some(o) = override_of(&v, seq, recorded) {
-            pending.push((o.inference_id.clone(), o));
-        }
-    } else if profiles.contains(&RENDERING_PROFILE) {
-        if let Some(id) = referenced_inference(&v) {
-            data.rendered.insert(id);
-        }
-    } else if profiles.contains(&DEPLOYMENT_PROFILE) {
-        if let Some((model, version)) = model_of(&v) {
-            data.deployments.push(Deployment {
-                model,
-                version,
-                deployed_at: recorded,
+    match s.kind {
+        SummaryKind::Inference => {
+            let mut findings: Vec<String> = Vec::new();
+            let mut confidences = Vec::new();
+            for f in s.findings {
+                if let Some(c) = f.confidence {
+                    confidences.push((f.code.clone(), c));
+                }
+                if !findings.contains(&f.code) {
+                    findings.push(f.code);
+                }
+            }
+            data.inferences.push(Inference {
+                seq,
+                id: s.event_id,
+                recorded,
+                model: s.model.unwrap_or_default(),
+                version: s.version.unwrap_or_default(),
+                site: s.site.unwrap_or_default(),
+                findings,
+                requester: s.actor.unwrap_or_default(),
+                patient: s.patient,
+                study_uid: s.study_uid,
+                pixel_sha256: s.pixel_sha256,
+                digest_check: s.digest_check,
+                latency_ms: s.latency_ms.and_then(|v| u64::try_from(v).ok()),
+                cpu_fallback: s.cpu_fallback,
+                confidences,
             });
+        }
+        SummaryKind::Override => {
+            let (Some(inference_id), Some(action)) = (s.refers_to, s.action) else {
+                return;
+            };
+            pending.push((
+                inference_id.clone(),
+                Override {
+                    seq,
+                    id: s.event_id,
+                    inference_id,
+                    recorded,
+                    action,
+                    radiologist: s.actor.unwrap_or_default(),
+                    time_to_action_ms: s.tta_ms,
+                },
+            ));
+        }
+        SummaryKind::Rendering => {
+            if let Some(id) = s.refers_to {
+                data.rendered.insert(id);
+            }
+        }
+        SummaryKind::Deployment => {
+            if let (Some(model), Some(version)) = (s.model, s.version) {
+                data.deployments.push(Deployment {
+                    model,
+                    version,
+                    deployed_at: recorded,
+                });
+            }
         }
     }
 }
@@ -196,179 +254,7 @@ pub fn resolve_tta(data: &mut Dataset, pending: Vec<(String, Override)>) {
     data.overrides = by_inf;
 }
 
-pub fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
-    entity["detail"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| Some((d["type"].as_str()?, d["valueString"].as_str()?)))
-}
-
-/// `name|version` from the model entity, else from the model agent
-/// (`110150` Application; display "name version").
-pub fn model_of(v: &Value) -> Option<(String, String)> {
-    let entities = v["entity"].as_array().into_iter().flatten();
-    for e in entities {
-        if e["what"]["identifier"]["system"] == MODEL_VERSION_SYSTEM {
-            if let Some((n, ver)) = e["what"]["identifier"]["value"]
-                .as_str()
-                .and_then(|s| s.split_once('|'))
-            {
-                return Some((n.to_string(), ver.to_string()));
-            }
-        }
-    }
-    v["agent"].as_array()?.iter().find_map(|a| {
-        if a["type"]["coding"][0]["code"] != "110150" {
-            return None;
-        }
-        let name = a["who"]["identifier"]["value"].as_str()?.to_string();
-        let display = a["who"]["display"].as_str().unwrap_or("");
-        let version = display
-            .strip_prefix(name.as_str())
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        Some((name, version))
-    })
-}
-
-fn inference(v: &Value, seq: i64, recorded: OffsetDateTime) -> Option<Inference> {
-    let (model, version) = model_of(v).unwrap_or_default();
-    let mut findings: Vec<String> = Vec::new();
-    let mut confidences = Vec::new();
-    let (mut latency_ms, mut cpu_fallback) = (None, None);
-    for e in v["entity"].as_array().into_iter().flatten() {
-        for (kind, value) in details(e) {
-            match kind {
-                "finding" => {
-                    let Ok(f) = serde_json::from_str::<Value>(value) else {
-                        continue;
-                    };
-                    let Some(c) = f["code"].as_str() else {
-                        continue;
-                    };
-                    if let Some(conf) = f["confidence"].as_str() {
-                        confidences.push((c.to_string(), conf.to_string()));
-                    }
-                    if !findings.iter().any(|x| x == c) {
-                        findings.push(c.to_string());
-                    }
-                }
-                "latency-ms" => latency_ms = value.parse().ok(),
-                "cpu-fallback" => cpu_fallback = value.parse().ok(),
-                _ => {}
-            }
-        }
-    }
-    let study = study_entity(v);
-    Some(Inference {
-        seq,
-        id: v["id"].as_str()?.to_string(),
-        recorded,
-        model,
-        version,
-        site: v["source"]["site"].as_str().unwrap_or("").to_string(),
-        findings,
-        requester: requester(v),
-        patient: patient_what(v).cloned(),
-        study_uid: study.and_then(study_uid).map(str::to_string),
-        pixel_sha256: study
-            .and_then(|e| detail_b64(e, "pixel-sha256"))
-            .map(str::to_string),
-        digest_check: study
-            .and_then(|e| details(e).find(|(k, _)| *k == "digest-check"))
-            .map(|(_, v)| v.to_string()),
-        latency_ms,
-        cpu_fallback,
-        confidences,
-    })
-}
-
-/// The inference an override or rendering refers to (`AuditEvent/<id>`).
-pub fn referenced_inference(v: &Value) -> Option<String> {
-    v["entity"].as_array()?.iter().find_map(|e| {
-        e["what"]["reference"]
-            .as_str()?
-            .strip_prefix("AuditEvent/")
-            .map(str::to_string)
-    })
-}
-
-fn override_of(v: &Value, seq: i64, recorded: OffsetDateTime) -> Option<Override> {
-    let inference_id = referenced_inference(v)?;
-    let reference = v["entity"]
-        .as_array()?
-        .iter()
-        .find(|e| e["what"]["reference"].is_string())?;
-    let mut action = None;
-    let mut tta = None;
-    for (k, val) in details(reference) {
-        match k {
-            "action" => action = Some(val.to_string()),
-            "time-to-action-ms" => tta = val.parse::<i64>().ok(),
-            _ => {}
-        }
-    }
-    // The acting person: the requesting agent that is not the model.
-    let radiologist = requester(v);
-    Some(Override {
-        seq,
-        id: v["id"].as_str()?.to_string(),
-        inference_id,
-        recorded,
-        action: action?,
-        radiologist,
-        time_to_action_ms: tta,
-    })
-}
-
-/// The requesting agent that is not the model: its identifier value, else
-/// its display, else empty.
-pub fn requester(v: &Value) -> String {
-    v["agent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["requestor"] == true && a["type"]["coding"][0]["code"] != "110150")
-        .and_then(|a| {
-            a["who"]["identifier"]["value"]
-                .as_str()
-                .or(a["who"]["display"].as_str())
-        })
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The `what` of the event's patient entity (type 1 Person, role 1 Patient).
-pub fn patient_what(v: &Value) -> Option<&Value> {
-    v["entity"]
-        .as_array()?
-        .iter()
-        .find_map(|e| (e["type"]["code"] == "1" && e["role"]["code"] == "1").then_some(&e["what"]))
-}
-
-/// The study entity: its identifier is of type DCM 110180 Study Instance
-/// UID.
-pub fn study_entity(v: &Value) -> Option<&Value> {
-    v["entity"].as_array()?.iter().find(|e| {
-        e["what"]["identifier"]["type"]["coding"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["code"] == "110180"))
-    })
-}
-
-/// The Study Instance UID of a study entity.
-pub fn study_uid(entity: &Value) -> Option<&str> {
-    entity["what"]["identifier"]["value"]
-        .as_str()
-        .map(|s| s.strip_prefix("urn:oid:").unwrap_or(s))
-}
-
-/// A base64 detail's value.
-pub fn detail_b64<'a>(entity: &'a Value, kind: &str) -> Option<&'a str> {
-    entity["detail"]
-        .as_array()?
-        .iter()
-        .find(|d| d["type"] == kind)
-        .and_then(|d| d["valueBase64Binary"].as_str())
-}
+pub use crate::radiology::summary::{
+    detail_b64, details, model_of, patient_what, referenced_inference, requester, study_entity,
+    study_uid,
+};

@@ -6,16 +6,18 @@
 //! that does (an override or rendering of one of its inferences); vellum's
 //! own `audit-log-access` records of reads are not part of it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vellum_ledger::store::StoreError;
+use vellum_ledger::store::search::RowMatch;
+use vellum_ledger::store::{StoreError, StoredEntry};
 use vellum_ledger::Ledger;
 
 use super::events::{self, detail_b64, model_of, patient_what, requester, study_entity, study_uid};
+use super::lookup;
 use super::overrides::ParamError;
 use super::patients::PatientView;
 
@@ -91,7 +93,46 @@ pub struct StudyHistory {
     pub patients: Vec<Value>,
 }
 
-/// Walks the ledger once, collecting the study's events.
+/// The entries that may belong to the study, in ledger order: those whose
+/// entity identifier is the study's UID (with or without `urn:oid:`), and,
+/// repeatedly, those referring to one of them (found through the search
+/// index; the exact rules are applied by [`compute`]).
+async fn candidates(ledger: &Ledger, study: &str) -> Result<Vec<StoredEntry>, StoreError> {
+    let head = ledger.head().await?.seq;
+    let mut found = BTreeMap::new();
+    let about = lookup::has(
+        "entity:identifier",
+        vec![
+            lookup::value(study),
+            lookup::value(&format!("urn:oid:{study}")),
+        ],
+    );
+    let mut added = lookup::collect(ledger, about, head, &mut found).await?;
+    // A chain of references is short (inference ← override); the bound
+    // only guards against a cycle of forged references.
+    for _ in 0..8 {
+        let ids: Vec<RowMatch> = added
+            .iter()
+            .filter_map(|seq| found.get(seq))
+            .map(|e| RowMatch::TypedId {
+                ty: "AuditEvent".into(),
+                id: e.id.clone(),
+            })
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        added = Vec::new();
+        for chunk in ids.chunks(200) {
+            let refs = lookup::has("entity", chunk.to_vec());
+            added.extend(lookup::collect(ledger, refs, head, &mut found).await?);
+        }
+    }
+    Ok(found.into_values().collect())
+}
+
+/// The study's events: the candidates' bodies in ledger order, each kept
+/// when it names the study or refers to an event kept before it.
 pub async fn compute(
     ledger: &Ledger,
     q: &StudyQuery,
@@ -105,7 +146,7 @@ pub async fn compute(
         events: Vec::new(),
         patients: Vec::new(),
     };
-    events::walk(ledger, |seq, body| {
+    let mut each = |seq: i64, body: &str| {
         let names_study = body.contains(q.study.as_str());
         if !names_study && !ids.iter().any(|id| body.contains(id.as_str())) {
             return;
@@ -131,8 +172,10 @@ pub async fn compute(
             }
         }
         out.events.push(history_event(&v, seq, id, refers_to, view));
-    })
-    .await?;
+    };
+    for e in candidates(ledger, &q.study).await? {
+        each(e.seq, &e.body);
+    }
     out.count = out.events.len();
     Ok(out)
 }

@@ -2,15 +2,18 @@
 //! override reports, model-version comparison, quality metrics, drift
 //! verdicts and the scheduled drift check, forensic lists (cases, study
 //! history, patient access), CSV and the `/ui/` page.
-//! Everything is recomputed from the ledger on each request (read through
-//! `Ledger::entries_after`); there is no second copy of the data.
+//! Everything is recomputed on each request from the entries' summary rows
+//! (read through `Ledger::summaries`: derived from each body when it was
+//! appended, checked by `vellum verify`, back-filled when missing).
 
 pub mod cases;
+pub mod confidence;
 pub mod csv;
 pub mod drift;
 pub mod drift_check;
 pub mod events;
 pub mod history;
+pub mod lookup;
 pub mod overrides;
 pub mod patient_access;
 pub mod patients;

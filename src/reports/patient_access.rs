@@ -10,16 +10,20 @@
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use vellum_ledger::store::StoreError;
+
+use vellum_ledger::store::search::{RowMatch, SystemMatch};
+use vellum_ledger::store::{StoreError, StoredEntry};
 use vellum_ledger::Ledger;
 
-use super::events::{self, requester};
+use super::events::requester;
 use super::history::{kind_of, parse_format};
+use super::lookup;
 use super::overrides::{parse_time, ParamError};
 use super::patients;
-use crate::radiology::privacy::pseudonym;
+use crate::radiology::privacy::{pseudonym, PSEUDONYM_SYSTEM};
 use crate::vocabulary::{ACCESS_PROFILE, LOG_OPERATION_SYSTEM};
 
 /// `patient` (required: `system|value`, a bare value, or `Patient/<id>`),
@@ -110,6 +114,45 @@ fn needles(wanted: &str, key: Option<&[u8]>) -> Vec<String> {
     n
 }
 
+/// The entries whose entity names the patient (found through the search
+/// index), in ledger order: by the reference as written, by the identifier
+/// value (of the system asked for, or any when none was given), and by its
+/// pseudonym when a key is configured. [`compute`] applies the exact rule.
+async fn candidates(
+    ledger: &Ledger,
+    wanted: &str,
+    key: Option<&[u8]>,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let head = ledger.head().await?.seq;
+    let mut found = BTreeMap::new();
+    let by_reference = lookup::has("entity", vec![RowMatch::Exact(wanted.to_string())]);
+    lookup::collect(ledger, by_reference, head, &mut found).await?;
+    let mut ids = Vec::new();
+    match wanted.split_once('|') {
+        Some((system, value)) => {
+            ids.push(RowMatch::Value {
+                val: value.to_string(),
+                sys: SystemMatch::Is(system.to_string()),
+            });
+            if let Some(k) = key {
+                ids.push(RowMatch::Value {
+                    val: pseudonym(k, Some(system), value),
+                    sys: SystemMatch::Is(PSEUDONYM_SYSTEM.to_string()),
+                });
+            }
+        }
+        None => ids.push(lookup::value(wanted)),
+    }
+    lookup::collect(
+        ledger,
+        lookup::has("entity:identifier", ids),
+        head,
+        &mut found,
+    )
+    .await?;
+    Ok(found.into_values().collect())
+}
+
 pub async fn compute(
     ledger: &Ledger,
     q: &PatientQuery,
@@ -125,7 +168,7 @@ pub async fn compute(
         rows: Vec::new(),
         patients: Vec::new(),
     };
-    events::walk(ledger, |seq, body| {
+    let mut each = |seq: i64, body: &str| {
         if !needles.iter().any(|n| body.contains(n.as_str())) {
             return;
         }
@@ -153,8 +196,10 @@ pub async fn compute(
             }
         }
         out.rows.push(row(&v, seq, recorded));
-    })
-    .await?;
+    };
+    for e in candidates(ledger, &q.patient, key).await? {
+        each(e.seq, &e.body);
+    }
     out.accesses = out.rows.iter().filter(|r| r.category == "access").count();
     out.events = out.rows.len() - out.accesses;
     Ok(out)

@@ -163,6 +163,11 @@ pub fn compute(data: &Dataset, q: &Query, period: &'static str) -> QualityReport
     QualityReport { period, rows }
 }
 
+/// The bin of a confidence's exact decimal text (see [`confidence`]).
+pub fn confidence_bin(text: &str) -> Option<usize> {
+    confidence(text).map(|(_, bin)| bin)
+}
+
 /// A confidence's value and bin, from its exact decimal text: the bin is
 /// the first decimal digit (so `0.300` is in [0.3, 0.4) whatever binary
 /// rounding does), 1 is in the last bin; outside [0, 1] it is left out.

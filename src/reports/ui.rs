@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::confidence::Bin;
 use super::drift::DriftReport;
 use super::overrides::{Query, Report, Row, GROUP_KEYS};
 
@@ -41,8 +42,15 @@ figure{margin:1rem 0}svg text{font-size:11px;fill:#111}\
 @media print{form,.noprint{display:none}body{margin:0}th{background:none}}";
 
 /// The page: `by_version` is the report grouped by model_version (chart 1),
-/// `table` the report as requested (table and histogram).
-pub fn page(q: &Query, table: &Report, by_version: &Report, drift: &DriftReport) -> String {
+/// `table` the report as requested (table and histogram), `confidence` the
+/// confidence-against-override bins.
+pub fn page(
+    q: &Query,
+    table: &Report,
+    by_version: &Report,
+    confidence: &[Bin],
+    drift: &DriftReport,
+) -> String {
     let f = &q.filters;
     let mut h = String::with_capacity(16 * 1024);
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -115,6 +123,8 @@ pub fn page(q: &Query, table: &Report, by_version: &Report, drift: &DriftReport)
         .collect();
     times.sort_unstable();
     histogram(&mut h, &times, table.fast_accept_ms);
+    h.push_str("<h2 id=\"chart-confidence\">Confidence vs override</h2>");
+    confidence_chart(&mut h, confidence);
     drift_table(&mut h, drift);
     forensic_lists(&mut h, q);
     h.push_str("</main></body></html>");
@@ -393,4 +403,71 @@ fn histogram(h: &mut String, sorted: &[i64], fast_ms: u64) {
         "</svg><figcaption>Acted-on inferences by time to action (orange: bins wholly under the fast-accept threshold of {fast_ms} ms). {}</figcaption></figure>",
         esc(&desc)
     );
+}
+
+/// Per confidence bin, the share of acted-on findings not simply accepted:
+/// a bar per bin with its counts, and the same numbers as a table (for
+/// screen readers and print).
+fn confidence_chart(h: &mut String, bins: &[Bin]) {
+    if bins.iter().all(|b| b.acted_on == 0) {
+        h.push_str("<p>No acted-on findings with a confidence.</p>");
+        return;
+    }
+    let label = |b: &Bin| format!("{:.1}–{:.1}", b.low, b.low + 0.1);
+    let (w, ht, left, bottom, top) = (720.0, 260.0, 50.0, 50.0, 10.0);
+    let plot_h = ht - bottom - top;
+    let step = (w - left - 10.0) / bins.len().max(1) as f64;
+    let y = |v: f64| top + plot_h * (1.0 - v);
+    let mut desc = String::new();
+    for b in bins {
+        let _ = write!(
+            desc,
+            "{}: {} of {} not accepted ({}); ",
+            label(b),
+            b.not_accepted,
+            b.acted_on,
+            pct(b.rate)
+        );
+    }
+    let _ = write!(
+        h,
+        "<figure><svg role=\"img\" aria-labelledby=\"confidence-title confidence-desc\" viewBox=\"0 0 {w} {ht}\" width=\"{w}\" height=\"{ht}\" xmlns=\"http://www.w3.org/2000/svg\">\
+         <title id=\"confidence-title\">Override (not accepted) rate per confidence bin</title><desc id=\"confidence-desc\">{}</desc>",
+        esc(&desc)
+    );
+    for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let _ = write!(
+            h,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#ccc\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}%</text>",
+            w - 10.0, left - 4.0, y(t) + 4.0, (t * 100.0) as i64, y0 = y(t)
+        );
+    }
+    for (i, b) in bins.iter().enumerate() {
+        let x = left + step * i as f64;
+        let rate = b.rate.unwrap_or(0.0);
+        let bh = plot_h * rate;
+        let _ = write!(
+            h,
+            "<g class=\"confidence-bin\"><title>{}: {} of {} not accepted ({})</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#c061cb\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}/{}</text></g>",
+            label(b), b.not_accepted, b.acted_on, pct(b.rate),
+            x + 2.0, top + plot_h - bh, step - 4.0,
+            x + step / 2.0, ht - bottom + 16.0, label(b),
+            x + step / 2.0, ht - bottom + 30.0, b.not_accepted, b.acted_on
+        );
+    }
+    h.push_str("</svg><figcaption>Bars: share of acted-on AI findings in each confidence bin whose inference was not simply accepted (edited, rejected, escalated or ignored); labels: not accepted / acted on.</figcaption></figure>");
+    h.push_str("<table id=\"confidence-override\"><caption>Confidence vs override</caption><thead><tr>\
+        <th scope=\"col\">confidence</th><th scope=\"col\">acted on</th><th scope=\"col\">not accepted</th>\
+        <th scope=\"col\">rate</th></tr></thead><tbody>");
+    for b in bins {
+        let _ = write!(
+            h,
+            "<tr><td class=\"k\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            label(b),
+            b.acted_on,
+            b.not_accepted,
+            pct(b.rate)
+        );
+    }
+    h.push_str("</tbody></table>");
 }

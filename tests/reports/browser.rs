@@ -58,6 +58,45 @@ backend_tests! {
         assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
         let dom = String::from_utf8_lossy(&dom.stdout).to_string();
         assert!(dom.contains("<svg"), "charts rendered");
+        // Confidence vs override, recounted from the raw entries: per bin
+        // (first decimal digit), acted-on finding confidences and those
+        // whose inference's first action was not `accept`.
+        let raw = crate::recount::load(&db.url).await;
+        let mut bins = [(0u64, 0u64); 10];
+        for (_, v) in &raw.entries {
+            if !v["meta"]["profile"][0].as_str().unwrap_or("").ends_with("radiology-ai-inference") {
+                continue;
+            }
+            let Some(act) = raw.first_action.get(v["id"].as_str().unwrap()) else {
+                continue;
+            };
+            for e in v["entity"].as_array().unwrap() {
+                for d in e["detail"].as_array().into_iter().flatten() {
+                    if d["type"] != "finding" {
+                        continue;
+                    }
+                    let f: Value = serde_json::from_str(d["valueString"].as_str().unwrap()).unwrap();
+                    let Some(c) = f["confidence"].as_str() else { continue };
+                    let bin = match c.strip_prefix("0.") {
+                        Some(rest) => usize::from(rest.as_bytes()[0] - b'0'),
+                        None => 9,
+                    };
+                    bins[bin].0 += 1;
+                    bins[bin].1 += u64::from(act.action != "accept");
+                }
+            }
+        }
+        assert!(bins.iter().map(|b| b.0).sum::<u64>() > 100, "the demo data has confidences");
+        assert!(bins.iter().any(|b| b.1 > 0), "some findings were not accepted");
+        assert!(dom.contains("id=\"chart-confidence\""), "confidence chart rendered");
+        for (i, (acted, not_accepted)) in bins.iter().enumerate() {
+            let cells = format!(
+                "<td class=\"k\">{:.1}–{:.1}</td><td>{acted}</td><td>{not_accepted}</td>",
+                i as f64 / 10.0,
+                i as f64 / 10.0 + 0.1
+            );
+            assert!(dom.contains(&cells), "{cells}");
+        }
         for row in report["rows"].as_array().unwrap() {
             let v = row["group"]["model_version"].as_str().unwrap();
             let cells = format!(

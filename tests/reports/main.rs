@@ -9,3 +9,4 @@ mod forensic;
 mod quality;
 mod recount;
 mod report_api;
+mod summary_rows;

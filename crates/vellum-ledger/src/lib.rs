@@ -51,6 +51,7 @@ pub struct Draft {
     stamp_at: usize,
     key: Option<String>,
     index: Vec<IndexRow>,
+    summary: Option<store::summary::Summary>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,7 @@ impl Draft {
                 stamp_at,
                 key: None,
                 index,
+                summary: None,
             }),
             _ => Err(DraftError),
         }
@@ -88,6 +90,13 @@ impl Draft {
     /// storing this one.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// The report summary row derived from the body, stored beside the
+    /// entry in the same transaction.
+    pub fn with_summary(mut self, summary: Option<store::summary::Summary>) -> Self {
+        self.summary = summary;
         self
     }
 
@@ -279,6 +288,15 @@ impl Ledger {
         self.store
             .insert_export_position(destination, seq, &now)
             .await
+    }
+
+    /// The report summary rows `q` selects, in seq order (filters applied
+    /// by the database).
+    pub async fn summaries(
+        &self,
+        q: &store::summary::SummaryQuery,
+    ) -> Result<Vec<(i64, store::summary::Summary)>, StoreError> {
+        self.store.summaries(q).await
     }
 
     /// The last committed entry's seq and chain hash.

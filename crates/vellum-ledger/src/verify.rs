@@ -47,6 +47,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 mod stream;
+mod summary;
 pub use stream::Progress;
 
 use super::hash::{self, Hash};
@@ -116,6 +117,9 @@ pub enum ProblemKind {
     /// An entry's idempotency keys are not the one its body gives (a
     /// missing key lets a retry store the event twice).
     KeyMismatch,
+    /// An entry's report summary row is missing, extra or not the one its
+    /// body gives.
+    SummaryMismatch,
 }
 
 /// Walks the whole chain in seq order.
@@ -252,9 +256,19 @@ pub async fn verify_all_with(
         ));
         return Ok(verdict);
     }
-    if let Some((seq, f)) = finding {
-        verdict.problem = Some(derived_problem(store, seq, f).await?);
-    }
+    let derived_problem = match finding {
+        Some((seq, f)) => Some(derived_problem(store, seq, f).await?),
+        None => None,
+    };
+    // Summary rows are compared without their values: they may be patient ids.
+    let summary_problem = match store.summarizer() {
+        Some(f) => summary::first_problem(store, f, verdict.entries).await?,
+        None => None,
+    };
+    verdict.problem = match (derived_problem, summary_problem) {
+        (Some(d), Some(s)) => Some(if s.seq < d.seq { s } else { d }),
+        (d, s) => d.or(s),
+    };
     Ok(verdict)
 }
 

@@ -12,6 +12,7 @@ pub mod sqlite;
 mod sqlite_append;
 pub mod stream;
 mod writes;
+pub mod summary;
 
 use std::future::Future;
 
@@ -80,6 +81,8 @@ pub struct NewEntry {
     pub last_updated: String,
     /// Search index rows, inserted in the same transaction as the entry.
     pub index: Vec<IndexRow>,
+    /// The report summary row, inserted in the same transaction.
+    pub summary: Option<summary::Summary>,
 }
 
 /// One row of the `search_index` table (layout in
@@ -222,6 +225,7 @@ pub(crate) fn backfill_entry(e: StoredEntry, indexer: IndexFn) -> NewEntry {
         leaf_hash: [0; 32],
         last_updated: e.last_updated,
         index,
+        summary: None,
     }
 }
 
@@ -360,6 +364,114 @@ impl AnyStore {
         }
     }
 
+    /// How summary rows are derived from a body, when set.
+    pub fn summarizer(&self) -> Option<summary::SummaryFn> {
+        match self {
+            AnyStore::Sqlite(s) => s.summarizer,
+            AnyStore::Postgres(s) => s.summarizer,
+        }
+    }
+
+    /// Sets how summary rows are derived from a body: used by `migrate`'s
+    /// back-fill and by verify; without it both skip summary rows.
+    pub fn with_summarizer(self, summarizer: summary::SummaryFn) -> Self {
+        match self {
+            AnyStore::Sqlite(mut s) => {
+                s.summarizer = Some(summarizer);
+                AnyStore::Sqlite(s)
+            }
+            AnyStore::Postgres(mut s) => {
+                s.summarizer = Some(summarizer);
+                AnyStore::Postgres(s)
+            }
+        }
+    }
+
+    /// The summary rows `q` selects, by seq.
+    pub async fn summaries(
+        &self,
+        q: &summary::SummaryQuery,
+    ) -> Result<Vec<(i64, summary::Summary)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                let (path, q) = (s.path.clone(), q.clone());
+                tokio::task::spawn_blocking(move || summary::read_sqlite(&path, &q))
+                    .await
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+            }
+            AnyStore::Postgres(s) => summary::read_pg(s.pool(), q).await,
+        }
+    }
+
+    /// Derives the summary rows of entries stored before the summary tables
+    /// existed (an upgrade), once: a marker row records the head it
+    /// reached. Rows already stored are kept, so an interrupted back-fill
+    /// is simply run again at the next start.
+    async fn backfill_summaries(&self) -> Result<(), StoreError> {
+        let Some(summarizer) = self.summarizer() else {
+            return Ok(());
+        };
+        if self.summary_backfilled().await? {
+            return Ok(());
+        }
+        let head = self.head().await?.seq;
+        if head > 0 {
+            tracing::info!(entries = head, "deriving summary rows of existing entries");
+        }
+        let mut after = 0;
+        while after < head {
+            let page = self
+                .entries_after(after, (BACKFILL_CHUNK * 10).min(head - after))
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let rows = summary::derive(&page, summarizer);
+            self.insert_summary_backfill(&rows, None).await?;
+        }
+        let now = crate::stamp(time::OffsetDateTime::now_utc());
+        self.insert_summary_backfill(&[], Some((head, &now))).await
+    }
+
+    async fn summary_backfilled(&self) -> Result<bool, StoreError> {
+        let n: i64 = match self {
+            AnyStore::Sqlite(s) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM summary_backfill")
+                    .fetch_one(s.pool())
+                    .await?
+            }
+            AnyStore::Postgres(s) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM summary_backfill")
+                    .fetch_one(s.pool())
+                    .await?
+            }
+        };
+        Ok(n > 0)
+    }
+
+    async fn insert_summary_backfill(
+        &self,
+        rows: &[(i64, summary::Summary)],
+        upto: Option<(i64, &str)>,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                let path = s.path.clone();
+                let rows = rows.to_vec();
+                let upto = upto.map(|(n, t)| (n, t.to_string()));
+                tokio::task::spawn_blocking(move || {
+                    summary::backfill_sqlite(
+                        &path,
+                        &rows,
+                        upto.as_ref().map(|(n, t)| (*n, t.as_str())),
+                    )
+                })
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+            }
+            AnyStore::Postgres(s) => summary::backfill_pg(s.pool(), rows, upto).await,
+        }
+    }
+
     /// How index rows are derived from a body, when set.
     pub fn indexer(&self) -> Option<IndexFn> {
         match self {
@@ -438,7 +550,8 @@ macro_rules! dispatch {
 impl Store for AnyStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.migrate().await)?;
-        self.backfill_tree().await
+        self.backfill_tree().await?;
+        self.backfill_summaries().await
     }
     async fn append_batch(
         &self,

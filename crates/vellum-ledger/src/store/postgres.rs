@@ -30,6 +30,8 @@ pub struct PostgresStore {
     pub(super) indexer: Option<IndexFn>,
     /// Derives the idempotency key a body's entry must carry (verify).
     pub(super) keyer: Option<super::KeyFn>,
+    /// Derives a body's summary row (back-fill and verify).
+    pub(super) summarizer: Option<super::summary::SummaryFn>,
     /// The Merkle frontier after this process's last append.
     tree: std::sync::Arc<std::sync::Mutex<Option<TreeCache>>>,
 }
@@ -75,6 +77,7 @@ impl PostgresStore {
             writer,
             indexer: None,
             keyer: None,
+            summarizer: None,
             tree: Default::default(),
         })
     }
@@ -342,7 +345,8 @@ impl PostgresStore {
 pub const DEFAULT_WRITER_ROLE: &str = "vellum_writer";
 
 /// vellum's tables: the writer role may SELECT and INSERT, nothing else.
-const TABLES: &str = "entry, entry_key, search_index, merkle_node, checkpoint";
+const TABLES: &str = "entry, entry_key, search_index, merkle_node, checkpoint, \
+     summary_event, summary_finding, summary_backfill";
 
 /// Whether `s` can be written into SQL as a role name without quoting
 /// rules: lowercase letters, digits and `_`, not starting with a digit, at
@@ -440,6 +444,7 @@ impl Store for PostgresStore {
         let (nodes, next_tree) = extend_tree(head, &frontier, &entries);
         if !entries.is_empty() {
             insert_all(&mut tx, &keys, &fresh, &entries, &nodes).await?;
+            super::summary::insert_pg(&mut tx, &entries).await?;
         }
         tx.commit().await?;
         if let Ok(mut t) = self.tree.lock() {

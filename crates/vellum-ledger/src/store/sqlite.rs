@@ -29,6 +29,8 @@ pub struct SqliteStore {
     pub(super) indexer: Option<IndexFn>,
     /// Derives the idempotency key a body's entry must carry (verify).
     pub(super) keyer: Option<super::KeyFn>,
+    /// Derives a body's summary row (back-fill and verify).
+    pub(super) summarizer: Option<super::summary::SummaryFn>,
 }
 
 impl SqliteStore {
@@ -65,6 +67,7 @@ impl SqliteStore {
             appender: Default::default(),
             indexer: None,
             keyer: None,
+            summarizer: None,
         })
     }
 

@@ -85,7 +85,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "recursive_triggers", "ON")?;
-    conn.set_prepared_statement_cache_capacity(16);
+    conn.set_prepared_statement_cache_capacity(24);
     Ok(conn)
 }
 
@@ -199,6 +199,7 @@ fn append(
                 ])?;
             }
         }
+        super::summary::insert_sqlite(&tx, &entries)?;
         let mut key_insert =
             tx.prepare_cached("INSERT INTO entry_key (key, seq) VALUES (?1, ?2)")?;
         let new_keys = keys.iter().zip(&fresh).filter(|(_, f)| **f).map(|(k, _)| k);
