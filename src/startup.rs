@@ -64,6 +64,8 @@ pub struct Application {
     publisher: Option<tokio::task::JoinHandle<()>>,
     /// The SIEM feed's exporters, one per `[export]` destination.
     exporters: Vec<tokio::task::JoinHandle<()>>,
+    /// The detection rules (None: `[detection] enabled` off).
+    detection: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -229,6 +231,7 @@ impl Application {
                 crate::bulk_export::jobs_dir(&settings.bulk_export, &settings.database_url),
                 settings.bulk_export.max_jobs,
             )),
+            detection: Arc::new(settings.detection.clone()),
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(
@@ -237,6 +240,14 @@ impl Application {
                 crate::reports::drift::DriftRule::of(&settings.reports),
                 std::time::Duration::from_secs(settings.reports.drift_check_seconds),
             ))
+        });
+        let detection = settings.detection.enabled.then(|| {
+            let e = crate::detection::Evaluator::new(
+                ledger.clone(),
+                intake.clone(),
+                Arc::new(settings.detection.clone()),
+            );
+            tokio::spawn(e.run())
         });
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let tls = match &settings.http_tls {
@@ -264,6 +275,7 @@ impl Application {
             publisher,
             exporters,
             sealer,
+            detection,
         })
     }
 
@@ -312,6 +324,7 @@ impl Application {
             publisher,
             exporters,
             sealer,
+            detection,
             ..
         } = self;
         drop(ledger);
@@ -331,6 +344,9 @@ impl Application {
         // An unacknowledged batch is sent again after the next start.
         for e in exporters {
             e.abort();
+        }
+        if let Some(d) = detection {
+            d.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

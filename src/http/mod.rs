@@ -8,6 +8,7 @@ pub mod authn;
 mod body;
 mod bulk_export_routes;
 mod bundle_routes;
+mod detection_routes;
 mod dicom_routes;
 mod evidence_routes;
 mod fhir_routes;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub access: authn::AccessControl,
     /// FHIR `$export` jobs.
     pub bulk_exports: std::sync::Arc<crate::bulk_export::BulkExports>,
+    /// `[detection]`: the rules `/reports/detections` recomputes.
+    pub detection: std::sync::Arc<crate::config::DetectionSettings>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`, over
@@ -92,6 +95,7 @@ pub fn server(
             .configure(ai_routes::configure)
             .configure(atna_routes::configure)
             .configure(report_routes::configure)
+            .configure(detection_routes::configure)
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)
     })
