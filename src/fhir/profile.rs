@@ -730,7 +730,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(reg.value_sets.len(), 4);
+        assert_eq!(reg.value_sets.len(), 5);
     }
 
     #[test]
