@@ -65,7 +65,7 @@ fn event(n: u64, rng: &mut Rng) -> Value {
             "resourceType": "AuditEvent",
             "type": {"system": DCM, "code": "110113", "display": "Security Alert"},
             "subtype": [{"system": "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event",
-                         "code": if n % 2 == 0 { "prompt-injection-attempt" } else { "ai-output-phi-flagged" }}],
+                         "code": if n.is_multiple_of(2) { "prompt-injection-attempt" } else { "ai-output-phi-flagged" }}],
             "action": "E", "recorded": recorded, "outcome": "4",
             "agent": [{"who": {"display": "guard"}, "requestor": true}],
             "source": {"observer": {"display": "ai-gateway"}}
