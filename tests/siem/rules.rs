@@ -301,10 +301,29 @@ backend_tests! {
             let count: u64 = detail(a, "count").parse().unwrap();
             assert!(count > threshold, "{backend:?}: {a}");
         }
+        // The AI gateway's guard events as stored: a Security Alert with
+        // the guard's code as subtype, only the content's hash.
+        let guards: Vec<Value> = all
+            .iter()
+            .filter(|(_, _, e)| e["subtype"][0]["code"] == "prompt-injection-attempt" || e["subtype"][0]["code"] == "ai-output-phi-flagged")
+            .map(|(_, _, e)| e.clone())
+            .collect();
+        assert_eq!(guards.len(), 7, "{backend:?}");
+        for g in &guards {
+            assert_eq!((g["type"]["code"].as_str(), g["outcome"].as_str()), (Some("110113"), Some("4")));
+            assert_eq!(g["subtype"][0]["system"], "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event");
+            assert_eq!(g["entity"][0]["detail"][0]["type"], "content-sha256", "{g}");
+        }
         if tool_available("node + npm (independent validator)", on_path("node")) {
             let (ok, report) = validate_independently(&alerts);
             assert!(ok, "{backend:?}: {report}");
+            let (ok, report) = validate_independently(&guards);
+            assert!(ok, "{backend:?}: {report}");
         }
+        let mut unknown = guard("g-bad", "prompt-injection-attempt", "2026-03-11T12:00:00Z");
+        unknown["kind"] = json!("jailbreak");
+        let (status, v, _) = app.ai_post("guard-events", &unknown).await;
+        assert_eq!((status, v["field"].as_str()), (400, Some("kind")), "{v}");
 
         // Evaluating the whole stream again (a restart that lost its
         // position) appends nothing: every alert is already stored under its
