@@ -28,7 +28,7 @@ pub use engine::{Alert, Detector, Trigger};
 pub use facts::{facts, Fact};
 
 use crate::config::DetectionSettings;
-use crate::intake::{Intake, Stored, Submission};
+use crate::intake::{Intake, IntakeError, Stored, Submission};
 use crate::vocabulary::SECURITY_ALERT_PROFILE;
 
 /// The worker's name in the progress rows.
@@ -257,6 +257,16 @@ impl Evaluator {
                     return;
                 }
                 Ok(Stored::Existing(_)) => return,
+                // Never accepted however often it is sent: waiting would
+                // stop every later alert.
+                Err(IntakeError::Rejected(_)) => {
+                    crate::metrics::global().store_error("detection");
+                    tracing::error!(
+                        rule = a.rule.as_str(),
+                        "security alert refused by validation; skipped"
+                    );
+                    return;
+                }
                 Err(e) => {
                     crate::metrics::global().store_error("detection");
                     tracing::warn!(error = %e, rule = a.rule.as_str(), "security alert not appended; retrying");
