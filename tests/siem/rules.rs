@@ -5,7 +5,8 @@
 //! HTTP logins from distinct loopback addresses. Exactly the expected alerts
 //! are appended, each a valid `security-alert` naming its triggering events;
 //! evaluating the stream again appends nothing; `GET /reports/detections`
-//! over the period finds exactly the alerts appended.
+//! over the period finds exactly the alerts appended; after a kill -9 the
+//! restarted evaluator rebuilds its windows and appends nothing twice.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -370,5 +371,79 @@ backend_tests! {
         assert!(text.contains("vellum_detection_lag_events"));
         let html = app.client.get(format!("{}/ui/", app.base)).send().await.unwrap().text().await.unwrap();
         assert!(html.contains("id=\"detection-alerts\"") && html.contains("prompt-injection-spike"), "{backend:?}");
+    }
+}
+
+/// The stored `security-alert` events, and whether the rules
+/// have evaluated every entry (their position is the head).
+async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>, bool) {
+    let alerts = events(store)
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e["meta"]["profile"][0] == ALERT_PROFILE)
+        .map(|(_, _, e)| e)
+        .collect();
+    let head = ledger.head().await.expect("head").seq;
+    let pos = ledger.export_position("detection").await.expect("position");
+    (alerts, pos == head)
+}
+
+async fn post_guard(base: &str, body: &Value) {
+    let r = authed_client()
+        .post(format!("{base}/ai/v1/guard-events"))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 201);
+}
+
+backend_tests! {
+    async fn a_restart_after_kill_9_rebuilds_the_windows_and_appends_nothing_twice(backend) {
+        let db = TestDb::new(backend).await;
+        // Later variables win over the harness's VELLUM_DETECTION_ENABLED=false.
+        let env = [
+            ("VELLUM_DETECTION_ENABLED", "true"),
+            ("VELLUM_DETECTION_POLL_MS", "50"),
+            ("VELLUM_DETECTION_INJECTION_MAX", "1"),
+            ("VELLUM_DETECTION_INJECTION_WINDOW_MINUTES", "60"),
+        ];
+        let mut first = spawn_server_process(&db.url, &env);
+        first.wait_ready().await;
+        for (i, t) in ["12:01", "12:02"].iter().enumerate() {
+            post_guard(&first.base, &guard(&format!("a-{i}"), "prompt-injection-attempt", &format!("2026-03-11T{t}:00Z"))).await;
+        }
+        // One attempt in the 14:00 window: not over the threshold yet.
+        post_guard(&first.base, &guard("c-0", "prompt-injection-attempt", "2026-03-11T14:01:00Z")).await;
+        let (store, ledger) = open(&db.url).await;
+        wait_until("the first alert", Duration::from_secs(60), || async {
+            let (a, done) = alerts_and_caught_up(&ledger, &store).await;
+            a.len() == 1 && done
+        }).await;
+        first.child.kill().expect("kill -9");
+        first.child.wait().expect("reaped");
+
+        let mut second = spawn_server_process(&db.url, &env);
+        second.wait_ready().await;
+        // The restarted evaluator rebuilt its windows from seq 1: the
+        // 12:00 window has fired (a third attempt is no new alert) and the
+        // 14:00 window holds the attempt from before the kill, so a second
+        // one there fires.
+        post_guard(&second.base, &guard("a-2", "prompt-injection-attempt", "2026-03-11T12:03:00Z")).await;
+        post_guard(&second.base, &guard("c-1", "prompt-injection-attempt", "2026-03-11T14:02:00Z")).await;
+        wait_until("the second window's alert", Duration::from_secs(60), || async {
+            let (a, done) = alerts_and_caught_up(&ledger, &store).await;
+            a.len() >= 2 && done
+        }).await;
+        let (alerts, _) = alerts_and_caught_up(&ledger, &store).await;
+        let windows: Vec<&str> = alerts.iter().map(|a| detail(a, "window-start")).collect();
+        assert_eq!(
+            windows,
+            vec!["2026-03-11T12:00:00.000000Z", "2026-03-11T14:00:00.000000Z"],
+            "{backend:?}: one alert per window across the restart"
+        );
+        assert_eq!(detail(&alerts[0], "count"), "2", "{backend:?}");
+        assert_eq!(detail(&alerts[1], "count"), "2", "{backend:?}");
+        assert_eq!(alerts[1]["entity"].as_array().map(Vec::len), Some(3), "{backend:?}: the rule and both attempts");
     }
 }
