@@ -120,9 +120,20 @@ pub async fn recompute(
     Ok(PeriodReport { alerts, entries })
 }
 
+/// A stored `security-alert`, as the QA page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAlert {
+    pub rule: crate::config::RuleId,
+    pub subject: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub threshold: u64,
+    pub count: u64,
+}
+
 /// The last `n` stored security alerts (newest first), as stored.
-pub async fn recent_alerts(ledger: &Ledger, n: usize) -> Result<Vec<AlertRow>, StoreError> {
-    let mut rows: std::collections::VecDeque<AlertRow> = std::collections::VecDeque::new();
+pub async fn recent_alerts(ledger: &Ledger, n: usize) -> Result<Vec<StoredAlert>, StoreError> {
+    let mut rows: std::collections::VecDeque<StoredAlert> = std::collections::VecDeque::new();
     let mut pos = 0;
     loop {
         let batch = ledger.entries_after(pos, READ_BATCH).await?;
@@ -145,9 +156,8 @@ pub async fn recent_alerts(ledger: &Ledger, n: usize) -> Result<Vec<AlertRow>, S
     Ok(rows.into_iter().rev().collect())
 }
 
-/// An alert row read back from a stored `security-alert` body (no key:
-/// it is not in the body).
-fn stored_row(body: &str) -> Option<AlertRow> {
+/// An alert read back from a stored `security-alert` body.
+fn stored_row(body: &str) -> Option<StoredAlert> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let rule_entity = v["entity"].as_array()?.first()?;
     let rule = crate::config::RuleId::parse(rule_entity["what"]["identifier"]["value"].as_str()?)?;
@@ -161,22 +171,13 @@ fn stored_row(body: &str) -> Option<AlertRow> {
             .unwrap_or_default()
             .to_string()
     };
-    let events = v["entity"]
-        .as_array()?
-        .iter()
-        .skip(1)
-        .filter_map(|e| e["what"]["reference"].as_str().map(str::to_string))
-        .collect();
-    Some(AlertRow {
-        rule: rule.as_str(),
+    Some(StoredAlert {
+        rule,
         subject: detail("subject"),
         window_start: detail("window-start"),
         window_end: detail("window-end"),
-        threshold: detail("threshold").parse().unwrap_or(0),
-        count: detail("count").parse().unwrap_or(0),
-        events,
-        tripped_at_seq: 0,
-        key: String::new(),
+        threshold: detail("threshold").parse().ok()?,
+        count: detail("count").parse().ok()?,
     })
 }
 

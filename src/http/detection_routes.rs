@@ -174,7 +174,7 @@ pub async fn recent_alerts_section(state: &AppState, show_subjects: bool) -> Str
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.rule,
+            r.rule.as_str(),
             subject,
             esc(&r.window_start),
             esc(&r.window_end),
