@@ -85,6 +85,19 @@ pub struct PeriodReport {
     pub entries: u64,
 }
 
+/// A period bound: a date (`2026-03-14`, midnight UTC) or an RFC 3339
+/// instant.
+pub fn parse_bound(v: &str) -> Option<OffsetDateTime> {
+    let v = v.trim();
+    if let Some(t) = vellum_ledger::parse_stamp(v) {
+        return Some(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(v, &fmt)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
 /// Feeds the stored stream from seq 1 to the detector and keeps the alerts
 /// whose window starts in `[from, to)` (either bound open when `None`).
 pub async fn recompute(

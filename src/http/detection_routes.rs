@@ -22,16 +22,9 @@ fn bad_request(message: &str) -> HttpResponse {
         .body(json!({"error": "400", "message": message}).to_string())
 }
 
-/// A bound: a date (`2026-03-14`, midnight UTC) or an RFC 3339 instant.
 fn bound(name: &str, v: &str) -> Result<OffsetDateTime, String> {
-    let v = v.trim();
-    if let Some(t) = vellum_ledger::parse_stamp(v) {
-        return Ok(t);
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(v, &fmt)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| format!("{name} must be a date (YYYY-MM-DD) or an RFC 3339 instant"))
+    detection::parse_bound(v)
+        .ok_or_else(|| format!("{name} must be a date (YYYY-MM-DD) or an RFC 3339 instant"))
 }
 
 struct Params {

@@ -362,6 +362,24 @@ backend_tests! {
         assert_eq!(day, want, "{backend:?}: the day's alerts, without today's auth-failures");
         let (status, _) = app.get_json("/reports/detections?from=tomorrow").await;
         assert_eq!(status, 400);
+        // The same from the command line, straight from the store.
+        let out = std::process::Command::new(vellum_bin())
+            .args(["detect", "--database-url", &db.url, "--from", "2026-03-11", "--to", "2026-03-12T00:00:00Z"])
+            .env("VELLUM_DETECTION_PHI_READS_PER_HOUR", "3")
+            .env("VELLUM_DETECTION_BUSINESS_HOURS", "08:00-18:00")
+            .env("VELLUM_DETECTION_TIMEZONE", "+02:00")
+            .env("VELLUM_DETECTION_AFTER_HOURS_MAX", "2")
+            .env("VELLUM_DETECTION_INJECTION_MAX", "2")
+            .env("VELLUM_DETECTION_AUTH_FAILURES_MAX", "3")
+            .env("VELLUM_DETECTION_AUTH_FAILURES_WINDOW_MINUTES", "44640")
+            .output()
+            .expect("run vellum detect");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let cli: BTreeSet<Summary> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| report_summary(&serde_json::from_str(l).expect("a JSON line")))
+            .collect();
+        assert_eq!(cli, want, "{backend:?}: vellum detect");
 
         // /metrics counts firings per rule; /ui/ lists the recent alerts.
         let text = metrics(&app.base).await;
