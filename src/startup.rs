@@ -241,14 +241,7 @@ impl Application {
                 std::time::Duration::from_secs(settings.reports.drift_check_seconds),
             ))
         });
-        let detection = settings.detection.enabled.then(|| {
-            let e = crate::detection::Evaluator::new(
-                ledger.clone(),
-                intake.clone(),
-                Arc::new(settings.detection.clone()),
-            );
-            tokio::spawn(e.run())
-        });
+        let detection_intake = intake.clone();
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let tls = match &settings.http_tls {
             Some(files) => {
@@ -263,6 +256,14 @@ impl Application {
             .map_err(bind_error)?;
         // Last: nothing after this can fail and leave them running.
         let exporters = crate::siem::spawn_all(&ledger, &settings.export)?;
+        let detection = settings.detection.enabled.then(|| {
+            let e = crate::detection::Evaluator::new(
+                ledger.clone(),
+                detection_intake,
+                Arc::new(settings.detection.clone()),
+            );
+            tokio::spawn(e.run())
+        });
         Ok(Application {
             port,
             server,
