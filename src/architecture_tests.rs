@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("digest_worker", 4),
     ("reports", 4),
     ("siem", 4),
+    ("detection", 4),
     ("demo", 4),
     ("checkpoint_publisher", 4),
     ("startup", 5),

@@ -6,6 +6,7 @@ pub mod bulk_export;
 pub mod checkpoint_publisher;
 pub mod config;
 pub mod demo;
+pub mod detection;
 pub mod dicom;
 pub mod digest_worker;
 pub mod evidence;

@@ -64,6 +64,8 @@ pub struct Application {
     publisher: Option<tokio::task::JoinHandle<()>>,
     /// The SIEM feed's exporters, one per `[export]` destination.
     exporters: Vec<tokio::task::JoinHandle<()>>,
+    /// The detection rules (None: `[detection] enabled` off).
+    detection: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Every credential the HTTP gate accepts: the configured tokens, the token
@@ -241,6 +243,7 @@ impl Application {
                 Some(path) => Some(Arc::new(crate::time_seal::read_trust(path)?)),
                 None => None,
             },
+            detection: Arc::new(settings.detection.clone()),
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(
@@ -250,6 +253,7 @@ impl Application {
                 std::time::Duration::from_secs(settings.reports.drift_check_seconds),
             ))
         });
+        let detection_intake = intake.clone();
         let digest_worker = DigestWorker::new(intake, dicom_service.clone());
         let tls = match &settings.http_tls {
             Some(files) => {
@@ -264,6 +268,14 @@ impl Application {
             .map_err(bind_error)?;
         // Last: nothing after this can fail and leave them running.
         let exporters = crate::siem::spawn_all(&ledger, &settings.export)?;
+        let detection = settings.detection.enabled.then(|| {
+            let e = crate::detection::Evaluator::new(
+                ledger.clone(),
+                detection_intake,
+                Arc::new(settings.detection.clone()),
+            );
+            tokio::spawn(e.run())
+        });
         Ok(Application {
             port,
             server,
@@ -276,6 +288,7 @@ impl Application {
             publisher,
             exporters,
             sealer,
+            detection,
         })
     }
 
@@ -324,6 +337,7 @@ impl Application {
             publisher,
             exporters,
             sealer,
+            detection,
             ..
         } = self;
         drop(ledger);
@@ -343,6 +357,9 @@ impl Application {
         // An unacknowledged batch is sent again after the next start.
         for e in exporters {
             e.abort();
+        }
+        if let Some(d) = detection {
+            d.abort();
         }
         let _ = worker_stop.send(true);
         if let Some(w) = worker {

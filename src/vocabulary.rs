@@ -25,6 +25,9 @@ pub const ACCESS_PROFILE: &str =
 /// vellum's alert that a model version's override rate drifted.
 pub const DRIFT_ALERT_PROFILE: &str =
     "https://vellum-audit.org/fhir/StructureDefinition/radiology-ai-drift-alert";
+/// vellum's alert that a detection rule fired over the committed stream.
+pub const SECURITY_ALERT_PROFILE: &str =
+    "https://vellum-audit.org/fhir/StructureDefinition/security-alert";
 /// vellum's own AuditEvent profiles, in the CapabilityStatement's order.
 pub const VELLUM_PROFILES: &[&str] = &[
     RECEIPT_PROFILE,
@@ -35,6 +38,7 @@ pub const VELLUM_PROFILES: &[&str] = &[
     PIXEL_DIGEST_PROFILE,
     ACCESS_PROFILE,
     DRIFT_ALERT_PROFILE,
+    SECURITY_ALERT_PROFILE,
 ];
 pub const VALUESET_PREFIX: &str = "https://vellum-audit.org/fhir/ValueSet/";
 
@@ -69,6 +73,13 @@ pub const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
 pub const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
 /// The kind of radiology AI event (`subtype`).
 pub const AI_EVENT_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/radiology-ai-event";
+/// The detection rule a security alert names (`subtype`).
+pub const DETECTION_RULE_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/detection-rule";
+/// `radiology-ai-event` code an AI gateway sends when a model's output was
+/// flagged as containing PHI.
+pub const AI_OUTPUT_PHI_FLAGGED: &str = "ai-output-phi-flagged";
+/// `radiology-ai-event` code of a detected prompt-injection attempt.
+pub const PROMPT_INJECTION_ATTEMPT: &str = "prompt-injection-attempt";
 /// HL7 v2 message details (`entity.detail` types).
 pub const HL7V2_SYSTEM: &str = "https://vellum-audit.org/fhir/CodeSystem/hl7v2";
 /// Override actions (subtype slice `action`, required binding).

@@ -123,14 +123,18 @@ pub fn requirement(method: &str, path: &str, metrics_public: bool) -> Rule {
 
         (["ai", "v1", "models"], true, _) => audited(MODEL_REGISTRY, Access::Search),
         (["ai", "v1", "models", _, "versions"], true, _) => audited(MODEL_REGISTRY, Access::Search),
-        (["ai", "v1", "models" | "inferences" | "overrides" | "renderings"], _, true) => {
-            rule(SOURCE)
-        }
+        (
+            ["ai", "v1", "models" | "inferences" | "overrides" | "renderings" | "guard-events"],
+            _,
+            true,
+        ) => rule(SOURCE),
         (["dicom", "digest"], _, true) => rule(SOURCE),
 
         // Names one patient in clear: never for QA staff, who see only
         // pseudonyms.
         (["reports", "patient-access"], true, _) => audited(AUDITOR, Access::Report),
+        // Names users and client addresses: the security team's, not QA's.
+        (["reports", "detections"], true, _) => audited(AUDITOR_OR_ADMIN, Access::Report),
         (["reports", ..], true, _) | (["ui", ..], true, _) => audited(REPORTS, Access::Report),
 
         (["atna", "messages", _], true, _) => audited(AUDITOR, Access::Read),

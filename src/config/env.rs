@@ -327,6 +327,33 @@ mod tests {
             ("EXPORT_TIMEOUT_MS", "export.timeout_ms"),
             ("BULK_EXPORT_DIR", "bulk_export.dir"),
             ("BULK_EXPORT_MAX_JOBS", "bulk_export.max_jobs"),
+            ("DETECTION_ENABLED", "detection.enabled"),
+            ("DETECTION_RULES", "detection.rules"),
+            ("DETECTION_POLL_MS", "detection.poll_ms"),
+            ("DETECTION_BATCH_MAX_EVENTS", "detection.batch_max_events"),
+            ("DETECTION_MAX_LISTED_EVENTS", "detection.max_listed_events"),
+            (
+                "DETECTION_PHI_READS_PER_HOUR",
+                "detection.phi_reads_per_hour",
+            ),
+            ("DETECTION_BUSINESS_HOURS", "detection.business_hours"),
+            ("DETECTION_BUSINESS_DAYS", "detection.business_days"),
+            ("DETECTION_TIMEZONE", "detection.timezone"),
+            ("DETECTION_AFTER_HOURS_MAX", "detection.after_hours_max"),
+            (
+                "DETECTION_AFTER_HOURS_WINDOW_MINUTES",
+                "detection.after_hours_window_minutes",
+            ),
+            ("DETECTION_INJECTION_MAX", "detection.injection_max"),
+            (
+                "DETECTION_INJECTION_WINDOW_MINUTES",
+                "detection.injection_window_minutes",
+            ),
+            ("DETECTION_AUTH_FAILURES_MAX", "detection.auth_failures_max"),
+            (
+                "DETECTION_AUTH_FAILURES_WINDOW_MINUTES",
+                "detection.auth_failures_window_minutes",
+            ),
         ];
         for (var, path) in documented {
             assert_eq!(

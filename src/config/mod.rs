@@ -13,6 +13,7 @@ mod addr;
 mod auth;
 mod bulk_export;
 mod database;
+mod detection;
 mod dicom;
 mod env;
 mod evidence;
@@ -37,6 +38,7 @@ pub use addr::listen_addr;
 pub use auth::{AuthSettings, GrantLines, RawAuth};
 pub use bulk_export::{BulkExportSettings, RawBulkExport};
 pub use database::{DatabaseSettings, DatabaseUrl, DatabaseUrlError, RawDatabase};
+pub use detection::{BusinessHours, CountRule, DetectionSettings, RawDetection, RuleId};
 pub use dicom::{DicomSettings, HeaderLimits, PathList, PendingSettings, RawDicomSettings};
 pub use env::unknown_variables;
 pub use evidence::{
@@ -154,6 +156,9 @@ pub struct RawSettings {
     /// `[bulk_export]`: FHIR `$export` jobs (env `VELLUM_BULK_EXPORT_*`).
     #[serde(default)]
     pub bulk_export: RawBulkExport,
+    /// `[detection]`: detection rules (env `VELLUM_DETECTION_*`).
+    #[serde(default)]
+    pub detection: RawDetection,
 }
 
 /// The document split into its sections.
@@ -176,6 +181,7 @@ struct RawSections {
     witness: RawWitness,
     export: RawExport,
     bulk_export: RawBulkExport,
+    detection: RawDetection,
 }
 
 impl RawSettings {
@@ -201,6 +207,7 @@ impl RawSettings {
             witness,
             export,
             bulk_export,
+            detection,
         } = s;
         RawSettings {
             database_url: database.database_url,
@@ -243,6 +250,7 @@ impl RawSettings {
             witness,
             export,
             bulk_export,
+            detection,
         }
     }
 
@@ -288,6 +296,7 @@ impl RawSettings {
             witness,
             export,
             bulk_export,
+            detection,
         } = self;
         RawSections {
             database: RawDatabase {
@@ -340,6 +349,7 @@ impl RawSettings {
             witness,
             export,
             bulk_export,
+            detection,
         }
     }
 }
@@ -365,6 +375,7 @@ impl Default for RawSettings {
             witness: RawWitness::default(),
             export: RawExport::default(),
             bulk_export: RawBulkExport::default(),
+            detection: RawDetection::default(),
         })
     }
 }
@@ -402,6 +413,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub export: ExportSettings,
     pub bulk_export: BulkExportSettings,
+    pub detection: DetectionSettings,
 }
 
 impl Settings {
@@ -454,6 +466,7 @@ impl Settings {
             witness,
             export,
             bulk_export,
+            detection,
         } = raw.into_sections();
         let database = DatabaseSettings::validate(database)?;
         let http = HttpSettings::validate(http)?;
@@ -471,6 +484,7 @@ impl Settings {
         let log_format = LogFormat::parse(&log_format)?;
         let export = ExportSettings::validate(export)?;
         let bulk_export = BulkExportSettings::validate(bulk_export)?;
+        let detection = DetectionSettings::validate(&detection)?;
         Ok(Settings {
             database_url: database.url,
             database_role: database.role,
@@ -500,6 +514,7 @@ impl Settings {
             auth,
             export,
             bulk_export,
+            detection,
         })
     }
 }

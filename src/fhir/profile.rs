@@ -29,6 +29,7 @@ const PROFILE_SOURCES: &[&str] = &[
     include_str!("../../profiles/pixel-digest.json"),
     include_str!("../../profiles/audit-log-access.json"),
     include_str!("../../profiles/radiology-ai-drift-alert.json"),
+    include_str!("../../profiles/security-alert.json"),
 ];
 
 const TERMINOLOGY_SOURCES: &[&str] = &[
@@ -40,6 +41,8 @@ const TERMINOLOGY_SOURCES: &[&str] = &[
     include_str!("../../profiles/valueset-ai-override-reason.json"),
     include_str!("../../profiles/codesystem-audit-log-operation.json"),
     include_str!("../../profiles/valueset-audit-log-operation.json"),
+    include_str!("../../profiles/codesystem-detection-rule.json"),
+    include_str!("../../profiles/valueset-detection-rule.json"),
 ];
 
 /// One differential element, reduced to what is checked.
@@ -727,7 +730,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(reg.value_sets.len(), 4);
+        assert_eq!(reg.value_sets.len(), 5);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/inferences", web::post().to(post_inference))
             .route("/overrides", web::post().to(post_override))
             .route("/renderings", web::post().to(post_rendering))
+            .route("/guard-events", web::post().to(post_guard_event))
             .default_service(web::to(|| async {
                 problem(
                     StatusCode::NOT_FOUND,
@@ -532,6 +533,32 @@ async fn post_rendering(
         &input,
         event,
         event_key("rendering", x.event_id.as_str()),
+    )
+    .await
+    {
+        Ok(c) => receipt(&c),
+        Err(r) => r,
+    }
+}
+
+/// A guard's finding (PHI in an output, a prompt-injection attempt): the
+/// events the detection rules count.
+async fn post_guard_event(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let input: Input<input::GuardEvent> = match read_input(&req, payload, &state).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let x = &input.value;
+    let event = build::guard_event(x, Instant::now());
+    match append(
+        &state,
+        &input,
+        event,
+        event_key("guard", x.event_id.as_str()),
     )
     .await
     {

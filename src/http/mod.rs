@@ -8,6 +8,7 @@ pub mod authn;
 mod body;
 mod bulk_export_routes;
 mod bundle_routes;
+mod detection_routes;
 mod dicom_routes;
 mod evidence_routes;
 mod fhir_routes;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// The configured TSA certificates: `/admin/verify` checks the stored
     /// time seals against them (against their checkpoints only without).
     pub tsa_trust: Option<std::sync::Arc<openssl::x509::store::X509Store>>,
+    /// `[detection]`: the rules `/reports/detections` recomputes.
+    pub detection: std::sync::Arc<crate::config::DetectionSettings>,
 }
 
 /// The HTTP server on an already bound `listener`, serving `state`, over
@@ -98,6 +101,7 @@ pub fn server(
             .configure(ai_routes::configure)
             .configure(atna_routes::configure)
             .configure(report_routes::configure)
+            .configure(detection_routes::configure)
             .app_data(dicom.clone())
             .configure(dicom_routes::configure)
     })

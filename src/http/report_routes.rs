@@ -152,9 +152,13 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         DriftRule::of(&state.reports),
         time::OffsetDateTime::now_utc(),
     );
+    let auditor = authn::principal(&req).is_some_and(|p| !p.sees_pseudonyms_only());
+    let alerts = super::detection_routes::recent_alerts_section(&state, auditor).await;
+    let page =
+        ui::page(&q, &table, &by_version, &confidence, &drift).replacen("</main>", &(alerts + "</main>"), 1);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(ui::page(&q, &table, &by_version, &confidence, &drift))
+        .body(page)
 }
 
 /// How the caller sees patient identifiers: QA staff get pseudonyms under

@@ -85,6 +85,12 @@ pub struct DestinationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// A detection rule (`phi-read-volume`, `auth-failures`, …).
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SealLabels {
     /// `sealed`, `unreachable`, `refused`, `invalid` or `store_error`.
     pub outcome: String,
@@ -129,6 +135,8 @@ pub struct Metrics {
     pub export_acknowledged: Family<DestinationLabels, Gauge>,
     pub export_lag: Family<DestinationLabels, Gauge>,
     pub time_seals: Family<SealLabels, Counter>,
+    pub detection_alerts: Family<RuleLabels, Counter>,
+    pub detection_lag: Gauge,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -162,6 +170,8 @@ impl Metrics {
             export_acknowledged: Family::default(),
             export_lag: Family::default(),
             time_seals: Family::default(),
+            detection_alerts: Family::default(),
+            detection_lag: Gauge::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -291,6 +301,16 @@ impl Metrics {
             "RFC 3161 time-seal requests for checkpoints, by outcome (sealed or why not).",
             m.time_seals.clone(),
         );
+        registry.register(
+            "vellum_detection_alerts",
+            "Security alerts appended by the detection rules, by rule.",
+            m.detection_alerts.clone(),
+        );
+        registry.register(
+            "vellum_detection_lag_events",
+            "Committed entries the detection rules have not evaluated yet (head seq - evaluated seq).",
+            m.detection_lag.clone(),
+        );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
@@ -371,6 +391,19 @@ impl Metrics {
         self.export_lag
             .get_or_create(&l)
             .set(head.saturating_sub(acknowledged).max(0));
+    }
+
+    /// The detection rules evaluated up to `evaluated` with the head at `head`.
+    pub fn detection_position(&self, evaluated: i64, head: i64) {
+        self.detection_lag
+            .set(head.saturating_sub(evaluated).max(0));
+    }
+
+    /// One security alert appended by `rule`.
+    pub fn detection_alert(&self, rule: &str) {
+        self.detection_alerts
+            .get_or_create(&RuleLabels { rule: rule.into() })
+            .inc();
     }
 
     pub fn export_sent(&self, destination: &str, events: u64) {

@@ -651,6 +651,60 @@ pub fn deployment(x: &input::Model, now: Instant) -> String {
     out
 }
 
+/// The event of `POST /ai/v1/guard-events`: DCM 110113 Security Alert with
+/// the guard's finding as a `radiology-ai-event` subtype (outcome 4: the
+/// request or output was flagged).
+pub fn guard_event(x: &input::GuardEvent, now: Instant) -> String {
+    let recorded = x.time.unwrap_or(now);
+    let mut out = String::with_capacity(1024);
+    object(&mut out, |o| {
+        o.str("resourceType", "AuditEvent");
+        o.coding("type", DCM, "110113", "Security Alert")
+            .arr("subtype", |a| {
+                subtype(a, x.kind.code(), x.kind.display());
+            })
+            .str("action", "E")
+            .str("recorded", &recorded.stamp())
+            .str("outcome", "4")
+            .str("outcomeDesc", x.kind.display());
+        o.arr("agent", |a| {
+            a.obj(|g| {
+                g.concept("type", DCM, "110150", "Application")
+                    .obj("who", |w| {
+                        w.str(
+                            "display",
+                            x.detector.as_ref().map_or("AI guard", |d| d.as_str()),
+                        );
+                    })
+                    .bool("requestor", x.user.is_none());
+            });
+            if let Some(u) = &x.user {
+                user_agent(a, u, &x.source, &[]);
+            }
+            if let Some(m) = &x.model {
+                a.obj(|d| model_agent(d, m.name.as_str(), m.version.as_str()));
+            }
+        });
+        source(o, &x.source);
+        o.arr("entity", |a| {
+            request_entity(
+                a,
+                x.event_id.as_str(),
+                x.user
+                    .as_ref()
+                    .and_then(|u| u.session.as_ref())
+                    .map(|s| s.as_str()),
+                |d| {
+                    if let Some(h) = &x.content_sha256 {
+                        detail_b64(d, "content-sha256", h);
+                    }
+                },
+            );
+        });
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,3 +190,48 @@ pub struct Model {
     #[serde(default)]
     pub access_policy: Vec<Uri>,
 }
+
+/// What an AI gateway's guard flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuardKind {
+    /// A model's output contained protected health information.
+    AiOutputPhiFlagged,
+    /// A prompt carried an attempt to inject instructions.
+    PromptInjectionAttempt,
+}
+
+impl GuardKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            GuardKind::AiOutputPhiFlagged => crate::vocabulary::AI_OUTPUT_PHI_FLAGGED,
+            GuardKind::PromptInjectionAttempt => crate::vocabulary::PROMPT_INJECTION_ATTEMPT,
+        }
+    }
+
+    pub fn display(self) -> &'static str {
+        match self {
+            GuardKind::AiOutputPhiFlagged => "AI output flagged for PHI",
+            GuardKind::PromptInjectionAttempt => "Prompt-injection attempt",
+        }
+    }
+}
+
+/// `POST /ai/v1/guard-events`: an AI gateway's guard flagged a prompt or
+/// an output. Only the content's hash is ever sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardEvent {
+    pub event_id: Label,
+    pub time: Option<Instant>,
+    pub kind: GuardKind,
+    pub source: Source,
+    /// The user whose request was flagged, when known.
+    pub user: Option<User>,
+    /// The model whose output or prompt was flagged, when known.
+    pub model: Option<ModelRef>,
+    /// The guard or filter that flagged it (name and version).
+    pub detector: Option<Label>,
+    /// SHA-256 of the flagged prompt or output.
+    pub content_sha256: Option<Digest>,
+}

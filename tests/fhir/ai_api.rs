@@ -378,7 +378,7 @@ async fn the_openapi_document_describes_every_route() {
         );
         routes += 1;
     }
-    assert_eq!(routes, 7);
+    assert_eq!(routes, 8);
     for (_, item) in doc["paths"].as_object().unwrap() {
         for (_, op) in item.as_object().unwrap() {
             assert!(op["responses"].is_object());

@@ -1089,6 +1089,11 @@ fn expected_fixture_outcomes() -> BTreeMap<&'static str, (u16, Option<&'static s
         ("valid-radiology-ai-rendering.json", (201, None)),
         ("valid-ai-model-deployment.json", (201, None)),
         ("valid-pixel-digest.json", (201, None)),
+        ("valid-security-alert.json", (201, None)),
+        (
+            "invalid-security-alert-no-rule.json",
+            (422, Some("AuditEvent.entity")),
+        ),
         (
             "invalid-pixel-digest-no-digest.json",
             (422, Some("AuditEvent.entity[1]")),

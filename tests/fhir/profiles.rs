@@ -25,6 +25,7 @@ fn valid_profiled_fixtures_pass() {
         "valid-radiology-ai-rendering.json",
         "valid-ai-model-deployment.json",
         "valid-pixel-digest.json",
+        "valid-security-alert.json",
     ] {
         assert_eq!(verdict(name), Ok(()), "{name}");
     }
@@ -87,6 +88,7 @@ fn invalid_profiled_fixtures_are_refused_naming_the_element() {
             "invalid-pixel-digest-no-digest.json",
             "AuditEvent.entity[1]",
         ),
+        ("invalid-security-alert-no-rule.json", "AuditEvent.entity"),
         (
             "invalid-unknown-vellum-profile.json",
             "AuditEvent.meta.profile[0]",

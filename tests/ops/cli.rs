@@ -189,6 +189,7 @@ fn every_subcommand_help_has_an_example() {
         "verify-proof",
         "hash",
         "demo",
+        "detect",
         "migrate",
         "completions",
         "man",

@@ -9,6 +9,7 @@ mod collector;
 mod http_feed;
 mod progress;
 mod rsyslog;
+mod rules;
 mod syslog_feed;
 mod throughput;
 

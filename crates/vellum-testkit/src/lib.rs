@@ -117,6 +117,9 @@ pub fn raw_settings_for(db_url: &str) -> RawSettings {
         ..RawSettings::default()
     };
     raw.auth.record_reads = false;
+    // The detection rules append alerts of their own (tests/siem/rules.rs
+    // turns them on).
+    raw.detection.enabled = false;
     raw
 }
 
@@ -182,6 +185,7 @@ pub fn spawn_server_process(db_url: &str, extra_env: &[(&str, &str)]) -> ServerP
         .env("VELLUM_LOG", "warn")
         .env("VELLUM_DEV_TOKEN", DEV_TOKEN)
         .env("VELLUM_AUTH_RECORD_READS", "false")
+        .env("VELLUM_DETECTION_ENABLED", "false")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in extra_env {

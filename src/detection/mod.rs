@@ -1,0 +1,312 @@
+//! Detection rules over the committed stream (`[detection]`).
+//!
+//! A [`Detector`] is fed the committed entries in `seq` order and yields an
+//! alert at the entry that trips a rule (engine.rs); each alert is appended
+//! as a `security-alert` event through intake with an idempotency key per
+//! rule, subject and window, so evaluating the stream again never appends
+//! it twice. The worker inside `serve` reads through the ledger like the
+//! SIEM feed; its position (the last seq whose alerts are all committed)
+//! is an insert-only progress row. After a restart it re-reads the stream
+//! from seq 1 to rebuild the open windows, appending only alerts tripped
+//! after that position. [`recompute`] feeds a stored period's stream to the
+//! same detector, so it finds exactly the alerts the worker appended.
+
+mod alert;
+mod engine;
+mod facts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use vellum_ledger::store::StoreError;
+use vellum_ledger::Ledger;
+
+pub use alert::alert_event;
+pub use engine::{Alert, Detector, Trigger};
+pub use facts::{facts, Fact};
+
+use crate::config::DetectionSettings;
+use crate::intake::{Intake, IntakeError, Stored, Submission};
+use crate::vocabulary::SECURITY_ALERT_PROFILE;
+
+/// The worker's name in the progress rows.
+pub const POSITION_NAME: &str = "detection";
+/// The first wait after a failed read or append (doubles up to 30 s).
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Entries read per step of a recomputation.
+const READ_BATCH: i64 = 2000;
+
+/// One alert as reports list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRow {
+    pub rule: &'static str,
+    pub subject: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub threshold: u64,
+    pub count: u64,
+    /// The triggering events listed in the alert (`AuditEvent/<id>`).
+    pub events: Vec<String>,
+    /// The seq of the entry that tripped the rule.
+    pub tripped_at_seq: i64,
+    /// The idempotency key the alert event is stored under.
+    pub key: String,
+}
+
+impl From<&Alert> for AlertRow {
+    fn from(a: &Alert) -> Self {
+        AlertRow {
+            rule: a.rule.as_str(),
+            subject: a.subject.clone(),
+            window_start: vellum_ledger::stamp(a.window_start),
+            window_end: vellum_ledger::stamp(a.window_end),
+            threshold: a.threshold,
+            count: a.count,
+            events: a
+                .events
+                .iter()
+                .map(|t| format!("AuditEvent/{}", t.id))
+                .collect(),
+            tripped_at_seq: a.seq,
+            key: a.key(),
+        }
+    }
+}
+
+/// What a recomputation over a period found.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeriodReport {
+    /// Alerts whose window starts in `[from, to)`, in the order they fired.
+    pub alerts: Vec<AlertRow>,
+    /// Entries evaluated (the whole stream up to the head when it began).
+    pub entries: u64,
+}
+
+/// A period bound: a date (`2026-03-14`, midnight UTC) or an RFC 3339
+/// instant.
+pub fn parse_bound(v: &str) -> Option<OffsetDateTime> {
+    let v = v.trim();
+    if let Some(t) = vellum_ledger::parse_stamp(v) {
+        return Some(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(v, &fmt)
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
+/// Feeds the stored stream from seq 1 to the detector and keeps the alerts
+/// whose window starts in `[from, to)` (either bound open when `None`).
+pub async fn recompute(
+    ledger: &Ledger,
+    settings: Arc<DetectionSettings>,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+) -> Result<PeriodReport, StoreError> {
+    let head = ledger.head().await?.seq;
+    let mut detector = Detector::new(settings);
+    let mut alerts = Vec::new();
+    let mut pos = 0;
+    let mut entries = 0u64;
+    while pos < head {
+        let batch = ledger
+            .entries_after(pos, READ_BATCH.min(head - pos))
+            .await?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &batch {
+            entries += 1;
+            for a in detector.feed(e) {
+                let after_from = from.is_none_or(|f| a.window_start >= f);
+                let before_to = to.is_none_or(|t| a.window_start < t);
+                if after_from && before_to {
+                    alerts.push(AlertRow::from(&a));
+                }
+            }
+        }
+        pos = last;
+    }
+    Ok(PeriodReport { alerts, entries })
+}
+
+/// A stored `security-alert`, as the QA page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAlert {
+    pub rule: crate::config::RuleId,
+    pub subject: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub threshold: u64,
+    pub count: u64,
+}
+
+/// The last `n` stored security alerts (newest first), as stored.
+pub async fn recent_alerts(ledger: &Ledger, n: usize) -> Result<Vec<StoredAlert>, StoreError> {
+    let mut rows: std::collections::VecDeque<StoredAlert> = std::collections::VecDeque::new();
+    let mut pos = 0;
+    loop {
+        let batch = ledger.entries_after(pos, READ_BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &batch {
+            if !e.body.contains(SECURITY_ALERT_PROFILE) {
+                continue;
+            }
+            if let Some(r) = stored_row(&e.body) {
+                if rows.len() == n {
+                    rows.pop_front();
+                }
+                rows.push_back(r);
+            }
+        }
+        pos = last;
+    }
+    Ok(rows.into_iter().rev().collect())
+}
+
+/// An alert read back from a stored `security-alert` body.
+fn stored_row(body: &str) -> Option<StoredAlert> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let rule_entity = v["entity"].as_array()?.first()?;
+    let rule = crate::config::RuleId::parse(rule_entity["what"]["identifier"]["value"].as_str()?)?;
+    let detail = |k: &str| {
+        rule_entity["detail"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["type"] == k)
+            .and_then(|d| d["valueString"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(StoredAlert {
+        rule,
+        subject: detail("subject"),
+        window_start: detail("window-start"),
+        window_end: detail("window-end"),
+        threshold: detail("threshold").parse().ok()?,
+        count: detail("count").parse().ok()?,
+    })
+}
+
+/// The worker inside `serve`.
+pub struct Evaluator {
+    ledger: Ledger,
+    intake: Intake,
+    settings: Arc<DetectionSettings>,
+}
+
+impl Evaluator {
+    pub fn new(ledger: Ledger, intake: Intake, settings: Arc<DetectionSettings>) -> Self {
+        Evaluator {
+            ledger,
+            intake,
+            settings,
+        }
+    }
+
+    /// Follows the chain forever (aborted at shutdown: alerts of a batch in
+    /// flight are appended again after the restart, under the same keys).
+    pub async fn run(self) {
+        let metrics = crate::metrics::global();
+        let done = self
+            .retrying(|| self.ledger.export_position(POSITION_NAME))
+            .await;
+        tracing::info!(after_seq = done, "detection rules started");
+        let mut detector = Detector::new(self.settings.clone());
+        let mut pos = 0;
+        loop {
+            let batch = self
+                .retrying(|| {
+                    self.ledger
+                        .entries_after(pos, self.settings.batch_max_events)
+                })
+                .await;
+            if let Ok(head) = self.ledger.head().await {
+                metrics.detection_position(pos, head.seq);
+            }
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                tokio::time::sleep(self.settings.poll).await;
+                continue;
+            };
+            for e in &batch {
+                for a in detector.feed(e) {
+                    if e.seq > done {
+                        self.append(&a).await;
+                    }
+                }
+            }
+            if last > done {
+                self.retrying(|| self.ledger.record_export_position(POSITION_NAME, last))
+                    .await;
+            }
+            pos = last;
+        }
+    }
+
+    /// Appends one alert, retrying until it is committed (the position
+    /// must not pass an alert that is not stored).
+    async fn append(&self, a: &Alert) {
+        let mut backoff = FIRST_RETRY;
+        loop {
+            let submission = Submission::mapped(alert_event(a))
+                .with_key(a.key())
+                .without_enrichment();
+            match self.intake.submit(submission).await {
+                Ok(Stored::Committed(c)) => {
+                    if c.created {
+                        crate::metrics::global().detection_alert(a.rule.as_str());
+                        tracing::warn!(
+                            rule = a.rule.as_str(),
+                            count = a.count,
+                            threshold = a.threshold,
+                            "detection rule fired"
+                        );
+                    }
+                    return;
+                }
+                Ok(Stored::Existing(_)) => return,
+                // Never accepted however often it is sent: waiting would
+                // stop every later alert.
+                Err(IntakeError::Rejected(_)) => {
+                    crate::metrics::global().store_error("detection");
+                    tracing::error!(
+                        rule = a.rule.as_str(),
+                        "security alert refused by validation; skipped"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    crate::metrics::global().store_error("detection");
+                    tracing::warn!(error = %e, rule = a.rule.as_str(), "security alert not appended; retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_RETRY);
+        }
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = FIRST_RETRY;
+        loop {
+            match op().await {
+                Ok(v) => return v,
+                Err(e) => {
+                    crate::metrics::global().store_error("detection");
+                    tracing::warn!(error = %e, "detection rules could not read the store");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+}
