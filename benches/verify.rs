@@ -139,7 +139,12 @@ async fn main() {
     let n = q("SELECT COUNT(*) FROM entry") as u64;
     println!(
         "store: {n} entries, mean body {} bytes, {:.1} index rows and {:.2} keys per entry, {} MB",
-        q("SELECT AVG(LENGTH(body)) FROM entry"),
+        conn.query_row(
+            "SELECT CAST(AVG(LENGTH(body)) AS INTEGER) FROM entry",
+            [],
+            |r| { r.get::<_, i64>(0) }
+        )
+        .expect("mean body"),
         q("SELECT COUNT(*) FROM search_index") as f64 / n as f64,
         q("SELECT COUNT(*) FROM entry_key") as f64 / n as f64,
         std::fs::metadata(&path).map_or(0, |m| m.len()) / 1_000_000
