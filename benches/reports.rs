@@ -11,7 +11,10 @@
 //! rows: read each body).
 //!
 //! cargo bench --bench reports -- [--backend sqlite|postgres|both]
-//!   [--events 1000000] [--runs 5] [--reuse]   (PostgreSQL: DATABASE_URL is the admin URL)
+//!   [--events 1000000] [--runs 5] [--reuse] [--fill-only]
+//!   (PostgreSQL: DATABASE_URL is the admin URL; `--fill-only` with `--reuse`
+//!   fills the kept store and stops, so both backends can be filled at once
+//!   and timed one after the other)
 //!
 //! `--reuse` keeps the filled store (SQLite: `target/bench-data/reports-N.db`;
 //! PostgreSQL: database `vellum_reports_bench_N`) and skips the fill when it
@@ -28,6 +31,7 @@ struct Args {
     events: u64,
     runs: usize,
     reuse: bool,
+    fill_only: bool,
 }
 
 fn args() -> Args {
@@ -36,6 +40,7 @@ fn args() -> Args {
         events: 1_000_000,
         runs: 5,
         reuse: false,
+        fill_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -58,6 +63,7 @@ fn args() -> Args {
                 i += 1;
             }
             "--reuse" => a.reuse = true,
+            "--fill-only" => a.fill_only = true,
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -161,9 +167,15 @@ async fn run_backend(backend: &str, a: &Args) {
     let (url, _keep) = database_url(backend, a).await;
     let settings = Settings::validate(vellum_testkit::raw_settings_for(&url)).expect("settings");
     let already = head_of(&url).await;
-    if already < a.events {
+    if already > 0 && already < a.events {
+        panic!(
+            "{url} holds {already} entries, fewer than {}: remove it",
+            a.events
+        );
+    }
+    if already == 0 {
         let started = Instant::now();
-        let s = vellum::demo::run_configured(&settings, a.events - already, 7)
+        let s = vellum::demo::run_configured(&settings, a.events, 7)
             .await
             .expect("demo fill");
         let t = started.elapsed().as_secs_f64();
@@ -174,6 +186,9 @@ async fn run_backend(backend: &str, a: &Args) {
         );
     } else {
         println!("### {backend}: {already} events (store reused, not filled in this run)");
+    }
+    if a.fill_only {
+        return;
     }
     if backend == "postgres" {
         use sqlx::Connection;

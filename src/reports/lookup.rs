@@ -57,9 +57,10 @@ pub async fn collect(
             forward: true,
         });
         for h in hits {
-            if !out.contains_key(&h.entry.seq) {
-                added.push(h.entry.seq);
-                out.insert(h.entry.seq, h.entry);
+            let seq = h.entry.seq;
+            if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(seq) {
+                added.push(seq);
+                slot.insert(h.entry);
             }
         }
         if !full || cursor.is_none() {

@@ -187,7 +187,7 @@ fn chain_batch(head: ChainHead, drafts: Vec<Draft>, now: OffsetDateTime) -> Vec<
                 chain_hash,
                 last_updated: stamp.clone(),
                 index,
-                summary: d.summary,
+                summary: d.summary.map(Box::new),
             }
         })
         .collect()

@@ -81,8 +81,9 @@ pub struct NewEntry {
     pub last_updated: String,
     /// Search index rows, inserted in the same transaction as the entry.
     pub index: Vec<IndexRow>,
-    /// The report summary row, inserted in the same transaction.
-    pub summary: Option<summary::Summary>,
+    /// The report summary row, inserted in the same transaction (boxed:
+    /// most entries have none).
+    pub summary: Option<Box<summary::Summary>>,
 }
 
 /// One row of the `search_index` table (layout in

@@ -457,7 +457,7 @@ pub(crate) async fn read_pg(
     let mut out: Vec<(i64, Summary)> = Vec::new();
     for kind in kinds(q) {
         let (sql, args) = event_sql(q, kind);
-        let rows = fetch_pg(&mut *tx, sql, &args).await?;
+        let rows = fetch_pg(&mut tx, sql, &args).await?;
         for r in &rows {
             out.push(pg_row(r)?);
         }
@@ -465,7 +465,7 @@ pub(crate) async fn read_pg(
     out.sort_by_key(|(seq, _)| *seq);
     if kinds(q).contains(&SummaryKind::Inference) {
         let (sql, args) = finding_sql(q);
-        let rows = fetch_pg(&mut *tx, sql, &args).await?;
+        let rows = fetch_pg(&mut tx, sql, &args).await?;
         let mut findings = Vec::with_capacity(rows.len());
         for r in &rows {
             findings.push((
@@ -596,10 +596,10 @@ pub(crate) async fn insert_pg(
     entries: &[NewEntry],
 ) -> Result<(), sqlx::Error> {
     insert_pg_rows(
-        &mut **tx,
+        tx,
         entries
             .iter()
-            .filter_map(|e| e.summary.as_ref().map(|s| (e.seq, s))),
+            .filter_map(|e| e.summary.as_deref().map(|s| (e.seq, s))),
     )
     .await
 }
@@ -612,7 +612,7 @@ pub(crate) async fn backfill_pg(
     upto: Option<(i64, &str)>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    insert_pg_rows(&mut *tx, rows.iter().map(|(seq, s)| (*seq, s))).await?;
+    insert_pg_rows(&mut tx, rows.iter().map(|(seq, s)| (*seq, s))).await?;
     if let Some((upto, now)) = upto {
         sqlx::query(
             "INSERT INTO summary_backfill (upto, created_at) VALUES ($1, $2) \
