@@ -154,8 +154,11 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     );
     let auditor = authn::principal(&req).is_some_and(|p| !p.sees_pseudonyms_only());
     let alerts = super::detection_routes::recent_alerts_section(&state, auditor).await;
-    let page =
-        ui::page(&q, &table, &by_version, &confidence, &drift).replacen("</main>", &(alerts + "</main>"), 1);
+    let page = ui::page(&q, &table, &by_version, &confidence, &drift).replacen(
+        "</main>",
+        &(alerts + "</main>"),
+        1,
+    );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(page)

@@ -11,8 +11,8 @@ pub mod search;
 pub mod sqlite;
 mod sqlite_append;
 pub mod stream;
-mod writes;
 pub mod summary;
+mod writes;
 
 use std::future::Future;
 
