@@ -66,13 +66,8 @@ impl ClientCertMap {
     /// What a TLS listener checks senders against: these rules when it
     /// runs TLS with a client CA (mutual TLS), else nothing (no
     /// certificate to map).
-    pub fn for_listener(
-        &self,
-        tls_active: bool,
-        tls: Option<&crate::config::MllpTls>,
-    ) -> Option<std::sync::Arc<Self>> {
-        let mutual = tls.is_some_and(|t| t.client_ca.is_some());
-        (tls_active && mutual).then(|| std::sync::Arc::new(self.clone()))
+    pub fn for_listener(&self, tls_active: bool, client_ca: bool) -> Option<std::sync::Arc<Self>> {
+        (tls_active && client_ca).then(|| std::sync::Arc::new(self.clone()))
     }
 
     /// The rules of these lines; an error names the line (from 1).

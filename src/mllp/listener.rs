@@ -91,7 +91,12 @@ impl MllpListener {
     /// `source` role; its subject is the sender, the scope of MSH-10. Other
     /// certificates get every message answered AR. Call before `run`.
     pub fn with_clients(mut self, clients: &ClientCertMap) -> Self {
-        self.clients = clients.for_listener(self.tls.is_some(), self.settings.tls.as_ref());
+        let client_ca = self
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        self.clients = clients.for_listener(self.tls.is_some(), client_ca);
         self
     }
 

@@ -79,7 +79,12 @@ impl SyslogListener {
     /// `source` role, whose subject is then the sender of its messages;
     /// other certificates have their connection closed. Call before `run`.
     pub fn with_clients(mut self, clients: &ClientCertMap) -> Self {
-        self.clients = clients.for_listener(self.tls.is_some(), self.settings.tls.as_ref());
+        let client_ca = self
+            .settings
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        self.clients = clients.for_listener(self.tls.is_some(), client_ca);
         self
     }
 
