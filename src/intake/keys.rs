@@ -8,47 +8,17 @@
 //! otherwise make `verify` expect a key nobody stored.
 
 use sha2::{Digest, Sha256};
-use vellum_json::{Json, Member, Value};
+use vellum_json::Json;
 use vellum_ledger::store::{ExpectedKey, IndexRow};
 
 use crate::vocabulary::IDEMPOTENCY_KEY_SYSTEM;
 
 pub use crate::intake::sender::DIGEST_SEPARATOR;
 
-fn member(key: &str, value: &str) -> Member {
-    Member {
-        key: key.to_string(),
-        key_start: 0,
-        value: Json::new(Value::String(value.to_string())),
-    }
-}
-
 /// Replaces any key tag in the event by the one of `stem` (none without).
 pub fn stamp(root: &mut Json, stem: Option<&str>) {
-    let Some(meta) = root.object_entry("meta") else {
-        return;
-    };
-    let mut tags: Vec<Json> = meta
-        .get("tag")
-        .and_then(Json::as_array)
-        .map(|a| a.to_vec())
-        .unwrap_or_default();
-    let before = tags.len();
-    tags.retain(|t| t.get("system").and_then(Json::as_str) != Some(IDEMPOTENCY_KEY_SYSTEM));
-    if let Some(stem) = stem {
-        tags.push(Json::new(Value::Object(vec![
-            member("system", IDEMPOTENCY_KEY_SYSTEM),
-            member("code", &hex::encode(Sha256::digest(stem.as_bytes()))),
-        ])));
-    } else if tags.len() == before {
-        // Nothing to record and nothing removed: the body stays as written.
-        return;
-    }
-    if tags.is_empty() {
-        meta.remove("tag");
-    } else {
-        meta.set("tag", Json::new(Value::Array(tags)));
-    }
+    let code = stem.map(|stem| hex::encode(Sha256::digest(stem.as_bytes())));
+    super::tags::replace(root, IDEMPOTENCY_KEY_SYSTEM, code.as_deref());
 }
 
 /// The key a stored body says its entry carries, from the body's index rows

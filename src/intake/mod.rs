@@ -19,6 +19,7 @@
 pub mod conditional;
 pub mod keys;
 pub mod sender;
+mod tags;
 pub mod trace;
 
 use std::sync::Arc;

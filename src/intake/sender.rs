@@ -3,7 +3,7 @@
 //! tag of that system the sender wrote itself is replaced, so it cannot be
 //! forged), and the scope of idempotency keys and `If-None-Exist`.
 
-use vellum_json::{Json, Member, Value};
+use vellum_json::Json;
 
 use crate::vocabulary::SUBMITTER_SYSTEM;
 
@@ -25,31 +25,9 @@ pub fn scoped_criteria(criteria: &[u8], sender: Option<&str>) -> Vec<u8> {
     out
 }
 
-fn string(s: &str) -> Json {
-    Json::new(Value::String(s.to_string()))
-}
-
 /// Sets the submitter tag on the event (`meta.tag`).
 pub fn stamp(root: &mut Json, subject: &str) {
-    let Some(meta) = root.object_entry("meta") else {
-        return;
-    };
-    let mut tags: Vec<Json> = meta
-        .get("tag")
-        .and_then(Json::as_array)
-        .map(|a| a.to_vec())
-        .unwrap_or_default();
-    tags.retain(|t| t.get("system").and_then(Json::as_str) != Some(SUBMITTER_SYSTEM));
-    let member = |key: &str, value: Json| Member {
-        key: key.to_string(),
-        key_start: 0,
-        value,
-    };
-    tags.push(Json::new(Value::Object(vec![
-        member("system", string(SUBMITTER_SYSTEM)),
-        member("code", string(subject)),
-    ])));
-    meta.set("tag", Json::new(Value::Array(tags)));
+    super::tags::replace(root, SUBMITTER_SYSTEM, Some(subject));
 }
 
 #[cfg(test)]
