@@ -8,15 +8,8 @@ use vellum_ledger::store::StoreError;
 use vellum_ledger::Ledger;
 
 use super::build::{InferenceInfo, Registration};
+use super::summary::{details, model_of};
 use super::*;
-
-fn details(entity: &Value) -> impl Iterator<Item = (&str, &str)> {
-    entity["detail"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| Some((d["type"].as_str()?, d["valueString"].as_str()?)))
-}
 
 fn model_entity(body: &Value) -> Option<&Value> {
     body["entity"]
@@ -106,25 +99,7 @@ pub fn inference_of(body: &str) -> Option<InferenceInfo> {
         return None;
     }
     let entities = v["entity"].as_array()?;
-    let model = model_entity(&v)
-        .and_then(|e| {
-            let (name, version) = e["what"]["identifier"]["value"].as_str()?.split_once('|')?;
-            Some((name.to_string(), version.to_string()))
-        })
-        .or_else(|| {
-            // HL7 v2 inferences without a model entity: the model agent.
-            v["agent"].as_array()?.iter().find_map(|a| {
-                (a["type"]["coding"][0]["code"] == "110150").then(|| {
-                    let name = a["who"]["identifier"]["value"].as_str()?.to_string();
-                    let display = a["who"]["display"].as_str().unwrap_or("");
-                    let version = display
-                        .strip_prefix(name.as_str())
-                        .map(|s| s.trim().to_string())
-                        .unwrap_or_default();
-                    Some((name, version))
-                })?
-            })
-        });
+    let model = model_of(&v);
     let study_uid = entities.iter().find_map(|e| {
         let id = &e["what"]["identifier"];
         (id["system"] == "urn:dicom:uid" && e["role"]["code"] == "3")
