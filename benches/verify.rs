@@ -46,26 +46,26 @@ fn args() -> Args {
     a
 }
 
-/// (utime + stime) of this process, in seconds.
-fn cpu_s() -> f64 {
+/// The sum of two adjacent CPU-time fields of /proc/self/stat (counted
+/// after the command name), in seconds.
+fn stat_cpu_s(first: usize) -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
     let f: Vec<u64> = rest
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0))
         .collect();
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+    (f.get(first).copied().unwrap_or(0) + f.get(first + 1).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+/// (utime + stime) of this process, in seconds.
+fn cpu_s() -> f64 {
+    stat_cpu_s(11)
 }
 
 /// (cutime + cstime): CPU of waited-for children, in seconds.
 fn children_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    (f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0)) as f64 / 100.0
+    stat_cpu_s(13)
 }
 
 fn open(path: &std::path::Path) -> Connection {
