@@ -6,6 +6,7 @@
 //!     [--baseline-batch 500] [--batch-max-events N] [--batch-max-wait-us N]
 //!     [--wait-quiet-secs N] [--max-other-cpu F] [--attempts N] [--keep]
 //!     [--writer-log] [--perf-out DIR] [--renice-writer NICE] [--print-sample]
+//!     [--bundle N] [--bundle-type transaction|batch] [--chains 1[,4]]
 //! ```
 //!
 //! For every backend × connection count it
@@ -18,8 +19,14 @@
 //!    the same backend with plain multi-row INSERTs (hashes precomputed, same durability
 //!    settings), once with the server's mean commit batch size and once with
 //!    `--baseline-batch` rows per transaction,
-//! 5. prints a markdown table with throughput, latency percentiles, CPU split and the
-//!    server/baseline ratios.
+//! 5. prints a markdown table with throughput, latency percentiles, CPU split, bytes stored
+//!    per canonical body byte and the server/baseline ratios.
+//!
+//! `--bundle N` posts the same events as FHIR Bundles of N entries (`POST /fhir`, one
+//! transaction or batch each) instead of one create per event. `--chains K` simulates a site
+//! split into K independent chains: K servers, each with its own database (its own writer,
+//! chain and Merkle tree) on the same machine, the connections spread over them; its same-run
+//! baseline is the `--chains 1` row (baseline INSERTs are only run for one chain).
 //!
 //! Without `--bench` (i.e. when `cargo test --all-targets` runs this target) it does nothing.
 
@@ -78,13 +85,18 @@ struct Args {
     attempts: usize,
     /// Print the first generated event (pretty JSON) and exit.
     print_sample: bool,
+    /// Events per request: 1 = one create each, N > 1 = Bundles of N entries.
+    bundle: usize,
+    bundle_type: &'static str,
+    /// Independent chains (servers with their own database) to spread the load over.
+    chains: Vec<usize>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench load -- [--backend sqlite|postgres|both] \
 [--connections 64[,8,256]] [--events 50000] [--duration-secs 120] [--client raw|reqwest] \
 [--client-threads 1] [--baseline-batch 500] [--batch-max-events N] [--batch-max-wait-us N] \
 [--perf-out DIR] [--keep] [--writer-log] [--renice-writer N] [--wait-quiet-secs N] [--max-other-cpu 0.2] [--attempts 3] \
-[--print-sample]";
+[--print-sample] [--bundle N] [--bundle-type transaction|batch] [--chains 1[,4]]";
 
 fn parse_args(raw: &[String]) -> Result<Args, String> {
     let mut a = Args {
@@ -105,6 +117,9 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         max_other_cpu: f64::INFINITY,
         attempts: 3,
         print_sample: false,
+        bundle: 1,
+        bundle_type: "transaction",
+        chains: vec![1],
     };
     let mut it = raw.iter();
     while let Some(flag) = it.next() {
@@ -191,6 +206,20 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
                 )
             }
             "--print-sample" => a.print_sample = true,
+            "--bundle" => a.bundle = num("--bundle", value("--bundle")?)? as usize,
+            "--bundle-type" => {
+                a.bundle_type = match value("--bundle-type")?.as_str() {
+                    "transaction" => "transaction",
+                    "batch" => "batch",
+                    other => return Err(format!("--bundle-type: unknown type `{other}`")),
+                }
+            }
+            "--chains" => {
+                a.chains = value("--chains")?
+                    .split(',')
+                    .map(|c| num("--chains", c.trim().to_string()).map(|n| n as usize))
+                    .collect::<Result<_, _>>()?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -254,13 +283,22 @@ async fn run_all(args: Args) -> bool {
         sizes.iter().max().unwrap_or(&0),
         sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
     );
+    let bodies = if args.bundle > 1 {
+        Arc::new(bundle_bodies(&bodies, args.bundle, args.bundle_type))
+    } else {
+        bodies
+    };
     print_machine();
     let mut results = Vec::new();
     let mut all_ok = true;
     for &backend in &args.backends {
-        for &connections in &args.connections {
+        for (&connections, &chains) in args
+            .connections
+            .iter()
+            .flat_map(|c| args.chains.iter().map(move |k| (c, k)))
+        {
             eprintln!(
-                "\n=== {} with {connections} connections ===",
+                "\n=== {} with {connections} connections, {chains} chain(s) ===",
                 backend.name()
             );
             let mut attempt = 1;
@@ -269,6 +307,7 @@ async fn run_all(args: Args) -> bool {
                     &args,
                     backend,
                     connections,
+                    chains,
                     bodies.clone(),
                     attempt < args.attempts,
                 )
@@ -304,11 +343,16 @@ async fn run_all(args: Args) -> bool {
     println!("\n## Summary\n");
     print_machine();
     println!(
-        "client: {:?}, {} thread(s); events per run ≤ {}, duration ≤ {} s; server defaults \
+        "client: {:?}, {} thread(s); events per run ≤ {}{}, duration ≤ {} s; server defaults \
          unless stated (batch_max_events {}, batch_max_wait_us {})\n",
         args.client,
         args.client_threads,
         args.events,
+        if args.bundle > 1 {
+            format!(" in {} Bundles of {}", args.bundle_type, args.bundle)
+        } else {
+            String::new()
+        },
         args.duration.as_secs(),
         args.batch_max_events
             .map_or("default".to_string(), |v| v.to_string()),
@@ -341,6 +385,11 @@ fn print_machine() {
 struct RunResult {
     backend: Backend,
     connections: usize,
+    chains: usize,
+    /// Bytes the database holds (tables and their indexes) per canonical body byte.
+    storage_ratio: Option<f64>,
+    /// Mean bytes stored per event, indexes included.
+    bytes_per_event: Option<f64>,
     ok: usize,
     errors: BTreeMap<String, usize>,
     elapsed: Duration,
@@ -391,6 +440,7 @@ async fn run_one(
     args: &Args,
     backend: Backend,
     connections: usize,
+    chains: usize,
     bodies: Arc<Vec<Vec<u8>>>,
     may_retry: bool,
 ) -> Result<RunResult, String> {
@@ -398,48 +448,82 @@ async fn run_one(
         .prefix("vellum-load-")
         .tempdir()
         .map_err(|e| format!("tempdir: {e}"))?;
-    let server_db = Database::create(backend, work.path(), "server").await?;
-    let port = free_port()?;
-    let stderr_path = work.path().join("server.stderr");
-    let mut server = start_server(args, &server_db.url, port, &stderr_path)?;
-    let pid = server.id();
-    if let Err(e) = wait_ready(port, &mut server, Duration::from_secs(60)).await {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        let _ = server.wait();
-        return Err(format!("{e}; server stderr:\n{}", read_tail(&stderr_path)));
+    // One database and one server per chain; chain 0 is the one the baselines replay.
+    let mut dbs = Vec::with_capacity(chains);
+    let mut servers: Vec<(Child, PathBuf)> = Vec::with_capacity(chains);
+    let mut ports = Vec::with_capacity(chains);
+    for c in 0..chains {
+        let label = if c == 0 {
+            "server".to_string()
+        } else {
+            format!("server{c}")
+        };
+        let db = Database::create(backend, work.path(), &label).await?;
+        let port = free_port()?;
+        let stderr_path = work.path().join(format!("{label}.stderr"));
+        let mut server = start_server(args, &db.url, port, &stderr_path)?;
+        if let Err(e) = wait_ready(port, &mut server, Duration::from_secs(60)).await {
+            let _ = kill(Pid::from_raw(server.id() as i32), Signal::SIGKILL);
+            let _ = server.wait();
+            for (mut s, _) in servers {
+                let _ = kill(Pid::from_raw(s.id() as i32), Signal::SIGKILL);
+                let _ = s.wait();
+            }
+            return Err(format!("{e}; server stderr:\n{}", read_tail(&stderr_path)));
+        }
+        dbs.push(db);
+        servers.push((server, stderr_path));
+        ports.push(port);
     }
+    let pids: Vec<u32> = servers.iter().map(|(s, _)| s.id()).collect();
+    let pid = pids[0];
+    let stderr_path = servers[0].1.clone();
 
     let perf = match &args.perf_out {
         Some(dir) => start_perf(dir, backend, connections, pid),
         None => None,
     };
-    wait_for_quiet(args.wait_quiet, &[pid]).await;
+    wait_for_quiet(args.wait_quiet, &pids).await;
     if let Some(n) = args.renice_writer {
         renice_writer_threads(pid, n);
     }
     let threads_before = thread_times(pid);
-    let before = CpuSnapshot::take(pid, backend);
+    let before: Vec<CpuSnapshot> = pids.iter().map(|p| CpuSnapshot::take(*p, backend)).collect();
+    let shape = RequestShape::new(args);
     let load = match args.client {
-        ClientKind::Raw => run_load_raw(port, connections, &bodies, args.duration).await,
-        ClientKind::Reqwest => run_load_reqwest(port, connections, &bodies, args.duration).await,
+        ClientKind::Raw => run_load_raw(&ports, connections, &bodies, args.duration, shape).await,
+        ClientKind::Reqwest => {
+            run_load_reqwest(ports[0], connections, &bodies, args.duration).await
+        }
     };
-    let after = CpuSnapshot::take(pid, backend);
+    let after: Vec<CpuSnapshot> = pids.iter().map(|p| CpuSnapshot::take(*p, backend)).collect();
     let threads = thread_delta(&threads_before, &thread_times(pid));
     if let Some(p) = perf {
         stop_perf(p);
     }
-    let cpu = after.minus(&before);
+    let cpu = sum_cpu(&before, &after);
 
-    // SIGTERM: the server must drain and exit 0.
-    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    let server_exit = wait_exit(&mut server, Duration::from_secs(30));
-    if server_exit.is_none() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        let _ = server.wait();
-    }
-    let log = read_tail(&stderr_path);
-    if !log.trim().is_empty() {
-        eprintln!("server stderr (tail):\n{log}");
+    // SIGTERM: every server must drain and exit 0.
+    let mut server_exit = None;
+    for (i, (mut server, path)) in servers.into_iter().enumerate() {
+        let id = server.id();
+        let _ = kill(Pid::from_raw(id as i32), Signal::SIGTERM);
+        let exit = wait_exit(&mut server, Duration::from_secs(30));
+        if exit.is_none() {
+            let _ = kill(Pid::from_raw(id as i32), Signal::SIGKILL);
+            let _ = server.wait();
+        }
+        // The run's exit is the worst one: a hang, else a failure, else exit 0.
+        server_exit = match (i, server_exit, exit) {
+            (0, _, e) => e,
+            (_, Some(prev), Some(e)) if prev.success() => Some(e),
+            (_, prev, Some(_)) => prev,
+            (_, _, None) => None,
+        };
+        let log = read_tail(&path);
+        if !log.trim().is_empty() {
+            eprintln!("server stderr (tail):\n{log}");
+        }
     }
     if args.writer_log {
         match writer_stats(&writer_log_path(&stderr_path)) {
@@ -453,13 +537,45 @@ async fn run_one(
         }
     }
 
-    let (verify_ok, verified_entries, server_head) = run_verify(&server_db.url);
-    let rows = server_db.read_entries().await?;
+    let mut verify_ok = true;
+    let mut verified_entries = 0;
+    let mut server_head = String::new();
+    let mut stored_bytes = Some(0u64);
+    let mut body_bytes = 0u64;
+    let mut rows = Vec::new();
+    for (i, db) in dbs.iter().enumerate() {
+        let (ok, entries, head) = run_verify(&db.url);
+        verify_ok &= ok;
+        verified_entries += entries;
+        if i == 0 {
+            server_head = head;
+        }
+        stored_bytes = match (stored_bytes, db.stored_bytes().await) {
+            (Some(total), Ok(b)) => Some(total + b),
+            (_, Err(e)) => {
+                eprintln!("storage size: {e}");
+                None
+            }
+            (None, _) => None,
+        };
+        let chain_rows = db.read_entries().await?;
+        body_bytes += chain_rows.iter().map(|r| r.body.len() as u64).sum::<u64>();
+        if i == 0 {
+            rows = chain_rows;
+        }
+    }
+    let server_db = dbs.remove(0);
+    for db in dbs {
+        db.drop_db().await;
+    }
     let stats = batch_stats(&rows);
 
     let mut result = RunResult {
         backend,
         connections,
+        chains,
+        storage_ratio: stored_bytes.map(|b| b as f64 / body_bytes.max(1) as f64),
+        bytes_per_event: stored_bytes.map(|b| b as f64 / verified_entries.max(1) as f64),
         ok: load.ok,
         errors: load.errors,
         elapsed: load.elapsed,
@@ -479,6 +595,11 @@ async fn run_one(
     report_threads(&threads, load.elapsed, stats.batches);
     if may_retry && result.other_cpu() > args.max_other_cpu {
         // The caller repeats the run; no point in measuring its baselines.
+        server_db.drop_db().await;
+        return Ok(result);
+    }
+    if chains > 1 {
+        // Compared with the same run's one-chain row; the INSERT baselines are for one chain.
         server_db.drop_db().await;
         return Ok(result);
     }
@@ -588,21 +709,30 @@ fn report_run(r: &RunResult) {
         r.cpu.machine_iowait_s / wall,
     );
     eprintln!(
-        "server CPU per event: {:.1} µs; SIGTERM exit: {:?}; verify: {} ({} entries)",
+        "server CPU per event: {:.1} µs; SIGTERM exit: {:?}; verify: {} ({} entries, {} chain(s))",
         r.cpu.server_s * 1e6 / r.ok.max(1) as f64,
         r.server_exit,
         if r.verify_ok { "ok" } else { "FAILED" },
-        r.verified_entries
+        r.verified_entries,
+        r.chains
     );
+    if let (Some(ratio), Some(per_event)) = (r.storage_ratio, r.bytes_per_event) {
+        eprintln!(
+            "storage: {per_event:.0} bytes per event, indexes included = {ratio:.2} × the \
+             canonical body bytes"
+        );
+    }
 }
 
 fn print_table(results: &[RunResult]) {
     println!(
-        "| backend | conns | created | errors | events/s | p50 ms | p95 ms | p99 ms | max ms \
+        "| backend | conns | chains | created | errors | events/s | p50 ms | p95 ms | p99 ms | max ms \
          | mean batch | server CPU | client CPU | PG CPU | other CPU | baseline (batch) rows/s | server/baseline \
-         | baseline (batch) rows/s | server/baseline | verify | SIGTERM |"
+         | baseline (batch) rows/s | server/baseline | bytes/event | × body | verify | SIGTERM |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|");
+    println!(
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
+    );
     for r in results {
         let wall = r.elapsed.as_secs_f64();
         let base = |i: usize| {
@@ -618,10 +748,11 @@ fn print_table(results: &[RunResult]) {
         let (b0, r0) = base(0);
         let (b1, r1) = base(1);
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} \
-             | {} | {:.2} | {b0} | {r0} | {b1} | {r1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.2} \
+             | {} | {:.2} | {b0} | {r0} | {b1} | {r1} | {} | {} | {} | {} |",
             r.backend.name(),
             r.connections,
+            r.chains,
             r.ok,
             r.errors_total(),
             r.rate(),
@@ -638,6 +769,8 @@ fn print_table(results: &[RunResult]) {
                 "–".into()
             },
             r.cpu.other_s() / wall,
+            r.bytes_per_event.map_or("–".into(), |b| format!("{b:.0}")),
+            r.storage_ratio.map_or("–".into(), |x| format!("{x:.2}")),
             if r.verify_ok && r.baselines.iter().all(|b| b.head_matches) {
                 "ok"
             } else {
@@ -908,11 +1041,87 @@ impl Plan {
     }
 }
 
+/// What one request is: a single create, or a Bundle of several entries.
+#[derive(Clone, Copy)]
+struct RequestShape {
+    path: &'static str,
+    /// The status of a fully successful request.
+    ok_status: u16,
+    /// Events one request carries.
+    events: usize,
+    /// A batch Bundle answers 200 whatever its entries did: count the created ones.
+    count_created: bool,
+}
+
+impl RequestShape {
+    fn new(args: &Args) -> Self {
+        if args.bundle > 1 {
+            RequestShape {
+                path: "/fhir",
+                ok_status: 200,
+                events: args.bundle,
+                count_created: args.bundle_type == "batch",
+            }
+        } else {
+            RequestShape {
+                path: "/fhir/AuditEvent",
+                ok_status: 201,
+                events: 1,
+                count_created: false,
+            }
+        }
+    }
+
+    /// Events a successful response says were stored.
+    fn stored(&self, body: &[u8]) -> usize {
+        if !self.count_created {
+            return self.events;
+        }
+        let needle = b"\"status\":\"201";
+        body.windows(needle.len()).filter(|w| *w == needle).count()
+    }
+}
+
+/// The events as FHIR Bundles of `n` entries (`kind` = transaction or batch), each entry a
+/// POST of one event.
+fn bundle_bodies(events: &[Vec<u8>], n: usize, kind: &str) -> Vec<Vec<u8>> {
+    events
+        .chunks(n)
+        .map(|chunk| {
+            let mut b = Vec::with_capacity(chunk.iter().map(|e| e.len() + 64).sum::<usize>() + 64);
+            b.extend_from_slice(b"{\"resourceType\":\"Bundle\",\"type\":\"");
+            b.extend_from_slice(kind.as_bytes());
+            b.extend_from_slice(b"\",\"entry\":[");
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(b"{\"resource\":");
+                b.extend_from_slice(e);
+                b.extend_from_slice(b",\"request\":{\"method\":\"POST\",\"url\":\"AuditEvent\"}}");
+            }
+            b.extend_from_slice(b"]}");
+            b
+        })
+        .collect()
+}
+
+/// The CPU of several servers over the same interval, as one.
+fn sum_cpu(before: &[CpuSnapshot], after: &[CpuSnapshot]) -> Cpu {
+    let mut total = after[0].minus(&before[0]);
+    for (b, a) in before.iter().zip(after).skip(1) {
+        // Machine, client and PostgreSQL figures are whole-machine already.
+        total.server_s += a.minus(b).server_s;
+    }
+    total
+}
+
 async fn run_load_raw(
-    port: u16,
+    ports: &[u16],
     connections: usize,
     bodies: &Arc<Vec<Vec<u8>>>,
     limit: Duration,
+    shape: RequestShape,
 ) -> LoadResult {
     let plan = Arc::new(Plan {
         next: AtomicUsize::new(0),
@@ -922,17 +1131,20 @@ async fn run_load_raw(
     // Connect everyone first so connection set-up is not part of the measurement.
     let barrier = Arc::new(tokio::sync::Barrier::new(connections + 1));
     let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    for worker in 0..connections {
         let plan = plan.clone();
         let barrier = barrier.clone();
+        let port = ports[worker % ports.len()];
         tasks.push(tokio::spawn(async move {
             let mut r = WorkerResult::default();
             let mut conn = RawConn::connect(port).await.ok();
             barrier.wait().await;
             let header_prefix = format!(
-                "POST /fhir/AuditEvent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                "POST {} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {}\r\n\
                  Content-Type: application/fhir+json\r\nAccept: application/fhir+json\r\n\
-                 Content-Length: "
+                 Content-Length: ",
+                shape.path,
+                vellum_testkit::dev_auth()
             );
             let mut req = Vec::with_capacity(4096);
             while let Some(body) = plan.take() {
@@ -953,8 +1165,8 @@ async fn run_load_raw(
                     },
                 };
                 match c.roundtrip(&req).await {
-                    Ok((201, close)) => {
-                        r.ok += 1;
+                    Ok((status, close)) if status == shape.ok_status => {
+                        r.ok += shape.stored(&c.last_body);
                         r.latencies_us.push(elapsed_us(started));
                         if close {
                             conn = None;

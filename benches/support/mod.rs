@@ -410,6 +410,38 @@ impl Database {
         })
     }
 
+    /// Bytes the database holds in its tables and their indexes (SQLite: every page of
+    /// the file, the WAL's included; PostgreSQL: the public schema's relations with their
+    /// indexes and TOAST), for bytes-per-event figures.
+    pub async fn stored_bytes(&self) -> Result<u64, String> {
+        let map = |e: sqlx::Error| format!("measuring the database size: {e}");
+        let bytes: i64 = match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
+                let mut c = sqlite_connection(path).await?;
+                sqlx::query_scalar(
+                    "SELECT (SELECT page_count FROM pragma_page_count()) \
+                     * (SELECT page_size FROM pragma_page_size())",
+                )
+                .fetch_one(&mut c)
+                .await
+                .map_err(map)?
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.map_err(map)?;
+                sqlx::query_scalar(
+                    "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'public' AND c.relkind = 'r'",
+                )
+                .fetch_one(&mut c)
+                .await
+                .map_err(map)?
+            }
+        };
+        Ok(bytes.max(0) as u64)
+    }
+
     /// Drops a PostgreSQL database now (SQLite files go with the run's directory).
     pub async fn drop_db(self) {
         drop(self);
