@@ -231,7 +231,7 @@ fn zone(s: &str) -> Result<SiteZone, ConfigError> {
     // jiff answers a name it does not know with an error, and `Etc/Unknown`
     // with a placeholder zone: both are refused.
     match jiff::tz::TimeZone::get(s) {
-        Ok(tz) if tz.iana_name() != Some("Etc/Unknown") => Ok(SiteZone::Named(tz)),
+        Ok(tz) if !tz.is_unknown() => Ok(SiteZone::Named(tz)),
         _ => Err(invalid(
             KEY,
             format!(
