@@ -224,9 +224,17 @@ fn zone(s: &str) -> Result<SiteZone, ConfigError> {
     if s.starts_with(['+', '-']) {
         let fmt =
             time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+        // Offsets in use run from -12:00 to +14:00.
         return UtcOffset::parse(s, &fmt)
+            .ok()
+            .filter(|o| (-12..=14).contains(&o.whole_hours()))
             .map(SiteZone::Fixed)
-            .map_err(|_| invalid(KEY, "a fixed offset must be ±HH:MM, such as +01:00"));
+            .ok_or_else(|| {
+                invalid(
+                    KEY,
+                    "a fixed offset must be ±HH:MM between -12:00 and +14:00, such as +01:00",
+                )
+            });
     }
     // jiff answers a name it does not know with an error, and `Etc/Unknown`
     // with a placeholder zone: both are refused.

@@ -346,11 +346,14 @@ mod tests {
             let recorded = match i % 10 {
                 // Three days late.
                 0..=1 => committed - time::Duration::days(3),
-                // A year-old import.
-                2 => committed - time::Duration::days(365),
+                // A year-old import, at midnight of its day.
+                2 => {
+                    let old = committed - time::Duration::days(365);
+                    old - time::Duration::seconds(old.unix_timestamp().rem_euclid(86_400))
+                }
                 _ => committed - time::Duration::seconds(5),
             };
-            let user = format!("u{}", i % 7);
+            let user = format!("u{}", i % 2);
             out.push(committed_at(i + 1, phi_read(&user, recorded), committed));
         }
         out
@@ -360,7 +363,7 @@ mod tests {
     fn a_detector_rebuilt_from_the_replay_span_finds_what_a_full_replay_finds() {
         let raw = RawDetection {
             rules: "phi-read-volume".into(),
-            phi_reads_per_hour: 3,
+            phi_reads_per_hour: 1,
             ..RawDetection::default()
         };
         let settings = Arc::new(DetectionSettings::validate(&raw).unwrap());

@@ -78,7 +78,7 @@ fn study_event(supplied: &str) -> Value {
     e
 }
 
-fn guard(event_id: &str, kind: &str, time: &str) -> Value {
+pub(super) fn guard(event_id: &str, kind: &str, time: &str) -> Value {
     json!({
         "event_id": event_id,
         "time": time,
@@ -137,7 +137,7 @@ async fn events(store: &AnyStore) -> Vec<(i64, String, Value)> {
         .collect()
 }
 
-fn detail<'a>(alert: &'a Value, kind: &str) -> &'a str {
+pub(super) fn detail<'a>(alert: &'a Value, kind: &str) -> &'a str {
     alert["entity"][0]["detail"]
         .as_array()
         .and_then(|d| d.iter().find(|x| x["type"] == kind))
@@ -394,7 +394,7 @@ backend_tests! {
 
 /// The stored `security-alert` events, and whether the rules
 /// have evaluated every entry (their position is the head).
-async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>, bool) {
+pub(super) async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>, bool) {
     let alerts = events(store)
         .await
         .into_iter()
@@ -406,7 +406,7 @@ async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>,
     (alerts, pos == head)
 }
 
-async fn post_guard(base: &str, body: &Value) {
+pub(super) async fn post_guard(base: &str, body: &Value) {
     let r = authed_client()
         .post(format!("{base}/ai/v1/guard-events"))
         .json(body)
