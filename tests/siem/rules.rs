@@ -465,3 +465,40 @@ backend_tests! {
         assert_eq!(alerts[1]["entity"].as_array().map(Vec::len), Some(3), "{backend:?}: the rule and both attempts");
     }
 }
+
+/// A time zone name vellum does not know stops `serve` before it listens,
+/// with an error naming the setting and the name.
+#[tokio::test]
+async fn an_unknown_time_zone_stops_the_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut child = std::process::Command::new(vellum_bin())
+        .arg("serve")
+        .env("VELLUM_DATABASE_URL", &db.url)
+        .env("VELLUM_HTTP_ADDR", "127.0.0.1:0")
+        .env("VELLUM_MLLP_ADDR", "")
+        .env("VELLUM_DETECTION_TIMEZONE", "Europe/Atlantis")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vellum serve");
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("vellum serve started with an unknown time zone");
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("detection.timezone") && err.contains("Europe/Atlantis"),
+        "{err}"
+    );
+}
