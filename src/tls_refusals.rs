@@ -39,10 +39,7 @@ impl<'a> Refused<'a> {
     /// as written.
     pub fn of_sender(why: &'a SenderRefusal, text: &'a str) -> Self {
         match why {
-            SenderRefusal::NotASource(subject) => Refused::NotASource {
-                subject,
-                why: text,
-            },
+            SenderRefusal::NotASource(subject) => Refused::NotASource { subject, why: text },
             SenderRefusal::NoCertificate | SenderRefusal::Unknown => Refused::Unauthenticated(text),
         }
     }

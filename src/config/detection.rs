@@ -222,8 +222,7 @@ fn zone(s: &str) -> Result<SiteZone, ConfigError> {
         return Ok(SiteZone::Fixed(UtcOffset::UTC));
     }
     if s.starts_with(['+', '-']) {
-        let fmt =
-            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+        let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
         // Offsets in use run from -12:00 to +14:00.
         return UtcOffset::parse(s, &fmt)
             .ok()

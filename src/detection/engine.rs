@@ -205,9 +205,7 @@ impl Detector {
         let window = at.unix_timestamp().div_euclid(secs);
         let start = OffsetDateTime::from_unix_timestamp(window.saturating_mul(secs)).ok()?;
         let end = start + c.window;
-        let late = committed
-            .filter(|t| *t > end + LATENESS)
-            .map(late_period);
+        let late = committed.filter(|t| *t > end + LATENESS).map(late_period);
         let max_listed = self.settings.max_listed_events;
         let b = self
             .buckets

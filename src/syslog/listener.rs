@@ -216,7 +216,10 @@ impl Handler {
                                 Err(why) => {
                                     if let Some(r) = &self.refusals {
                                         let text = why.to_string();
-                                        r.record(self.peer, crate::tls_refusals::Refused::of_sender(&why, &text));
+                                        r.record(
+                                            self.peer,
+                                            crate::tls_refusals::Refused::of_sender(&why, &text),
+                                        );
                                     }
                                     tracing::warn!(
                                         peer_port = self.peer.port(),

@@ -184,3 +184,121 @@ backend_tests! {
         second.child.wait().expect("reaped");
     }
 }
+
+/// Start-up replay before and after resuming from the tail: a SQLite
+/// store of 100 000 events committed over 100 days (PHI reads by 200 users,
+/// guard findings, failed logins, inferences), the rules at their defaults
+/// (longest window one day: the replay span is 8 days). Times, best of 3,
+/// in the same run: rebuilding the windows from seq 1 (what every start did
+/// before) and [`vellum::detection::resume`].
+///
+/// cargo test --test siem -- --ignored --nocapture start_up_replay
+#[tokio::test]
+#[ignore = "a measurement; run alone with --ignored --nocapture"]
+async fn start_up_replay_from_seq_1_against_the_tail() {
+    use std::time::Instant;
+    let events: i64 = std::env::var("REPLAY_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let days = 100i64;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = AnyStore::connect(&DatabaseUrl::parse(&db.url).expect("url"), None)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let clock_us = Arc::new(AtomicI64::new(0));
+    let c = clock_us.clone();
+    let ledger = Ledger::start_with_clock(
+        store,
+        WriterSettings::default(),
+        Arc::new(move || {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(c.load(Ordering::SeqCst)) * 1000)
+                .expect("clock")
+        }),
+    );
+    let start = OffsetDateTime::now_utc() - time::Duration::days(days);
+    let per_batch = 500i64;
+    let step = time::Duration::seconds(days * 86_400 * per_batch / events);
+    let filled = Instant::now();
+    let mut n = 0i64;
+    while n < events {
+        let at = start + step * (n / per_batch) as i32;
+        clock_us.store(
+            i64::try_from(at.unix_timestamp_nanos() / 1000).expect("µs"),
+            Ordering::SeqCst,
+        );
+        let drafts = (n..(n + per_batch).min(events))
+            .map(|i| {
+                let recorded = vellum::ledger::stamp(at - time::Duration::seconds(i % 600));
+                let body = match i % 20 {
+                    0 => attempt(at - time::Duration::seconds(i % 600)),
+                    1 => json!({
+                        "resourceType": "AuditEvent",
+                        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"},
+                        "action": "E", "recorded": recorded, "outcome": "4",
+                        "agent": [{"who": {"display": "unauthenticated client"}, "requestor": true,
+                                   "network": {"address": format!("10.0.0.{}", i % 50), "type": "2"}}],
+                        "source": {"observer": {"display": "vellum"}}
+                    }),
+                    2..=5 => sample_event(i as u64),
+                    _ => json!({
+                        "resourceType": "AuditEvent",
+                        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"},
+                        "action": "R", "recorded": recorded, "outcome": "0",
+                        "agent": [{"who": {"identifier": {"system": "urn:oid:1.2.3.4", "value": format!("rad-{}", i % 200)}}, "requestor": true}],
+                        "source": {"observer": {"display": "ris-01"}},
+                        "entity": [{"what": {"reference": format!("Patient/p{}", i % 20_000)},
+                                    "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+                                    "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}}]
+                    }),
+                };
+                prepare_audit_event(body.to_string().as_bytes()).expect("valid")
+            })
+            .collect();
+        ledger.append_all(drafts).await.expect("append");
+        n += per_batch;
+    }
+    eprintln!(
+        "filled {events} events over {days} days in {:.1?}",
+        filled.elapsed()
+    );
+    let settings =
+        Arc::new(DetectionSettings::validate(&RawDetection::default()).expect("defaults"));
+    let position = ledger.head().await.expect("head").seq;
+    let (mut full, mut tail) = (Duration::MAX, Duration::MAX);
+    let mut replayed = 0;
+    for _ in 0..3 {
+        // Before: every start rebuilt the windows from seq 1.
+        let t = Instant::now();
+        let mut d = vellum::detection::Detector::new(settings.clone());
+        let mut pos = 0;
+        while pos < position {
+            let batch = ledger.entries_after(pos, 2000).await.expect("read");
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in &batch {
+                d.feed(e);
+            }
+            pos = last;
+        }
+        full = full.min(t.elapsed());
+        let t = Instant::now();
+        let r = vellum::detection::resume(&ledger, settings.clone(), position)
+            .await
+            .expect("resume");
+        tail = tail.min(t.elapsed());
+        replayed = r.replayed;
+    }
+    println!(
+        "entries: {position}; replay span {:?}",
+        vellum::detection::replay_span(&settings)
+    );
+    println!("from seq 1 (before): {full:.2?} for {position} entries");
+    println!("from the tail (after): {tail:.2?} for {replayed} entries");
+    println!(
+        "after / before: {:.3}",
+        tail.as_secs_f64() / full.as_secs_f64()
+    );
+}

@@ -31,13 +31,25 @@ async fn refused(port: u16, from: &str, cert: Option<(&Pki, &str)>) {
     let mut b = SslConnector::builder(SslMethod::tls_client()).expect("connector");
     b.set_verify(SslVerifyMode::NONE);
     if let Some((pki, name)) = cert {
-        b.set_certificate_file(pki.path(&format!("{name}.pem")), SslFiletype::PEM).expect("cert");
-        b.set_private_key_file(pki.path(&format!("{name}.key")), SslFiletype::PEM).expect("key");
+        b.set_certificate_file(pki.path(&format!("{name}.pem")), SslFiletype::PEM)
+            .expect("cert");
+        b.set_private_key_file(pki.path(&format!("{name}.key")), SslFiletype::PEM)
+            .expect("key");
     }
-    let ssl = b.build().configure().expect("config").into_ssl("localhost").expect("ssl");
+    let ssl = b
+        .build()
+        .configure()
+        .expect("config")
+        .into_ssl("localhost")
+        .expect("ssl");
     let socket = TcpSocket::new_v4().expect("socket");
-    socket.bind((from.parse::<IpAddr>().expect("ip"), 0).into()).expect("bind");
-    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.expect("connect");
+    socket
+        .bind((from.parse::<IpAddr>().expect("ip"), 0).into())
+        .expect("bind");
+    let tcp = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
     let mut s = SslStream::new(ssl, tcp).expect("stream");
     // With TLS 1.3 the client may finish its side first and hear of the
     // refusal only on its next read.
@@ -63,7 +75,12 @@ async fn failed_logins(store: &vellum::store::AnyStore) -> Vec<Value> {
 
 fn request_line(e: &Value) -> String {
     let q = e["entity"][0]["query"].as_str().unwrap_or_default();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(q).unwrap_or_default()).unwrap_or_default()
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(q)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default()
 }
 
 backend_tests! {

@@ -228,8 +228,12 @@ impl Ledger {
     /// the system clock: for tests and benchmarks that need a stored
     /// history spread over days.
     pub fn start_with_clock(store: AnyStore, settings: WriterSettings, clock: Clock) -> Self {
-        let (tx, handle) =
-            writer::spawn(store.clone(), settings, Arc::new(observe::NoObserver), clock);
+        let (tx, handle) = writer::spawn(
+            store.clone(),
+            settings,
+            Arc::new(observe::NoObserver),
+            clock,
+        );
         Ledger {
             store,
             tx,

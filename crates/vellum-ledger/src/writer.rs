@@ -72,7 +72,13 @@ async fn run(
                 }
             }
         }
-        commit(&store, std::mem::take(&mut batch), observer.as_ref(), &clock).await;
+        commit(
+            &store,
+            std::mem::take(&mut batch),
+            observer.as_ref(),
+            &clock,
+        )
+        .await;
     }
 }
 
