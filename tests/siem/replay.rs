@@ -63,7 +63,7 @@ struct Seeded {
 
 /// Fills the store through a ledger whose clock runs over the 30 days
 /// before yesterday: filler events, with single prompt-injection attempts
-/// in three windows (20 days ago, outside the replay span; two days ago, a
+/// in three windows (21 days ago, outside the replay span; three days ago, a
 /// pair that fires; a day and a half ago, one that leaves its window open).
 async fn seed(db_url: &str) -> Seeded {
     let store = AnyStore::connect(&DatabaseUrl::parse(db_url).expect("url"), None)
@@ -292,8 +292,8 @@ async fn start_up_replay_from_seq_1_against_the_tail() {
         replayed = r.replayed;
     }
     println!(
-        "entries: {position}; replay span {:?}",
-        vellum::detection::replay_span(&settings)
+        "entries: {position}; replay span {} h",
+        vellum::detection::replay_span(&settings).whole_hours()
     );
     println!("from seq 1 (before): {full:.2?} for {position} entries");
     println!("from the tail (after): {tail:.2?} for {replayed} entries");
