@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("time_seal", 2),
     ("bulk_export", 2),
     ("intake", 3),
+    ("tls_refusals", 3),
     ("http", 4),
     ("mllp", 4),
     ("syslog", 4),

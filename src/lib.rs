@@ -25,6 +25,7 @@ pub mod syslog;
 pub mod telemetry;
 pub mod time_seal;
 pub mod tls;
+pub mod tls_refusals;
 pub mod vocabulary;
 pub mod witness;
 

@@ -30,7 +30,8 @@ pub struct RawDetection {
     pub business_hours: String,
     /// Working days, comma-separated (`mon,tue,…`).
     pub business_days: String,
-    /// The site's time: `UTC` or a fixed offset `±HH:MM`.
+    /// The site's time zone: an IANA name (`Europe/Berlin`, daylight
+    /// saving followed), `UTC`, or a fixed offset `±HH:MM`.
     pub timezone: String,
     /// `after-hours-access`: more than this many PHI accesses outside
     /// working hours by one user in one window.
@@ -114,20 +115,44 @@ pub struct CountRule {
     pub window: Duration,
 }
 
+/// The site's time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteZone {
+    /// The same offset all year.
+    Fixed(UtcOffset),
+    /// An IANA zone from the tz database built into vellum (not the
+    /// host's), so the offset at each instant follows daylight saving.
+    Named(jiff::tz::TimeZone),
+}
+
+impl SiteZone {
+    /// The zone's offset from UTC at the instant `t`.
+    pub fn offset_at(&self, t: time::OffsetDateTime) -> UtcOffset {
+        match self {
+            SiteZone::Fixed(o) => *o,
+            SiteZone::Named(tz) => jiff::Timestamp::from_second(t.unix_timestamp())
+                .ok()
+                .and_then(|ts| UtcOffset::from_whole_seconds(tz.to_offset(ts).seconds()).ok())
+                .unwrap_or(UtcOffset::UTC),
+        }
+    }
+}
+
 /// Working hours and days in the site's time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusinessHours {
     pub start: Time,
     /// Exclusive; before `start` means the hours cross midnight.
     pub end: Time,
     pub days: [bool; 7],
-    pub offset: UtcOffset,
+    pub zone: SiteZone,
 }
 
 impl BusinessHours {
-    /// Whether the instant `t` is inside working hours.
+    /// Whether the instant `t` is inside working hours, in the site's local
+    /// time at that instant.
     pub fn contains(&self, t: time::OffsetDateTime) -> bool {
-        let local = t.to_offset(self.offset);
+        let local = t.to_offset(self.zone.offset_at(t));
         let day = self
             .days
             .get(usize::from(local.weekday().number_days_from_monday()))
@@ -190,19 +215,37 @@ fn clock(key: &'static str, s: &str) -> Result<Time, ConfigError> {
     Time::from_hms(h, m, 0).map_err(|_| invalid(key, "hours 00–23, minutes 00–59"))
 }
 
-fn offset(s: &str) -> Result<UtcOffset, ConfigError> {
+fn zone(s: &str) -> Result<SiteZone, ConfigError> {
     const KEY: &str = "detection.timezone";
     let s = s.trim();
     if s.eq_ignore_ascii_case("utc") || s == "Z" {
-        return Ok(UtcOffset::UTC);
+        return Ok(SiteZone::Fixed(UtcOffset::UTC));
     }
-    let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
-    UtcOffset::parse(s, &fmt).map_err(|_| {
-        invalid(
+    if s.starts_with(['+', '-']) {
+        let fmt = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+        // Offsets in use run from -12:00 to +14:00.
+        return UtcOffset::parse(s, &fmt)
+            .ok()
+            .filter(|o| (-12..=14).contains(&o.whole_hours()))
+            .map(SiteZone::Fixed)
+            .ok_or_else(|| {
+                invalid(
+                    KEY,
+                    "a fixed offset must be ±HH:MM between -12:00 and +14:00, such as +01:00",
+                )
+            });
+    }
+    // jiff answers a name it does not know with an error, and `Etc/Unknown`
+    // with a placeholder zone: both are refused.
+    match jiff::tz::TimeZone::get(s) {
+        Ok(tz) if !tz.is_unknown() => Ok(SiteZone::Named(tz)),
+        _ => Err(invalid(
             KEY,
-            "must be UTC or a fixed offset such as +01:00 (IANA zone names are not supported)",
-        )
-    })
+            format!(
+                "unknown time zone `{s}`: use an IANA name such as Europe/Berlin, UTC, or a fixed offset such as +01:00"
+            ),
+        )),
+    }
 }
 
 fn weekday(s: &str) -> Option<Weekday> {
@@ -286,7 +329,7 @@ impl DetectionSettings {
                 start: clock("detection.business_hours", start)?,
                 end: clock("detection.business_hours", end)?,
                 days,
-                offset: offset(&raw.timezone)?,
+                zone: zone(&raw.timezone)?,
             },
             after_hours: CountRule {
                 max: raw.after_hours_max,
@@ -346,6 +389,51 @@ mod tests {
     }
 
     #[test]
+    fn a_named_zone_follows_daylight_saving() {
+        let raw = RawDetection {
+            business_hours: "08:00-18:00".into(),
+            timezone: "Europe/Berlin".into(),
+            ..RawDetection::default()
+        };
+        let h = DetectionSettings::validate(&raw).unwrap().hours;
+        // Friday 27 March 2026, CET (+01:00): 07:30 UTC is 08:30 local.
+        assert!(h.contains(datetime!(2026-03-27 07:30 UTC)));
+        assert!(!h.contains(datetime!(2026-03-27 06:30 UTC)));
+        // Monday 30 March, after the change to CEST (+02:00): 06:30 UTC is
+        // already 08:30, and 16:30 UTC is 18:30, after hours.
+        assert!(h.contains(datetime!(2026-03-30 06:30 UTC)));
+        assert!(!h.contains(datetime!(2026-03-30 16:30 UTC)));
+        // Monday 26 October, back on CET: 06:30 UTC is 07:30, before hours.
+        assert!(!h.contains(datetime!(2026-10-26 06:30 UTC)));
+        assert!(h.contains(datetime!(2026-10-26 16:30 UTC)));
+        // Names are case-insensitive; a fixed offset still works.
+        for tz in ["europe/berlin", "UTC", "-05:00"] {
+            let raw = RawDetection {
+                timezone: tz.into(),
+                ..RawDetection::default()
+            };
+            assert!(DetectionSettings::validate(&raw).is_ok(), "{tz}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_zone_is_refused_with_its_name() {
+        for tz in ["Europe/Atlantis", "Etc/Unknown", "+25:00", "CEST+2"] {
+            let raw = RawDetection {
+                timezone: tz.into(),
+                ..RawDetection::default()
+            };
+            match DetectionSettings::validate(&raw) {
+                Err(ConfigError::Invalid { key, reason }) => {
+                    assert_eq!(key, "detection.timezone");
+                    assert!(reason.contains(tz) || tz.starts_with('+'), "{reason}");
+                }
+                other => panic!("{tz}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn night_shifts_cross_midnight() {
         let raw = RawDetection {
             business_hours: "22:00-06:00".into(),
@@ -370,7 +458,7 @@ mod tests {
             ),
             (
                 RawDetection {
-                    timezone: "Europe/Paris".into(),
+                    timezone: "Europe/Atlantis".into(),
                     ..RawDetection::default()
                 },
                 "detection.timezone",

@@ -6,10 +6,12 @@
 //! rule, subject and window, so evaluating the stream again never appends
 //! it twice. The worker inside `serve` reads through the ledger like the
 //! SIEM feed; its position (the last seq whose alerts are all committed)
-//! is an insert-only progress row. After a restart it re-reads the stream
-//! from seq 1 to rebuild the open windows, appending only alerts tripped
-//! after that position. [`recompute`] feeds a stored period's stream to the
-//! same detector, so it finds exactly the alerts the worker appended.
+//! is an insert-only progress row. After a restart it rebuilds the windows
+//! a later entry can still join by re-reading only the tail of the stream
+//! before that position ([`resume`], [`replay_span`]), then appends the
+//! alerts tripped after it. [`recompute`] feeds a stored period's stream
+//! from seq 1 to the same detector, so it finds exactly the alerts the
+//! worker appended.
 
 mod alert;
 mod engine;
@@ -20,11 +22,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use vellum_ledger::store::search::{
+    Condition, DatePrefix, RowMatch, SearchQuery, Selectivity, SortKey,
+};
 use vellum_ledger::store::StoreError;
 use vellum_ledger::Ledger;
 
 pub use alert::alert_event;
-pub use engine::{Alert, Detector, Trigger};
+pub use engine::{replay_span, Alert, Detector, Trigger, LATENESS};
 pub use facts::{facts, Fact};
 
 use crate::config::DetectionSettings;
@@ -109,6 +114,7 @@ pub async fn recompute(
     let head = ledger.head().await?.seq;
     let mut detector = Detector::new(settings);
     let mut alerts = Vec::new();
+    let mut keys = std::collections::HashSet::new();
     let mut pos = 0;
     let mut entries = 0u64;
     while pos < head {
@@ -123,7 +129,9 @@ pub async fn recompute(
             for a in detector.feed(e) {
                 let after_from = from.is_none_or(|f| a.window_start >= f);
                 let before_to = to.is_none_or(|t| a.window_start < t);
-                if after_from && before_to {
+                // A window's late events may fire again under the same
+                // key: the worker appended only the first.
+                if after_from && before_to && keys.insert(a.key()) {
                     alerts.push(AlertRow::from(&a));
                 }
             }
@@ -131,6 +139,93 @@ pub async fn recompute(
         pos = last;
     }
     Ok(PeriodReport { alerts, entries })
+}
+
+/// A detector rebuilt after a restart.
+pub struct Resumed {
+    /// The windows as they were after the entry at the position.
+    pub detector: Detector,
+    /// The first seq read again (the position + 1 when none was).
+    pub from_seq: i64,
+    /// Entries read again to rebuild the windows.
+    pub replayed: u64,
+}
+
+/// The first seq committed at or after `t` (`None`: none up to `head`).
+async fn first_committed_since(
+    ledger: &Ledger,
+    t: OffsetDateTime,
+    head: i64,
+) -> Result<Option<i64>, StoreError> {
+    let us = i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MIN);
+    let query = SearchQuery {
+        conditions: vec![Condition::Has {
+            param: "_lastUpdated".into(),
+            any: vec![RowMatch::Date {
+                prefix: DatePrefix::Ge,
+                low: us,
+                high: us.saturating_add(1),
+            }],
+            negate: false,
+            selectivity: Selectivity::Medium,
+        }],
+        sort: SortKey::Seq,
+        descending: false,
+        head,
+        cursor: None,
+        limit: 1,
+    };
+    Ok(ledger.search(&query).await?.first().map(|h| h.entry.seq))
+}
+
+/// The detector as it was after the entry at `position`, rebuilt from the
+/// entries committed within [`replay_span`] before that entry's commit
+/// time: every window a later entry can join holds only such entries, so
+/// later entries trip exactly the alerts a replay from seq 1 would.
+pub async fn resume(
+    ledger: &Ledger,
+    settings: Arc<DetectionSettings>,
+    position: i64,
+) -> Result<Resumed, StoreError> {
+    let mut detector = Detector::new(settings.clone());
+    let at_position = match position {
+        1.. => ledger.entries_after(position - 1, 1).await?,
+        _ => Vec::new(),
+    };
+    let Some(last) = at_position.first().filter(|e| e.seq == position) else {
+        return Ok(Resumed {
+            detector,
+            from_seq: position.max(0) + 1,
+            replayed: 0,
+        });
+    };
+    let from_seq = match vellum_ledger::parse_stamp(&last.last_updated) {
+        Some(t) => first_committed_since(ledger, t - replay_span(&settings), position)
+            .await?
+            .unwrap_or(position),
+        None => 1,
+    };
+    let mut replayed = 0u64;
+    let mut pos = from_seq - 1;
+    while pos < position {
+        let batch = ledger
+            .entries_after(pos, READ_BATCH.min(position - pos))
+            .await?;
+        let Some(next) = batch.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &batch {
+            replayed += 1;
+            // Tripped at or before the position: already appended.
+            detector.feed(e);
+        }
+        pos = next;
+    }
+    Ok(Resumed {
+        detector,
+        from_seq,
+        replayed,
+    })
 }
 
 /// A stored `security-alert`, as the QA page lists it.
@@ -217,9 +312,21 @@ impl Evaluator {
         let done = self
             .retrying(|| self.ledger.export_position(POSITION_NAME))
             .await;
-        tracing::info!(after_seq = done, "detection rules started");
-        let mut detector = Detector::new(self.settings.clone());
-        let mut pos = 0;
+        let Resumed {
+            mut detector,
+            from_seq,
+            replayed,
+        } = self
+            .retrying(|| resume(&self.ledger, self.settings.clone(), done))
+            .await;
+        metrics.detection_replayed(replayed);
+        tracing::info!(
+            after_seq = done,
+            replayed,
+            from_seq,
+            "detection rules started"
+        );
+        let mut pos = done;
         loop {
             let batch = self
                 .retrying(|| {
@@ -236,15 +343,11 @@ impl Evaluator {
             };
             for e in &batch {
                 for a in detector.feed(e) {
-                    if e.seq > done {
-                        self.append(&a).await;
-                    }
+                    self.append(&a).await;
                 }
             }
-            if last > done {
-                self.retrying(|| self.ledger.record_export_position(POSITION_NAME, last))
-                    .await;
-            }
+            self.retrying(|| self.ledger.record_export_position(POSITION_NAME, last))
+                .await;
             pos = last;
         }
     }

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub time_seals: Family<SealLabels, Counter>,
     pub detection_alerts: Family<RuleLabels, Counter>,
     pub detection_lag: Gauge,
+    pub detection_replayed: Gauge,
+    pub tls_refusals_unrecorded: Family<ListenerLabels, Counter>,
     /// Serialises scrapes: the snapshot is set, then encoded.
     scrape: Mutex<()>,
 }
@@ -172,6 +174,8 @@ impl Metrics {
             time_seals: Family::default(),
             detection_alerts: Family::default(),
             detection_lag: Gauge::default(),
+            detection_replayed: Gauge::default(),
+            tls_refusals_unrecorded: Family::default(),
             scrape: Mutex::new(()),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
@@ -203,7 +207,7 @@ impl Metrics {
         );
         registry.register(
             "vellum_client_certificates_refused",
-            "MLLP and syslog TLS connections whose client certificate may not send (not in auth.clients, or without the source role).",
+            "MLLP and syslog TLS connections whose client certificate was refused (none, not signed by the client CA, not in auth.clients, or without the source role).",
             m.client_certificates_refused.clone(),
         );
         registry.register(
@@ -311,6 +315,16 @@ impl Metrics {
             "Committed entries the detection rules have not evaluated yet (head seq - evaluated seq).",
             m.detection_lag.clone(),
         );
+        registry.register(
+            "vellum_detection_replayed_entries",
+            "Entries the detection rules read again at their last start to rebuild their windows.",
+            m.detection_replayed.clone(),
+        );
+        registry.register(
+            "vellum_tls_refusals_unrecorded",
+            "Refused TLS client certificates not recorded in the ledger (over the rate limit), by listener.",
+            m.tls_refusals_unrecorded.clone(),
+        );
         registry.register_collector(Box::new(m.snapshot.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics { registry, ..m }
@@ -397,6 +411,21 @@ impl Metrics {
     pub fn detection_position(&self, evaluated: i64, head: i64) {
         self.detection_lag
             .set(head.saturating_sub(evaluated).max(0));
+    }
+
+    /// Entries read again at the detection rules' start.
+    pub fn detection_replayed(&self, entries: u64) {
+        self.detection_replayed
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// A refused client certificate not recorded (rate limit).
+    pub fn tls_refusal_unrecorded(&self, listener: &str) {
+        self.tls_refusals_unrecorded
+            .get_or_create(&ListenerLabels {
+                listener: listener.into(),
+            })
+            .inc();
     }
 
     /// One security alert appended by `rule`.

@@ -29,6 +29,7 @@ use super::index::InferenceIndex;
 use super::process::{self, Context, Step};
 use super::tls;
 use crate::intake::Intake;
+use crate::tls_refusals::{RefusalLog, Refused};
 
 /// A bound MLLP listener, not yet accepting.
 pub struct MllpListener {
@@ -39,6 +40,8 @@ pub struct MllpListener {
     tls: Option<Arc<SslAcceptor>>,
     /// With mutual TLS: the certificates that may send, and as whom.
     clients: Option<Arc<ClientCertMap>>,
+    /// With TLS: where refused client certificates are recorded.
+    refusals: Option<Arc<RefusalLog>>,
 }
 
 impl MllpListener {
@@ -71,11 +74,16 @@ impl MllpListener {
             Some(t) => Some(Arc::new(tls::acceptor(t)?)),
             None => None,
         };
+        let intake = Intake::new(ledger.clone(), None, vellum_json::Limits::INTERNAL);
+        let refusals = tls
+            .is_some()
+            .then(|| Arc::new(RefusalLog::new(intake.clone(), "mllp", local)));
         Ok(MllpListener {
             listener,
             local,
+            refusals,
             ctx: Arc::new(Context {
-                intake: Intake::new(ledger.clone(), None, vellum_json::Limits::INTERNAL),
+                intake,
                 ledger,
                 index: InferenceIndex::new(),
                 privacy: settings.privacy.clone(),
@@ -184,6 +192,7 @@ impl MllpListener {
                 settings: self.settings.clone(),
                 tls: self.tls.clone(),
                 clients: self.clients.clone(),
+                refusals: self.refusals.clone(),
                 sender: Ok(None),
                 origin: Origin { peer, local },
                 shutdown: notify_shutdown.subscribe(),
@@ -203,6 +212,7 @@ struct Handler {
     settings: MllpSettings,
     tls: Option<Arc<SslAcceptor>>,
     clients: Option<Arc<ClientCertMap>>,
+    refusals: Option<Arc<RefusalLog>>,
     /// Who this connection's messages come from: `Ok(None)` without mutual
     /// TLS, `Err(why)` for a certificate that may not send.
     sender: Result<Option<Arc<str>>, String>,
@@ -233,6 +243,17 @@ impl Handler {
                             self.sender = self.authorise(clients, s.ssl().peer_certificate());
                         }
                         Box::new(s)
+                    }
+                    Ok(Err(tls::HandshakeError::Certificate(why))) => {
+                        if let Some(r) = &self.refusals {
+                            r.record(self.origin.peer, Refused::Unauthenticated(&why));
+                        }
+                        tracing::warn!(
+                            peer_port = self.origin.peer.port(),
+                            reason = %why,
+                            "mllp: client certificate refused in the TLS handshake"
+                        );
+                        return;
                     }
                     _ => {
                         tracing::debug!(
@@ -321,7 +342,10 @@ impl Handler {
         match clients.sender(cert.as_deref()) {
             Ok(subject) => Ok(Some(subject.into())),
             Err(why) => {
-                crate::metrics::global().client_certificate_refused("mllp");
+                if let Some(r) = &self.refusals {
+                    let text = why.to_string();
+                    r.record(self.origin.peer, Refused::of_sender(&why, &text));
+                }
                 tracing::warn!(
                     peer_port = self.origin.peer.port(),
                     reason = %why,

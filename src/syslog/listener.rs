@@ -20,6 +20,7 @@ use crate::auth::client_cert::ClientCertMap;
 use crate::config::SyslogSettings;
 use crate::intake::Intake;
 use crate::mllp::tls;
+use crate::tls_refusals::RefusalLog;
 
 use super::frame::{self, Decoded};
 use super::process::{self, Context};
@@ -33,6 +34,8 @@ pub struct SyslogListener {
     tls: Option<Arc<SslAcceptor>>,
     /// With mutual TLS: the certificates that may send, and as whom.
     clients: Option<Arc<ClientCertMap>>,
+    /// With TLS: where refused client certificates are recorded.
+    refusals: Option<Arc<RefusalLog>>,
     peers: crate::peers::PeerCounts,
 }
 
@@ -56,9 +59,13 @@ impl SyslogListener {
             }
             (false, _) => None,
         };
+        let refusals = tls
+            .is_some()
+            .then(|| Arc::new(RefusalLog::new(intake.clone(), "syslog", local)));
         Ok(SyslogListener {
             listener,
             local,
+            refusals,
             ctx: Arc::new(Context {
                 intake,
                 privacy: settings.privacy.clone(),
@@ -158,6 +165,7 @@ impl SyslogListener {
                 settings: self.settings.clone(),
                 tls: self.tls.clone(),
                 clients: self.clients.clone(),
+                refusals: self.refusals.clone(),
                 peer,
                 shutdown: notify_shutdown.subscribe(),
                 stopping: stopping.clone(),
@@ -181,6 +189,7 @@ struct Handler {
     settings: SyslogSettings,
     tls: Option<Arc<SslAcceptor>>,
     clients: Option<Arc<ClientCertMap>>,
+    refusals: Option<Arc<RefusalLog>>,
     peer: SocketAddr,
     shutdown: broadcast::Receiver<()>,
     stopping: Arc<AtomicBool>,
@@ -205,7 +214,13 @@ impl Handler {
                             match clients.sender(s.ssl().peer_certificate().as_deref()) {
                                 Ok(subject) => sender = Some(subject),
                                 Err(why) => {
-                                    crate::metrics::global().client_certificate_refused("syslog");
+                                    if let Some(r) = &self.refusals {
+                                        let text = why.to_string();
+                                        r.record(
+                                            self.peer,
+                                            crate::tls_refusals::Refused::of_sender(&why, &text),
+                                        );
+                                    }
                                     tracing::warn!(
                                         peer_port = self.peer.port(),
                                         reason = %why,
@@ -217,6 +232,20 @@ impl Handler {
                             }
                         }
                         Box::new(s)
+                    }
+                    Ok(Err(tls::HandshakeError::Certificate(why))) => {
+                        if let Some(r) = &self.refusals {
+                            r.record(
+                                self.peer,
+                                crate::tls_refusals::Refused::Unauthenticated(&why),
+                            );
+                        }
+                        tracing::warn!(
+                            peer_port = self.peer.port(),
+                            reason = %why,
+                            "syslog: client certificate refused in the TLS handshake"
+                        );
+                        return;
                     }
                     _ => {
                         tracing::debug!(

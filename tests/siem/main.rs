@@ -8,10 +8,12 @@
 mod collector;
 mod http_feed;
 mod progress;
+mod replay;
 mod rsyslog;
 mod rules;
 mod syslog_feed;
 mod throughput;
+mod tls_refusals;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

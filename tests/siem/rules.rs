@@ -78,7 +78,7 @@ fn study_event(supplied: &str) -> Value {
     e
 }
 
-fn guard(event_id: &str, kind: &str, time: &str) -> Value {
+pub(super) fn guard(event_id: &str, kind: &str, time: &str) -> Value {
     json!({
         "event_id": event_id,
         "time": time,
@@ -137,7 +137,7 @@ async fn events(store: &AnyStore) -> Vec<(i64, String, Value)> {
         .collect()
 }
 
-fn detail<'a>(alert: &'a Value, kind: &str) -> &'a str {
+pub(super) fn detail<'a>(alert: &'a Value, kind: &str) -> &'a str {
     alert["entity"][0]["detail"]
         .as_array()
         .and_then(|d| d.iter().find(|x| x["type"] == kind))
@@ -394,7 +394,7 @@ backend_tests! {
 
 /// The stored `security-alert` events, and whether the rules
 /// have evaluated every entry (their position is the head).
-async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>, bool) {
+pub(super) async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>, bool) {
     let alerts = events(store)
         .await
         .into_iter()
@@ -406,7 +406,7 @@ async fn alerts_and_caught_up(ledger: &Ledger, store: &AnyStore) -> (Vec<Value>,
     (alerts, pos == head)
 }
 
-async fn post_guard(base: &str, body: &Value) {
+pub(super) async fn post_guard(base: &str, body: &Value) {
     let r = authed_client()
         .post(format!("{base}/ai/v1/guard-events"))
         .json(body)
@@ -464,4 +464,41 @@ backend_tests! {
         assert_eq!(detail(&alerts[1], "count"), "2", "{backend:?}");
         assert_eq!(alerts[1]["entity"].as_array().map(Vec::len), Some(3), "{backend:?}: the rule and both attempts");
     }
+}
+
+/// A time zone name vellum does not know stops `serve` before it listens,
+/// with an error naming the setting and the name.
+#[tokio::test]
+async fn an_unknown_time_zone_stops_the_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut child = std::process::Command::new(vellum_bin())
+        .arg("serve")
+        .env("VELLUM_DATABASE_URL", &db.url)
+        .env("VELLUM_HTTP_ADDR", "127.0.0.1:0")
+        .env("VELLUM_MLLP_ADDR", "")
+        .env("VELLUM_DETECTION_TIMEZONE", "Europe/Atlantis")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run vellum serve");
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("vellum serve started with an unknown time zone");
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("detection.timezone") && err.contains("Europe/Atlantis"),
+        "{err}"
+    );
 }

@@ -17,6 +17,7 @@ pub mod store;
 pub mod testing;
 pub mod verify;
 mod writer;
+pub use writer::Clock;
 
 pub use settings::{
     DatabaseUrl, DatabaseUrlError, WriterSettings, DEFAULT_BATCH_MAX_EVENTS,
@@ -210,7 +211,29 @@ impl Ledger {
         settings: WriterSettings,
         observer: Arc<dyn WriterObserver>,
     ) -> Self {
-        let (tx, handle) = writer::spawn(store.clone(), settings, observer);
+        let (tx, handle) = writer::spawn(
+            store.clone(),
+            settings,
+            observer,
+            Arc::new(OffsetDateTime::now_utc),
+        );
+        Ledger {
+            store,
+            tx,
+            _writer: Arc::new(handle),
+        }
+    }
+
+    /// [`Ledger::start`] with commit stamps taken from `clock` instead of
+    /// the system clock: for tests and benchmarks that need a stored
+    /// history spread over days.
+    pub fn start_with_clock(store: AnyStore, settings: WriterSettings, clock: Clock) -> Self {
+        let (tx, handle) = writer::spawn(
+            store.clone(),
+            settings,
+            Arc::new(observe::NoObserver),
+            clock,
+        );
         Ledger {
             store,
             tx,

@@ -29,13 +29,17 @@ pub struct WriterHandle {
     _task: JoinHandle<()>,
 }
 
+/// Where commit stamps come from: the system clock, or a test's.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
 pub(super) fn spawn(
     store: AnyStore,
     settings: WriterSettings,
     observer: Arc<dyn WriterObserver>,
+    clock: Clock,
 ) -> (mpsc::Sender<Request>, WriterHandle) {
     let (tx, rx) = mpsc::channel(settings.queue);
-    let task = tokio::spawn(run(store, rx, settings, observer));
+    let task = tokio::spawn(run(store, rx, settings, observer, clock));
     (tx, WriterHandle { _task: task })
 }
 
@@ -44,6 +48,7 @@ async fn run(
     mut rx: mpsc::Receiver<Request>,
     settings: WriterSettings,
     observer: Arc<dyn WriterObserver>,
+    clock: Clock,
 ) {
     let max = settings.batch_max_events.max(1);
     let mut batch: Vec<Request> = Vec::with_capacity(max);
@@ -67,11 +72,22 @@ async fn run(
                 }
             }
         }
-        commit(&store, std::mem::take(&mut batch), observer.as_ref()).await;
+        commit(
+            &store,
+            std::mem::take(&mut batch),
+            observer.as_ref(),
+            &clock,
+        )
+        .await;
     }
 }
 
-async fn commit(store: &AnyStore, batch: Vec<Request>, observer: &dyn WriterObserver) {
+async fn commit(
+    store: &AnyStore,
+    batch: Vec<Request>,
+    observer: &dyn WriterObserver,
+    clock: &Clock,
+) {
     let started = Instant::now();
     let mut sizes = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -83,6 +99,7 @@ async fn commit(store: &AnyStore, batch: Vec<Request>, observer: &dyn WriterObse
     }
     let n = drafts.len();
     let keys: Vec<Option<String>> = drafts.iter().map(|d| d.key.clone()).collect();
+    let clock = clock.clone();
     let chain = Box::new(move |head: ChainHead, fresh: &[bool]| {
         let wanted = drafts
             .into_iter()
@@ -90,7 +107,7 @@ async fn commit(store: &AnyStore, batch: Vec<Request>, observer: &dyn WriterObse
             .filter(|(_, f)| **f)
             .map(|(d, _)| d)
             .collect();
-        chain_batch(head, wanted, OffsetDateTime::now_utc())
+        chain_batch(head, wanted, clock())
     });
     match store.append_batch(keys, chain).await {
         Ok(outcomes) => {
