@@ -442,6 +442,26 @@ impl Database {
         Ok(bytes.max(0) as u64)
     }
 
+    /// The newest entry's chain hash (hex): a baseline that replayed the server's rows must
+    /// end on the server's head. (`vellum verify` would also demand the Merkle tree rows,
+    /// which an entry-rows-only replay does not write.)
+    pub async fn head_chain_hash(&self) -> Result<String, String> {
+        const SQL: &str = "SELECT chain_hash FROM entry ORDER BY seq DESC LIMIT 1";
+        let map = |e: sqlx::Error| format!("reading the head: {e}");
+        let hash: Vec<u8> = match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
+                let mut c = sqlite_connection(path).await?;
+                sqlx::query_scalar(SQL).fetch_one(&mut c).await.map_err(map)?
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.map_err(map)?;
+                sqlx::query_scalar(SQL).fetch_one(&mut c).await.map_err(map)?
+            }
+        };
+        Ok(hash.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Drops a PostgreSQL database now (SQLite files go with the run's directory).
     pub async fn drop_db(self) {
         drop(self);
