@@ -915,6 +915,76 @@ mod tests {
     }
 
     #[test]
+    fn selective_filters_read_only_the_related_rows() {
+        let q = SummaryQuery {
+            version: Some("2.1".into()),
+            from_us: Some(10),
+            site: Some("s".into()),
+            related_only: true,
+            skip_details: true,
+            ..Default::default()
+        };
+        // The estimate counts only what the kind index holds.
+        let ((kept, args), _) = estimate_sql(&q).unwrap();
+        assert!(kept.ends_with("e.kind = 'inference' AND e.version = $1 AND e.recorded_us >= $2"));
+        assert_eq!(args.len(), 2);
+        assert_eq!(plan_of(Some((100, 800))), Plan::Related);
+        assert_eq!(plan_of(Some((101, 800))), Plan::Scan);
+        assert_eq!(plan_of(None), Plan::Scan);
+        let stmts = event_sql(&q, Plan::Related, Dialect::Sqlite);
+        assert_eq!(
+            stmts.len(),
+            3,
+            "inferences, their overrides and renderings, deployments"
+        );
+        let (related, args) = &stmts[1];
+        assert!(related.contains(
+            "e.kind IN ('override', 'rendering') AND e.refers_to IN (SELECT i.event_id \
+             FROM summary_event i WHERE i.kind = 'inference' AND i.version = $1 \
+             AND i.recorded_us >= $2 AND i.site = $3)"
+        ));
+        assert_eq!(args.len(), 3);
+        // Without the flag (verify), or without filters, every row is read.
+        let whole = SummaryQuery {
+            related_only: false,
+            ..q.clone()
+        };
+        assert!(estimate_sql(&whole).is_none());
+        assert!(estimate_sql(&SummaryQuery {
+            related_only: true,
+            ..Default::default()
+        })
+        .is_none());
+    }
+
+    #[test]
+    fn a_scan_reads_every_kind_in_one_pass_in_seq_order() {
+        let q = SummaryQuery {
+            model: vec!["m".into()],
+            seq_after: Some(5),
+            ..Default::default()
+        };
+        let stmts = event_sql(&q, Plan::Scan, Dialect::Sqlite);
+        assert_eq!(stmts.len(), 1);
+        let (sql, args) = &stmts[0];
+        assert!(sql.contains(
+            "FROM summary_event e NOT INDEXED WHERE e.seq > $1 \
+             AND (e.kind <> 'inference' OR (e.model = $2)) ORDER BY e.seq"
+        ));
+        assert_eq!(args.len(), 2);
+        let (pg, _) = &event_sql(&q, Plan::Scan, Dialect::Postgres)[0];
+        assert!(!pg.contains("NOT INDEXED"));
+        // Unfiltered findings are read in key order, without a join.
+        let (f, _) = finding_sql(&SummaryQuery::default()).unwrap();
+        assert!(!f.contains("JOIN"));
+        assert!(finding_sql(&SummaryQuery {
+            skip_findings: true,
+            ..Default::default()
+        })
+        .is_none());
+    }
+
+    #[test]
     fn findings_are_filed_under_their_rows() {
         let row = |seq| {
             (
