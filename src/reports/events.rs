@@ -262,11 +262,16 @@ fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i
 /// Files the overrides under their inferences; a missing time to action is
 /// the override's `recorded` minus the inference's, when not negative.
 pub fn resolve_tta(data: &mut Dataset, pending: Vec<(String, Override)>) {
-    let recorded: HashMap<&str, OffsetDateTime> = data
-        .inferences
-        .iter()
-        .map(|i| (i.id.as_str(), i.recorded))
-        .collect();
+    // Only overrides that do not record their time to action need it.
+    let recorded: HashMap<&str, OffsetDateTime> =
+        if pending.iter().any(|(_, o)| o.time_to_action_ms.is_none()) {
+            data.inferences
+                .iter()
+                .map(|i| (i.id.as_str(), i.recorded))
+                .collect()
+        } else {
+            HashMap::new()
+        };
     let mut by_inf: HashMap<String, Vec<Override>> = HashMap::new();
     for (id, mut o) in pending {
         if o.time_to_action_ms.is_none() {
