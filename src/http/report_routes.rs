@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
+use vellum_ledger::store::summary::SummaryKind;
 
 use super::authn::{self, AccessRecord};
 use super::AppState;
@@ -306,7 +307,7 @@ async fn get_drift(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             }
         }
     }
-    let data = match load(&state, None, Needs::default()).await {
+    let data = match load(&state, None, Needs::DRIFT).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -334,9 +335,11 @@ async fn get_quality(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    // Quality is a property of the inferences alone.
     let needs = Needs {
         details: true,
         findings: true,
+        kinds: &[SummaryKind::Inference],
         ..Needs::default()
     };
     let data = match load(&state, Some(&q.filters), needs).await {

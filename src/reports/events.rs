@@ -98,6 +98,8 @@ pub struct Needs {
     pub details: bool,
     /// Each inference's findings and confidences.
     pub findings: bool,
+    /// The kinds of rows read (empty: all).
+    pub kinds: &'static [SummaryKind],
 }
 
 impl Needs {
@@ -106,6 +108,15 @@ impl Needs {
         patient: true,
         details: true,
         findings: true,
+        kinds: &[],
+    };
+
+    /// What the drift verdicts read: inferences and their first actions.
+    pub const DRIFT: Needs = Needs {
+        patient: false,
+        details: false,
+        findings: false,
+        kinds: &[SummaryKind::Inference, SummaryKind::Override],
     };
 }
 
@@ -146,6 +157,7 @@ pub fn query_of(filters: Option<&Filters>, needs: Needs) -> SummaryQuery {
         with_patient: needs.patient,
         skip_details: !needs.details,
         skip_findings: !needs.findings,
+        kinds: needs.kinds.to_vec(),
         ..Default::default()
     };
     let Some(f) = filters else { return q };
