@@ -4,11 +4,13 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
+use vellum_ledger::store::summary::SummaryKind;
 
 use super::authn::{self, AccessRecord};
 use super::AppState;
 use crate::reports::cases::{self, CaseQuery};
 use crate::reports::drift::{self, DriftRule};
+use crate::reports::events::Needs;
 use crate::reports::history::{self, StudyQuery};
 use crate::reports::overrides::{self, ParamError, Query};
 use crate::reports::patient_access::{self, PatientQuery};
@@ -62,13 +64,13 @@ fn csv_requested(req: &HttpRequest, format: Option<&str>) -> bool {
 }
 
 /// The AI events the report needs: those passing `filters` (applied by the
-/// database as far as it can), the patient column only for lists.
+/// database as far as it can), with the columns the report reads.
 async fn load(
     state: &AppState,
     filters: Option<&overrides::Filters>,
-    with_patient: bool,
+    needs: Needs,
 ) -> Result<events::Dataset, HttpResponse> {
-    events::load_for(&state.ledger, filters, with_patient)
+    events::load_for(&state.ledger, filters, needs)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "reports: reading the ledger failed");
@@ -91,7 +93,11 @@ async fn get_overrides(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state, Some(&q.filters), false).await {
+    let needs = Needs {
+        findings: q.group_by.contains(&"finding") || q.filters.finding.is_some(),
+        ..Needs::default()
+    };
+    let data = match load(&state, Some(&q.filters), needs).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -112,7 +118,11 @@ async fn get_versions(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let Some(model) = q.filters.model.clone() else {
         return problem(StatusCode::BAD_REQUEST, "`model` is required");
     };
-    let data = match load(&state, Some(&q.filters), false).await {
+    let needs = Needs {
+        findings: true,
+        ..Needs::default()
+    };
+    let data = match load(&state, Some(&q.filters), needs).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -136,8 +146,13 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    // The drift chart is over every event, whatever the filters.
-    let data = match load(&state, None, false).await {
+    // The drift chart is over every event, whatever the filters; the
+    // confidence chart reads the findings.
+    let needs = Needs {
+        findings: true,
+        ..Needs::default()
+    };
+    let data = match load(&state, None, needs).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -211,7 +226,7 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state, Some(&q.base.filters), true).await {
+    let data = match load(&state, Some(&q.base.filters), Needs::ALL).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -292,7 +307,7 @@ async fn get_drift(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             }
         }
     }
-    let data = match load(&state, None, false).await {
+    let data = match load(&state, None, Needs::DRIFT).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -320,7 +335,14 @@ async fn get_quality(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state, Some(&q.filters), false).await {
+    // Quality is a property of the inferences alone.
+    let needs = Needs {
+        details: true,
+        findings: true,
+        kinds: &[SummaryKind::Inference],
+        ..Needs::default()
+    };
+    let data = match load(&state, Some(&q.filters), needs).await {
         Ok(d) => d,
         Err(r) => return r,
     };

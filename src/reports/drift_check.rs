@@ -56,7 +56,7 @@ pub async fn check_once(
     intake: &Intake,
     rule: DriftRule,
 ) -> Result<CheckOutcome, DriftCheckError> {
-    let data = events::load(ledger).await?;
+    let data = events::load(ledger, events::Needs::DRIFT).await?;
     let now = OffsetDateTime::now_utc();
     let report = drift::compute(&data, rule, now);
     let stamp = vellum_ledger::stamp(now);

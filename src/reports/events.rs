@@ -89,21 +89,52 @@ impl Dataset {
 /// Entries read per page by [`walk`].
 const PAGE: i64 = 5000;
 
+/// What a report reads beside the counting columns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// The patient column (lists that show patients).
+    pub patient: bool,
+    /// Latency, CPU fallback, digest check, study and pixel digest.
+    pub details: bool,
+    /// Each inference's findings and confidences.
+    pub findings: bool,
+    /// The kinds of rows read (empty: all).
+    pub kinds: &'static [SummaryKind],
+}
+
+impl Needs {
+    /// Everything a report may read.
+    pub const ALL: Needs = Needs {
+        patient: true,
+        details: true,
+        findings: true,
+        kinds: &[],
+    };
+
+    /// What the drift verdicts read: inferences and their first actions.
+    pub const DRIFT: Needs = Needs {
+        patient: false,
+        details: false,
+        findings: false,
+        kinds: &[SummaryKind::Inference, SummaryKind::Override],
+    };
+}
+
 /// Every AI event up to the current head, in ledger order, from the
-/// summary rows (no body is parsed).
-pub async fn load(ledger: &Ledger) -> Result<Dataset, StoreError> {
-    load_for(ledger, None, false).await
+/// summary rows (no body is parsed), with the columns of `needs`.
+pub async fn load(ledger: &Ledger, needs: Needs) -> Result<Dataset, StoreError> {
+    load_for(ledger, None, needs).await
 }
 
 /// [`load`], with the inference filters of `filters` applied by the
-/// database (a superset: reports still apply the exact filters), and the
-/// patient column only when `with_patient`.
+/// database (a superset: reports still apply the exact filters); overrides
+/// and renderings of inferences not selected may be left out.
 pub async fn load_for(
     ledger: &Ledger,
     filters: Option<&Filters>,
-    with_patient: bool,
+    needs: Needs,
 ) -> Result<Dataset, StoreError> {
-    let q = query_of(filters, with_patient);
+    let q = query_of(filters, needs);
     let rows = ledger.summaries(&q).await?;
     let mut data = Dataset::default();
     let mut pending: Vec<(String, Override)> = Vec::new();
@@ -121,12 +152,18 @@ fn micros(t: OffsetDateTime) -> Option<i64> {
 
 /// The database side of `filters`: model, version, site, period, finding.
 /// The radiologist (who acted first) is applied by the reports.
-pub fn query_of(filters: Option<&Filters>, with_patient: bool) -> SummaryQuery {
+pub fn query_of(filters: Option<&Filters>, needs: Needs) -> SummaryQuery {
     let mut q = SummaryQuery {
-        with_patient,
+        with_patient: needs.patient,
+        skip_details: !needs.details,
+        skip_findings: !needs.findings,
+        kinds: needs.kinds.to_vec(),
         ..Default::default()
     };
     let Some(f) = filters else { return q };
+    // Reports look at the overrides and renderings of the inferences they
+    // count, never at others.
+    q.related_only = true;
     q.model.extend(f.model.clone());
     match f.model_version.as_deref().map(|mv| mv.split_once('|')) {
         Some(Some((n, v))) => {
@@ -164,6 +201,13 @@ pub async fn walk(ledger: &Ledger, mut each: impl FnMut(i64, &str)) -> Result<()
 /// Adds one summary row to `data`. Overrides are collected in `pending`
 /// until every inference is known (their time to action may need it).
 fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i64, s: Summary) {
+    // A rendering is only ever looked up by the inference it names.
+    if s.kind == SummaryKind::Rendering {
+        if let Some(id) = s.refers_to {
+            data.rendered.insert(id);
+        }
+        return;
+    }
     let Ok(recorded) = OffsetDateTime::parse(&s.recorded, &Rfc3339) else {
         return;
     };
@@ -214,11 +258,7 @@ fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i
                 },
             ));
         }
-        SummaryKind::Rendering => {
-            if let Some(id) = s.refers_to {
-                data.rendered.insert(id);
-            }
-        }
+        SummaryKind::Rendering => {}
         SummaryKind::Deployment => {
             if let (Some(model), Some(version)) = (s.model, s.version) {
                 data.deployments.push(Deployment {
@@ -234,11 +274,16 @@ fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i
 /// Files the overrides under their inferences; a missing time to action is
 /// the override's `recorded` minus the inference's, when not negative.
 pub fn resolve_tta(data: &mut Dataset, pending: Vec<(String, Override)>) {
-    let recorded: HashMap<&str, OffsetDateTime> = data
-        .inferences
-        .iter()
-        .map(|i| (i.id.as_str(), i.recorded))
-        .collect();
+    // Only overrides that do not record their time to action need it.
+    let recorded: HashMap<&str, OffsetDateTime> =
+        if pending.iter().any(|(_, o)| o.time_to_action_ms.is_none()) {
+            data.inferences
+                .iter()
+                .map(|i| (i.id.as_str(), i.recorded))
+                .collect()
+        } else {
+            HashMap::new()
+        };
     let mut by_inf: HashMap<String, Vec<Override>> = HashMap::new();
     for (id, mut o) in pending {
         if o.time_to_action_ms.is_none() {

@@ -231,15 +231,21 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
                     _ => month(inf.recorded),
                 })
                 .collect();
-            let row = groups.entry(key.clone()).or_insert_with(|| Row {
-                group: q
-                    .group_by
-                    .iter()
-                    .zip(&key)
-                    .map(|(g, v)| (g.to_string(), v.clone()))
-                    .collect(),
-                ..empty_row()
-            });
+            let row = match groups.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let group = q
+                        .group_by
+                        .iter()
+                        .zip(e.key())
+                        .map(|(g, v)| (g.to_string(), v.clone()))
+                        .collect();
+                    e.insert(Row {
+                        group,
+                        ..empty_row()
+                    })
+                }
+            };
             row.inferences += 1;
             if !data.rendered.contains(&inf.id) {
                 row.never_rendered += 1;

@@ -108,7 +108,8 @@ pub type SummaryFn = fn(&str) -> Option<Summary>;
 
 /// What to read. The inference filters (model … finding) narrow only the
 /// inference rows (and their findings); rows of other kinds are returned
-/// whole. Times are bounds on `recorded_us`, inclusive.
+/// whole unless `related_only`. Times are bounds on `recorded_us`,
+/// inclusive.
 #[derive(Debug, Clone, Default)]
 pub struct SummaryQuery {
     /// Empty: every kind.
@@ -125,6 +126,15 @@ pub struct SummaryQuery {
     pub seq_upto: Option<i64>,
     /// Read the patient column (only lists that show patients need it).
     pub with_patient: bool,
+    /// Leave the inference details empty (latency, CPU fallback, digest
+    /// check, study, pixel digest): reports that only count do not read them.
+    pub skip_details: bool,
+    /// Leave the findings out.
+    pub skip_findings: bool,
+    /// Override and rendering rows may be limited to those referring to a
+    /// selected inference (the store does so when the inference filters
+    /// select a small part of the inferences: fewer rows read).
+    pub related_only: bool,
 }
 
 /// A bound value of a built query.
@@ -134,51 +144,100 @@ enum Arg {
     Int(i64),
 }
 
-/// The columns read, in [`Summary`] order after `seq` and `kind`.
-const COLUMNS: &str = "e.seq, e.kind, e.event_id, e.recorded, e.recorded_us, e.model, e.version, \
-     e.site, e.actor, e.refers_to, e.action, e.tta_ms, e.latency_ms, e.cpu_fallback, \
-     e.digest_check, e.study_uid, e.pixel_sha256";
+/// The SQL dialect a statement is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
 
-/// `WHERE` conditions of one kind's query and their arguments (`$n`
-/// numbered from 1 in order of appearance).
-fn conditions(q: &SummaryQuery, kind: SummaryKind) -> (String, Vec<Arg>) {
-    let mut conds = vec![format!("e.kind = '{}'", kind.as_str())];
-    let mut args = Vec::new();
-    let mut push = |cond: &str, arg: Arg, conds: &mut Vec<String>| {
-        args.push(arg);
-        conds.push(cond.replace('?', &format!("${}", args.len())));
-    };
-    if let Some(a) = q.seq_after {
-        push("e.seq > ?", Arg::Int(a), &mut conds);
+/// One statement and its arguments.
+type Stmt = (String, Vec<Arg>);
+
+/// `WHERE` conditions being built, with their arguments (`$n` numbered
+/// from 1 in order of appearance).
+#[derive(Default)]
+struct Conds {
+    conds: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Conds {
+    fn push(&mut self, cond: &str, arg: Arg) {
+        self.args.push(arg);
+        self.conds
+            .push(cond.replace('?', &format!("${}", self.args.len())));
     }
-    if let Some(u) = q.seq_upto {
-        push("e.seq <= ?", Arg::Int(u), &mut conds);
+
+    fn fixed(&mut self, cond: String) {
+        self.conds.push(cond);
     }
-    if kind == SummaryKind::Inference {
+
+    fn seq_range(&mut self, q: &SummaryQuery, a: &str) {
+        if let Some(x) = q.seq_after {
+            self.push(&format!("{a}.seq > ?"), Arg::Int(x));
+        }
+        if let Some(u) = q.seq_upto {
+            self.push(&format!("{a}.seq <= ?"), Arg::Int(u));
+        }
+    }
+
+    /// The inference filters on the row aliased `a`; with `indexed_only`,
+    /// only those the kind index holds (model, version, time).
+    fn inference_filters(&mut self, q: &SummaryQuery, a: &str, indexed_only: bool) {
         for m in &q.model {
-            push("e.model = ?", Arg::Text(m.clone()), &mut conds);
+            self.push(&format!("{a}.model = ?"), Arg::Text(m.clone()));
         }
         if let Some(v) = &q.version {
-            push("e.version = ?", Arg::Text(v.clone()), &mut conds);
-        }
-        if let Some(s) = &q.site {
-            push("e.site = ?", Arg::Text(s.clone()), &mut conds);
+            self.push(&format!("{a}.version = ?"), Arg::Text(v.clone()));
         }
         if let Some(f) = q.from_us {
-            push("e.recorded_us >= ?", Arg::Int(f), &mut conds);
+            self.push(&format!("{a}.recorded_us >= ?"), Arg::Int(f));
         }
         if let Some(t) = q.to_us {
-            push("e.recorded_us <= ?", Arg::Int(t), &mut conds);
+            self.push(&format!("{a}.recorded_us <= ?"), Arg::Int(t));
+        }
+        if indexed_only {
+            return;
+        }
+        if let Some(s) = &q.site {
+            self.push(&format!("{a}.site = ?"), Arg::Text(s.clone()));
         }
         if let Some(code) = &q.finding {
-            push(
-                "e.seq IN (SELECT seq FROM summary_finding WHERE code = ?)",
+            self.push(
+                &format!("{a}.seq IN (SELECT seq FROM summary_finding WHERE code = ?)"),
                 Arg::Text(code.clone()),
-                &mut conds,
             );
         }
     }
-    (conds.join(" AND "), args)
+
+    fn sql(&self) -> String {
+        if self.conds.is_empty() {
+            "TRUE".to_string()
+        } else {
+            self.conds.join(" AND ")
+        }
+    }
+}
+
+fn has_inference_filters(q: &SummaryQuery) -> bool {
+    !q.model.is_empty()
+        || q.version.is_some()
+        || q.site.is_some()
+        || q.from_us.is_some()
+        || q.to_us.is_some()
+        || q.finding.is_some()
+}
+
+/// `WHERE` conditions of one kind's query and their arguments.
+fn conditions(q: &SummaryQuery, kind: SummaryKind) -> Stmt {
+    let mut c = Conds::default();
+    c.fixed(format!("e.kind = '{}'", kind.as_str()));
+    c.seq_range(q, "e");
+    if kind == SummaryKind::Inference {
+        c.inference_filters(q, "e", false);
+    }
+    (c.sql(), c.args)
 }
 
 fn kinds(q: &SummaryQuery) -> Vec<SummaryKind> {
@@ -189,28 +248,194 @@ fn kinds(q: &SummaryQuery) -> Vec<SummaryKind> {
     }
 }
 
-fn event_sql(q: &SummaryQuery, kind: SummaryKind) -> (String, Vec<Arg>) {
-    let (cond, args) = conditions(q, kind);
-    let patient = if q.with_patient {
-        "e.patient"
-    } else {
-        "NULL AS patient"
-    };
-    (
-        format!("SELECT {COLUMNS}, {patient} FROM summary_event e WHERE {cond} ORDER BY e.seq"),
-        args,
-    )
+fn kind_list(kinds: &[SummaryKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn finding_sql(q: &SummaryQuery) -> (String, Vec<Arg>) {
+/// The selected columns, in [`Summary`] order after `seq` and `kind`; the
+/// ones not wanted are typed NULLs.
+fn columns(q: &SummaryQuery) -> String {
+    let mut cols = String::from(
+        "e.seq, e.kind, e.event_id, e.recorded, e.recorded_us, e.model, e.version, \
+         e.site, e.actor, e.refers_to, e.action, e.tta_ms",
+    );
+    if q.skip_details {
+        cols.push_str(
+            ", CAST(NULL AS BIGINT), CAST(NULL AS BOOLEAN), CAST(NULL AS TEXT), \
+             CAST(NULL AS TEXT), CAST(NULL AS TEXT)",
+        );
+    } else {
+        cols.push_str(
+            ", e.latency_ms, e.cpu_fallback, e.digest_check, e.study_uid, e.pixel_sha256",
+        );
+    }
+    cols.push_str(if q.with_patient {
+        ", e.patient"
+    } else {
+        ", CAST(NULL AS TEXT)"
+    });
+    cols
+}
+
+/// How the rows of a query are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// One pass over the table in seq order, every wanted kind at once.
+    Scan,
+    /// The selected inferences through the kind index, and only the
+    /// overrides and renderings referring to them.
+    Related,
+}
+
+/// Whether the related plan may pay off, and the two counts that decide
+/// it: the inferences the indexed filters keep, and all inferences (both
+/// answered from the kind index alone).
+fn estimate_sql(q: &SummaryQuery) -> Option<(Stmt, Stmt)> {
+    let wanted = kinds(q);
+    if !q.related_only || !has_inference_filters(q) || !wanted.contains(&SummaryKind::Inference) {
+        return None;
+    }
+    let mut c = Conds::default();
+    c.fixed("e.kind = 'inference'".into());
+    c.inference_filters(q, "e", true);
+    Some((
+        (
+            format!("SELECT count(*) FROM summary_event e WHERE {}", c.sql()),
+            c.args,
+        ),
+        (
+            "SELECT count(*) FROM summary_event e WHERE e.kind = 'inference'".into(),
+            Vec::new(),
+        ),
+    ))
+}
+
+/// The related plan when the indexed filters keep at most one inference in
+/// this many.
+const RELATED_SHARE: i64 = 8;
+
+fn plan_of(estimate: Option<(i64, i64)>) -> Plan {
+    match estimate {
+        Some((kept, all)) if kept.saturating_mul(RELATED_SHARE) <= all => Plan::Related,
+        _ => Plan::Scan,
+    }
+}
+
+/// The statements reading the rows of `q`, each in seq order; with more
+/// than one, the caller merges them by seq.
+fn event_sql(q: &SummaryQuery, plan: Plan, dialect: Dialect) -> Vec<Stmt> {
+    let cols = columns(q);
+    let wanted = kinds(q);
+    match plan {
+        Plan::Scan => {
+            let mut c = Conds::default();
+            if wanted.len() < SummaryKind::ALL.len() {
+                c.fixed(format!("e.kind IN ({})", kind_list(&wanted)));
+            }
+            c.seq_range(q, "e");
+            if has_inference_filters(q) && wanted.contains(&SummaryKind::Inference) {
+                let mut f = Conds {
+                    args: std::mem::take(&mut c.args),
+                    ..Default::default()
+                };
+                f.inference_filters(q, "e", false);
+                c.args = f.args;
+                c.fixed(format!(
+                    "(e.kind <> 'inference' OR ({}))",
+                    f.conds.join(" AND ")
+                ));
+            }
+            // A pass in rowid order reads each page once; the kind index
+            // would cost a table lookup per row.
+            let hint = if dialect == Dialect::Sqlite {
+                " NOT INDEXED"
+            } else {
+                ""
+            };
+            vec![(
+                format!(
+                    "SELECT {cols} FROM summary_event e{hint} WHERE {} ORDER BY e.seq",
+                    c.sql()
+                ),
+                c.args,
+            )]
+        }
+        Plan::Related => {
+            let mut out = Vec::new();
+            let (cond, args) = conditions(q, SummaryKind::Inference);
+            out.push((
+                format!("SELECT {cols} FROM summary_event e WHERE {cond} ORDER BY e.seq"),
+                args,
+            ));
+            let refs: Vec<SummaryKind> = wanted
+                .iter()
+                .copied()
+                .filter(|k| matches!(k, SummaryKind::Override | SummaryKind::Rendering))
+                .collect();
+            if !refs.is_empty() {
+                let mut c = Conds::default();
+                c.fixed(format!("e.kind IN ({})", kind_list(&refs)));
+                c.seq_range(q, "e");
+                let mut i = Conds {
+                    args: std::mem::take(&mut c.args),
+                    ..Default::default()
+                };
+                i.fixed("i.kind = 'inference'".into());
+                i.inference_filters(q, "i", false);
+                c.args = i.args;
+                c.fixed(format!(
+                    "e.refers_to IN (SELECT i.event_id FROM summary_event i WHERE {})",
+                    i.conds.join(" AND ")
+                ));
+                out.push((
+                    format!(
+                        "SELECT {cols} FROM summary_event e WHERE {} ORDER BY e.seq",
+                        c.sql()
+                    ),
+                    c.args,
+                ));
+            }
+            if wanted.contains(&SummaryKind::Deployment) {
+                let (cond, args) = conditions(q, SummaryKind::Deployment);
+                out.push((
+                    format!("SELECT {cols} FROM summary_event e WHERE {cond} ORDER BY e.seq"),
+                    args,
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// The findings of the selected inferences, in seq and body order.
+fn finding_sql(q: &SummaryQuery) -> Option<Stmt> {
+    if q.skip_findings || !kinds(q).contains(&SummaryKind::Inference) {
+        return None;
+    }
+    if !has_inference_filters(q) {
+        let mut c = Conds::default();
+        c.seq_range(q, "f");
+        return Some((
+            format!(
+                "SELECT f.seq, f.code, f.confidence FROM summary_finding f WHERE {} \
+                 ORDER BY f.seq, f.ord",
+                c.sql()
+            ),
+            c.args,
+        ));
+    }
     let (cond, args) = conditions(q, SummaryKind::Inference);
-    (
+    Some((
         format!(
             "SELECT f.seq, f.code, f.confidence FROM summary_finding f \
              JOIN summary_event e ON e.seq = f.seq WHERE {cond} ORDER BY f.seq, f.ord"
         ),
         args,
-    )
+    ))
 }
 
 /// Files the findings (in seq, ord order) under their rows (in seq order).
@@ -285,11 +510,25 @@ pub(crate) fn read_sqlite(
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Read the file through a memory map: a report touches most pages of
+    // the summary tables once, and copying each through read() doubled
+    // the time of an unfiltered report.
+    conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
     // One snapshot for every statement below.
     let tx = conn.unchecked_transaction()?;
+    let count = |(sql, args): &Stmt| -> rusqlite::Result<i64> {
+        tx.query_row(sql, rusqlite::params_from_iter(bind_sqlite(args)), |r| {
+            r.get(0)
+        })
+    };
+    let estimate = match estimate_sql(q) {
+        Some((kept, all)) => Some((count(&kept)?, count(&all)?)),
+        None => None,
+    };
+    let stmts = event_sql(q, plan_of(estimate), Dialect::Sqlite);
+    let merge = stmts.len() > 1;
     let mut out: Vec<(i64, Summary)> = Vec::new();
-    for kind in kinds(q) {
-        let (sql, args) = event_sql(q, kind);
+    for (sql, args) in stmts {
         let mut stmt = tx.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(bind_sqlite(&args)), sqlite_row)?;
         for r in rows {
@@ -298,9 +537,10 @@ pub(crate) fn read_sqlite(
             out.push((seq, s));
         }
     }
-    out.sort_by_key(|(seq, _)| *seq);
-    if kinds(q).contains(&SummaryKind::Inference) {
-        let (sql, args) = finding_sql(q);
+    if merge {
+        out.sort_by_key(|(seq, _)| *seq);
+    }
+    if let Some((sql, args)) = finding_sql(q) {
         let mut stmt = tx.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(bind_sqlite(&args)), |r| {
             Ok((
@@ -445,6 +685,11 @@ async fn fetch_pg(
     query.fetch_all(conn).await
 }
 
+async fn count_pg(conn: &mut sqlx::PgConnection, (sql, args): Stmt) -> Result<i64, sqlx::Error> {
+    let row = fetch_pg(conn, sql, &args).await?;
+    row.first().map_or(Ok(0), |r| r.try_get(0))
+}
+
 /// Reads the rows `q` selects, by seq, in one transaction (one snapshot).
 pub(crate) async fn read_pg(
     pool: &sqlx::PgPool,
@@ -454,17 +699,26 @@ pub(crate) async fn read_pg(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
+    let estimate = match estimate_sql(q) {
+        Some((kept, all)) => Some((
+            count_pg(&mut tx, kept).await?,
+            count_pg(&mut tx, all).await?,
+        )),
+        None => None,
+    };
+    let stmts = event_sql(q, plan_of(estimate), Dialect::Postgres);
+    let merge = stmts.len() > 1;
     let mut out: Vec<(i64, Summary)> = Vec::new();
-    for kind in kinds(q) {
-        let (sql, args) = event_sql(q, kind);
+    for (sql, args) in stmts {
         let rows = fetch_pg(&mut tx, sql, &args).await?;
         for r in &rows {
             out.push(pg_row(r)?);
         }
     }
-    out.sort_by_key(|(seq, _)| *seq);
-    if kinds(q).contains(&SummaryKind::Inference) {
-        let (sql, args) = finding_sql(q);
+    if merge {
+        out.sort_by_key(|(seq, _)| *seq);
+    }
+    if let Some((sql, args)) = finding_sql(q) {
         let rows = fetch_pg(&mut tx, sql, &args).await?;
         let mut findings = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -658,6 +912,76 @@ mod tests {
         let (c, args) = conditions(&q, SummaryKind::Override);
         assert_eq!(c, "e.kind = 'override' AND e.seq > $1");
         assert_eq!(args.len(), 1);
+    }
+
+    #[test]
+    fn selective_filters_read_only_the_related_rows() {
+        let q = SummaryQuery {
+            version: Some("2.1".into()),
+            from_us: Some(10),
+            site: Some("s".into()),
+            related_only: true,
+            skip_details: true,
+            ..Default::default()
+        };
+        // The estimate counts only what the kind index holds.
+        let ((kept, args), _) = estimate_sql(&q).unwrap();
+        assert!(kept.ends_with("e.kind = 'inference' AND e.version = $1 AND e.recorded_us >= $2"));
+        assert_eq!(args.len(), 2);
+        assert_eq!(plan_of(Some((100, 800))), Plan::Related);
+        assert_eq!(plan_of(Some((101, 800))), Plan::Scan);
+        assert_eq!(plan_of(None), Plan::Scan);
+        let stmts = event_sql(&q, Plan::Related, Dialect::Sqlite);
+        assert_eq!(
+            stmts.len(),
+            3,
+            "inferences, their overrides and renderings, deployments"
+        );
+        let (related, args) = &stmts[1];
+        assert!(related.contains(
+            "e.kind IN ('override', 'rendering') AND e.refers_to IN (SELECT i.event_id \
+             FROM summary_event i WHERE i.kind = 'inference' AND i.version = $1 \
+             AND i.recorded_us >= $2 AND i.site = $3)"
+        ));
+        assert_eq!(args.len(), 3);
+        // Without the flag (verify), or without filters, every row is read.
+        let whole = SummaryQuery {
+            related_only: false,
+            ..q.clone()
+        };
+        assert!(estimate_sql(&whole).is_none());
+        assert!(estimate_sql(&SummaryQuery {
+            related_only: true,
+            ..Default::default()
+        })
+        .is_none());
+    }
+
+    #[test]
+    fn a_scan_reads_every_kind_in_one_pass_in_seq_order() {
+        let q = SummaryQuery {
+            model: vec!["m".into()],
+            seq_after: Some(5),
+            ..Default::default()
+        };
+        let stmts = event_sql(&q, Plan::Scan, Dialect::Sqlite);
+        assert_eq!(stmts.len(), 1);
+        let (sql, args) = &stmts[0];
+        assert!(sql.contains(
+            "FROM summary_event e NOT INDEXED WHERE e.seq > $1 \
+             AND (e.kind <> 'inference' OR (e.model = $2)) ORDER BY e.seq"
+        ));
+        assert_eq!(args.len(), 2);
+        let (pg, _) = &event_sql(&q, Plan::Scan, Dialect::Postgres)[0];
+        assert!(!pg.contains("NOT INDEXED"));
+        // Unfiltered findings are read in key order, without a join.
+        let (f, _) = finding_sql(&SummaryQuery::default()).unwrap();
+        assert!(!f.contains("JOIN"));
+        assert!(finding_sql(&SummaryQuery {
+            skip_findings: true,
+            ..Default::default()
+        })
+        .is_none());
     }
 
     #[test]
