@@ -14,6 +14,49 @@ use std::fmt::Write as _;
 /// Writing JSON text directly (the event builders).
 pub mod write;
 
+/// The borrowing parse (one flat tape, strings left in the source).
+pub mod tape;
+
+/// Read access to a parsed value, whichever form holds it (the owned
+/// [`Json`] tree or a [`tape::Node`]), so code that only reads — such as the
+/// search-index extraction — is written once for both.
+pub trait JsonView<'a>: Copy {
+    /// Member `key` of an object.
+    fn get(self, key: &str) -> Option<Self>;
+    /// The text of a string.
+    fn as_str(self) -> Option<&'a str>;
+    /// The items of an array, `None` for anything else.
+    fn items(self) -> Option<impl Iterator<Item = Self>>;
+}
+
+impl<'a> JsonView<'a> for &'a Json {
+    fn get(self, key: &str) -> Option<Self> {
+        Json::get(self, key)
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        Json::as_str(self)
+    }
+
+    fn items(self) -> Option<impl Iterator<Item = Self>> {
+        self.as_array().map(|a| a.iter())
+    }
+}
+
+impl<'a> JsonView<'a> for tape::Node<'a> {
+    fn get(self, key: &str) -> Option<Self> {
+        tape::Node::get(self, key)
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        tape::Node::as_str(self)
+    }
+
+    fn items(self) -> Option<impl Iterator<Item = Self>> {
+        tape::Node::items(self)
+    }
+}
+
 /// Nesting deeper than this is refused whatever the settings say (protects
 /// the stack; real AuditEvents are well under 20 levels).
 pub const MAX_DEPTH: usize = 100;
