@@ -294,7 +294,7 @@ async fn main() {
     ] {
         let mut store = AnyStore::connect(&db, None).await.expect("connect");
         if indexed {
-            store = store.with_indexer(vellum::fhir::search_index::rows_for_body);
+            store = store.with_indexer(vellum::fhir::search_index::derive_rows);
         }
         let (c, t) = (cpu_s(), Instant::now());
         let v = vellum::ledger::verify::verify_all(&store, None)
