@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn pending_study_entities_are_recognised() {
         let e = entity(r#","detail":[{"type":"pixel-sha256-pending","valueString":"x"}]"#);
-        assert_eq!(pending_study(&e).as_deref(), Some("1.2.3"));
+        assert_eq!(pending_study(&e), Some("1.2.3"));
         assert_eq!(pending_study(&entity("")), None);
     }
 
