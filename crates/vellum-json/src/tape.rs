@@ -6,7 +6,7 @@
 //! this way costs one or two allocations instead of one per string, array and
 //! object (what `verify` and the index back-fill do for every entry).
 
-use crate::{first_duplicate, Json, Limits, Member, ParseError, ParseErrorKind, Value};
+use crate::{first_duplicate, plain_len, Json, Limits, Member, ParseError, ParseErrorKind, Value};
 use crate::{MAX_DEPTH, SCAN_DUPLICATES_UP_TO};
 
 /// One parsed JSON text, borrowing from its source.
@@ -226,8 +226,9 @@ struct Parser<'s> {
     max_keys: usize,
     slots: Vec<Slot>,
     decoded: String,
-    /// The key slots of the objects being read (innermost last).
-    keys: Vec<usize>,
+    /// The keys (text, where the key starts) of the objects being read,
+    /// innermost last.
+    keys: Vec<(Text, usize)>,
 }
 
 impl Parser<'_> {
@@ -395,7 +396,7 @@ impl Parser<'_> {
                     .get(base..)
                     .unwrap_or(&[])
                     .iter()
-                    .any(|&k| self.slots.get(k).is_some_and(|s| self.text(s.text) == key));
+                    .any(|&(k, _)| self.text(k) == key);
                 if seen {
                     return Err(ParseError {
                         offset: key_start,
@@ -405,7 +406,7 @@ impl Parser<'_> {
             }
             let at = self.open(Kind::Key, key_start, text);
             self.close(at);
-            self.keys.push(at);
+            self.keys.push((text, key_start));
             self.skip_ws();
             match self.peek() {
                 Some(b':') => self.pos += 1,
@@ -432,17 +433,11 @@ impl Parser<'_> {
 
     /// The duplicate-key check of a large object, as the owned parser's.
     fn check_duplicates(&self, base: usize) -> Result<(), ParseError> {
-        let slots: Vec<&Slot> = self
-            .keys
-            .get(base..)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|&k| self.slots.get(k))
-            .collect();
-        let keys: Vec<&str> = slots.iter().map(|s| self.text(s.text)).collect();
-        match first_duplicate(&keys).and_then(|i| Some((slots.get(i)?, keys.get(i)?))) {
-            Some((s, k)) => Err(ParseError {
-                offset: s.start,
+        let members = self.keys.get(base..).unwrap_or(&[]);
+        let keys: Vec<&str> = members.iter().map(|&(t, _)| self.text(t)).collect();
+        match first_duplicate(&keys).and_then(|i| Some((members.get(i)?, keys.get(i)?))) {
+            Some(((_, start), k)) => Err(ParseError {
+                offset: *start,
                 kind: ParseErrorKind::DuplicateKey((*k).to_string()),
             }),
             None => Ok(()),
@@ -510,12 +505,7 @@ impl Parser<'_> {
     /// the run ends at an ASCII byte, so it is a whole number of characters).
     fn plain_run(&mut self) -> usize {
         let start = self.pos;
-        let rest = self.bytes.get(start..).unwrap_or(&[]);
-        let n = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-            .unwrap_or(rest.len());
-        self.pos += n;
+        self.pos += plain_len(self.bytes.get(start..).unwrap_or(&[]));
         start
     }
 
