@@ -5,6 +5,7 @@
 //! verifier on its own (body hash, leaf hash, search-index re-derivation).
 //!
 //! cargo bench --bench verify -- [--events 1000000] [--sample 100000]
+//!     [--compare-binary PATH]   (another build's `vellum`, timed on the same store)
 //!
 //! The store is filled once by `vellum demo` (the same code, in process:
 //! realistic radiology AI events through the normal intake, each with its
@@ -27,18 +28,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     events: u64,
     sample: usize,
+    /// Another `vellum` binary (e.g. an earlier build) whose `verify` is
+    /// timed on the same store in the same run.
+    compare: Option<String>,
 }
 
 fn args() -> Args {
     let mut a = Args {
         events: 1_000_000,
         sample: 100_000,
+        compare: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--events" => a.events = it.next().and_then(|v| v.parse().ok()).expect("--events N"),
             "--sample" => a.sample = it.next().and_then(|v| v.parse().ok()).expect("--sample N"),
+            "--compare-binary" => a.compare = it.next(),
             // cargo bench passes --bench.
             _ => {}
         }
@@ -233,7 +239,34 @@ async fn main() {
     for (b, _) in &sample {
         rows += vellum::fhir::search_index::rows_for_body(b).len();
     }
+    let index_owned = t.elapsed().as_secs_f64();
+    // What verify does per body: one borrowing parse, the rows handed out
+    // borrowed and hashed, nothing copied.
+    let hasher = vellum::store::stream::RowHasher::default();
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for (b, _) in &sample {
+        if let Ok(tape) = vellum_json::tape::Tape::parse(b.as_bytes()) {
+            vellum::fhir::search_index::derive_rows(tape.root(), &mut |r| {
+                sum = sum.wrapping_add(hasher.derived_row(1, &r));
+            });
+        }
+    }
     let index = t.elapsed().as_secs_f64();
+    // The intake's route: the owned tree (which intake needs anyway), then
+    // the same extraction with owned rows.
+    let t = Instant::now();
+    for (b, _) in &sample {
+        if let Ok(root) = vellum_json::parse(b.as_bytes()) {
+            rows += vellum::fhir::search_index::extract(&root).into_rows().len();
+        }
+    }
+    let index_tree = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for (b, _) in &sample {
+        rows += vellum_json::tape::Tape::parse(b.as_bytes()).map_or(0, |_| 1);
+    }
+    let tape = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for (b, _) in &sample {
         rows += vellum_json::parse(b.as_bytes()).map_or(0, |_| 1);
@@ -244,19 +277,28 @@ async fn main() {
         rows += serde_json::from_str::<serde::de::IgnoredAny>(b).map_or(0, |_| 1);
     }
     let skim = t.elapsed().as_secs_f64();
-    std::hint::black_box((x, rows));
+    std::hint::black_box((x, rows, sum));
     println!(
         "per entry, one core, {s} entries in memory (mean {} bytes):",
         sample_bytes / s.max(1)
     );
     println!(
-        "  SHA-256(body) {:.2} µs ({:.2} GB/s), leaf hash {:.2} µs, \
-         search-index rows re-derived {:.2} µs (of which the JSON parse {:.2} µs), \
-         serde_json skim {:.2} µs",
+        "  SHA-256(body) {:.2} µs ({:.2} GB/s), leaf hash {:.2} µs",
         per(sha),
         sample_bytes as f64 / sha / 1e9,
         per(leaf),
+    );
+    println!(
+        "  search-index rows as verify derives them (borrowing parse, rows hashed, not copied) {:.2} µs \
+         (of which the parse {:.2} µs); as owned rows from that parse {:.2} µs",
         per(index),
+        per(tape),
+        per(index_owned),
+    );
+    println!(
+        "  the same rows from the owned tree (intake's route) {:.2} µs (of which the owned parse {:.2} µs); \
+         serde_json skim {:.2} µs",
+        per(index_tree),
         per(parse),
         per(skim)
     );
@@ -294,7 +336,9 @@ async fn main() {
     ] {
         let mut store = AnyStore::connect(&db, None).await.expect("connect");
         if indexed {
-            store = store.with_indexer(vellum::fhir::search_index::rows_for_body);
+            store = store
+                .with_indexer(vellum::fhir::search_index::derive_rows)
+                .with_keyer(vellum::intake::keys::expected_key);
         }
         let (c, t) = (cpu_s(), Instant::now());
         let v = vellum::ledger::verify::verify_all(&store, None)
@@ -306,29 +350,48 @@ async fn main() {
         assert_eq!(v.entries as u64, n);
         line(what, n, secs, read_bodies);
         println!(
-            "  CPU {cpu:.1} s over {secs:.1} s wall: {:.2} cores busy",
-            cpu / secs
+            "  CPU {cpu:.1} s over {secs:.1} s wall: {:.2} cores busy, {:.1} µs of CPU per entry",
+            cpu / secs,
+            cpu / n as f64 * 1e6
         );
         drop(store);
     }
-    // And the command itself (its own process, as an operator runs it).
-    let (c, t) = (children_cpu_s(), Instant::now());
-    let out = Command::new(env!("CARGO_BIN_EXE_vellum"))
-        .args(["verify", "--json", "--database-url", &url])
-        .output()
-        .expect("run vellum verify");
-    let secs = t.elapsed().as_secs_f64();
-    let cpu = children_cpu_s() - c;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    line("`vellum verify --json` (the binary)", n, secs, read_bodies);
-    println!(
-        "  CPU {cpu:.1} s over {secs:.1} s wall: {:.2} cores busy",
-        cpu / secs
-    );
+    // And the command itself (its own process, as an operator runs it),
+    // then the binary to compare with, if given, then this one again.
+    let mut binaries = vec![(
+        "`vellum verify --json` (the binary)",
+        env!("CARGO_BIN_EXE_vellum").to_string(),
+    )];
+    if let Some(other) = &a.compare {
+        binaries.push((
+            "`vellum verify --json`, the binary compared with",
+            other.clone(),
+        ));
+        binaries.push((
+            "`vellum verify --json` (the binary), again",
+            env!("CARGO_BIN_EXE_vellum").to_string(),
+        ));
+    }
+    for (what, binary) in binaries {
+        let (c, t) = (children_cpu_s(), Instant::now());
+        let out = Command::new(&binary)
+            .args(["verify", "--json", "--database-url", &url])
+            .output()
+            .expect("run vellum verify");
+        let secs = t.elapsed().as_secs_f64();
+        let cpu = children_cpu_s() - c;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        line(what, n, secs, read_bodies);
+        println!(
+            "  CPU {cpu:.1} s over {secs:.1} s wall: {:.2} cores busy, {:.1} µs of CPU per entry",
+            cpu / secs,
+            cpu / n as f64 * 1e6
+        );
+    }
     println!(
         "bodies: {} MB read; SQLite alone streams them at {:.0} entries/s",
         body_bytes / 1_000_000,

@@ -361,7 +361,7 @@ pub async fn run_configured(
     use vellum_ledger::store::{AnyStore, Store};
     let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
         .await?
-        .with_indexer(crate::fhir::search_index::rows_for_body)
+        .with_indexer(crate::fhir::search_index::derive_rows)
         .with_summarizer(crate::radiology::summary::of_body);
     store.migrate().await?;
     store

@@ -66,7 +66,7 @@ async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
     let store = AnyStore::connect(&s.database_url, s.database_role.as_deref())
         .await
         .map_err(|e| fail(2, format!("cannot open the store: {e}")))?
-        .with_indexer(vellum::fhir::search_index::rows_for_body)
+        .with_indexer(vellum::fhir::search_index::derive_rows)
         .with_keyer(vellum::intake::keys::expected_key)
         .with_summarizer(vellum::radiology::summary::of_body);
     Ok((

@@ -523,7 +523,7 @@ async fn open_store(
             ExitCode::from(2)
         })
         .map(|s| {
-            s.with_indexer(vellum::fhir::search_index::rows_for_body)
+            s.with_indexer(vellum::fhir::search_index::derive_rows)
                 .with_keyer(vellum::intake::keys::expected_key)
                 .with_summarizer(vellum::radiology::summary::of_body)
         })

@@ -148,7 +148,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
             .await?
-            .with_indexer(crate::fhir::search_index::rows_for_body)
+            .with_indexer(crate::fhir::search_index::derive_rows)
             .with_keyer(crate::intake::keys::expected_key)
             .with_summarizer(crate::radiology::summary::of_body);
         if settings.migrate_on_start {

@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vellum_json::{self as canonical, Json, Member, Value};
+use vellum_json::{self as canonical, Json, JsonView, Member, Value};
 
 use super::check::DigestCheck;
 use super::service::DicomService;
@@ -36,6 +36,11 @@ pub fn mismatches() -> u64 {
 
 /// The Study Instance UID an entity references, if it is a study entity.
 pub fn study_uid_of(entity: &Json) -> Option<String> {
+    study_uid_in(entity).map(str::to_string)
+}
+
+/// [`study_uid_of`] in either parsed form, borrowing.
+fn study_uid_in<'a, J: JsonView<'a>>(entity: J) -> Option<&'a str> {
     let id = entity.get("what")?.get("identifier")?;
     if id.get("system")?.as_str()? != crate::vocabulary::DICOM_UID_SYSTEM {
         return None;
@@ -43,28 +48,24 @@ pub fn study_uid_of(entity: &Json) -> Option<String> {
     let is_study = id
         .get("type")
         .and_then(|t| t.get("coding"))
-        .and_then(Json::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.get("code").and_then(Json::as_str) == Some("110180"))
-        });
+        .and_then(J::items)
+        .is_some_and(|mut cs| cs.any(|c| c.get("code").and_then(J::as_str) == Some("110180")));
     if !is_study {
         return None;
     }
     let uid = id.get("value")?.as_str()?.strip_prefix("urn:oid:")?;
-    (!uid.is_empty()).then(|| uid.to_string())
+    (!uid.is_empty()).then_some(uid)
 }
 
 /// The Study Instance UID of a study entity stored with its digest pending
 /// (a `pixel-sha256-pending` detail): work for the digest worker.
-pub fn pending_study(entity: &Json) -> Option<String> {
+pub fn pending_study<'a, J: JsonView<'a>>(entity: J) -> Option<&'a str> {
     let pending = entity
         .get("detail")
-        .and_then(Json::as_array)?
-        .iter()
-        .any(|d| d.get("type").and_then(Json::as_str) == Some(DETAIL_PENDING));
+        .and_then(J::items)?
+        .any(|d| d.get("type").and_then(J::as_str) == Some(DETAIL_PENDING));
     if pending {
-        study_uid_of(entity)
+        study_uid_in(entity)
     } else {
         None
     }
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn pending_study_entities_are_recognised() {
         let e = entity(r#","detail":[{"type":"pixel-sha256-pending","valueString":"x"}]"#);
-        assert_eq!(pending_study(&e).as_deref(), Some("1.2.3"));
+        assert_eq!(pending_study(&e), Some("1.2.3"));
         assert_eq!(pending_study(&entity("")), None);
     }
 

@@ -3,26 +3,29 @@
 //! bodies. One function per parameter type; the table below follows the R4
 //! SearchParameter expressions for AuditEvent.
 
-use vellum_json::Json;
+use std::borrow::Cow;
+
+use vellum_json::tape::Node;
+use vellum_json::JsonView;
 use vellum_ledger::store::followups::FollowupKind;
-use vellum_ledger::store::IndexRow;
+use vellum_ledger::store::{IndexRow, RowRef};
 
 /// One index row of a token parameter (`system|code`; `system` may be absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
+pub struct TokenRow<'a> {
     pub param: &'static str,
-    pub system: Option<String>,
-    pub code: String,
+    pub system: Option<&'a str>,
+    pub code: &'a str,
 }
 
 /// One index row of a string parameter: the value as stored and its
 /// normalised form (lower case, accents and punctuation folded) for the
 /// default "starts with, case-insensitive" match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StringRow {
+pub struct StringRow<'a> {
     pub param: &'static str,
-    pub value: String,
-    pub normalized: String,
+    pub value: &'a str,
+    pub normalized: Cow<'a, str>,
 }
 
 /// One index row of a reference parameter. `reference` is the literal
@@ -30,14 +33,38 @@ pub struct StringRow {
 /// `identifier` is the logical reference used by the `:identifier` modifier
 /// and the ITI-81 `.identifier` chains.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReferenceRow {
-    pub param: &'static str,
-    pub reference: Option<String>,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub identifier_system: Option<String>,
-    pub identifier_value: Option<String>,
+pub struct ReferenceRow<'a> {
+    pub param: RefParam,
+    pub reference: Option<&'a str>,
+    pub target_type: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub identifier_system: Option<&'a str>,
+    pub identifier_value: Option<&'a str>,
 }
+
+/// A reference parameter's name and that of its `:identifier` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefParam {
+    pub name: &'static str,
+    pub identifier: &'static str,
+}
+
+const AGENT: RefParam = RefParam {
+    name: "agent",
+    identifier: "agent:identifier",
+};
+const PATIENT: RefParam = RefParam {
+    name: "patient",
+    identifier: "patient:identifier",
+};
+const SOURCE: RefParam = RefParam {
+    name: "source",
+    identifier: "source:identifier",
+};
+const ENTITY: RefParam = RefParam {
+    name: "entity",
+    identifier: "entity:identifier",
+};
 
 /// One index row of a date parameter: the instant range [`low`, `high`)
 /// covered by the value's precision, as microseconds since the Unix epoch.
@@ -48,15 +75,17 @@ pub struct DateRow {
     pub high: i64,
 }
 
+/// The search parameter values of one event, borrowing from its parsed
+/// body (only normalised strings that differ from the value are copied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchIndex {
-    pub tokens: Vec<TokenRow>,
-    pub strings: Vec<StringRow>,
-    pub references: Vec<ReferenceRow>,
+pub struct SearchIndex<'a> {
+    pub tokens: Vec<TokenRow<'a>>,
+    pub strings: Vec<StringRow<'a>>,
+    pub references: Vec<ReferenceRow<'a>>,
     pub dates: Vec<DateRow>,
     /// Study Instance UIDs whose pixel digest is pending in this event
     /// (internal [`PIXEL_PENDING`] rows, not a FHIR search parameter).
-    pub pixel_pending: Vec<String>,
+    pub pixel_pending: Vec<&'a str>,
 }
 
 /// Internal index parameter: one row (val = Study Instance UID) per study
@@ -73,37 +102,35 @@ pub const PIXEL_DIGEST_FOLLOWUP: FollowupKind = FollowupKind {
     key_prefix: "pixel-digest:",
 };
 
-impl SearchIndex {
-    /// The rows of the `search_index` table for these values (layout in
-    /// migrations/sqlite/0004_search_index.sql).
-    pub fn into_rows(self) -> Vec<IndexRow> {
-        let mut rows = Vec::with_capacity(
-            self.tokens.len() + self.strings.len() + 2 * self.references.len() + self.dates.len(),
-        );
-        for t in self.tokens {
-            rows.push(IndexRow {
-                param: t.param.to_string(),
+impl SearchIndex<'_> {
+    /// Each row of the `search_index` table for these values (layout in
+    /// migrations/sqlite/0004_search_index.sql), in table order: tokens,
+    /// strings, references, dates, pending studies.
+    pub fn each_row(&self, sink: &mut dyn FnMut(RowRef<'_>)) {
+        for t in &self.tokens {
+            sink(RowRef {
+                param: t.param,
                 sys: t.system,
                 val: Some(t.code),
                 ..Default::default()
             });
         }
-        for s in self.strings {
-            rows.push(IndexRow {
-                param: s.param.to_string(),
-                val: Some(s.normalized),
+        for s in &self.strings {
+            sink(RowRef {
+                param: s.param,
+                val: Some(&s.normalized),
                 exact: Some(s.value),
                 ..Default::default()
             });
         }
-        for r in self.references {
+        for r in &self.references {
             if let Some(reference) = r.reference {
                 let (sys, val) = match (r.target_type, r.target_id) {
                     (Some(t), Some(id)) => (Some(t), id),
-                    _ => (None, reference.clone()),
+                    _ => (None, reference),
                 };
-                rows.push(IndexRow {
-                    param: r.param.to_string(),
+                sink(RowRef {
+                    param: r.param.name,
                     sys,
                     val: Some(val),
                     exact: Some(reference),
@@ -111,59 +138,72 @@ impl SearchIndex {
                 });
             }
             if let Some(value) = r.identifier_value {
-                rows.push(IndexRow {
-                    param: format!("{}:identifier", r.param),
+                sink(RowRef {
+                    param: r.param.identifier,
                     sys: r.identifier_system,
                     val: Some(value),
                     ..Default::default()
                 });
             }
         }
-        for d in self.dates {
-            rows.push(IndexRow {
-                param: d.param.to_string(),
+        for d in &self.dates {
+            sink(RowRef {
+                param: d.param,
                 low: Some(d.low),
                 high: Some(d.high),
                 ..Default::default()
             });
         }
-        for uid in self.pixel_pending {
-            rows.push(IndexRow {
-                param: PIXEL_PENDING.to_string(),
+        for uid in &self.pixel_pending {
+            sink(RowRef {
+                param: PIXEL_PENDING,
                 val: Some(uid),
                 ..Default::default()
             });
         }
+    }
+
+    /// The rows of the `search_index` table, owned, in [`Self::each_row`]'s order.
+    pub fn into_rows(self) -> Vec<IndexRow> {
+        let mut rows = Vec::with_capacity(
+            self.tokens.len() + self.strings.len() + 2 * self.references.len() + self.dates.len(),
+        );
+        self.each_row(&mut |r| rows.push(r.to_row()));
         rows
     }
 }
 
 /// The parameter rows of a stored body (the back-fill of entries stored
-/// before the search index existed; the ledger adds `_lastUpdated`).
+/// before the search index existed; the ledger adds `_lastUpdated`); none
+/// when the body is not JSON.
 pub fn rows_for_body(body: &str) -> Vec<IndexRow> {
-    vellum_json::parse(body.as_bytes())
-        .map(|root| extract(&root).into_rows())
-        .unwrap_or_default()
+    vellum_ledger::store::index_rows(derive_rows, body)
+}
+
+/// The ledger's [`vellum_ledger::store::IndexFn`]: each parameter row of a
+/// parsed stored body, borrowed, in table order.
+pub fn derive_rows(root: Node<'_>, sink: &mut dyn FnMut(RowRef<'_>)) {
+    extract(root).each_row(sink);
 }
 
 /// Iterates a 0..* element (array) or a 0..1 element (single value).
-fn each(node: Option<&Json>) -> impl Iterator<Item = &Json> {
-    let items: Vec<&Json> = match node {
-        Some(j) => match j.as_array() {
-            Some(a) => a.iter().collect(),
-            None => vec![j],
+fn each<'a, J: JsonView<'a>>(node: Option<J>) -> impl Iterator<Item = J> + use<'a, J> {
+    let (items, single) = match node {
+        Some(j) => match j.items() {
+            Some(a) => (Some(a), None),
+            None => (None, Some(j)),
         },
-        None => vec![],
+        None => (None, None),
     };
-    items.into_iter()
+    items.into_iter().flatten().chain(single)
 }
 
-fn str_of(node: Option<&Json>) -> Option<String> {
-    node.and_then(Json::as_str).map(str::to_string)
+fn str_of<'a, J: JsonView<'a>>(node: Option<J>) -> Option<&'a str> {
+    node.and_then(J::as_str)
 }
 
-impl SearchIndex {
-    fn token(&mut self, param: &'static str, system: Option<String>, code: Option<String>) {
+impl<'a> SearchIndex<'a> {
+    fn token(&mut self, param: &'static str, system: Option<&'a str>, code: Option<&'a str>) {
         if let Some(code) = code {
             self.tokens.push(TokenRow {
                 param,
@@ -173,7 +213,7 @@ impl SearchIndex {
         }
     }
 
-    fn coding(&mut self, param: &'static str, coding: &Json) {
+    fn coding<J: JsonView<'a>>(&mut self, param: &'static str, coding: J) {
         self.token(
             param,
             str_of(coding.get("system")),
@@ -181,28 +221,25 @@ impl SearchIndex {
         );
     }
 
-    fn codeable_concept(&mut self, param: &'static str, cc: &Json) {
+    fn codeable_concept<J: JsonView<'a>>(&mut self, param: &'static str, cc: J) {
         for c in each(cc.get("coding")) {
             self.coding(param, c);
         }
     }
 
-    fn string(&mut self, param: &'static str, value: Option<&Json>) {
-        if let Some(v) = value.and_then(Json::as_str) {
+    fn string<J: JsonView<'a>>(&mut self, param: &'static str, value: Option<J>) {
+        if let Some(v) = str_of(value) {
             self.strings.push(StringRow {
                 param,
-                value: v.to_string(),
-                normalized: normalize_string(v),
+                value: v,
+                normalized: normalized(v),
             });
         }
     }
 
-    fn reference(&mut self, param: &'static str, r: &Json) {
+    fn reference<J: JsonView<'a>>(&mut self, param: RefParam, r: J) {
         let reference = str_of(r.get("reference"));
-        let (target_type, target_id) = reference
-            .as_deref()
-            .map(split_reference)
-            .unwrap_or((None, None));
+        let (target_type, target_id) = reference.map(split_ref).unwrap_or((None, None));
         let ident = r.get("identifier");
         let row = ReferenceRow {
             param,
@@ -221,6 +258,12 @@ impl SearchIndex {
 /// `Patient/123`, `http://x/fhir/Patient/123` or `Patient/123/_history/2` →
 /// (`Patient`, `123`); anything else → (None, None).
 pub fn split_reference(r: &str) -> (Option<String>, Option<String>) {
+    let (ty, id) = split_ref(r);
+    (ty.map(str::to_string), id.map(str::to_string))
+}
+
+/// [`split_reference`], borrowing from `r`.
+fn split_ref(r: &str) -> (Option<&str>, Option<&str>) {
     let r = match r.find("/_history/") {
         Some(i) => &r[..i],
         None => r,
@@ -232,7 +275,7 @@ pub fn split_reference(r: &str) -> (Option<String>, Option<String>) {
                 && ty.starts_with(|c: char| c.is_ascii_uppercase())
                 && ty.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
-            (Some(ty.to_string()), Some(id.to_string()))
+            (Some(ty), Some(id))
         }
         _ => (None, None),
     }
@@ -257,8 +300,19 @@ pub fn normalize_string(s: &str) -> String {
         .collect()
 }
 
-/// Extracts every R4 AuditEvent search parameter from `event`.
-pub fn extract(event: &Json) -> SearchIndex {
+/// [`normalize_string`], borrowing `s` when it is already normalised
+/// (ASCII without capitals, the common case).
+fn normalized(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(normalize_string(s))
+    }
+}
+
+/// Extracts every R4 AuditEvent search parameter from `event` (the owned
+/// tree at intake, the tape of a stored body in `verify`).
+pub fn extract<'a, J: JsonView<'a>>(event: J) -> SearchIndex<'a> {
     let mut ix = SearchIndex::default();
     ix.token("action", None, str_of(event.get("action")));
     if let Some(meta) = event.get("meta") {
@@ -273,7 +327,7 @@ pub fn extract(event: &Json) -> SearchIndex {
     for st in each(event.get("subtype")) {
         ix.coding("subtype", st);
     }
-    if let Some(recorded) = event.get("recorded").and_then(Json::as_str) {
+    if let Some(recorded) = str_of(event.get("recorded")) {
         if let Some((low, high)) = date_range(recorded) {
             ix.dates.push(DateRow {
                 param: "date",
@@ -284,9 +338,9 @@ pub fn extract(event: &Json) -> SearchIndex {
     }
     for agent in each(event.get("agent")) {
         if let Some(who) = agent.get("who") {
-            ix.reference("agent", who);
+            ix.reference(AGENT, who);
             if is_patient_reference(who) {
-                ix.reference("patient", who);
+                ix.reference(PATIENT, who);
             }
         }
         ix.string("agent-name", agent.get("name"));
@@ -295,7 +349,7 @@ pub fn extract(event: &Json) -> SearchIndex {
         }
         ix.token("altid", None, str_of(agent.get("altId")));
         for p in each(agent.get("policy")) {
-            ix.token("policy", None, p.as_str().map(str::to_string));
+            ix.token("policy", None, p.as_str());
         }
         if let Some(net) = agent.get("network") {
             ix.string("address", net.get("address"));
@@ -304,14 +358,14 @@ pub fn extract(event: &Json) -> SearchIndex {
     if let Some(source) = event.get("source") {
         ix.token("site", None, str_of(source.get("site")));
         if let Some(obs) = source.get("observer") {
-            ix.reference("source", obs);
+            ix.reference(SOURCE, obs);
         }
     }
     for entity in each(event.get("entity")) {
         if let Some(what) = entity.get("what") {
-            ix.reference("entity", what);
+            ix.reference(ENTITY, what);
             if is_patient_reference(what) {
-                ix.reference("patient", what);
+                ix.reference(PATIENT, what);
             }
         }
         ix.string("entity-name", entity.get("name"));
@@ -332,11 +386,11 @@ pub fn extract(event: &Json) -> SearchIndex {
 
 /// The R4 `patient` parameter: references whose target is a Patient. Without
 /// a resolvable literal reference, a `Reference.type` of Patient counts.
-fn is_patient_reference(r: &Json) -> bool {
-    if let Some(reference) = r.get("reference").and_then(Json::as_str) {
-        return split_reference(reference).0.as_deref() == Some("Patient");
+fn is_patient_reference<'a, J: JsonView<'a>>(r: J) -> bool {
+    if let Some(reference) = str_of(r.get("reference")) {
+        return split_ref(reference).0 == Some("Patient");
     }
-    r.get("type").and_then(Json::as_str) == Some("Patient")
+    str_of(r.get("type")) == Some("Patient")
 }
 
 /// The [low, high) range, in µs since the epoch, that a FHIR date, dateTime
@@ -459,7 +513,7 @@ mod tests {
             ix.tokens
                 .iter()
                 .filter(|t| t.param == p)
-                .map(|t| t.code.as_str())
+                .map(|t| t.code)
                 .collect::<Vec<_>>()
         };
         assert_eq!(tok("action"), ["E"]);
@@ -475,7 +529,7 @@ mod tests {
         let names: Vec<_> = ix
             .strings
             .iter()
-            .map(|s| (s.param, s.normalized.as_str()))
+            .map(|s| (s.param, s.normalized.as_ref()))
             .collect();
         assert!(names.contains(&("agent-name", "dr. zoe muller")));
         assert!(names.contains(&("address", "10.0.0.5")));
@@ -483,13 +537,7 @@ mod tests {
         let refs: Vec<_> = ix
             .references
             .iter()
-            .map(|r| {
-                (
-                    r.param,
-                    r.target_id.as_deref(),
-                    r.identifier_value.as_deref(),
-                )
-            })
+            .map(|r| (r.param.name, r.target_id, r.identifier_value))
             .collect();
         assert!(refs.contains(&("agent", Some("dr1"), Some("rad-7"))));
         assert!(refs.contains(&("patient", Some("p1"), None)));

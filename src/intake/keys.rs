@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 use vellum_json::Json;
-use vellum_ledger::store::{ExpectedKey, IndexRow};
+use vellum_ledger::store::{ExpectedKey, RowRef};
 
 use crate::vocabulary::IDEMPOTENCY_KEY_SYSTEM;
 
@@ -21,17 +21,16 @@ pub fn stamp(root: &mut Json, stem: Option<&str>) {
     super::tags::replace(root, IDEMPOTENCY_KEY_SYSTEM, code.as_deref());
 }
 
-/// The key a stored body says its entry carries, from the body's index rows
-/// (the `_tag` row of the key tag): `None` when it names none — events
-/// stored without a key, and those stored before keys were recorded.
-pub fn expected_key(rows: &[IndexRow]) -> Option<ExpectedKey> {
-    let mut tags = rows
-        .iter()
-        .filter(|r| r.param == "_tag" && r.sys.as_deref() == Some(IDEMPOTENCY_KEY_SYSTEM));
-    let tag = tags.next()?;
-    let stem_sha256 = tag
+/// The key a stored body says its entry carries, from one of the body's
+/// index rows: `Some` for the `_tag` row of the key tag. A body with no such
+/// row names none — events stored without a key, and those stored before
+/// keys were recorded.
+pub fn expected_key(row: &RowRef<'_>) -> Option<ExpectedKey> {
+    if row.param != "_tag" || row.sys != Some(IDEMPOTENCY_KEY_SYSTEM) {
+        return None;
+    }
+    let stem_sha256 = row
         .val
-        .as_deref()
         .and_then(|v| hex::decode(v).ok())
         .and_then(|v| <[u8; 32]>::try_from(v).ok())
         // A malformed tag expects a key no stored key can match.
@@ -89,16 +88,27 @@ mod tests {
     #[test]
     fn the_expected_key_matches_the_stem_with_or_without_a_digest() {
         let stem = "ai-inference:e1\u{1f}pacs";
-        let row = IndexRow {
-            param: "_tag".into(),
-            sys: Some(IDEMPOTENCY_KEY_SYSTEM.into()),
-            val: Some(hex::encode(Sha256::digest(stem.as_bytes()))),
+        let val = hex::encode(Sha256::digest(stem.as_bytes()));
+        let row = RowRef {
+            param: "_tag",
+            sys: Some(IDEMPOTENCY_KEY_SYSTEM),
+            val: Some(&val),
             ..Default::default()
         };
-        let e = expected_key(&[row]).unwrap();
+        let e = expected_key(&row).unwrap();
         assert!(e.matches(stem));
         assert!(e.matches(&format!("{stem}{DIGEST_SEPARATOR}{}", "ab".repeat(32))));
         assert!(!e.matches("ai-inference:e2\u{1f}pacs"));
-        assert!(expected_key(&[]).is_none());
+        // Other rows name no key.
+        assert!(expected_key(&RowRef {
+            sys: Some("urn:other"),
+            ..row
+        })
+        .is_none());
+        assert!(expected_key(&RowRef {
+            param: "action",
+            ..row
+        })
+        .is_none());
     }
 }

@@ -12,6 +12,7 @@ mod hostile_input;
 mod hostile_memory;
 mod http_tls;
 mod independent_validation;
+mod index_rows_before;
 mod jwt_auth;
 mod profiles;
 mod smoke_common;

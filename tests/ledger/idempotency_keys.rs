@@ -130,7 +130,7 @@ backend_tests! {
         let store = AnyStore::connect(&vellum::config::DatabaseUrl::parse(&db.url).unwrap(), None)
             .await
             .unwrap()
-            .with_indexer(vellum::fhir::search_index::rows_for_body)
+            .with_indexer(vellum::fhir::search_index::derive_rows)
             .with_keyer(vellum::intake::keys::expected_key);
         store.migrate().await.unwrap();
         let ledger = Ledger::start(store.clone(), WriterSettings::default());

@@ -521,7 +521,7 @@ async fn verify_with_index(url: &str) -> Verdict {
     let store = AnyStore::connect(&url, None)
         .await
         .expect("open store")
-        .with_indexer(vellum::fhir::search_index::rows_for_body);
+        .with_indexer(vellum::fhir::search_index::derive_rows);
     vellum::ledger::verify::verify_all(&store, None)
         .await
         .expect("verify reads the store")

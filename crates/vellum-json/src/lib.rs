@@ -14,6 +14,49 @@ use std::fmt::Write as _;
 /// Writing JSON text directly (the event builders).
 pub mod write;
 
+/// The borrowing parse (one flat tape, strings left in the source).
+pub mod tape;
+
+/// Read access to a parsed value, whichever form holds it (the owned
+/// [`Json`] tree or a [`tape::Node`]), so code that only reads — such as the
+/// search-index extraction — is written once for both.
+pub trait JsonView<'a>: Copy {
+    /// Member `key` of an object.
+    fn get(self, key: &str) -> Option<Self>;
+    /// The text of a string.
+    fn as_str(self) -> Option<&'a str>;
+    /// The items of an array, `None` for anything else.
+    fn items(self) -> Option<impl Iterator<Item = Self>>;
+}
+
+impl<'a> JsonView<'a> for &'a Json {
+    fn get(self, key: &str) -> Option<Self> {
+        Json::get(self, key)
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        Json::as_str(self)
+    }
+
+    fn items(self) -> Option<impl Iterator<Item = Self>> {
+        self.as_array().map(|a| a.iter())
+    }
+}
+
+impl<'a> JsonView<'a> for tape::Node<'a> {
+    fn get(self, key: &str) -> Option<Self> {
+        tape::Node::get(self, key)
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        tape::Node::as_str(self)
+    }
+
+    fn items(self) -> Option<impl Iterator<Item = Self>> {
+        tape::Node::items(self)
+    }
+}
+
 /// Nesting deeper than this is refused whatever the settings say (protects
 /// the stack; real AuditEvents are well under 20 levels).
 pub const MAX_DEPTH: usize = 100;
@@ -384,12 +427,7 @@ impl<'a> Parser<'a> {
         loop {
             // Copy the run of plain bytes in one go (input is valid UTF-8).
             let run_start = self.pos;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos += plain_len(self.src.get(self.pos..).unwrap_or(&[]));
             if self.pos > run_start {
                 out.push_str(
                     std::str::from_utf8(&self.src[run_start..self.pos])
@@ -464,6 +502,36 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// The length of the leading run of `bytes` a string copies as is: up to
+/// the first `"`, `\` or control character. Eight bytes at a time: per
+/// word, a mask of the bytes equal to `"`, to `\`, or below 0x20 (the
+/// lowest flagged byte is exact; flags above it may be spurious, and are
+/// never looked at).
+pub(crate) fn plain_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        let flagged = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if flagged != 0 {
+            return i + (flagged.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or(&[]);
+    i + rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(rest.len())
 }
 
 /// The duplicate-key check of a large object in O(n log n).
@@ -907,6 +975,22 @@ mod tests {
                 format!("[ {} ]", parts.join(", "))
             }
             other => serde_json::to_string(other).unwrap(),
+        }
+    }
+
+    proptest! {
+        /// The word-at-a-time scan stops where a byte-at-a-time one does.
+        #[test]
+        fn plain_len_stops_at_the_first_special_byte(
+            bytes in proptest::collection::vec(prop_oneof![
+                Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..0x80, 0x80u8..=0xff, Just(b'a'),
+            ], 0..40),
+            pad in 0usize..9,
+        ) {
+            let mut v = vec![b'x'; pad];
+            v.extend(bytes);
+            let naive = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(v.len());
+            prop_assert_eq!(plain_len(&v), naive);
         }
     }
 

@@ -166,10 +166,47 @@ pub enum Appended {
     SameAs(usize),
 }
 
-/// Derives the search-index rows of a stored body (all but `_lastUpdated`,
-/// which the ledger adds from the commit time). Supplied by the layer that
-/// knows the resource type, so the store stays ignorant of FHIR.
-pub type IndexFn = fn(&str) -> Vec<IndexRow>;
+/// One index row as derived from a body, its text borrowed (from the body
+/// or the deriver), so checking rows allocates nothing per row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowRef<'a> {
+    pub param: &'a str,
+    pub sys: Option<&'a str>,
+    pub val: Option<&'a str>,
+    pub exact: Option<&'a str>,
+    pub low: Option<i64>,
+    pub high: Option<i64>,
+}
+
+impl RowRef<'_> {
+    /// The row as stored (unbounded: see [`IndexRow::bounded`]).
+    pub fn to_row(&self) -> IndexRow {
+        IndexRow {
+            param: self.param.to_string(),
+            sys: self.sys.map(str::to_string),
+            val: self.val.map(str::to_string),
+            exact: self.exact.map(str::to_string),
+            low: self.low,
+            high: self.high,
+        }
+    }
+}
+
+/// Derives the search-index rows of a parsed stored body (all but
+/// `_lastUpdated`, which the ledger adds from the commit time), handing
+/// each to the sink in order. Supplied by the layer that knows the resource
+/// type, so the store stays ignorant of FHIR.
+pub type IndexFn = for<'a> fn(vellum_json::tape::Node<'a>, &mut dyn FnMut(RowRef<'_>));
+
+/// The rows `indexer` derives from `body`, owned and unbounded; none when
+/// the body is not JSON.
+pub fn index_rows(indexer: IndexFn, body: &str) -> Vec<IndexRow> {
+    let mut rows = Vec::new();
+    if let Ok(tape) = vellum_json::tape::Tape::parse(body.as_bytes()) {
+        indexer(tape.root(), &mut |r| rows.push(r.to_row()));
+    }
+    rows
+}
 
 /// The idempotency key an entry must be stored under, as far as its body
 /// tells: a key whose stem (the part before `separator`; all of it when
@@ -188,9 +225,10 @@ impl ExpectedKey {
     }
 }
 
-/// Derives [`ExpectedKey`] from a body's (unbounded) index rows; `None`
-/// when the body names no key.
-pub type KeyFn = fn(&[IndexRow]) -> Option<ExpectedKey>;
+/// Derives [`ExpectedKey`] from one of a body's (unbounded) index rows:
+/// `Some` for the row that names the key. The first such row of a body
+/// decides; a body with none names no key.
+pub type KeyFn = fn(&RowRef<'_>) -> Option<ExpectedKey>;
 
 /// The `_lastUpdated` row of an entry stamped at `t` (µs, half-open range).
 pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
@@ -206,7 +244,10 @@ pub fn last_updated_row(t: time::OffsetDateTime) -> IndexRow {
 /// Every index row an entry must have: its body's, bounded, and its
 /// `_lastUpdated` row (what the writer stores, and what verify expects).
 pub(crate) fn expected_rows(body: &str, last_updated: &str, indexer: IndexFn) -> Vec<IndexRow> {
-    let mut index: Vec<IndexRow> = indexer(body).into_iter().map(IndexRow::bounded).collect();
+    let mut index: Vec<IndexRow> = index_rows(indexer, body)
+        .into_iter()
+        .map(IndexRow::bounded)
+        .collect();
     if let Some(t) = crate::parse_stamp(last_updated) {
         index.push(last_updated_row(t));
     }

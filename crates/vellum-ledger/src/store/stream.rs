@@ -19,7 +19,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use super::{AnyStore, IndexRow, Store, StoreError, StoredEntry};
+use super::{bound_index_text, AnyStore, IndexRow, RowRef, Store, StoreError, StoredEntry};
 
 /// Pages kept ready ahead of the consumer.
 const AHEAD: usize = 2;
@@ -98,6 +98,25 @@ impl RowHasher {
             text(r.sys.as_deref()),
             text(r.val.as_deref()),
             text(r.exact.as_deref()),
+            int(r.low),
+            int(r.high),
+        ])
+    }
+
+    /// [`RowHasher::index_row`] of a derived row once bounded as the writer
+    /// stores it ([`IndexRow::bounded`]), without copying its text.
+    pub fn derived_row(&self, seq: i64, r: &RowRef<'_>) -> u64 {
+        let (sys, val, exact) = (
+            r.sys.map(bound_index_text),
+            r.val.map(bound_index_text),
+            r.exact.map(bound_index_text),
+        );
+        self.cols([
+            Col::Int(seq),
+            Col::Text(r.param.as_bytes()),
+            text(sys.as_deref()),
+            text(val.as_deref()),
+            text(exact.as_deref()),
             int(r.low),
             int(r.high),
         ])

@@ -11,7 +11,8 @@ use super::{check_columns, Verdict, Walker, LOOKAHEAD};
 use crate::hash::{self, Hash};
 use crate::merkle::Accumulator;
 use crate::store::stream::{Page, PageReceiver, RowHasher, RowsDigest};
-use crate::store::{last_updated_row, IndexFn, IndexRow, KeyFn, StoreError, StoredEntry};
+use crate::store::{last_updated_row, ExpectedKey, IndexFn, KeyFn, StoreError, StoredEntry};
+use vellum_json::tape::{Node, Tape};
 
 /// Reports entries verified so far (called once per page).
 pub type Progress = Box<dyn Fn(u64) + Send>;
@@ -64,14 +65,11 @@ pub(super) struct Walked {
     pub finding: Option<(i64, Finding)>,
 }
 
-/// The entry's stored idempotency keys against the one its body gives
-/// (no finding when the body does not tell).
+/// The entry's stored idempotency keys against the one its body gives.
 fn check_keys<'a>(
-    derived: &[IndexRow],
-    keyer: KeyFn,
+    expected: &ExpectedKey,
     stored: impl Iterator<Item = &'a str>,
 ) -> Option<Finding> {
-    let expected = keyer(derived)?;
     let (mut matching, mut extra) = (0usize, 0usize);
     for k in stored {
         if expected.matches(k) {
@@ -86,26 +84,31 @@ fn check_keys<'a>(
     (missing + extra > 0).then_some(Finding::Keys { missing, extra })
 }
 
-/// The rows derived from the body against the stored ones: the entry's
-/// first finding, and the digest of the index rows its body gives. Per-entry
-/// checks of derived data go here.
+/// The rows derived from the body (`root`, `None` when it is not JSON)
+/// against the stored ones: the entry's first finding, and the digest of
+/// the index rows its body gives. Per-entry checks of derived data go here.
 fn derived_finding(
     e: &StoredEntry,
     i: usize,
     page: &Page,
     d: &Derive,
+    root: Option<Node<'_>>,
 ) -> (Option<Finding>, RowsDigest) {
     let Some(indexer) = d.indexer else {
         return (None, RowsDigest::default());
     };
-    let rows = indexer(&e.body);
-    let keys = d
-        .keyer
-        .and_then(|k| check_keys(&rows, k, page.keys_of(e.seq)));
     let mut expected = RowsDigest::default();
-    for r in rows {
-        expected.add(d.hasher.index_row(e.seq, &r.bounded()));
+    // The first row that names a key decides which key the body gives.
+    let mut key: Option<ExpectedKey> = None;
+    if let Some(root) = root {
+        indexer(root, &mut |r| {
+            if let (None, Some(keyer)) = (&key, d.keyer) {
+                key = keyer(&r);
+            }
+            expected.add(d.hasher.derived_row(e.seq, &r));
+        });
     }
+    let keys = key.and_then(|k| check_keys(&k, page.keys_of(e.seq)));
     if let Some(t) = crate::parse_stamp(&e.last_updated) {
         expected.add(d.hasher.index_row(e.seq, &last_updated_row(t)));
     }
@@ -123,13 +126,32 @@ fn derived_finding(
     (keys, expected)
 }
 
+/// The `id` and `meta.lastUpdated` of a parsed body are the row's columns
+/// (what [`check_columns`] checks, read from the parse already made).
+fn columns_match(e: &StoredEntry, root: Node<'_>) -> bool {
+    root.get("id").and_then(Node::as_str) == Some(e.id.as_str())
+        && root
+            .get("meta")
+            .and_then(|m| m.get("lastUpdated"))
+            .and_then(Node::as_str)
+            == Some(e.last_updated.as_str())
+}
+
 fn pre_row(e: &StoredEntry, i: usize, page: &Page, d: &Derive) -> Pre {
     let body = e.body.as_bytes();
-    let (finding, index) = derived_finding(e, i, page, d);
+    // One parse serves the column check and the row derivation; a body
+    // that is not JSON gets the column check's own verdict.
+    let tape = d.indexer.and_then(|_| Tape::parse(body).ok());
+    let root = tape.as_ref().map(Tape::root);
+    let columns_ok = match root {
+        Some(root) => columns_match(e, root),
+        None => check_columns(e.seq, e).is_ok(),
+    };
+    let (finding, index) = derived_finding(e, i, page, d, root);
     Pre {
         body_sha: hash::body_sha256(body),
         leaf: hash::leaf_hash(body),
-        columns_ok: check_columns(e.seq, e).is_ok(),
+        columns_ok,
         finding,
         index,
     }
