@@ -488,7 +488,10 @@ async fn run_one(
         renice_writer_threads(pid, n);
     }
     let threads_before = thread_times(pid);
-    let before: Vec<CpuSnapshot> = pids.iter().map(|p| CpuSnapshot::take(*p, backend)).collect();
+    let before: Vec<CpuSnapshot> = pids
+        .iter()
+        .map(|p| CpuSnapshot::take(*p, backend))
+        .collect();
     let shape = RequestShape::new(args);
     let load = match args.client {
         ClientKind::Raw => run_load_raw(&ports, connections, &bodies, args.duration, shape).await,
@@ -496,7 +499,10 @@ async fn run_one(
             run_load_reqwest(ports[0], connections, &bodies, args.duration).await
         }
     };
-    let after: Vec<CpuSnapshot> = pids.iter().map(|p| CpuSnapshot::take(*p, backend)).collect();
+    let after: Vec<CpuSnapshot> = pids
+        .iter()
+        .map(|p| CpuSnapshot::take(*p, backend))
+        .collect();
     let threads = thread_delta(&threads_before, &thread_times(pid));
     if let Some(p) = perf {
         stop_perf(p);

@@ -452,11 +452,17 @@ impl Database {
             Backend::Sqlite => {
                 let path = self.sqlite_path.as_deref().unwrap_or(Path::new(""));
                 let mut c = sqlite_connection(path).await?;
-                sqlx::query_scalar(SQL).fetch_one(&mut c).await.map_err(map)?
+                sqlx::query_scalar(SQL)
+                    .fetch_one(&mut c)
+                    .await
+                    .map_err(map)?
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.map_err(map)?;
-                sqlx::query_scalar(SQL).fetch_one(&mut c).await.map_err(map)?
+                sqlx::query_scalar(SQL)
+                    .fetch_one(&mut c)
+                    .await
+                    .map_err(map)?
             }
         };
         Ok(hash.iter().map(|b| format!("{b:02x}")).collect())

@@ -13,7 +13,25 @@ async fn app(dicom: impl FnOnce(&mut RawSettings)) -> (TestDb, TestApp) {
     let mut raw = vellum_testkit::raw_settings_for(&db.url);
     dicom(&mut raw);
     let app = spawn_app_with(Settings::validate(raw).expect("settings")).await;
+    // /readyz answers 503 until the start-up verification has held (a
+    // moment on a busy machine): wait for it, so the check after the bomb
+    // says whether the bomb harmed the server, not whether it had started.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while readyz(&app).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     (db, app)
+}
+
+async fn readyz(app: &TestApp) -> u16 {
+    app.client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("readyz")
+        .status()
+        .as_u16()
 }
 
 async fn upload(app: &TestApp, body: Vec<u8>) -> Value {
@@ -48,13 +66,7 @@ async fn a_deflate_bomb_is_refused_by_its_element_size_before_it_is_read() {
     let reason = only_skip_reason(&upload(&app, bomb).await);
     assert!(reason.contains("dicom.max_element_bytes"), "{reason}");
     // The server is unharmed.
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert!(r.status().is_success());
+    assert_eq!(readyz(&app).await, 200);
 }
 
 #[tokio::test]
