@@ -167,6 +167,11 @@ fn start_server(db_url: &str, http: u16, mllp: u16, writer_log: Option<&Path>) -
         .env("VELLUM_DATABASE_URL", db_url)
         .env("VELLUM_HTTP_ADDR", format!("127.0.0.1:{http}"))
         .env("VELLUM_MLLP_ADDR", format!("127.0.0.1:{mllp}"))
+        // Every load connection comes from 127.0.0.1: lift the per-sender cap
+        // (32 by default), which would close half of 64 connections at once.
+        .env("VELLUM_LIMITS_MLLP_MAX_CONNECTIONS_PER_PEER", "4096")
+        // PostgreSQL stores get no first-start admin token: give the server one.
+        .env("VELLUM_DEV_TOKEN", vellum_testkit::DEV_TOKEN)
         .stderr(Stdio::inherit());
     match writer_log.and_then(|p| std::fs::File::create(p).ok()) {
         // One debug line per committed batch (count and duration), nothing else.
