@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 /// Writing JSON text directly (the event builders).
 pub mod write;
 
+mod scan;
+
 /// The borrowing parse (one flat tape, strings left in the source).
 pub mod tape;
 
@@ -230,23 +232,12 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.pos += 1;
-        }
+        self.pos = scan::skip_ws(self.src, self.pos);
     }
 
     fn expect_literal(&mut self, lit: &[u8]) -> Result<(), ParseError> {
-        if self.src[self.pos..].starts_with(lit) {
-            self.pos += lit.len();
-            Ok(())
-        } else if self.src.len() - self.pos < lit.len() && lit.starts_with(&self.src[self.pos..]) {
-            Err(ParseError {
-                offset: self.src.len(),
-                kind: ParseErrorKind::UnexpectedEnd,
-            })
-        } else {
-            Err(self.err(ParseErrorKind::UnexpectedChar))
-        }
+        self.pos = scan::literal(self.src, self.pos, lit)?;
+        Ok(())
     }
 
     fn value(&mut self, depth: usize) -> Result<Json, ParseError> {
@@ -364,59 +355,13 @@ impl<'a> Parser<'a> {
 
     fn number(&mut self) -> Result<String, ParseError> {
         let start = self.pos;
-        let digits = |p: &mut Self| {
-            let s = p.pos;
-            while let Some(b'0'..=b'9') = p.peek() {
-                p.pos += 1;
-            }
-            p.pos - s
-        };
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                digits(self);
-            }
-            _ => return Err(self.err(ParseErrorKind::InvalidNumber)),
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            if digits(self) == 0 {
-                return Err(self.err(ParseErrorKind::InvalidNumber));
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if digits(self) == 0 {
-                return Err(self.err(ParseErrorKind::InvalidNumber));
-            }
-        }
+        self.pos = scan::number_end(self.src, self.pos)?;
         // The span is ASCII digits and signs, so this cannot fail.
         Ok(String::from_utf8_lossy(&self.src[start..self.pos]).into_owned())
     }
 
     fn hex4(&mut self) -> Result<u16, ParseError> {
-        let Some(h) = self.src.get(self.pos..self.pos + 4) else {
-            return Err(ParseError {
-                offset: self.src.len(),
-                kind: ParseErrorKind::UnexpectedEnd,
-            });
-        };
-        let mut v: u16 = 0;
-        for &c in h {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return Err(self.err(ParseErrorKind::InvalidEscape)),
-            };
-            v = (v << 4) | u16::from(d);
-        }
+        let v = scan::hex4(self.src, self.pos)?;
         self.pos += 4;
         Ok(v)
     }

@@ -6,6 +6,7 @@
 //! this way costs one or two allocations instead of one per string, array and
 //! object (what `verify` and the index back-fill do for every entry).
 
+use crate::scan;
 use crate::{first_duplicate, plain_len, Json, Limits, Member, ParseError, ParseErrorKind, Value};
 use crate::{MAX_DEPTH, SCAN_DUPLICATES_UP_TO};
 
@@ -244,9 +245,7 @@ impl Parser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.pos += 1;
-        }
+        self.pos = scan::skip_ws(self.bytes, self.pos);
     }
 
     fn text(&self, t: Text) -> &str {
@@ -258,18 +257,8 @@ impl Parser<'_> {
     }
 
     fn expect_literal(&mut self, lit: &[u8]) -> Result<(), ParseError> {
-        let rest = self.bytes.get(self.pos..).unwrap_or(&[]);
-        if rest.starts_with(lit) {
-            self.pos += lit.len();
-            Ok(())
-        } else if rest.len() < lit.len() && lit.starts_with(rest) {
-            Err(ParseError {
-                offset: self.bytes.len(),
-                kind: ParseErrorKind::UnexpectedEnd,
-            })
-        } else {
-            Err(self.err(ParseErrorKind::UnexpectedChar))
-        }
+        self.pos = scan::literal(self.bytes, self.pos, lit)?;
+        Ok(())
     }
 
     /// Appends a slot for a value starting at `start`; its `end` and
@@ -445,58 +434,12 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Result<(), ParseError> {
-        let digits = |p: &mut Self| {
-            let s = p.pos;
-            while let Some(b'0'..=b'9') = p.peek() {
-                p.pos += 1;
-            }
-            p.pos - s
-        };
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                digits(self);
-            }
-            _ => return Err(self.err(ParseErrorKind::InvalidNumber)),
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            if digits(self) == 0 {
-                return Err(self.err(ParseErrorKind::InvalidNumber));
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if digits(self) == 0 {
-                return Err(self.err(ParseErrorKind::InvalidNumber));
-            }
-        }
+        self.pos = scan::number_end(self.bytes, self.pos)?;
         Ok(())
     }
 
     fn hex4(&mut self) -> Result<u16, ParseError> {
-        let Some(h) = self.bytes.get(self.pos..self.pos + 4) else {
-            return Err(ParseError {
-                offset: self.bytes.len(),
-                kind: ParseErrorKind::UnexpectedEnd,
-            });
-        };
-        let mut v: u16 = 0;
-        for &c in h {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return Err(self.err(ParseErrorKind::InvalidEscape)),
-            };
-            v = (v << 4) | u16::from(d);
-        }
+        let v = scan::hex4(self.bytes, self.pos)?;
         self.pos += 4;
         Ok(v)
     }
