@@ -121,6 +121,18 @@ async fn head_of(url: &str) -> u64 {
     store.head().await.map_or(0, |h| h.seq as u64)
 }
 
+/// This process's resident set size, MB (0 where /proc is missing).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
@@ -198,12 +210,25 @@ async fn run_backend(backend: &str, a: &Args) {
             .await
             .expect("vacuum analyze");
     }
+    let rss_before = rss_mb();
+    let started = Instant::now();
     let app = Application::build(&settings).await.expect("app");
     let port = app.port();
     let ledger = app.ledger().clone();
     tokio::spawn(app.run_until_stopped());
     let client = vellum_testkit::authed_client();
     let base = format!("http://127.0.0.1:{port}");
+    // Cold: the first report after start waits for the reports' dataset to
+    // be loaded from the summary rows (the start-up load).
+    let (t, _) = get(&client, &format!("{base}/reports/overrides")).await;
+    let cold = started.elapsed();
+    println!(
+        "cold start: first `/reports/overrides` answered {:.0} ms after start (its own request {:.0} ms); \
+         process RSS {rss_before:.0} MB before start, {:.0} MB with the reports' dataset loaded",
+        ms(cold),
+        ms(t),
+        rss_mb()
+    );
 
     // Parameters that name real data: the first case of the drifting
     // version on a busy day, its study, radiologist and patient.

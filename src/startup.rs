@@ -56,6 +56,9 @@ pub struct Application {
     checkpointer: Option<tokio::task::JoinHandle<()>>,
     /// The scheduled drift check (None: `[reports] drift_check` off).
     drift_check: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the reports' dataset near the head (None: refreshed on request
+    /// only).
+    report_cache_warmer: Option<tokio::task::JoinHandle<()>>,
     /// Seals new checkpoints with RFC 3161 tokens (None: no TSA configured).
     sealer: Option<tokio::task::JoinHandle<()>>,
     /// The ATNA syslog listeners (`[syslog]`; all off by default).
@@ -215,6 +218,13 @@ impl Application {
         let intake = Intake::new(ledger.clone(), dicom_sources.clone(), settings.limits.json);
         let startup_verify = Arc::new(StartupVerify::default());
         spawn_startup_verify(ledger.clone(), signer.clone(), startup_verify.clone());
+        let report_cache = Arc::new(crate::reports::cache::ReportCache::new(ledger.clone()));
+        let report_cache_warmer = (settings.reports.cache_refresh_seconds > 0).then(|| {
+            tokio::spawn(crate::reports::cache::keep_warm(
+                report_cache.clone(),
+                std::time::Duration::from_secs(settings.reports.cache_refresh_seconds),
+            ))
+        });
         let state = web::Data::new(AppState {
             ledger: ledger.clone(),
             intake: intake.clone(),
@@ -224,6 +234,7 @@ impl Application {
             privacy: settings.privacy.clone(),
             dicom: dicom_sources,
             reports: settings.reports,
+            report_cache: report_cache.clone(),
             startup_verify,
             signer,
             witness,
@@ -247,7 +258,7 @@ impl Application {
         });
         let drift_check = settings.reports.drift_check.then(|| {
             tokio::spawn(crate::reports::drift_check::run(
-                ledger.clone(),
+                report_cache.clone(),
                 intake.clone(),
                 crate::reports::drift::DriftRule::of(&settings.reports),
                 std::time::Duration::from_secs(settings.reports.drift_check_seconds),
@@ -285,6 +296,7 @@ impl Application {
             syslog,
             checkpointer,
             drift_check,
+            report_cache_warmer,
             publisher,
             exporters,
             sealer,
@@ -334,6 +346,7 @@ impl Application {
             syslog,
             checkpointer,
             drift_check,
+            report_cache_warmer,
             publisher,
             exporters,
             sealer,
@@ -345,7 +358,10 @@ impl Application {
         let (worker_stop, worker_rx) = tokio::sync::watch::channel(false);
         let worker = digest_worker.map(|w| tokio::spawn(w.run(worker_rx)));
         let result = serve(server, mllp, syslog).await;
-        for task in [checkpointer, sealer].into_iter().flatten() {
+        for task in [checkpointer, sealer, report_cache_warmer]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         if let Some(d) = drift_check {

@@ -23,6 +23,9 @@ pub struct RawReports {
     pub drift_min_cases: u64,
     /// The z at or above which a window is drift.
     pub drift_z: f64,
+    /// Seconds between two background refreshes of the reports' in-memory
+    /// dataset (0: refresh only when a report is asked for).
+    pub cache_refresh_seconds: u64,
 }
 
 impl Default for RawReports {
@@ -35,6 +38,7 @@ impl Default for RawReports {
             drift_window_days: 14,
             drift_min_cases: 100,
             drift_z: 3.0,
+            cache_refresh_seconds: 10,
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct ReportSettings {
     pub drift_window_days: u64,
     pub drift_min_cases: u64,
     pub drift_z: f64,
+    pub cache_refresh_seconds: u64,
 }
 
 impl Default for ReportSettings {
@@ -62,6 +67,7 @@ impl Default for ReportSettings {
             drift_window_days: r.drift_window_days,
             drift_min_cases: r.drift_min_cases,
             drift_z: r.drift_z,
+            cache_refresh_seconds: r.cache_refresh_seconds,
         }
     }
 }
@@ -101,6 +107,7 @@ impl ReportSettings {
             drift_window_days: positive("reports.drift_window_days", raw.drift_window_days)?,
             drift_min_cases: positive("reports.drift_min_cases", raw.drift_min_cases)?,
             drift_z: raw.drift_z,
+            cache_refresh_seconds: raw.cache_refresh_seconds,
         })
     }
 }

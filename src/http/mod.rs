@@ -51,6 +51,8 @@ pub struct AppState {
     pub dicom: Option<std::sync::Arc<crate::dicom::service::DicomService>>,
     /// `[reports]`: QA report settings.
     pub reports: crate::config::ReportSettings,
+    /// The reports' in-memory dataset, refreshed before each report.
+    pub report_cache: std::sync::Arc<crate::reports::cache::ReportCache>,
     /// The start-up verification's outcome; `/readyz` is 200 only once it held.
     pub startup_verify: std::sync::Arc<StartupVerify>,
     /// Signs checkpoints; `None` when no key is configured.

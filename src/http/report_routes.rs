@@ -1,10 +1,10 @@
 //! `/reports` (JSON or CSV) and the QA page `/ui/`. The numbers come from
-//! `crate::reports`, recomputed from the ledger on each request.
+//! `crate::reports`, computed on each request over the reports' dataset
+//! brought up to the ledger's head (`crate::reports::cache`).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use vellum_ledger::store::summary::SummaryKind;
 
 use super::authn::{self, AccessRecord};
 use super::AppState;
@@ -78,6 +78,17 @@ async fn load(
         })
 }
 
+/// Every AI event up to the current head, from the reports' in-memory
+/// dataset (brought up to date first). Drop it before the next `.await`.
+async fn current(
+    state: &AppState,
+) -> Result<std::sync::RwLockReadGuard<'_, events::Dataset>, HttpResponse> {
+    state.report_cache.current().await.map_err(|e| {
+        tracing::error!(error = %e, "reports: reading the ledger failed");
+        problem(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+    })
+}
+
 fn csv(body: String, name: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
@@ -93,15 +104,10 @@ async fn get_overrides(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let needs = Needs {
-        findings: q.group_by.contains(&"finding") || q.filters.finding.is_some(),
-        ..Needs::default()
-    };
-    let data = match load(&state, Some(&q.filters), needs).await {
-        Ok(d) => d,
+    let report = match current(&state).await {
+        Ok(data) => overrides::compute(&data, &q, state.reports.fast_accept_ms),
         Err(r) => return r,
     };
-    let report = overrides::compute(&data, &q, state.reports.fast_accept_ms);
     if wants_csv(&req, &q) {
         return csv(overrides::to_csv(&report), "overrides");
     }
@@ -118,15 +124,10 @@ async fn get_versions(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let Some(model) = q.filters.model.clone() else {
         return problem(StatusCode::BAD_REQUEST, "`model` is required");
     };
-    let needs = Needs {
-        findings: true,
-        ..Needs::default()
-    };
-    let data = match load(&state, Some(&q.filters), needs).await {
-        Ok(d) => d,
+    let cmp = match current(&state).await {
+        Ok(data) => versions::compute(&data, &model, &q.filters),
         Err(r) => return r,
     };
-    let cmp = versions::compute(&data, &model, &q.filters);
     if wants_csv(&req, &q) {
         return csv(versions::to_csv(&cmp), "model-versions");
     }
@@ -146,27 +147,23 @@ async fn get_ui(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    // The drift chart is over every event, whatever the filters; the
-    // confidence chart reads the findings.
-    let needs = Needs {
-        findings: true,
-        ..Needs::default()
-    };
-    let data = match load(&state, None, needs).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
     let fast = state.reports.fast_accept_ms;
-    let table = overrides::compute(&data, &q, fast);
     let mut per_version = q.clone();
     per_version.group_by = vec!["model_version"];
-    let by_version = overrides::compute(&data, &per_version, fast);
-    let confidence = confidence::compute(&data, &q);
-    let drift = drift::compute(
-        &data,
-        DriftRule::of(&state.reports),
-        time::OffsetDateTime::now_utc(),
-    );
+    // The drift chart is over every event, whatever the filters.
+    let (table, by_version, confidence, drift) = match current(&state).await {
+        Ok(data) => (
+            overrides::compute(&data, &q, fast),
+            overrides::compute(&data, &per_version, fast),
+            confidence::compute(&data, &q),
+            drift::compute(
+                &data,
+                DriftRule::of(&state.reports),
+                time::OffsetDateTime::now_utc(),
+            ),
+        ),
+        Err(r) => return r,
+    };
     let auditor = authn::principal(&req).is_some_and(|p| !p.sees_pseudonyms_only());
     let alerts = super::detection_routes::recent_alerts_section(&state, auditor).await;
     let page = ui::page(&q, &table, &by_version, &confidence, &drift).replacen(
@@ -307,15 +304,14 @@ async fn get_drift(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             }
         }
     }
-    let data = match load(&state, None, Needs::DRIFT).await {
-        Ok(d) => d,
+    let r = match current(&state).await {
+        Ok(data) => drift::compute(
+            &data,
+            DriftRule::of(&state.reports),
+            time::OffsetDateTime::now_utc(),
+        ),
         Err(r) => return r,
     };
-    let r = drift::compute(
-        &data,
-        DriftRule::of(&state.reports),
-        time::OffsetDateTime::now_utc(),
-    );
     if csv_requested(&req, format.as_deref()) {
         return csv(drift::to_csv(&r), "drift");
     }
@@ -335,18 +331,10 @@ async fn get_quality(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    // Quality is a property of the inferences alone.
-    let needs = Needs {
-        details: true,
-        findings: true,
-        kinds: &[SummaryKind::Inference],
-        ..Needs::default()
-    };
-    let data = match load(&state, Some(&q.filters), needs).await {
-        Ok(d) => d,
+    let r = match current(&state).await {
+        Ok(data) => quality::compute(&data, &q, period),
         Err(r) => return r,
     };
-    let r = quality::compute(&data, &q, period);
     if wants_csv(&req, &q) {
         return csv(quality::to_csv(&r), "quality");
     }

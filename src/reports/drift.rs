@@ -98,7 +98,8 @@ fn window_of(t: OffsetDateTime, days: i64) -> i64 {
 /// site that has a full baseline.
 pub fn compute(data: &Dataset, rule: DriftRule, now: OffsetDateTime) -> DriftReport {
     // (model, version, site) -> acted-on cases, by the inference's time.
-    let mut series: BTreeMap<(String, String, String), Vec<Case>> = BTreeMap::new();
+    // Keys borrow from `data`: no allocation per inference.
+    let mut series: BTreeMap<(&str, &str, &str), Vec<Case>> = BTreeMap::new();
     for inf in &data.inferences {
         let Some(first) = data.first_action(&inf.id) else {
             continue;
@@ -106,7 +107,7 @@ pub fn compute(data: &Dataset, rule: DriftRule, now: OffsetDateTime) -> DriftRep
         let over = first.action == "reject" || first.action == "accept_with_edit";
         for site in [inf.site.as_str(), ALL_SITES] {
             series
-                .entry((inf.model.clone(), inf.version.clone(), site.to_string()))
+                .entry((inf.model.as_str(), inf.version.as_str(), site))
                 .or_default()
                 .push((inf.recorded, over));
         }
@@ -137,9 +138,9 @@ pub fn compute(data: &Dataset, rule: DriftRule, now: OffsetDateTime) -> DriftRep
             }
             let z = z_score(k1, n1, k2, n2);
             windows.push(Window {
-                model: model.clone(),
-                version: version.clone(),
-                site: site.clone(),
+                model: model.to_string(),
+                version: version.to_string(),
+                site: site.to_string(),
                 window_start: vellum_ledger::stamp(start),
                 window_end: vellum_ledger::stamp(end),
                 baseline_cases: n1,

@@ -5,13 +5,13 @@
 //! intake. Each alert carries an idempotency key naming its model version,
 //! site and window, so no window is ever alerted twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use vellum_ledger::Ledger;
 
+use super::cache::ReportCache;
 use super::drift::{self, DriftRule, Window};
-use super::events;
 use crate::intake::{Intake, IntakeError, Stored, Submission};
 use crate::radiology::drift_alert::{drift_alert, DriftAlert};
 
@@ -52,13 +52,12 @@ fn alert_body(w: &Window, rule: DriftRule, test: &str, now: &str) -> String {
 
 /// One check: recompute, then append what is not stored yet.
 pub async fn check_once(
-    ledger: &Ledger,
+    cache: &ReportCache,
     intake: &Intake,
     rule: DriftRule,
 ) -> Result<CheckOutcome, DriftCheckError> {
-    let data = events::load(ledger, events::Needs::DRIFT).await?;
     let now = OffsetDateTime::now_utc();
-    let report = drift::compute(&data, rule, now);
+    let report = drift::compute(&*cache.current().await?, rule, now);
     let stamp = vellum_ledger::stamp(now);
     let metrics = crate::metrics::global();
     // Every tested series, 0 when none of its windows drifted.
@@ -98,12 +97,12 @@ pub async fn check_once(
 
 /// Runs [`check_once`] every `every` until the task is dropped. Failures are
 /// logged (counts only) and retried at the next tick.
-pub async fn run(ledger: Ledger, intake: Intake, rule: DriftRule, every: Duration) {
+pub async fn run(cache: Arc<ReportCache>, intake: Intake, rule: DriftRule, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match check_once(&ledger, &intake, rule).await {
+        match check_once(&cache, &intake, rule).await {
             Ok(o) => tracing::info!(
                 alerting = o.alerting,
                 appended = o.appended,

@@ -76,6 +76,11 @@ pub struct Dataset {
     /// Ids of inferences some rendering refers to.
     pub rendered: HashSet<String>,
     pub deployments: Vec<Deployment>,
+    /// Inference id → its index in `inferences`.
+    by_id: HashMap<String, usize>,
+    /// Overrides without a recorded time to action whose inference has not
+    /// been seen yet: (inference id, index in its `overrides` list).
+    untimed: Vec<(String, usize)>,
 }
 
 impl Dataset {
@@ -110,14 +115,6 @@ impl Needs {
         findings: true,
         kinds: &[],
     };
-
-    /// What the drift verdicts read: inferences and their first actions.
-    pub const DRIFT: Needs = Needs {
-        patient: false,
-        details: false,
-        findings: false,
-        kinds: &[SummaryKind::Inference, SummaryKind::Override],
-    };
 }
 
 /// Every AI event up to the current head, in ledger order, from the
@@ -137,11 +134,7 @@ pub async fn load_for(
     let q = query_of(filters, needs);
     let rows = ledger.summaries(&q).await?;
     let mut data = Dataset::default();
-    let mut pending: Vec<(String, Override)> = Vec::new();
-    for (seq, s) in rows {
-        add_summary(&mut data, &mut pending, seq, s);
-    }
-    resolve_tta(&mut data, pending);
+    data.extend(rows);
     Ok(data)
 }
 
@@ -198,108 +191,228 @@ pub async fn walk(ledger: &Ledger, mut each: impl FnMut(i64, &str)) -> Result<()
     Ok(())
 }
 
-/// Adds one summary row to `data`. Overrides are collected in `pending`
-/// until every inference is known (their time to action may need it).
-fn add_summary(data: &mut Dataset, pending: &mut Vec<(String, Override)>, seq: i64, s: Summary) {
-    // A rendering is only ever looked up by the inference it names.
-    if s.kind == SummaryKind::Rendering {
-        if let Some(id) = s.refers_to {
-            data.rendered.insert(id);
+impl Dataset {
+    /// Adds summary rows, in ledger order, after those already added: the
+    /// result is the same as one [`load`] over all of them, so a dataset
+    /// can follow the ledger's tail (`super::cache`).
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = (i64, Summary)>) {
+        let before = self.inferences.len();
+        for (seq, s) in rows {
+            self.add(seq, s);
         }
-        return;
+        if self.inferences.len() > before && !self.untimed.is_empty() {
+            self.resolve_untimed();
+        }
     }
-    let Ok(recorded) = OffsetDateTime::parse(&s.recorded, &Rfc3339) else {
-        return;
-    };
-    match s.kind {
-        SummaryKind::Inference => {
-            let mut findings: Vec<String> = Vec::new();
-            let mut confidences = Vec::new();
-            for f in s.findings {
-                if let Some(c) = f.confidence {
-                    confidences.push((f.code.clone(), c));
-                }
-                if !findings.contains(&f.code) {
-                    findings.push(f.code);
-                }
+
+    /// Adds one summary row.
+    fn add(&mut self, seq: i64, s: Summary) {
+        // A rendering is only ever looked up by the inference it names.
+        if s.kind == SummaryKind::Rendering {
+            if let Some(id) = s.refers_to {
+                self.rendered.insert(id);
             }
-            data.inferences.push(Inference {
-                seq,
-                id: s.event_id,
-                recorded,
-                model: s.model.unwrap_or_default(),
-                version: s.version.unwrap_or_default(),
-                site: s.site.unwrap_or_default(),
-                findings,
-                requester: s.actor.unwrap_or_default(),
-                patient: s.patient,
-                study_uid: s.study_uid,
-                pixel_sha256: s.pixel_sha256,
-                digest_check: s.digest_check,
-                latency_ms: s.latency_ms.and_then(|v| u64::try_from(v).ok()),
-                cpu_fallback: s.cpu_fallback,
-                confidences,
-            });
+            return;
         }
-        SummaryKind::Override => {
-            let (Some(inference_id), Some(action)) = (s.refers_to, s.action) else {
-                return;
-            };
-            pending.push((
-                inference_id.clone(),
-                Override {
+        let Ok(recorded) = OffsetDateTime::parse(&s.recorded, &Rfc3339) else {
+            return;
+        };
+        match s.kind {
+            SummaryKind::Inference => {
+                let mut findings: Vec<String> = Vec::new();
+                let mut confidences = Vec::new();
+                for f in s.findings {
+                    if let Some(c) = f.confidence {
+                        confidences.push((f.code.clone(), c));
+                    }
+                    if !findings.contains(&f.code) {
+                        findings.push(f.code);
+                    }
+                }
+                self.by_id
+                    .entry(s.event_id.clone())
+                    .or_insert(self.inferences.len());
+                self.inferences.push(Inference {
                     seq,
                     id: s.event_id,
-                    inference_id,
+                    recorded,
+                    model: s.model.unwrap_or_default(),
+                    version: s.version.unwrap_or_default(),
+                    site: s.site.unwrap_or_default(),
+                    findings,
+                    requester: s.actor.unwrap_or_default(),
+                    patient: s.patient,
+                    study_uid: s.study_uid,
+                    pixel_sha256: s.pixel_sha256,
+                    digest_check: s.digest_check,
+                    latency_ms: s.latency_ms.and_then(|v| u64::try_from(v).ok()),
+                    cpu_fallback: s.cpu_fallback,
+                    confidences,
+                });
+            }
+            SummaryKind::Override => {
+                let (Some(inference_id), Some(action)) = (s.refers_to, s.action) else {
+                    return;
+                };
+                let mut o = Override {
+                    seq,
+                    id: s.event_id,
+                    inference_id: inference_id.clone(),
                     recorded,
                     action,
                     radiologist: s.actor.unwrap_or_default(),
                     time_to_action_ms: s.tta_ms,
-                },
-            ));
-        }
-        SummaryKind::Rendering => {}
-        SummaryKind::Deployment => {
-            if let (Some(model), Some(version)) = (s.model, s.version) {
-                data.deployments.push(Deployment {
-                    model,
-                    version,
-                    deployed_at: recorded,
-                });
+                };
+                let timed = o.time_to_action_ms.is_some() || self.time(&mut o);
+                let list = self.overrides.entry(inference_id).or_default();
+                list.push(o);
+                if !timed {
+                    let at = list.len() - 1;
+                    self.untimed.push((list[at].inference_id.clone(), at));
+                }
             }
-        }
-    }
-}
-
-/// Files the overrides under their inferences; a missing time to action is
-/// the override's `recorded` minus the inference's, when not negative.
-pub fn resolve_tta(data: &mut Dataset, pending: Vec<(String, Override)>) {
-    // Only overrides that do not record their time to action need it.
-    let recorded: HashMap<&str, OffsetDateTime> =
-        if pending.iter().any(|(_, o)| o.time_to_action_ms.is_none()) {
-            data.inferences
-                .iter()
-                .map(|i| (i.id.as_str(), i.recorded))
-                .collect()
-        } else {
-            HashMap::new()
-        };
-    let mut by_inf: HashMap<String, Vec<Override>> = HashMap::new();
-    for (id, mut o) in pending {
-        if o.time_to_action_ms.is_none() {
-            if let Some(start) = recorded.get(id.as_str()) {
-                let ms = (o.recorded - *start).whole_milliseconds();
-                if ms >= 0 {
-                    o.time_to_action_ms = i64::try_from(ms).ok();
+            SummaryKind::Rendering => {}
+            SummaryKind::Deployment => {
+                if let (Some(model), Some(version)) = (s.model, s.version) {
+                    self.deployments.push(Deployment {
+                        model,
+                        version,
+                        deployed_at: recorded,
+                    });
                 }
             }
         }
-        by_inf.entry(id).or_default().push(o);
     }
-    data.overrides = by_inf;
+
+    /// Sets an override's missing time to action: its `recorded` minus its
+    /// inference's, when not negative. False while the inference is unknown.
+    fn time(&self, o: &mut Override) -> bool {
+        let Some(inf) = self
+            .by_id
+            .get(&o.inference_id)
+            .map(|&i| &self.inferences[i])
+        else {
+            return false;
+        };
+        let ms = (o.recorded - inf.recorded).whole_milliseconds();
+        if ms >= 0 {
+            o.time_to_action_ms = i64::try_from(ms).ok();
+        }
+        true
+    }
+
+    /// Times the overrides that came before their inference.
+    fn resolve_untimed(&mut self) {
+        let untimed = std::mem::take(&mut self.untimed);
+        for (id, at) in untimed {
+            let Some(mut o) = self.overrides.get(&id).and_then(|l| l.get(at)).cloned() else {
+                continue;
+            };
+            if self.time(&mut o) {
+                if let Some(slot) = self.overrides.get_mut(&id).and_then(|l| l.get_mut(at)) {
+                    *slot = o;
+                }
+            } else {
+                self.untimed.push((id, at));
+            }
+        }
+    }
 }
 
 pub use crate::radiology::summary::{
     detail_b64, details, model_of, patient_what, referenced_inference, requester, study_entity,
     study_uid,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: SummaryKind, id: &str, recorded: &str) -> Summary {
+        let t = OffsetDateTime::parse(recorded, &Rfc3339).unwrap();
+        let us = i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap();
+        Summary::new(kind, id.to_string(), recorded.to_string(), us)
+    }
+
+    fn action(id: &str, on: &str, recorded: &str, tta: Option<i64>) -> Summary {
+        let mut o = row(SummaryKind::Override, id, recorded);
+        o.refers_to = Some(on.to_string());
+        o.action = Some("reject".into());
+        o.actor = Some("rad-a".into());
+        o.tta_ms = tta;
+        o
+    }
+
+    fn rows() -> Vec<(i64, Summary)> {
+        let mut inf = row(SummaryKind::Inference, "i1", "2026-03-01T10:00:00Z");
+        inf.model = Some("m".into());
+        inf.version = Some("1".into());
+        let mut late = row(SummaryKind::Inference, "i2", "2026-03-01T10:00:01Z");
+        late.model = Some("m".into());
+        let mut rendering = row(SummaryKind::Rendering, "r1", "2026-03-01T10:00:02Z");
+        rendering.refers_to = Some("i1".into());
+        vec![
+            (1, inf),
+            // Acts on an inference the ledger holds only later (seq 5).
+            (2, action("o0", "i2", "2026-03-01T10:00:04Z", None)),
+            (3, action("o1", "i1", "2026-03-01T10:00:03Z", None)),
+            (4, action("o2", "i1", "2026-03-01T10:00:05Z", Some(7))),
+            (5, late),
+            (6, rendering),
+        ]
+    }
+
+    fn snapshot(d: &Dataset) -> String {
+        let mut overrides: Vec<_> = d.overrides.iter().collect();
+        overrides.sort_by_key(|(k, _)| k.as_str());
+        let mut rendered: Vec<_> = d.rendered.iter().collect();
+        rendered.sort();
+        format!(
+            "{:?}\n{overrides:?}\n{rendered:?}\n{:?}",
+            d.inferences, d.deployments
+        )
+    }
+
+    #[test]
+    fn extending_piece_by_piece_equals_one_load() {
+        let mut whole = Dataset::default();
+        whole.extend(rows());
+        // The missing times: from the inference's `recorded`, also for the
+        // override that came before its inference.
+        let tta = |d: &Dataset, inf: &str| -> Vec<Option<i64>> {
+            d.overrides[inf]
+                .iter()
+                .map(|o| o.time_to_action_ms)
+                .collect()
+        };
+        assert_eq!(tta(&whole, "i1"), [Some(3000), Some(7)]);
+        assert_eq!(tta(&whole, "i2"), [Some(3000)]);
+        assert!(whole.untimed.is_empty());
+        for split in 0..=6 {
+            let mut parts = Dataset::default();
+            let all = rows();
+            let (a, b) = all.split_at(split);
+            parts.extend(a.to_vec());
+            parts.extend(b.to_vec());
+            assert_eq!(snapshot(&parts), snapshot(&whole), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn an_override_of_an_unknown_inference_stays_untimed() {
+        let mut d = Dataset::default();
+        d.extend(vec![(
+            1,
+            action("o", "nowhere", "2026-03-01T10:00:00Z", None),
+        )]);
+        assert_eq!(d.overrides["nowhere"][0].time_to_action_ms, None);
+        assert_eq!(d.untimed.len(), 1);
+        // An inference recorded after its override gives no (negative) time.
+        d.extend(vec![(
+            2,
+            row(SummaryKind::Inference, "nowhere", "2026-03-01T11:00:00Z"),
+        )]);
+        assert_eq!(d.overrides["nowhere"][0].time_to_action_ms, None);
+        assert!(d.untimed.is_empty());
+    }
+}

@@ -189,8 +189,9 @@ backend_tests! {
 
         // Never twice: two more checks append nothing.
         let intake = vellum::intake::Intake::new(ledger.clone(), None, vellum::ledger::canonical::Limits::INTERNAL);
+        let cache = vellum::reports::cache::ReportCache::new(ledger.clone());
         for _ in 0..2 {
-            let o = vellum::reports::drift_check::check_once(&ledger, &intake, DriftRule::of(&s.reports))
+            let o = vellum::reports::drift_check::check_once(&cache, &intake, DriftRule::of(&s.reports))
                 .await
                 .unwrap();
             assert_eq!((o.alerting, o.appended), (alerting.len() as u64, 0), "{backend:?}");

@@ -176,6 +176,57 @@ backend_tests! {
         assert_eq!(s, 400);
     }
 
+    async fn reports_follow_new_events_and_the_cache_equals_a_fresh_load(backend) {
+        let db = TestDb::new(backend).await;
+        let s = settings(&db.url);
+        vellum::demo::run_configured(&s, 300, 7).await.unwrap();
+        let server = vellum::startup::Application::build(&s).await.unwrap();
+        let ledger = server.ledger().clone();
+        let app = TestApp {
+            base: format!("http://127.0.0.1:{}", server.port()),
+            client: authed_client(),
+        };
+        tokio::spawn(server.run_until_stopped());
+        // The first report loads the in-memory dataset.
+        let before = json(&app, "/reports/overrides").await;
+        let cache = vellum::reports::cache::ReportCache::new(ledger.clone());
+        cache.refresh().await.unwrap();
+        let intake = vellum::intake::Intake::new(
+            ledger.clone(),
+            None,
+            vellum::ledger::canonical::Limits::INTERNAL,
+        );
+        let privacy = settings(&db.url).privacy;
+        vellum::demo::run(&intake, &privacy, 150, 8, 8).await.unwrap();
+        cache.refresh().await.unwrap();
+        vellum::demo::run(&intake, &privacy, 150, 9, 8).await.unwrap();
+
+        // Reports see what was appended after their dataset was loaded.
+        let after = json(&app, "/reports/overrides").await;
+        let raw = recount::load(&db.url).await;
+        let all = recount::recount(&raw, false, FAST_MS as i64, |_, _, _| Some(String::new()));
+        assert!(after["rows"][0]["inferences"].as_u64() > before["rows"][0]["inferences"].as_u64());
+        assert_row("after more events", &after["rows"][0], &all[""]);
+
+        // Followed piece by piece, the dataset is the one a single load
+        // of every summary row gives.
+        let fresh = vellum::reports::events::load(
+            &ledger,
+            vellum::reports::events::Needs {
+                patient: false,
+                ..vellum::reports::events::Needs::ALL
+            },
+        )
+        .await
+        .unwrap();
+        let followed = cache.current().await.unwrap();
+        assert!(fresh.inferences.len() > 200);
+        assert_eq!(followed.inferences, fresh.inferences);
+        assert_eq!(followed.overrides, fresh.overrides);
+        assert_eq!(followed.rendered, fresh.rendered);
+        assert_eq!(followed.deployments, fresh.deployments);
+    }
+
     async fn csv_has_the_documented_columns_and_the_json_numbers(backend) {
         let (_db, app) = filled(backend, 300).await;
         let report = json(&app, "/reports/overrides?group_by=site").await;

@@ -158,7 +158,20 @@ pub async fn verify_all_with(
     // SQLite reads the index in table order and compares sums; only when
     // they differ is the store walked again, per entry, to name the seq.
     let in_table_order = matches!(store, AnyStore::Sqlite(_));
-    let mut walked = walk(store, &sizes, in_table_order, progress).await?;
+    // The summary-row check reads the entries a second time: it runs beside
+    // the streamed walk (whose parsing runs on a blocking thread), up to the
+    // head as of now, so the two share the cores instead of taking turns.
+    let summary_head = store.head().await?.seq;
+    let summary_check = async {
+        match store.summarizer() {
+            Some(f) => summary::first_problem(store, f, summary_head).await,
+            None => Ok(None),
+        }
+    };
+    let (walked, summary_problem) =
+        tokio::join!(walk(store, &sizes, in_table_order, progress), summary_check);
+    let mut walked = walked?;
+    let summary_problem = summary_problem?;
     if matches!(walked.finding, Some((_, stream::Finding::IndexSomewhere))) {
         let again = walk(store, &sizes, false, None).await?;
         if again.verdict.problem.is_none() && again.finding.is_some() {
@@ -260,11 +273,8 @@ pub async fn verify_all_with(
         Some((seq, f)) => Some(derived_problem(store, seq, f).await?),
         None => None,
     };
-    // Summary rows are compared without their values: they may be patient ids.
-    let summary_problem = match store.summarizer() {
-        Some(f) => summary::first_problem(store, f, verdict.entries).await?,
-        None => None,
-    };
+    // Summary rows were compared without their values (they may be patient
+    // ids), beside the walk.
     verdict.problem = match (derived_problem, summary_problem) {
         (Some(d), Some(s)) => Some(if s.seq < d.seq { s } else { d }),
         (d, s) => d.or(s),

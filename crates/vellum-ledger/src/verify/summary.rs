@@ -29,8 +29,10 @@ pub(super) async fn first_problem(
         }
         after = upto;
     }
-    // Rows naming entries past the head.
-    let beyond = store.summaries(&range(head, None)).await?;
+    // Rows naming entries past the head (entries appended since the check
+    // began have their rows: only rows past the current head are extra).
+    let now = store.head().await?.seq.max(head);
+    let beyond = store.summaries(&range(now, None)).await?;
     Ok(beyond
         .first()
         .map(|(seq, _)| mismatch(*seq, "a summary row names an entry that is not stored")))
