@@ -299,6 +299,10 @@ mod tests {
             ("REPORTS_DRIFT_WINDOW_DAYS", "reports.drift_window_days"),
             ("REPORTS_DRIFT_MIN_CASES", "reports.drift_min_cases"),
             ("REPORTS_DRIFT_Z", "reports.drift_z"),
+            (
+                "REPORTS_CACHE_REFRESH_SECONDS",
+                "reports.cache_refresh_seconds",
+            ),
             ("EVIDENCE_CHECKPOINT_DIR", "evidence.checkpoint_dir"),
             ("EVIDENCE_CHECKPOINT_COMMAND", "evidence.checkpoint_command"),
             (
