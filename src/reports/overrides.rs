@@ -2,7 +2,7 @@
 //! inferences. The unit is one inference (one inference-finding pair when
 //! grouped or filtered by finding); its action is its first override.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -192,10 +192,34 @@ pub fn month(t: OffsetDateTime) -> String {
     format!("{}-{:02}", t.year(), u8::from(t.month()))
 }
 
+/// One group key value, borrowed from the dataset where it can be, so that
+/// counting allocates nothing per inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyPart<'a> {
+    Unused,
+    Text(&'a str),
+    ModelVersion(&'a str, &'a str),
+    Week(i32, u8),
+    Month(i32, u8),
+}
+
+impl KeyPart<'_> {
+    fn text(self) -> String {
+        match self {
+            KeyPart::Unused => String::new(),
+            KeyPart::Text(s) => s.to_string(),
+            KeyPart::ModelVersion(m, v) => format!("{m}|{v}"),
+            KeyPart::Week(y, w) => format!("{y}-W{w:02}"),
+            KeyPart::Month(y, m) => format!("{y}-{m:02}"),
+        }
+    }
+}
+
 /// Computes the report over `data`.
 pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
-    let mut groups: BTreeMap<Vec<String>, Row> = BTreeMap::new();
+    let mut groups: HashMap<[KeyPart<'_>; GROUP_KEYS.len()], Row> = HashMap::new();
     let by_finding = q.group_by.contains(&"finding") || q.filters.finding.is_some();
+    let mut findings: Vec<&str> = Vec::new();
     for inf in &data.inferences {
         if !q.filters.inference_passes(inf) {
             continue;
@@ -209,45 +233,36 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
         {
             continue;
         }
-        let findings: Vec<&str> = if by_finding {
-            inf.findings
-                .iter()
-                .map(String::as_str)
-                .filter(|f| q.filters.finding.as_ref().is_none_or(|want| want == f))
-                .collect()
+        findings.clear();
+        if by_finding {
+            findings.extend(
+                inf.findings
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| q.filters.finding.as_ref().is_none_or(|want| want == f)),
+            );
         } else {
-            vec![""]
-        };
-        for finding in findings {
-            let key: Vec<String> = q
-                .group_by
-                .iter()
-                .map(|g| match *g {
-                    "model_version" => format!("{}|{}", inf.model, inf.version),
-                    "finding" => finding.to_string(),
-                    "radiologist" => radiologist.to_string(),
-                    "site" => inf.site.clone(),
-                    "week" => iso_week(inf.recorded),
-                    _ => month(inf.recorded),
-                })
-                .collect();
-            let row = match groups.entry(key) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let group = q
-                        .group_by
-                        .iter()
-                        .zip(e.key())
-                        .map(|(g, v)| (g.to_string(), v.clone()))
-                        .collect();
-                    e.insert(Row {
-                        group,
-                        ..empty_row()
-                    })
-                }
-            };
+            findings.push("");
+        }
+        let rendered = data.rendered.contains(&inf.id);
+        for finding in &findings {
+            let mut key = [KeyPart::Unused; GROUP_KEYS.len()];
+            for (slot, g) in key.iter_mut().zip(&q.group_by) {
+                *slot = match *g {
+                    "model_version" => KeyPart::ModelVersion(&inf.model, &inf.version),
+                    "finding" => KeyPart::Text(finding),
+                    "radiologist" => KeyPart::Text(radiologist),
+                    "site" => KeyPart::Text(&inf.site),
+                    "week" => {
+                        let (y, w, _) = inf.recorded.to_iso_week_date();
+                        KeyPart::Week(y, w)
+                    }
+                    _ => KeyPart::Month(inf.recorded.year(), u8::from(inf.recorded.month())),
+                };
+            }
+            let row = groups.entry(key).or_insert_with(empty_row);
             row.inferences += 1;
-            if !data.rendered.contains(&inf.id) {
+            if !rendered {
                 row.never_rendered += 1;
             }
             match first {
@@ -271,9 +286,24 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
             }
         }
     }
-    let rows = groups
-        .into_values()
-        .map(|mut r| {
+    // Rows in the order of their key texts (as they are shown).
+    let mut keyed: Vec<(Vec<String>, Row)> = groups
+        .into_iter()
+        .map(|(key, row)| {
+            let texts = key[..q.group_by.len()].iter().map(|k| k.text()).collect();
+            (texts, row)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let rows = keyed
+        .into_iter()
+        .map(|(texts, mut r)| {
+            r.group = q
+                .group_by
+                .iter()
+                .zip(texts)
+                .map(|(g, v)| (g.to_string(), v))
+                .collect();
             r.overrides = r.accept_with_edit + r.reject;
             r.override_rate = (r.acted_on > 0).then(|| r.overrides as f64 / r.acted_on as f64);
             if let Some((lo, hi)) = wilson(r.overrides, r.acted_on) {
