@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 use vellum_ledger::store::search::{
-    Condition, DatePrefix, RowMatch, SearchQuery, Selectivity, SortKey,
+    Condition, Cursor, DatePrefix, RowMatch, SearchQuery, Selectivity, SortKey, SystemMatch,
 };
 use vellum_ledger::store::StoreError;
 use vellum_ledger::Ledger;
@@ -239,29 +239,50 @@ pub struct StoredAlert {
     pub count: u64,
 }
 
-/// The last `n` stored security alerts (newest first), as stored.
+/// The last `n` stored security alerts (newest first), as stored. Found
+/// through the search index (type DCM 110113 Security Alert, newest
+/// first), not by walking the ledger: the QA page asks on every load.
 pub async fn recent_alerts(ledger: &Ledger, n: usize) -> Result<Vec<StoredAlert>, StoreError> {
-    let mut rows: std::collections::VecDeque<StoredAlert> = std::collections::VecDeque::new();
-    let mut pos = 0;
-    loop {
-        let batch = ledger.entries_after(pos, READ_BATCH).await?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
-            break;
+    let head = ledger.head().await?.seq;
+    let mut rows = Vec::new();
+    let mut cursor = None;
+    while rows.len() < n {
+        let query = SearchQuery {
+            conditions: vec![Condition::Has {
+                param: "type".into(),
+                any: vec![RowMatch::Value {
+                    val: "110113".into(),
+                    sys: SystemMatch::Is(crate::vocabulary::DCM.into()),
+                }],
+                negate: false,
+                selectivity: Selectivity::Narrow,
+            }],
+            sort: SortKey::Seq,
+            descending: true,
+            head,
+            cursor,
+            limit: READ_BATCH,
         };
-        for e in &batch {
-            if !e.body.contains(SECURITY_ALERT_PROFILE) {
-                continue;
-            }
-            if let Some(r) = stored_row(&e.body) {
-                if rows.len() == n {
-                    rows.pop_front();
-                }
-                rows.push_back(r);
-            }
+        let hits = ledger.search(&query).await?;
+        let full = hits.len() as i64 >= READ_BATCH;
+        cursor = hits.last().map(|h| Cursor {
+            key: h.sort_key,
+            seq: h.entry.seq,
+            forward: true,
+        });
+        // Other senders' Security Alert events share the type: only
+        // vellum's own detection alerts carry the profile.
+        rows.extend(
+            hits.iter()
+                .filter(|h| h.entry.body.contains(SECURITY_ALERT_PROFILE))
+                .filter_map(|h| stored_row(&h.entry.body))
+                .take(n - rows.len()),
+        );
+        if !full {
+            break;
         }
-        pos = last;
     }
-    Ok(rows.into_iter().rev().collect())
+    Ok(rows)
 }
 
 /// An alert read back from a stored `security-alert` body.

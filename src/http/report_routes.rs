@@ -10,7 +10,6 @@ use super::authn::{self, AccessRecord};
 use super::AppState;
 use crate::reports::cases::{self, CaseQuery};
 use crate::reports::drift::{self, DriftRule};
-use crate::reports::events::Needs;
 use crate::reports::history::{self, StudyQuery};
 use crate::reports::overrides::{self, ParamError, Query};
 use crate::reports::patient_access::{self, PatientQuery};
@@ -61,21 +60,6 @@ fn csv_requested(req: &HttpRequest, format: Option<&str>) -> bool {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.to_ascii_lowercase().contains("text/csv")),
     }
-}
-
-/// The AI events the report needs: those passing `filters` (applied by the
-/// database as far as it can), with the columns the report reads.
-async fn load(
-    state: &AppState,
-    filters: Option<&overrides::Filters>,
-    needs: Needs,
-) -> Result<events::Dataset, HttpResponse> {
-    events::load_for(&state.ledger, filters, needs)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reports: reading the ledger failed");
-            problem(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
-        })
 }
 
 /// Every AI event up to the current head, from the reports' in-memory
@@ -223,11 +207,23 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(q) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let data = match load(&state, Some(&q.base.filters), Needs::ALL).await {
-        Ok(d) => d,
+    // Select from the in-memory dataset, then read only the selected
+    // inferences' patients (the dataset holds none) and list them.
+    let (seqs, upto) = match current(&state).await {
+        Ok(data) => (
+            cases::selected_seqs(&data, &q),
+            data.inferences.last().map_or(0, |i| i.seq),
+        ),
         Err(r) => return r,
     };
-    let list = cases::compute(&data, &q, patient_view(&req, &state));
+    let patients = match state.ledger.summary_patients(&seqs).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let list = match current(&state).await {
+        Ok(data) => cases::compute(&data, &q, patient_view(&req, &state), &patients, upto),
+        Err(r) => return r,
+    };
     let json = serde_json::to_string(&list).unwrap_or_default();
     list_response(
         &req,

@@ -4,10 +4,12 @@
 //! model version X on day Y by radiologist Z" and "every case where the
 //! model reported finding A and the radiologist rejected or edited it".
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::Dataset;
+use super::events::{Dataset, Inference, Override};
 use super::overrides::{ParamError, Query, ACTIONS};
 use super::patients::PatientView;
 
@@ -93,42 +95,66 @@ pub struct CaseList {
     pub patients: Vec<Value>,
 }
 
-/// Every inference passing `q`, as cases.
-pub fn compute(data: &Dataset, q: &CaseQuery, view: PatientView<'_>) -> CaseList {
+/// The first action of `inf` and who acted (or requested), when the
+/// inference passes every filter of `q`.
+fn selected<'d>(inf: &'d Inference, q: &CaseQuery) -> Option<(&'d [Override], &'d str, &'d str)> {
     let f = &q.base.filters;
+    if !f.inference_passes(inf) {
+        return None;
+    }
+    if f.finding
+        .as_ref()
+        .is_some_and(|want| !inf.findings.contains(want))
+    {
+        return None;
+    }
+    let acts = inf.actions.as_slice();
+    let first = acts.first();
+    let radiologist = first.map_or(inf.requester.as_str(), |o| o.radiologist.as_str());
+    if f.radiologist.as_ref().is_some_and(|r| r != radiologist) {
+        return None;
+    }
+    let action = first.map_or("none", |o| o.action.as_str());
+    if !q.actions.is_empty() && !q.actions.iter().any(|a| a == action) {
+        return None;
+    }
+    Some((acts, radiologist, action))
+}
+
+/// The seqs of the inferences `q` selects (whose patients the list shows).
+pub fn selected_seqs(data: &Dataset, q: &CaseQuery) -> Vec<i64> {
+    data.inferences
+        .iter()
+        .filter(|inf| selected(inf, q).is_some())
+        .map(|inf| inf.seq)
+        .collect()
+}
+
+/// Every inference passing `q` up to seq `upto`, as cases; each patient
+/// from `patients` (by inference seq) or, when absent there, from the
+/// dataset itself.
+pub fn compute(
+    data: &Dataset,
+    q: &CaseQuery,
+    view: PatientView<'_>,
+    patients_by_seq: &HashMap<i64, String>,
+    upto: i64,
+) -> CaseList {
     let mut cases = Vec::new();
     let mut patients: Vec<Value> = Vec::new();
     // Each patient once (by its stored JSON text).
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for inf in &data.inferences {
-        if !f.inference_passes(inf) {
+    for inf in data.inferences.iter().take_while(|inf| inf.seq <= upto) {
+        let Some((acts, radiologist, action)) = selected(inf, q) else {
             continue;
-        }
-        if f.finding
-            .as_ref()
-            .is_some_and(|want| !inf.findings.contains(want))
-        {
-            continue;
-        }
-        let acts = data
-            .overrides
-            .get(&inf.id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        };
         let first = acts.first();
-        let radiologist = first.map_or(inf.requester.as_str(), |o| o.radiologist.as_str());
-        if f.radiologist.as_ref().is_some_and(|r| r != radiologist) {
-            continue;
-        }
-        let action = first.map_or("none", |o| o.action.as_str());
-        if !q.actions.is_empty() && !q.actions.iter().any(|a| a == action) {
-            continue;
-        }
-        let patient: Option<Value> = inf
-            .patient
-            .as_deref()
-            .and_then(|t| serde_json::from_str(t).ok());
-        if let (Some(p), Some(text)) = (&patient, inf.patient.as_deref()) {
+        let text = patients_by_seq
+            .get(&inf.seq)
+            .map(String::as_str)
+            .or(inf.patient.as_deref());
+        let patient: Option<Value> = text.and_then(|t| serde_json::from_str(t).ok());
+        if let (Some(p), Some(text)) = (&patient, text) {
             if seen.insert(text) {
                 patients.push(p.clone());
             }
@@ -149,7 +175,7 @@ pub fn compute(data: &Dataset, q: &CaseQuery, view: PatientView<'_>) -> CaseList
             time_to_action_ms: first.and_then(|o| o.time_to_action_ms),
             all_actions: acts.iter().map(|o| o.action.clone()).collect(),
             override_ids: acts.iter().map(|o| o.id.clone()).collect(),
-            rendered: data.rendered.contains(&inf.id),
+            rendered: inf.rendered,
             pixel_sha256: inf.pixel_sha256.clone().unwrap_or_default(),
             digest_check: inf.digest_check.clone().unwrap_or_default(),
             link: format!("/fhir/AuditEvent/{}", inf.id),

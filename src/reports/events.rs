@@ -43,6 +43,11 @@ pub struct Inference {
     pub cpu_fallback: Option<bool>,
     /// (finding code, confidence as its exact text), one per finding detail.
     pub confidences: Vec<(String, String)>,
+    /// Its overrides in ledger order (the first is the action that counts).
+    /// Kept on the inference so that counting reads no map per inference.
+    pub actions: Vec<Override>,
+    /// Whether some rendering refers to it.
+    pub rendered: bool,
 }
 
 /// One stored override (an action on an inference).
@@ -69,25 +74,23 @@ pub struct Deployment {
 /// Every AI event of the ledger, as reports need them.
 #[derive(Debug, Default)]
 pub struct Dataset {
-    /// In ledger order.
+    /// In ledger order, each with its overrides and whether it was rendered.
     pub inferences: Vec<Inference>,
-    /// Per inference id, its overrides in ledger order.
-    pub overrides: HashMap<String, Vec<Override>>,
-    /// Ids of inferences some rendering refers to.
-    pub rendered: HashSet<String>,
     pub deployments: Vec<Deployment>,
-    /// Inference id → its index in `inferences`.
+    /// Inference id → its index in `inferences` (the first of that id).
     by_id: HashMap<String, usize>,
-    /// Overrides without a recorded time to action whose inference has not
-    /// been seen yet: (inference id, index in its `overrides` list).
-    untimed: Vec<(String, usize)>,
+    /// Overrides whose inference has not been seen yet, by inference id, in
+    /// ledger order (they join it, and get their time, when it comes).
+    pending_actions: HashMap<String, Vec<Override>>,
+    /// Ids named by renderings whose inference has not been seen yet.
+    pending_rendered: HashSet<String>,
 }
 
 impl Dataset {
     /// The action that counts for an inference: its first override in
     /// ledger order (later ones are corrections of the same case).
-    pub fn first_action(&self, inference_id: &str) -> Option<&Override> {
-        self.overrides.get(inference_id).and_then(|v| v.first())
+    pub fn first_action<'a>(&self, inference: &'a Inference) -> Option<&'a Override> {
+        inference.actions.first()
     }
 }
 
@@ -196,12 +199,8 @@ impl Dataset {
     /// result is the same as one [`load`] over all of them, so a dataset
     /// can follow the ledger's tail (`super::cache`).
     pub fn extend(&mut self, rows: impl IntoIterator<Item = (i64, Summary)>) {
-        let before = self.inferences.len();
         for (seq, s) in rows {
             self.add(seq, s);
-        }
-        if self.inferences.len() > before && !self.untimed.is_empty() {
-            self.resolve_untimed();
         }
     }
 
@@ -210,7 +209,12 @@ impl Dataset {
         // A rendering is only ever looked up by the inference it names.
         if s.kind == SummaryKind::Rendering {
             if let Some(id) = s.refers_to {
-                self.rendered.insert(id);
+                match self.by_id.get(&id) {
+                    Some(&i) => self.inferences[i].rendered = true,
+                    None => {
+                        self.pending_rendered.insert(id);
+                    }
+                }
             }
             return;
         }
@@ -229,9 +233,22 @@ impl Dataset {
                         findings.push(f.code);
                     }
                 }
-                self.by_id
-                    .entry(s.event_id.clone())
-                    .or_insert(self.inferences.len());
+                let first_of_id = !self.by_id.contains_key(&s.event_id);
+                let (mut actions, rendered) = if first_of_id {
+                    (
+                        self.pending_actions.remove(&s.event_id).unwrap_or_default(),
+                        self.pending_rendered.remove(&s.event_id),
+                    )
+                } else {
+                    (Vec::new(), false)
+                };
+                // Overrides that came before their inference get their time now.
+                for o in actions.iter_mut().filter(|o| o.time_to_action_ms.is_none()) {
+                    o.time_to_action_ms = time_to_action(recorded, o.recorded);
+                }
+                if first_of_id {
+                    self.by_id.insert(s.event_id.clone(), self.inferences.len());
+                }
                 self.inferences.push(Inference {
                     seq,
                     id: s.event_id,
@@ -248,6 +265,8 @@ impl Dataset {
                     latency_ms: s.latency_ms.and_then(|v| u64::try_from(v).ok()),
                     cpu_fallback: s.cpu_fallback,
                     confidences,
+                    actions,
+                    rendered,
                 });
             }
             SummaryKind::Override => {
@@ -257,18 +276,25 @@ impl Dataset {
                 let mut o = Override {
                     seq,
                     id: s.event_id,
-                    inference_id: inference_id.clone(),
+                    inference_id,
                     recorded,
                     action,
                     radiologist: s.actor.unwrap_or_default(),
                     time_to_action_ms: s.tta_ms,
                 };
-                let timed = o.time_to_action_ms.is_some() || self.time(&mut o);
-                let list = self.overrides.entry(inference_id).or_default();
-                list.push(o);
-                if !timed {
-                    let at = list.len() - 1;
-                    self.untimed.push((list[at].inference_id.clone(), at));
+                match self.by_id.get(&o.inference_id) {
+                    Some(&i) => {
+                        let inf = &mut self.inferences[i];
+                        if o.time_to_action_ms.is_none() {
+                            o.time_to_action_ms = time_to_action(inf.recorded, o.recorded);
+                        }
+                        inf.actions.push(o);
+                    }
+                    None => self
+                        .pending_actions
+                        .entry(o.inference_id.clone())
+                        .or_default()
+                        .push(o),
                 }
             }
             SummaryKind::Rendering => {}
@@ -283,39 +309,16 @@ impl Dataset {
             }
         }
     }
+}
 
-    /// Sets an override's missing time to action: its `recorded` minus its
-    /// inference's, when not negative. False while the inference is unknown.
-    fn time(&self, o: &mut Override) -> bool {
-        let Some(inf) = self
-            .by_id
-            .get(&o.inference_id)
-            .map(|&i| &self.inferences[i])
-        else {
-            return false;
-        };
-        let ms = (o.recorded - inf.recorded).whole_milliseconds();
-        if ms >= 0 {
-            o.time_to_action_ms = i64::try_from(ms).ok();
-        }
-        true
-    }
-
-    /// Times the overrides that came before their inference.
-    fn resolve_untimed(&mut self) {
-        let untimed = std::mem::take(&mut self.untimed);
-        for (id, at) in untimed {
-            let Some(mut o) = self.overrides.get(&id).and_then(|l| l.get(at)).cloned() else {
-                continue;
-            };
-            if self.time(&mut o) {
-                if let Some(slot) = self.overrides.get_mut(&id).and_then(|l| l.get_mut(at)) {
-                    *slot = o;
-                }
-            } else {
-                self.untimed.push((id, at));
-            }
-        }
+/// An override's missing time to action: its `recorded` minus its
+/// inference's, when not negative.
+fn time_to_action(inference: OffsetDateTime, action: OffsetDateTime) -> Option<i64> {
+    let ms = (action - inference).whole_milliseconds();
+    if ms >= 0 {
+        i64::try_from(ms).ok()
+    } else {
+        None
     }
 }
 
@@ -363,12 +366,12 @@ mod tests {
     }
 
     fn snapshot(d: &Dataset) -> String {
-        let mut overrides: Vec<_> = d.overrides.iter().collect();
-        overrides.sort_by_key(|(k, _)| k.as_str());
-        let mut rendered: Vec<_> = d.rendered.iter().collect();
+        let mut pending: Vec<_> = d.pending_actions.iter().collect();
+        pending.sort_by_key(|(k, _)| k.as_str());
+        let mut rendered: Vec<_> = d.pending_rendered.iter().collect();
         rendered.sort();
         format!(
-            "{:?}\n{overrides:?}\n{rendered:?}\n{:?}",
+            "{:?}\n{pending:?}\n{rendered:?}\n{:?}",
             d.inferences, d.deployments
         )
     }
@@ -380,14 +383,16 @@ mod tests {
         // The missing times: from the inference's `recorded`, also for the
         // override that came before its inference.
         let tta = |d: &Dataset, inf: &str| -> Vec<Option<i64>> {
-            d.overrides[inf]
+            d.inferences
                 .iter()
-                .map(|o| o.time_to_action_ms)
-                .collect()
+                .find(|i| i.id == inf)
+                .map(|i| i.actions.iter().map(|o| o.time_to_action_ms).collect())
+                .unwrap_or_default()
         };
         assert_eq!(tta(&whole, "i1"), [Some(3000), Some(7)]);
         assert_eq!(tta(&whole, "i2"), [Some(3000)]);
-        assert!(whole.untimed.is_empty());
+        assert!(whole.pending_actions.is_empty());
+        assert!(whole.inferences[0].rendered && !whole.inferences[1].rendered);
         for split in 0..=6 {
             let mut parts = Dataset::default();
             let all = rows();
@@ -405,14 +410,14 @@ mod tests {
             1,
             action("o", "nowhere", "2026-03-01T10:00:00Z", None),
         )]);
-        assert_eq!(d.overrides["nowhere"][0].time_to_action_ms, None);
-        assert_eq!(d.untimed.len(), 1);
+        assert_eq!(d.pending_actions["nowhere"][0].time_to_action_ms, None);
+        assert_eq!(d.pending_actions.len(), 1);
         // An inference recorded after its override gives no (negative) time.
         d.extend(vec![(
             2,
             row(SummaryKind::Inference, "nowhere", "2026-03-01T11:00:00Z"),
         )]);
-        assert_eq!(d.overrides["nowhere"][0].time_to_action_ms, None);
-        assert!(d.untimed.is_empty());
+        assert_eq!(d.inferences[0].actions[0].time_to_action_ms, None);
+        assert!(d.pending_actions.is_empty());
     }
 }

@@ -224,7 +224,7 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
         if !q.filters.inference_passes(inf) {
             continue;
         }
-        let first = data.first_action(&inf.id);
+        let first = data.first_action(inf);
         let radiologist = first.map(|o| o.radiologist.as_str()).unwrap_or("");
         if q.filters
             .radiologist
@@ -244,7 +244,7 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
         } else {
             findings.push("");
         }
-        let rendered = data.rendered.contains(&inf.id);
+        let rendered = inf.rendered;
         for finding in &findings {
             let mut key = [KeyPart::Unused; GROUP_KEYS.len()];
             for (slot, g) in key.iter_mut().zip(&q.group_by) {

@@ -23,6 +23,7 @@ use super::history::{kind_of, parse_format};
 use super::lookup;
 use super::overrides::{parse_time, ParamError};
 use super::patients;
+use crate::fhir::search_index::split_reference;
 use crate::radiology::privacy::{pseudonym, PSEUDONYM_SYSTEM};
 use crate::vocabulary::{ACCESS_PROFILE, LOG_OPERATION_SYSTEM};
 
@@ -125,8 +126,19 @@ async fn candidates(
 ) -> Result<Vec<StoredEntry>, StoreError> {
     let head = ledger.head().await?.seq;
     let mut found = BTreeMap::new();
-    let by_reference = lookup::has("entity", vec![RowMatch::Exact(wanted.to_string())]);
-    lookup::collect(ledger, by_reference, head, &mut found).await?;
+    // By reference: `Type/id` (relative or absolute) through the indexed
+    // type and id (a superset of the reference as written; the exact rule
+    // is applied below); an identifier `system|value` is never a
+    // reference; anything else (urn:uuid:…) by the reference as written,
+    // which the index can only scan for.
+    let by_reference = match split_reference(wanted) {
+        (Some(ty), Some(id)) => Some(RowMatch::TypedId { ty, id }),
+        _ if wanted.contains('|') => None,
+        _ => Some(RowMatch::Exact(wanted.to_string())),
+    };
+    if let Some(m) = by_reference {
+        lookup::collect(ledger, lookup::has("entity", vec![m]), head, &mut found).await?;
+    }
     let mut ids = Vec::new();
     match wanted.split_once('|') {
         Some((system, value)) => {

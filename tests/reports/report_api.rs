@@ -221,9 +221,9 @@ backend_tests! {
         .unwrap();
         let followed = cache.current().await.unwrap();
         assert!(fresh.inferences.len() > 200);
+        // Each inference carries its overrides and whether it was rendered.
         assert_eq!(followed.inferences, fresh.inferences);
-        assert_eq!(followed.overrides, fresh.overrides);
-        assert_eq!(followed.rendered, fresh.rendered);
+        assert!(fresh.inferences.iter().any(|i| i.rendered && !i.actions.is_empty()));
         assert_eq!(followed.deployments, fresh.deployments);
     }
 

@@ -322,6 +322,15 @@ impl Ledger {
         self.store.summaries(q).await
     }
 
+    /// The patient column of the summary rows `seqs` name (rows without a
+    /// patient are left out).
+    pub async fn summary_patients(
+        &self,
+        seqs: &[i64],
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        self.store.summary_patients(seqs).await
+    }
+
     /// The last committed entry's seq and chain hash.
     pub async fn head(&self) -> Result<ChainHead, StoreError> {
         self.store.head().await

@@ -445,6 +445,22 @@ impl AnyStore {
         }
     }
 
+    /// The patient column of the summary rows `seqs` name.
+    pub async fn summary_patients(
+        &self,
+        seqs: &[i64],
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                let (path, seqs) = (s.path.clone(), seqs.to_vec());
+                tokio::task::spawn_blocking(move || summary::patients_sqlite(&path, &seqs))
+                    .await
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+            }
+            AnyStore::Postgres(s) => summary::patients_pg(s.pool(), seqs).await,
+        }
+    }
+
     /// Derives the summary rows of entries stored before the summary tables
     /// existed (an upgrade), once: a marker row records the head it
     /// reached. Rows already stored are kept, so an interrupted back-fill

@@ -557,6 +557,43 @@ pub(crate) fn read_sqlite(
     Ok(out)
 }
 
+/// The patient column of the rows `seqs` name (rows without one are left
+/// out): the lists that show patients select their cases from the reports'
+/// in-memory dataset, which holds no patients, then read only these.
+pub(crate) fn patients_sqlite(
+    path: &std::path::Path,
+    seqs: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let list = serde_json::to_string(seqs).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, patient FROM summary_event \
+         WHERE seq IN (SELECT value FROM json_each(?1)) AND patient IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([list], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`patients_sqlite`] on PostgreSQL.
+pub(crate) async fn patients_pg(
+    pool: &sqlx::PgPool,
+    seqs: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, patient FROM summary_event WHERE seq = ANY($1) AND patient IS NOT NULL",
+    )
+    .bind(seqs)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 const SQLITE_INSERT_EVENT: &str = "INSERT INTO summary_event (seq, kind, event_id, recorded, \
      recorded_us, model, version, site, actor, refers_to, action, tta_ms, latency_ms, \
      cpu_fallback, digest_check, study_uid, pixel_sha256, patient) \
