@@ -219,11 +219,8 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     };
     // Select from the in-memory dataset, then read only the selected
     // inferences' patients (the dataset holds none) and list them.
-    let (seqs, upto) = match current(&state).await {
-        Ok(data) => (
-            cases::selected_seqs(&data, &q),
-            data.inferences.last().map_or(0, |i| i.seq),
-        ),
+    let seqs = match current(&state).await {
+        Ok(data) => cases::selected_seqs(&data, &q),
         Err(r) => return r,
     };
     let patients = match state.ledger.summary_patients(&seqs).await {
@@ -231,7 +228,7 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Err(e) => return unavailable(e),
     };
     let list = match current(&state).await {
-        Ok(data) => cases::compute(&data, &q, patient_view(&req, &state), &patients, upto),
+        Ok(data) => cases::compute(&data, &q, patient_view(&req, &state), &patients, &seqs),
         Err(r) => return r,
     };
     let json = serde_json::to_string(&list).unwrap_or_default();

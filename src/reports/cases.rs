@@ -130,21 +130,27 @@ pub fn selected_seqs(data: &Dataset, q: &CaseQuery) -> Vec<i64> {
         .collect()
 }
 
-/// Every inference passing `q` up to seq `upto`, as cases; each patient
-/// from `patients` (by inference seq) or, when absent there, from the
-/// dataset itself.
+/// Every inference of `selected` (seqs, ascending: what
+/// [`selected_seqs`] gave) still passing `q`, as cases; each patient from
+/// `patients_by_seq` or, when absent there, from the dataset itself.
+/// Inferences added since the selection are left out: their patients were
+/// not read.
 pub fn compute(
     data: &Dataset,
     q: &CaseQuery,
     view: PatientView<'_>,
     patients_by_seq: &HashMap<i64, String>,
-    upto: i64,
+    selected_seqs: &[i64],
 ) -> CaseList {
     let mut cases = Vec::new();
     let mut patients: Vec<Value> = Vec::new();
     // Each patient once (by its stored JSON text).
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for inf in data.inferences.iter().take_while(|inf| inf.seq <= upto) {
+    let chosen = data
+        .inferences
+        .iter()
+        .filter(|inf| selected_seqs.binary_search(&inf.seq).is_ok());
+    for inf in chosen {
         let Some((acts, radiologist, action)) = selected(inf, q) else {
             continue;
         };
