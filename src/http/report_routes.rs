@@ -227,10 +227,14 @@ async fn get_cases(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
-    let list = match current(&state).await {
-        Ok(data) => cases::compute(&data, &q, patient_view(&req, &state), &patients, &seqs),
-        Err(r) => return r,
-    };
+    // The selection is made: no need to read the store again.
+    let list = cases::compute(
+        &state.report_cache.as_is(),
+        &q,
+        patient_view(&req, &state),
+        &patients,
+        &seqs,
+    );
     let json = serde_json::to_string(&list).unwrap_or_default();
     list_response(
         &req,

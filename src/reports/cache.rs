@@ -69,7 +69,13 @@ impl ReportCache {
     /// it before the next `.await` (it blocks refreshes while held).
     pub async fn current(&self) -> Result<RwLockReadGuard<'_, Dataset>, StoreError> {
         self.refresh().await?;
-        Ok(self.data.read().unwrap_or_else(PoisonError::into_inner))
+        Ok(self.as_is())
+    }
+
+    /// The dataset as it is, without reading the store (a second look at
+    /// what an earlier [`Self::current`] returned, plus any later refresh).
+    pub fn as_is(&self) -> RwLockReadGuard<'_, Dataset> {
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Entries the dataset reaches (for tests and metrics).

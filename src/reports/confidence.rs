@@ -35,7 +35,7 @@ pub fn compute(data: &Dataset, q: &Query) -> [Bin; BINS] {
         if !f.inference_passes(inf) {
             continue;
         }
-        let Some(first) = data.first_action(inf) else {
+        let Some(first) = inf.first_action() else {
             continue;
         };
         if f.radiologist

@@ -101,7 +101,7 @@ pub fn compute(data: &Dataset, rule: DriftRule, now: OffsetDateTime) -> DriftRep
     // Keys borrow from `data`: no allocation per inference.
     let mut series: BTreeMap<(&str, &str, &str), Vec<Case>> = BTreeMap::new();
     for inf in &data.inferences {
-        let Some(first) = data.first_action(inf) else {
+        let Some(first) = inf.first_action() else {
             continue;
         };
         let over = first.action == "reject" || first.action == "accept_with_edit";

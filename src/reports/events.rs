@@ -86,11 +86,11 @@ pub struct Dataset {
     pending_rendered: HashSet<String>,
 }
 
-impl Dataset {
-    /// The action that counts for an inference: its first override in
-    /// ledger order (later ones are corrections of the same case).
-    pub fn first_action<'a>(&self, inference: &'a Inference) -> Option<&'a Override> {
-        inference.actions.first()
+impl Inference {
+    /// The action that counts: its first override in ledger order (later
+    /// ones are corrections of the same case).
+    pub fn first_action(&self) -> Option<&Override> {
+        self.actions.first()
     }
 }
 

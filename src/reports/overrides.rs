@@ -184,12 +184,20 @@ pub struct Report {
 /// ISO week `2026-W09` of an instant (UTC).
 pub fn iso_week(t: OffsetDateTime) -> String {
     let (y, w, _) = t.to_iso_week_date();
-    format!("{y}-W{w:02}")
+    week_label(y, w)
 }
 
 /// `2026-03` of an instant (UTC).
 pub fn month(t: OffsetDateTime) -> String {
-    format!("{}-{:02}", t.year(), u8::from(t.month()))
+    month_label(t.year(), u8::from(t.month()))
+}
+
+fn week_label(year: i32, week: u8) -> String {
+    format!("{year}-W{week:02}")
+}
+
+fn month_label(year: i32, month: u8) -> String {
+    format!("{year}-{month:02}")
 }
 
 /// One group key value, borrowed from the dataset where it can be, so that
@@ -209,8 +217,8 @@ impl KeyPart<'_> {
             KeyPart::Unused => String::new(),
             KeyPart::Text(s) => s.to_string(),
             KeyPart::ModelVersion(m, v) => format!("{m}|{v}"),
-            KeyPart::Week(y, w) => format!("{y}-W{w:02}"),
-            KeyPart::Month(y, m) => format!("{y}-{m:02}"),
+            KeyPart::Week(y, w) => week_label(y, w),
+            KeyPart::Month(y, m) => month_label(y, m),
         }
     }
 }
@@ -224,7 +232,7 @@ pub fn compute(data: &Dataset, q: &Query, fast_accept_ms: u64) -> Report {
         if !q.filters.inference_passes(inf) {
             continue;
         }
-        let first = data.first_action(inf);
+        let first = inf.first_action();
         let radiologist = first.map(|o| o.radiologist.as_str()).unwrap_or("");
         if q.filters
             .radiologist

@@ -117,7 +117,7 @@ pub fn compute(data: &Dataset, model: &str, filters: &Filters) -> Comparison {
         if inf.model != model || !filters.inference_passes(inf) {
             continue;
         }
-        let first = data.first_action(inf);
+        let first = inf.first_action();
         if let Some(r) = &filters.radiologist {
             if first.map(|o| &o.radiologist) != Some(r) {
                 continue;

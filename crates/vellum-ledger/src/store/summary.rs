@@ -500,16 +500,22 @@ fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Summary)>
     ))
 }
 
-/// Reads the rows `q` selects from the SQLite file at `path`, by seq.
-pub(crate) fn read_sqlite(
-    path: &std::path::Path,
-    q: &SummaryQuery,
-) -> Result<Vec<(i64, Summary)>, StoreError> {
+/// A read-only connection of its own to the SQLite file at `path`.
+fn open_read_only(path: &std::path::Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Reads the rows `q` selects from the SQLite file at `path`, by seq.
+pub(crate) fn read_sqlite(
+    path: &std::path::Path,
+    q: &SummaryQuery,
+) -> Result<Vec<(i64, Summary)>, StoreError> {
+    let conn = open_read_only(path)?;
     // Read the file through a memory map: a report touches most pages of
     // the summary tables once, and copying each through read() doubled
     // the time of an unfiltered report.
@@ -564,11 +570,7 @@ pub(crate) fn patients_sqlite(
     path: &std::path::Path,
     seqs: &[i64],
 ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let conn = open_read_only(path)?;
     let list = serde_json::to_string(seqs).map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
     let mut stmt = conn.prepare(
         "SELECT seq, patient FROM summary_event \
