@@ -362,7 +362,7 @@ pub async fn run_configured(
     let store = AnyStore::connect(&settings.database_url, settings.database_role.as_deref())
         .await?
         .with_indexer(crate::fhir::search_index::derive_rows)
-        .with_summarizer(crate::radiology::summary::of_body);
+        .with_summarizer(crate::radiology::summary::of_tape);
     store.migrate().await?;
     store
         .grant_writer_role(&settings.database_writer_role)

@@ -68,7 +68,7 @@ async fn open(s: &Settings) -> Result<(Ledger, AnyStore), ExitCode> {
         .map_err(|e| fail(2, format!("cannot open the store: {e}")))?
         .with_indexer(vellum::fhir::search_index::derive_rows)
         .with_keyer(vellum::intake::keys::expected_key)
-        .with_summarizer(vellum::radiology::summary::of_body);
+        .with_summarizer(vellum::radiology::summary::of_tape);
     Ok((
         Ledger::start(store.clone(), WriterSettings::default()),
         store,

@@ -525,7 +525,7 @@ async fn open_store(
         .map(|s| {
             s.with_indexer(vellum::fhir::search_index::derive_rows)
                 .with_keyer(vellum::intake::keys::expected_key)
-                .with_summarizer(vellum::radiology::summary::of_body)
+                .with_summarizer(vellum::radiology::summary::of_tape)
         })
 }
 

@@ -153,7 +153,7 @@ impl Application {
             .await?
             .with_indexer(crate::fhir::search_index::derive_rows)
             .with_keyer(crate::intake::keys::expected_key)
-            .with_summarizer(crate::radiology::summary::of_body);
+            .with_summarizer(crate::radiology::summary::of_tape);
         if settings.migrate_on_start {
             store.migrate().await?;
             // A server that may migrate but not grant (not the tables'

@@ -29,6 +29,12 @@ pub trait JsonView<'a>: Copy {
     fn as_str(self) -> Option<&'a str>;
     /// The items of an array, `None` for anything else.
     fn items(self) -> Option<impl Iterator<Item = Self>>;
+    /// The value of a boolean.
+    fn as_bool(self) -> Option<bool>;
+    /// The value as compact JSON text. For a value read from canonical JSON
+    /// every form gives exactly its text there (serde_json keeps key order
+    /// and number text in vellum's build), so the forms are interchangeable.
+    fn to_text(self) -> String;
 }
 
 impl<'a> JsonView<'a> for &'a Json {
@@ -43,6 +49,17 @@ impl<'a> JsonView<'a> for &'a Json {
     fn items(self) -> Option<impl Iterator<Item = Self>> {
         self.as_array().map(|a| a.iter())
     }
+
+    fn as_bool(self) -> Option<bool> {
+        match self.value {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn to_text(self) -> String {
+        String::from_utf8(to_canonical(self)).unwrap_or_default()
+    }
 }
 
 impl<'a> JsonView<'a> for tape::Node<'a> {
@@ -56,6 +73,38 @@ impl<'a> JsonView<'a> for tape::Node<'a> {
 
     fn items(self) -> Option<impl Iterator<Item = Self>> {
         tape::Node::items(self)
+    }
+
+    fn as_bool(self) -> Option<bool> {
+        tape::Node::as_bool(self)
+    }
+
+    fn to_text(self) -> String {
+        self.to_json().to_text()
+    }
+}
+
+/// serde_json's trees too, for code that reads events either way (the QA
+/// reports read serde values; the summary rows are taken from a tape).
+impl<'a> JsonView<'a> for &'a serde_json::Value {
+    fn get(self, key: &str) -> Option<Self> {
+        serde_json::Value::get(self, key)
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        serde_json::Value::as_str(self)
+    }
+
+    fn items(self) -> Option<impl Iterator<Item = Self>> {
+        self.as_array().map(|a| a.iter())
+    }
+
+    fn as_bool(self) -> Option<bool> {
+        serde_json::Value::as_bool(self)
+    }
+
+    fn to_text(self) -> String {
+        self.to_string()
     }
 }
 

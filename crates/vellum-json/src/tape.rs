@@ -213,6 +213,15 @@ impl<'t> Node<'t> {
         }
     }
 
+    /// The value of a boolean.
+    pub fn as_bool(self) -> Option<bool> {
+        match self.kind()? {
+            Kind::True => Some(true),
+            Kind::False => Some(false),
+            _ => None,
+        }
+    }
+
     /// True for `null` (and `false` for anything else).
     pub fn is_null(self) -> bool {
         self.kind() == Some(Kind::Null)

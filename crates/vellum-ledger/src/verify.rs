@@ -55,6 +55,7 @@ use crate::checkpoint::Checkpoint;
 use crate::merkle;
 use crate::note::NoteVerifier;
 use crate::store::stream::{RowHasher, Wants};
+use crate::store::summary::SummaryFn;
 use crate::store::{expected_rows, AnyStore, IndexFn, IndexRow, Store, StoreError, StoredEntry};
 
 /// Entries read per page while verifying.
@@ -158,22 +159,35 @@ pub async fn verify_all_with(
     // SQLite reads the index in table order and compares sums; only when
     // they differ is the store walked again, per entry, to name the seq.
     let in_table_order = matches!(store, AnyStore::Sqlite(_));
-    // The summary-row check reads the entries a second time: it runs beside
-    // the streamed walk (whose parsing runs on a blocking thread), up to the
-    // head as of now, so the two share the cores instead of taking turns.
+    // Summary rows: the walk sums the rows the bodies give (from the parse
+    // it makes anyway) while the stored rows up to the head as of now are
+    // summed beside it, under the same keyed hash. Only when the sums differ
+    // are the entries read again, page by page, to name the first seq.
     let summary_head = store.head().await?.seq;
+    let summarizer = store.summarizer();
+    let hasher = RowHasher::default();
     let summary_check = async {
-        match store.summarizer() {
-            Some(f) => summary::first_problem(store, f, summary_head).await,
-            None => Ok(None),
+        match summarizer {
+            Some(_) => summary::stored_sum(store, &hasher, summary_head).await,
+            None => Ok((Default::default(), None)),
         }
     };
-    let (walked, summary_problem) =
-        tokio::join!(walk(store, &sizes, in_table_order, progress), summary_check);
+    let walk_summaries = summarizer.map(|f| (f, summary_head));
+    let (walked, stored_summaries) = tokio::join!(
+        walk(
+            store,
+            &sizes,
+            in_table_order,
+            progress,
+            walk_summaries,
+            hasher.clone()
+        ),
+        summary_check
+    );
     let mut walked = walked?;
-    let summary_problem = summary_problem?;
+    let (stored_summaries, beyond) = stored_summaries?;
     if matches!(walked.finding, Some((_, stream::Finding::IndexSomewhere))) {
-        let again = walk(store, &sizes, false, None).await?;
+        let again = walk(store, &sizes, false, None, None, hasher.clone()).await?;
         if again.verdict.problem.is_none() && again.finding.is_some() {
             walked.finding = again.finding;
         }
@@ -183,6 +197,7 @@ pub async fn verify_all_with(
         acc,
         at_size,
         finding,
+        summaries,
     } = walked;
     if verdict.problem.is_some() {
         return Ok(verdict);
@@ -273,8 +288,16 @@ pub async fn verify_all_with(
         Some((seq, f)) => Some(derived_problem(store, seq, f).await?),
         None => None,
     };
-    // Summary rows were compared without their values (they may be patient
-    // ids), beside the walk.
+    // Summary rows are compared without their values (they may be patient
+    // ids).
+    let summary_problem = match summarizer {
+        Some(f) if summaries != stored_summaries => Some(
+            summary::first_problem(store, f, summary_head)
+                .await?
+                .unwrap_or_else(|| summary::somewhere(summary_head)),
+        ),
+        _ => beyond,
+    };
     verdict.problem = match (derived_problem, summary_problem) {
         (Some(d), Some(s)) => Some(if s.seq < d.seq { s } else { d }),
         (d, s) => d.or(s),
@@ -289,11 +312,15 @@ async fn walk(
     sizes: &[u64],
     in_table_order: bool,
     progress: Option<stream::Progress>,
+    summaries: Option<(SummaryFn, i64)>,
+    hasher: RowHasher,
 ) -> Result<stream::Walked, StoreError> {
     let derive = stream::Derive {
         indexer: store.indexer(),
         keyer: store.keyer(),
-        hasher: RowHasher::default(),
+        summarizer: summaries.map(|(f, _)| f),
+        summaries_upto: summaries.map_or(0, |(_, upto)| upto),
+        hasher,
         in_table_order,
     };
     let wants = Wants {

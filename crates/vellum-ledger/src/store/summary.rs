@@ -9,6 +9,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{NewEntry, StoreError, StoredEntry};
+use vellum_json::tape::{Node, Tape};
 
 /// Which AI event a summary row describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,7 +43,7 @@ impl SummaryKind {
 }
 
 /// One finding detail of an inference, in the body's order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SummaryFinding {
     pub code: String,
     /// The confidence as its exact decimal text.
@@ -51,7 +52,7 @@ pub struct SummaryFinding {
 
 /// The summary row of one AI event. Which fields are set depends on the
 /// kind; the layer that derives it documents them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Summary {
     pub kind: SummaryKind,
     pub event_id: String,
@@ -102,9 +103,11 @@ impl Summary {
     }
 }
 
-/// Derives a stored body's summary row (`None`: not an AI event). Supplied
-/// by the layer that knows the events, so the store stays ignorant of them.
-pub type SummaryFn = fn(&str) -> Option<Summary>;
+/// Derives a stored body's summary row (`None`: not an AI event) from its
+/// parse. Supplied by the layer that knows the events, so the store stays
+/// ignorant of them; `verify` hands it the parse it already made of each
+/// body.
+pub type SummaryFn = for<'t> fn(Node<'t>) -> Option<Summary>;
 
 /// What to read. The inference filters (model … finding) narrow only the
 /// inference rows (and their findings); rows of other kinds are returned
@@ -924,7 +927,10 @@ pub(crate) async fn backfill_pg(
 pub(crate) fn derive(entries: &[StoredEntry], summarizer: SummaryFn) -> Vec<(i64, Summary)> {
     entries
         .iter()
-        .filter_map(|e| summarizer(&e.body).map(|s| (e.seq, s)))
+        .filter_map(|e| {
+            let tape = Tape::parse(e.body.as_bytes()).ok()?;
+            summarizer(tape.root()).map(|s| (e.seq, s))
+        })
         .collect()
 }
 

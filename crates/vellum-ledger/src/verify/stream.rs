@@ -11,6 +11,7 @@ use super::{check_columns, Verdict, Walker, LOOKAHEAD};
 use crate::hash::{self, Hash};
 use crate::merkle::Accumulator;
 use crate::store::stream::{Page, PageReceiver, RowHasher, RowsDigest};
+use crate::store::summary::SummaryFn;
 use crate::store::{last_updated_row, ExpectedKey, IndexFn, KeyFn, StoreError, StoredEntry};
 use vellum_json::tape::{Node, Tape};
 
@@ -18,12 +19,15 @@ use vellum_json::tape::{Node, Tape};
 pub type Progress = Box<dyn Fn(u64) + Send>;
 
 /// How the rows an entry's body gives are re-derived: its search-index
-/// rows (`indexer`, compared as a digest under `hasher`) and, from them,
-/// its idempotency key (`keyer`).
+/// rows (`indexer`, compared as a digest under `hasher`), from them its
+/// idempotency key (`keyer`), and its report summary row (`summarizer`,
+/// summed under `hasher` for the entries up to `summaries_upto`).
 #[derive(Clone)]
 pub(super) struct Derive {
     pub indexer: Option<IndexFn>,
     pub keyer: Option<KeyFn>,
+    pub summarizer: Option<SummaryFn>,
+    pub summaries_upto: i64,
     pub hasher: RowHasher,
     /// The stored index rows come as one sum (table order), not per entry.
     pub in_table_order: bool,
@@ -40,6 +44,8 @@ pub(super) struct Pre {
     pub finding: Option<Finding>,
     /// The digest of the index rows its body gives.
     pub index: RowsDigest,
+    /// The digest of the summary row its body gives (none: count 0).
+    pub summary: RowsDigest,
 }
 
 /// A per-entry check that failed: the first one (by seq) is reported.
@@ -63,6 +69,9 @@ pub(super) struct Walked {
     pub at_size: HashMap<u64, (Hash, Hash)>,
     /// The seq of the first finding, and the finding.
     pub finding: Option<(i64, Finding)>,
+    /// The sum of the summary rows the bodies up to
+    /// [`Derive::summaries_upto`] give.
+    pub summaries: RowsDigest,
 }
 
 /// The entry's stored idempotency keys against the one its body gives.
@@ -139,21 +148,29 @@ fn columns_match(e: &StoredEntry, root: Node<'_>) -> bool {
 
 fn pre_row(e: &StoredEntry, i: usize, page: &Page, d: &Derive) -> Pre {
     let body = e.body.as_bytes();
-    // One parse serves the column check and the row derivation; a body
+    // One parse serves the column check and the row derivations; a body
     // that is not JSON gets the column check's own verdict.
-    let tape = d.indexer.and_then(|_| Tape::parse(body).ok());
+    let derives = d.indexer.is_some() || d.summarizer.is_some();
+    let tape = derives.then(|| Tape::parse(body).ok()).flatten();
     let root = tape.as_ref().map(Tape::root);
     let columns_ok = match root {
         Some(root) => columns_match(e, root),
         None => check_columns(e.seq, e).is_ok(),
     };
     let (finding, index) = derived_finding(e, i, page, d, root);
+    let mut summary = RowsDigest::default();
+    if let (Some(summarize), Some(root)) = (d.summarizer, root) {
+        if let Some(s) = summarize(root) {
+            summary.add(d.hasher.summary(e.seq, &s));
+        }
+    }
     Pre {
         body_sha: hash::body_sha256(body),
         leaf: hash::leaf_hash(body),
         columns_ok,
         finding,
         index,
+        summary,
     }
 }
 
@@ -240,6 +257,7 @@ pub(super) fn walk(
     let mut finding: Option<(i64, Finding)> = None;
     // Table order: the stored rows' sum and the derived rows' sum.
     let (mut stored_total, mut expected_total) = (RowsDigest::default(), RowsDigest::default());
+    let mut summaries = RowsDigest::default();
     let mut rows: VecDeque<StoredEntry> = VecDeque::new();
     let mut pres: VecDeque<Pre> = VecDeque::new();
     let mut exhausted = false;
@@ -277,6 +295,7 @@ pub(super) fn walk(
                 acc,
                 at_size,
                 finding,
+                summaries,
             });
         }
         let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
@@ -294,6 +313,9 @@ pub(super) fn walk(
             first_of(&mut finding, Some((row.seq, f)));
         }
         expected_total.merge(pre.index);
+        if row.seq <= derive.summaries_upto {
+            summaries.merge(pre.summary);
+        }
         done += 1;
     }
     if let Some(p) = &progress {
@@ -307,6 +329,7 @@ pub(super) fn walk(
         acc,
         at_size,
         finding,
+        summaries,
     })
 }
 

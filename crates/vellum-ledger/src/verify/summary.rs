@@ -4,11 +4,51 @@
 //! the reports; an extra or altered one changes their numbers.
 
 use super::{problem, Problem, ProblemKind};
+use crate::store::stream::{RowHasher, RowsDigest};
 use crate::store::summary::{derive, Summary, SummaryFn, SummaryQuery};
 use crate::store::{AnyStore, Store, StoreError};
 
 /// Entries read per page.
 const PAGE: i64 = 5000;
+
+/// The sum of the stored summary rows up to `head` under `hasher` (what the
+/// walk's sum of the rows the bodies give must equal), and a row naming an
+/// entry past the current head, if any.
+pub(super) async fn stored_sum(
+    store: &AnyStore,
+    hasher: &RowHasher,
+    head: i64,
+) -> Result<(RowsDigest, Option<Problem>), StoreError> {
+    let mut sum = RowsDigest::default();
+    let mut after = 0;
+    while after < head {
+        let upto = (after + PAGE).min(head);
+        for (seq, s) in store.summaries(&range(after, Some(upto))).await? {
+            sum.add(hasher.summary(seq, &s));
+        }
+        after = upto;
+    }
+    Ok((sum, beyond_head(store, head).await?))
+}
+
+/// A row naming an entry that is not stored (past the head: entries
+/// appended since the check began have their rows, so only rows past the
+/// current head are extra).
+async fn beyond_head(store: &AnyStore, head: i64) -> Result<Option<Problem>, StoreError> {
+    let now = store.head().await?.seq.max(head);
+    let beyond = store.summaries(&range(now, None)).await?;
+    Ok(beyond
+        .first()
+        .map(|(seq, _)| mismatch(*seq, "a summary row names an entry that is not stored")))
+}
+
+/// The sums differed but no page did (rows changed while they were read).
+pub(super) fn somewhere(head: i64) -> Problem {
+    mismatch(
+        head,
+        "the summary rows differ from the ones the bodies give",
+    )
+}
 
 /// The first entry (up to `head`) whose summary rows differ from the ones
 /// its body gives. Values are not named: they may be patient data.
@@ -29,13 +69,7 @@ pub(super) async fn first_problem(
         }
         after = upto;
     }
-    // Rows naming entries past the head (entries appended since the check
-    // began have their rows: only rows past the current head are extra).
-    let now = store.head().await?.seq.max(head);
-    let beyond = store.summaries(&range(now, None)).await?;
-    Ok(beyond
-        .first()
-        .map(|(seq, _)| mismatch(*seq, "a summary row names an entry that is not stored")))
+    beyond_head(store, head).await
 }
 
 fn range(after: i64, upto: Option<i64>) -> SummaryQuery {
