@@ -6,7 +6,13 @@
 //! a read by id (one primary-key lookup through the same HTTP stack).
 //!
 //! cargo bench --bench search -- [--backend sqlite|postgres|both] [--events 1000000]
-//!   [--queries 200] [--reuse]   (PostgreSQL: DATABASE_URL is the admin URL)
+//!   [--queries 200] [--reuse] [--clients 16] [--throughput-secs 10]
+//!   (PostgreSQL: DATABASE_URL is the admin URL)
+//!
+//! After the per-query latencies it measures throughput: `--clients` concurrent
+//! keep-alive clients send the forensic queries in turn for `--throughput-secs`,
+//! then the same clients send reads by id for as long (the same-run baseline).
+//! `--throughput-secs 0` skips it.
 //!
 //! `--reuse` keeps the filled store (SQLite: `target/bench-data/search-N.db`;
 //! PostgreSQL: database `vellum_search_bench_N`) and, when it already holds N
@@ -43,6 +49,10 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A query shape: a name and a generator of its query string.
+type Gen = Box<dyn Fn(&mut Rng) -> String + Send + Sync>;
+type Queries = Vec<(&'static str, Gen)>;
 
 fn day(d: u64) -> String {
     let t = time::macros::datetime!(2026-01-01 00:00 UTC) + time::Duration::days(d as i64);
@@ -103,6 +113,8 @@ struct Args {
     events: u64,
     queries: usize,
     reuse: bool,
+    clients: usize,
+    throughput_secs: u64,
 }
 
 fn args() -> Args {
@@ -111,6 +123,8 @@ fn args() -> Args {
         events: 1_000_000,
         queries: 200,
         reuse: false,
+        clients: 16,
+        throughput_secs: 10,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -130,6 +144,14 @@ fn args() -> Args {
             }
             "--queries" => {
                 a.queries = val.parse().expect("--queries N");
+                i += 1;
+            }
+            "--clients" => {
+                a.clients = val.parse().expect("--clients N");
+                i += 1;
+            }
+            "--throughput-secs" => {
+                a.throughput_secs = val.parse().expect("--throughput-secs N");
                 i += 1;
             }
             "--reuse" => a.reuse = true,
@@ -296,9 +318,9 @@ async fn run_backend(backend: &str, a: &Args) {
         })
         .unwrap_or_default();
     let mut rng = Rng(42);
-    type Gen = Box<dyn Fn(&mut Rng) -> String>;
+    let events = a.events;
     let ids2 = ids.clone();
-    let queries: Vec<(&str, Gen)> = vec![
+    let queries: Queries = vec![
         (
             "read by id (baseline)",
             Box::new(move |r| format!("AuditEvent/{}", ids2[r.below(ids2.len() as u64) as usize])),
@@ -321,8 +343,8 @@ async fn run_backend(backend: &str, a: &Args) {
         ),
         (
             "study by Study Instance UID",
-            Box::new(|r| {
-                format!("AuditEvent?entity.identifier=urn:dicom:uid|urn:oid:1.2.826.0.1.3680043.8.498.{}", r.below(1_000_000))
+            Box::new(move |r| {
+                format!("AuditEvent?entity.identifier=urn:dicom:uid|urn:oid:1.2.826.0.1.3680043.8.498.{}", r.below(events))
             }),
         ),
         (
@@ -384,6 +406,74 @@ async fn run_backend(backend: &str, a: &Args) {
         );
     }
     println!();
+    if a.throughput_secs > 0 {
+        let queries = std::sync::Arc::new(queries);
+        let span = Duration::from_secs(a.throughput_secs);
+        // Forensic shapes in turn (index 1..), then the baseline (index 0).
+        let forensic =
+            throughput(&client, &base, &queries, 1..queries.len(), a.clients, span).await;
+        let by_id = throughput(&client, &base, &queries, 0..1, a.clients, span).await;
+        println!(
+            "throughput, {} clients, {} s each: forensic queries in turn {:.0} searches/s (p95 {:.2} ms); \
+             reads by id {:.0}/s (p95 {:.2} ms); ratio {:.2}",
+            a.clients,
+            a.throughput_secs,
+            forensic.0,
+            ms(forensic.1),
+            by_id.0,
+            ms(by_id.1),
+            forensic.0 / by_id.0
+        );
+        println!();
+    }
+}
+
+/// `clients` concurrent loops over the queries `which` (in turn) for `span`:
+/// completed requests per second and their p95 latency.
+async fn throughput(
+    client: &reqwest::Client,
+    base: &str,
+    queries: &std::sync::Arc<Queries>,
+    which: std::ops::Range<usize>,
+    clients: usize,
+    span: Duration,
+) -> (f64, Duration) {
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let (client, base, queries, which) = (
+            client.clone(),
+            base.to_string(),
+            queries.clone(),
+            which.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0xC0FFEE ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9));
+            let mut lat = Vec::new();
+            let mut k = which.start + c % which.len();
+            while started.elapsed() < span {
+                let url = format!("{base}/{}", (queries[k].1)(&mut rng));
+                let t = Instant::now();
+                let r = client.get(&url).send().await.expect("query");
+                assert_eq!(r.status(), 200, "{url}");
+                r.bytes().await.expect("body");
+                lat.push(t.elapsed());
+                k = if k + 1 == which.end {
+                    which.start
+                } else {
+                    k + 1
+                };
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    (all.len() as f64 / secs, percentile(&all, 0.95))
 }
 
 fn main() {
