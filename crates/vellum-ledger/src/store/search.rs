@@ -223,6 +223,13 @@ pub enum Purpose {
 /// not drive (walking in sort order finds a page sooner).
 pub const PROBE_LIMIT: i64 = 10_000;
 
+/// When no condition of a conjunction is under [`PROBE_LIMIT`], they are
+/// counted again up to here, and two or more under it drive together: a rare
+/// conjunction of broad conditions (one model version on one day by one
+/// radiologist, at 10 M events: 1.5 M, 27 k and 50 k rows) would otherwise
+/// walk the whole ledger looking for a page it never fills.
+pub const WIDE_PROBE_LIMIT: i64 = 100_000;
+
 /// A condition matching at most this many rows drives alone, without
 /// probing the others: another probe would cost about as much as checking
 /// these entries.
@@ -269,7 +276,7 @@ where
     }
     let mut probed: Vec<(i64, usize)> = Vec::new();
     for i in driver_candidates(q) {
-        let Some(sql) = probe_sql(q, i) else {
+        let Some(sql) = probe_sql(q, i, PROBE_LIMIT) else {
             continue;
         };
         let n = count(sql).await?;
@@ -293,6 +300,21 @@ where
     if !narrow.is_empty() && !walk_dates {
         return Ok(Plan::Drive(narrow));
     }
+    if narrow.is_empty() && probed.len() >= 2 {
+        let mut wide: Vec<(i64, usize)> = Vec::new();
+        for &(_, i) in &probed {
+            if let Some(sql) = probe_sql(q, i, WIDE_PROBE_LIMIT) {
+                let n = count(sql).await?;
+                if n < WIDE_PROBE_LIMIT {
+                    wide.push((n, i));
+                }
+            }
+        }
+        if wide.len() >= 2 {
+            wide.sort();
+            return Ok(Plan::Drive(wide.into_iter().map(|(_, i)| i).collect()));
+        }
+    }
     Ok(match (purpose, probed.first()) {
         // A count must see every match: one condition's index rows are
         // cheaper to read than every entry.
@@ -301,9 +323,9 @@ where
     })
 }
 
-/// How many rows (up to `PROBE_LIMIT`) condition `i` matches in the index:
-/// a bounded index range scan.
-pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
+/// How many rows (up to `limit`) condition `i` matches in the index: a
+/// bounded index range scan.
+pub fn probe_sql(q: &SearchQuery, i: usize, limit: i64) -> Option<Sql> {
     let Condition::Has { param, any, .. } = q.conditions.get(i)? else {
         return None;
     };
@@ -315,7 +337,7 @@ pub fn probe_sql(q: &SearchQuery, i: usize) -> Option<Sql> {
     sql.push(" AND (");
     row_matches(&mut sql, any);
     sql.push(") LIMIT ");
-    sql.bind_int(PROBE_LIMIT);
+    sql.bind_int(limit);
     sql.push(") p");
     Some(sql)
 }
@@ -712,10 +734,16 @@ mod tests {
             .build()
             .expect("runtime");
         rt.block_on(choose_plan(query, purpose, |sql: Sql| {
+            // A probe counts up to its LIMIT, the last bound integer.
+            let limit = sql.binds.iter().rev().find_map(|b| match b {
+                Bind::Int(n) => Some(*n),
+                Bind::Text(_) => None,
+            });
             let n = counts
                 .iter()
                 .find(|(p, _)| sql.binds.contains(&Bind::Text(p.to_string())))
-                .map_or(0, |(_, n)| *n);
+                .map_or(0, |(_, n)| *n)
+                .min(limit.unwrap_or(i64::MAX));
             async move { Ok(n) }
         }))
         .expect("plan")
@@ -779,6 +807,36 @@ mod tests {
         let sql = page_sql(&query, &Plan::Walk, Dialect::Sqlite);
         assert!(sql.text.contains("FROM entry d WHERE"));
         assert!(sql.text.contains("EXISTS"));
+    }
+
+    #[test]
+    fn a_rare_conjunction_of_broad_conditions_drives_by_its_narrower_ones() {
+        // 10 M events: one model version, one day, one radiologist.
+        let query = q(vec![
+            has("agent:identifier", "chest-ai|2.5.0", Selectivity::Narrow),
+            has("date", "day", Selectivity::Medium),
+            has("agent", "rad-7", Selectivity::Narrow),
+        ]);
+        let counts = [
+            ("agent:identifier", 1_500_000),
+            ("date", 27_000),
+            ("agent", 50_000),
+        ];
+        assert_eq!(
+            plan_with(&query, Purpose::Page, &counts),
+            Plan::Drive(vec![1, 2])
+        );
+        assert_eq!(
+            plan_with(&query, Purpose::Count, &counts),
+            Plan::Drive(vec![1, 2])
+        );
+        // Only one under the wide limit: walking may still fill a page soon.
+        let counts = [
+            ("agent:identifier", 1_500_000),
+            ("date", 27_000),
+            ("agent", 500_000),
+        ];
+        assert_eq!(plan_with(&query, Purpose::Page, &counts), Plan::Walk);
     }
 
     #[test]
