@@ -458,11 +458,7 @@ async fn throughput(
                 assert_eq!(r.status(), 200, "{url}");
                 r.bytes().await.expect("body");
                 lat.push(t.elapsed());
-                k = if k + 1 == which.end {
-                    which.start
-                } else {
-                    k + 1
-                };
+                k = which.start + (k + 1 - which.start) % which.len();
             }
             lat
         }));
