@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use openssl::ssl::SslAcceptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::atna::XmlLimits;
 use crate::auth::client_cert::ClientCertMap;
@@ -27,7 +27,8 @@ use super::process::{self, Context};
 
 /// A bound syslog TCP or TLS listener, not yet accepting.
 pub struct SyslogListener {
-    listener: TcpListener,
+    /// Taken at shutdown to accept what the kernel already queued.
+    listener: Option<TcpListener>,
     local: SocketAddr,
     ctx: Arc<Context>,
     settings: SyslogSettings,
@@ -63,7 +64,7 @@ impl SyslogListener {
             .is_some()
             .then(|| Arc::new(RefusalLog::new(intake.clone(), "syslog", local)));
         Ok(SyslogListener {
-            listener,
+            listener: Some(listener),
             local,
             refusals,
             ctx: Arc::new(Context {
@@ -105,7 +106,7 @@ impl SyslogListener {
 
     /// Accepts until `shutdown` completes, then lets every handler store
     /// the frames it has received whole and returns when all are done.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let stopping = Arc::new(AtomicBool::new(false));
@@ -117,12 +118,65 @@ impl SyslogListener {
             }
         }
         stopping.store(true, Ordering::Relaxed);
-        let SyslogListener { listener, .. } = self;
-        drop(listener);
+        if let Some(listener) = self.listener.take() {
+            self.admit_backlog(listener, &limit, &notify_shutdown, &done_tx, &stopping);
+        }
         drop(notify_shutdown);
         drop(done_tx);
         let _ = done_rx.recv().await;
         tracing::info!("syslog: stopped");
+    }
+
+    /// Syslog has no acknowledgement: a sender whose connection the kernel
+    /// completed but the accept loop had not yet taken (a busy server) has
+    /// written its frames all the same. Closing the listener would reset
+    /// those connections and lose them, so at shutdown every connection
+    /// already queued is accepted (the syscall itself, not the reactor's
+    /// possibly stale readiness) and drained like the others.
+    fn admit_backlog(
+        &self,
+        listener: TcpListener,
+        limit: &Arc<Semaphore>,
+        notify_shutdown: &broadcast::Sender<()>,
+        done_tx: &mpsc::Sender<()>,
+        stopping: &Arc<AtomicBool>,
+    ) {
+        let listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error_kind = ?e.kind(), "syslog: queued connections not taken at shutdown");
+                return;
+            }
+        };
+        let mut admitted = 0usize;
+        loop {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                break;
+            };
+            let (socket, peer) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock: the queue is empty
+            };
+            let socket = match socket
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(socket))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error_kind = ?e.kind(), "syslog: a queued connection could not be taken");
+                    continue;
+                }
+            };
+            admitted += 1;
+            self.spawn_handler(socket, peer, permit, notify_shutdown, done_tx, stopping);
+        }
+        if admitted > 0 {
+            tracing::info!(
+                connections = admitted,
+                "syslog: queued connections taken in at shutdown"
+            );
+        }
     }
 
     async fn accept_loop(
@@ -132,12 +186,15 @@ impl SyslogListener {
         done_tx: &mpsc::Sender<()>,
         stopping: &Arc<AtomicBool>,
     ) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let mut backoff = Duration::from_millis(10);
         loop {
             let Ok(permit) = limit.clone().acquire_owned().await else {
                 return;
             };
-            let (mut socket, peer) = match self.listener.accept().await {
+            let (socket, peer) = match listener.accept().await {
                 Ok(s) => {
                     backoff = Duration::from_millis(10);
                     s
@@ -149,34 +206,48 @@ impl SyslogListener {
                     continue;
                 }
             };
-            let slot = self
-                .peers
-                .claim(peer.ip(), self.settings.max_connections_per_peer);
-            let Some(slot) = slot else {
-                tracing::warn!(
-                    peer_port = peer.port(),
-                    "syslog: too many connections from one address; closed"
-                );
-                let _ = socket.shutdown().await;
-                continue;
-            };
-            let handler = Handler {
-                ctx: self.ctx.clone(),
-                settings: self.settings.clone(),
-                tls: self.tls.clone(),
-                clients: self.clients.clone(),
-                refusals: self.refusals.clone(),
-                peer,
-                shutdown: notify_shutdown.subscribe(),
-                stopping: stopping.clone(),
-                _done: done_tx.clone(),
-            };
-            tokio::spawn(async move {
-                handler.run(socket).await;
-                drop(slot);
-                drop(permit);
-            });
+            self.spawn_handler(socket, peer, permit, notify_shutdown, done_tx, stopping);
         }
+    }
+
+    /// One handler per connection, within the per-address cap (over it,
+    /// the connection is closed at once).
+    fn spawn_handler(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        notify_shutdown: &broadcast::Sender<()>,
+        done_tx: &mpsc::Sender<()>,
+        stopping: &Arc<AtomicBool>,
+    ) {
+        let slot = self
+            .peers
+            .claim(peer.ip(), self.settings.max_connections_per_peer);
+        let Some(slot) = slot else {
+            tracing::warn!(
+                peer_port = peer.port(),
+                "syslog: too many connections from one address; closed"
+            );
+            drop(socket);
+            return;
+        };
+        let handler = Handler {
+            ctx: self.ctx.clone(),
+            settings: self.settings.clone(),
+            tls: self.tls.clone(),
+            clients: self.clients.clone(),
+            refusals: self.refusals.clone(),
+            peer,
+            shutdown: notify_shutdown.subscribe(),
+            stopping: stopping.clone(),
+            _done: done_tx.clone(),
+        };
+        tokio::spawn(async move {
+            handler.run(socket).await;
+            drop(slot);
+            drop(permit);
+        });
     }
 }
 
@@ -204,9 +275,13 @@ impl Handler {
         let mut stream: Box<dyn tls::Io> = match &self.tls {
             None => Box::new(socket),
             Some(acceptor) => {
+                // Taken in at shutdown (from the accept queue): the sender
+                // has written its frames, so the handshake is finished
+                // rather than abandoned (still bounded by the read timeout).
+                let taken_at_shutdown = self.stopping.load(Ordering::Relaxed);
                 let handshake = tokio::select! {
                     r = tokio::time::timeout(self.settings.read_timeout, tls::accept(acceptor, socket)) => r,
-                    _ = self.shutdown.recv() => return,
+                    _ = self.shutdown.recv(), if !taken_at_shutdown => return,
                 };
                 match handshake {
                     Ok(Ok(mut s)) => {

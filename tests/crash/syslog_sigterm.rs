@@ -1,7 +1,10 @@
 //! SIGTERM while ATNA syslog messages are in flight: the real `vellum serve`
 //! with the TCP syslog listener exits 0, every message whose frame a sender
 //! wrote whole before the signal is stored exactly once, and `vellum verify`
-//! passes — on both backends.
+//! passes — on both backends. This holds also for connections the kernel
+//! completed but the server had not yet accepted when the signal came (a
+//! busy server): syslog has no acknowledgement, so their senders have
+//! written their frames all the same.
 
 use std::time::Duration;
 
@@ -88,6 +91,63 @@ async fn scenario() {
             verdict["entries"],
             (SENDERS * PER_SENDER) as u64,
             "{backend:?}: every frame written before SIGTERM is stored once: {verdict}"
+        );
+    }
+}
+
+/// The server is stopped (SIGSTOP) while the senders connect and write, so
+/// every connection is still in the kernel's accept queue when SIGTERM
+/// arrives with SIGCONT: shutdown must take them in, not reset them.
+#[test]
+fn sigterm_takes_in_connections_still_in_the_accept_queue() {
+    crate::serially(queued_scenario());
+}
+
+async fn queued_scenario() {
+    const QUEUED_SENDERS: usize = 8;
+    const QUEUED_FRAMES: usize = 20;
+    let raw =
+        std::fs::read_to_string(repo_root().join("fixtures/atna/query.xml")).expect("fixture");
+    let xml: String = raw.lines().map(str::trim).collect();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend).await;
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut server = spawn_server_process(&db.url, &[("VELLUM_SYSLOG_ADDR", &addr)]);
+        server.wait_ready().await;
+        let pid = Pid::from_raw(server.child.id() as i32);
+
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP vellum");
+        let mut open = Vec::new();
+        for sender in 0..QUEUED_SENDERS {
+            // The kernel completes the handshake and buffers the frames
+            // without the (stopped) process.
+            let mut tcp = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect to the stopped server");
+            for n in 0..QUEUED_FRAMES {
+                tcp.write_all(&frame(&xml, sender, n))
+                    .await
+                    .expect("write a frame");
+            }
+            open.push(tcp);
+        }
+        kill(pid, Signal::SIGTERM).expect("SIGTERM vellum");
+        kill(pid, Signal::SIGCONT).expect("SIGCONT vellum");
+        let exit = wait_exit(&mut server.child, Duration::from_secs(120)).await;
+        drop(open);
+        assert_eq!(
+            exit.code(),
+            Some(0),
+            "{backend:?}: SIGTERM must drain and exit 0: {exit}"
+        );
+
+        let (code, verdict) = run_verify(&db.url);
+        assert_eq!(code, 0, "{backend:?}: {verdict}");
+        assert_eq!(
+            verdict["entries"],
+            (QUEUED_SENDERS * QUEUED_FRAMES) as u64,
+            "{backend:?}: every frame queued in the kernel before SIGTERM is stored once: {verdict}"
         );
     }
 }

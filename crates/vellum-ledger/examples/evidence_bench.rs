@@ -13,12 +13,34 @@ use vellum_ledger::testing::{Backend, TestDb};
 use vellum_ledger::{DatabaseUrl, Draft, Ledger, WriterSettings, STAMP_PLACEHOLDER};
 
 fn draft(n: u64) -> Draft {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = id_of(n);
     let body = format!(
         r#"{{"action":"E","agent":[{{"requestor":true,"who":{{"display":"dr {n}"}}}}],"id":"{id}","meta":{{"lastUpdated":"{STAMP_PLACEHOLDER}","versionId":"1"}},"recorded":"2026-01-01T00:00:00Z","resourceType":"AuditEvent","source":{{"observer":{{"display":"pacs"}}}},"type":{{"code":"110112","system":"http://dicom.nema.org/resources/ontology/DCM"}}}}"#
     );
     let at = body.find(STAMP_PLACEHOLDER).expect("placeholder");
     Draft::with_index(id, body.into_bytes(), at, vec![]).expect("draft")
+}
+
+/// Event `n`'s id, known to the bench so reads by id can be timed.
+fn id_of(n: u64) -> String {
+    uuid::Uuid::from_u64_pair(0x7665_6c6c_756d, n).to_string()
+}
+
+/// Median of `REPS` timings of `f(r)` in milliseconds (one timing is noise).
+const REPS: u64 = 21;
+async fn median_ms<F, Fut>(mut f: F) -> f64
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut v = Vec::new();
+    for r in 0..REPS {
+        let t = Instant::now();
+        f(r).await;
+        v.push(ms(t));
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).expect("number"));
+    v[v.len() / 2]
 }
 
 async fn open(db: &TestDb) -> (Ledger, AnyStore) {
@@ -112,35 +134,84 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     let key = NoteSigner::generate("bench.example/log").expect("key");
-    let t = Instant::now();
-    ledger.checkpoint(&key).await.expect("checkpoint");
-    println!("checkpoint at {large}: {:.2} ms", ms(t));
-    let t = Instant::now();
-    let _ = ledger.tree_root(large - 1).await.expect("root");
-    println!("root of {}: {:.2} ms", large - 1, ms(t));
-    let t = Instant::now();
-    let p = ledger
+    let l = &ledger;
+    let key_ref = &key;
+    // Same-run baselines: a read of one entry by id, and one single-event
+    // append (a commit, as a checkpoint's insert is).
+    let read = median_ms(|r| async move {
+        let n = (large / 3 + r * 7_919) % large;
+        l.read(&id_of(n)).await.expect("read").expect("entry");
+    })
+    .await;
+    println!("baseline, read one entry by id at {large}: {read:.2} ms (median of {REPS})");
+    let append = median_ms(|r| async move {
+        l.append(draft(large + r)).await.expect("append");
+    })
+    .await;
+    println!("baseline, append one event at {large}: {append:.2} ms (median of {REPS})");
+    // One checkpoint per size: each after one more append.
+    let mut next = large + REPS;
+    let cp = median_ms(|_| {
+        next += 1;
+        let n = next - 1;
+        async move {
+            l.append(draft(n)).await.expect("append");
+            l.checkpoint(key_ref).await.expect("checkpoint");
+        }
+    })
+    .await
+        - append;
+    let large = next;
+    println!(
+        "checkpoint (sign + store) at {large}: {cp:.2} ms (median of {REPS}, the append before it subtracted): {:.1}x a read, {:.1}x an append",
+        cp / read,
+        cp / append
+    );
+    let root = median_ms(|r| async move {
+        let _ = l.tree_root(large - 1 - r * 101).await.expect("root");
+    })
+    .await;
+    println!(
+        "root of ~{}: {root:.2} ms (median of {REPS}): {:.1}x a read",
+        large - 1,
+        root / read
+    );
+    let hashes = l
         .inclusion_proof(large / 3, large)
         .await
         .expect("proof")
-        .expect("range");
+        .expect("range")
+        .proof
+        .len();
+    let incl = median_ms(|r| async move {
+        let seq = (large / 3 + r * 7_919) % large + 1;
+        l.inclusion_proof(seq, large)
+            .await
+            .expect("proof")
+            .expect("range");
+    })
+    .await;
     println!(
-        "inclusion proof seq {} of {large}: {:.2} ms ({} hashes)",
-        large / 3,
-        ms(t),
-        p.proof.len()
+        "inclusion proof in {large}: {incl:.2} ms (median of {REPS}, {hashes} hashes): {:.1}x a read",
+        incl / read
     );
-    let t = Instant::now();
-    let c = ledger
+    let chashes = l
         .consistency_proof(large / 2 + 7, large)
         .await
         .expect("proof")
-        .expect("range");
+        .expect("range")
+        .len();
+    let cons = median_ms(|r| async move {
+        l.consistency_proof(large / 2 + 7 + r * 1_013, large)
+            .await
+            .expect("proof")
+            .expect("range");
+    })
+    .await;
     println!(
-        "consistency proof {} -> {large}: {:.2} ms ({} hashes)",
+        "consistency proof ~{} -> {large}: {cons:.2} ms (median of {REPS}, {chashes} hashes): {:.1}x a read",
         large / 2 + 7,
-        ms(t),
-        c.len()
+        cons / read
     );
     let t = Instant::now();
     let v = vellum_ledger::verify::verify(&store).await.expect("verify");
