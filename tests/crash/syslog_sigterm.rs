@@ -33,12 +33,8 @@ fn frame(xml: &str, sender: usize, n: usize) -> Vec<u8> {
     format!("{} {msg}", msg.len()).into_bytes()
 }
 
-#[test]
-fn sigterm_stores_every_syslog_message_written_before_it() {
-    crate::serially(scenario());
-}
-
-async fn scenario() {
+/// The ATNA fixture on one line, with the AuditSourceID `frame` varies.
+fn fixture_xml() -> String {
     let raw =
         std::fs::read_to_string(repo_root().join("fixtures/atna/query.xml")).expect("fixture");
     let xml: String = raw.lines().map(str::trim).collect();
@@ -46,6 +42,32 @@ async fn scenario() {
         xml.contains("AuditSourceID=\""),
         "fixture without AuditSourceID"
     );
+    xml
+}
+
+/// The server exited 0 after SIGTERM and its store verifies with exactly
+/// `expected` entries.
+fn assert_drained(backend: Backend, exit: std::process::ExitStatus, url: &str, expected: usize) {
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{backend:?}: SIGTERM must drain and exit 0: {exit}"
+    );
+    let (code, verdict) = run_verify(url);
+    assert_eq!(code, 0, "{backend:?}: {verdict}");
+    assert_eq!(
+        verdict["entries"], expected as u64,
+        "{backend:?}: every frame written before SIGTERM is stored once: {verdict}"
+    );
+}
+
+#[test]
+fn sigterm_stores_every_syslog_message_written_before_it() {
+    crate::serially(scenario());
+}
+
+async fn scenario() {
+    let xml = fixture_xml();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::new(backend).await;
         let port = free_port();
@@ -79,19 +101,7 @@ async fn scenario() {
         kill(pid, Signal::SIGTERM).expect("SIGTERM vellum");
         let exit = wait_exit(&mut server.child, Duration::from_secs(120)).await;
         drop(open);
-        assert_eq!(
-            exit.code(),
-            Some(0),
-            "{backend:?}: SIGTERM must drain and exit 0: {exit}"
-        );
-
-        let (code, verdict) = run_verify(&db.url);
-        assert_eq!(code, 0, "{backend:?}: {verdict}");
-        assert_eq!(
-            verdict["entries"],
-            (SENDERS * PER_SENDER) as u64,
-            "{backend:?}: every frame written before SIGTERM is stored once: {verdict}"
-        );
+        assert_drained(backend, exit, &db.url, SENDERS * PER_SENDER);
     }
 }
 
@@ -106,9 +116,7 @@ fn sigterm_takes_in_connections_still_in_the_accept_queue() {
 async fn queued_scenario() {
     const QUEUED_SENDERS: usize = 8;
     const QUEUED_FRAMES: usize = 20;
-    let raw =
-        std::fs::read_to_string(repo_root().join("fixtures/atna/query.xml")).expect("fixture");
-    let xml: String = raw.lines().map(str::trim).collect();
+    let xml = fixture_xml();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::new(backend).await;
         let port = free_port();
@@ -136,18 +144,6 @@ async fn queued_scenario() {
         kill(pid, Signal::SIGCONT).expect("SIGCONT vellum");
         let exit = wait_exit(&mut server.child, Duration::from_secs(120)).await;
         drop(open);
-        assert_eq!(
-            exit.code(),
-            Some(0),
-            "{backend:?}: SIGTERM must drain and exit 0: {exit}"
-        );
-
-        let (code, verdict) = run_verify(&db.url);
-        assert_eq!(code, 0, "{backend:?}: {verdict}");
-        assert_eq!(
-            verdict["entries"],
-            (QUEUED_SENDERS * QUEUED_FRAMES) as u64,
-            "{backend:?}: every frame queued in the kernel before SIGTERM is stored once: {verdict}"
-        );
+        assert_drained(backend, exit, &db.url, QUEUED_SENDERS * QUEUED_FRAMES);
     }
 }

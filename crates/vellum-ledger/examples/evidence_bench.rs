@@ -150,18 +150,13 @@ async fn main() {
     .await;
     println!("baseline, append one event at {large}: {append:.2} ms (median of {REPS})");
     // One checkpoint per size: each after one more append.
-    let mut next = large + REPS;
-    let cp = median_ms(|_| {
-        next += 1;
-        let n = next - 1;
-        async move {
-            l.append(draft(n)).await.expect("append");
-            l.checkpoint(key_ref).await.expect("checkpoint");
-        }
+    let cp = median_ms(|r| async move {
+        l.append(draft(large + REPS + r)).await.expect("append");
+        l.checkpoint(key_ref).await.expect("checkpoint");
     })
     .await
         - append;
-    let large = next;
+    let large = large + 2 * REPS;
     println!(
         "checkpoint (sign + store) at {large}: {cp:.2} ms (median of {REPS}, the append before it subtracted): {:.1}x a read, {:.1}x an append",
         cp / read,
