@@ -2,7 +2,9 @@
 //! tree (same run, alternating), then, at a large size, checkpoint and
 //! proof times and verify's entries/s (chain only vs. chain + tree +
 //! checkpoints). `cargo run --release -p vellum-ledger --example
-//! evidence_bench -- [sqlite|postgres] [append N] [large N]`.
+//! evidence_bench -- [sqlite|postgres] [append N] [large N] [runs R]`
+//! (R alternating runs without and with the tree, default 3; their times
+//! vary with the file system's fsyncs, so more runs give a steadier median).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,12 +55,28 @@ async fn open(db: &TestDb) -> (Ledger, AnyStore) {
     )
 }
 
-/// `n` single-event appends from 64 concurrent clients; events/s.
-async fn append_rate(backend: Backend, n: u64, tree: bool) -> f64 {
+/// This process's CPU time so far (user + system) in µs, from
+/// `/proc/self/stat` (10 ms ticks; `None` elsewhere). Unlike the rate it
+/// does not move with fsync latency, so it shows a writer-side cost steadily
+/// (on SQLite, where the database runs in this process).
+fn cpu_us() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10_000.0)
+}
+
+/// `n` single-event appends from 64 concurrent clients: events/s and this
+/// process's CPU µs per event.
+async fn append_rate(backend: Backend, n: u64, tree: bool) -> (f64, f64) {
     let db = TestDb::new(backend).await;
     let (ledger, _) = open(&db).await;
     benchmark_without_tree(!tree);
     let ledger = Arc::new(ledger);
+    let cpu = cpu_us();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..64u64 {
@@ -83,8 +101,11 @@ async fn append_rate(backend: Backend, n: u64, tree: bool) -> f64 {
         t.await.expect("client");
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu = cpu_us()
+        .zip(cpu)
+        .map_or(f64::NAN, |(b, a)| (b - a) / n as f64);
     benchmark_without_tree(false);
-    rate
+    (rate, cpu)
 }
 
 fn ms(t: Instant) -> f64 {
@@ -103,11 +124,17 @@ async fn main() {
         .get(3)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let runs: usize = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(3);
     println!("backend {}", backend.name());
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        off.push(append_rate(backend, n, false).await);
-        on.push(append_rate(backend, n, true).await);
+    let (mut off, mut on, mut off_cpu, mut on_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (rate, cpu) = append_rate(backend, n, false).await;
+        off.push(rate);
+        off_cpu.push(cpu);
+        let (rate, cpu) = append_rate(backend, n, true).await;
+        on.push(rate);
+        on_cpu.push(cpu);
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).expect("number"));
@@ -115,6 +142,8 @@ async fn main() {
     };
     let (a, b) = (med(&mut off), med(&mut on));
     println!("append {n} events, 64 clients: without tree {off:.0?} ev/s, with tree {on:.0?} ev/s; medians {a:.0} vs {b:.0}: ratio {:.3}", b / a);
+    let (a, b) = (med(&mut off_cpu), med(&mut on_cpu));
+    println!("  this process's CPU per event: without tree {off_cpu:.1?} µs, with tree {on_cpu:.1?} µs; medians {a:.2} vs {b:.2} µs: the tree costs {:.2} µs ({:.1} %)", b - a, (b - a) / a * 100.0);
 
     // A large ledger, filled in batches of 1000.
     let db = TestDb::new(backend).await;

@@ -101,10 +101,12 @@ backend_tests! {
     async fn roots_and_proofs_match_an_independent_recomputation(backend) {
         let db = TestDb::new(backend).await;
         let (ledger, store) = open(&db).await;
-        fill(&ledger, 45, "a").await;
+        // Past 256 entries, so nodes of the two lowest stored levels (4 and
+        // 8) and the levels between them are all read.
+        fill(&ledger, 300, "a").await;
         let leaves = leaves(&store).await;
-        assert_eq!(leaves.len(), 45);
-        for n in 1..=45u64 {
+        assert_eq!(leaves.len(), 300);
+        for n in (1..=45u64).chain([255, 256, 257, 299, 300]) {
             let root = mth(&leaves[..n as usize]);
             assert_eq!(ledger.tree_root(n).await.expect("root"), root, "root of {n}");
             for seq in [1, n / 2 + 1, n] {
@@ -131,14 +133,14 @@ backend_tests! {
                 }
             }
         }
-        assert!(ledger.inclusion_proof(46, 46).await.expect("read").is_none());
-        assert!(ledger.consistency_proof(5, 46).await.expect("read").is_none());
+        assert!(ledger.inclusion_proof(301, 301).await.expect("read").is_none());
+        assert!(ledger.consistency_proof(5, 301).await.expect("read").is_none());
         // A second process's ledger (no cached frontier) extends the same tree.
         let (other, _) = open(&db).await;
         fill(&other, 7, "b").await;
         fill(&ledger, 3, "c").await;
         let leaves = self::leaves(&store).await;
-        assert_eq!(ledger.tree_root(55).await.expect("root"), mth(&leaves));
+        assert_eq!(ledger.tree_root(310).await.expect("root"), mth(&leaves));
     }
 
     async fn checkpoints_are_signed_stored_once_and_verified(backend) {
@@ -240,9 +242,11 @@ backend_tests! {
     async fn a_tampered_tree_node_is_reported(backend) {
         let db = TestDb::new(backend).await;
         let (ledger, store) = open(&db).await;
-        fill(&ledger, 8, "a").await;
+        // 16 entries complete the first stored node above the leaves (level
+        // 4); the owner removes it.
+        fill(&ledger, 16, "a").await;
         owner_sql(&store, backend, &[
-            "DELETE FROM merkle_node WHERE level = 3",
+            "DELETE FROM merkle_node WHERE level = 4",
         ]).await;
         let v = ledger.verify_all(None).await.expect("verify");
         assert_eq!(v.problem.expect("problem").kind, ProblemKind::TreeMismatch);
@@ -251,13 +255,22 @@ backend_tests! {
     async fn entries_stored_before_the_tree_get_one_on_migrate(backend) {
         let db = TestDb::new(backend).await;
         let (ledger, store) = open(&db).await;
-        fill(&ledger, 11, "a").await;
+        // 37 entries: two stored nodes (level 4) to rebuild.
+        fill(&ledger, 37, "a").await;
         drop(ledger);
         // As if stored before the tree existed.
         owner_sql(&store, backend, &["DELETE FROM merkle_node"]).await;
         let (ledger, store) = open(&db).await;
         fill(&ledger, 4, "b").await;
-        assert_eq!(ledger.tree_root(15).await.expect("root"), mth(&leaves(&store).await));
+        assert_eq!(ledger.tree_root(41).await.expect("root"), mth(&leaves(&store).await));
+        let proof = ledger.inclusion_proof(3, 41).await.expect("proof").expect("in range");
+        assert!(vellum_ledger::merkle::verify_inclusion(
+            2,
+            41,
+            &proof.leaf_hash,
+            &proof.proof,
+            &mth(&leaves(&store).await)
+        ));
         assert!(ledger.verify_all(None).await.expect("verify").ok());
     }
 }

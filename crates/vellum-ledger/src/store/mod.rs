@@ -688,6 +688,22 @@ pub(crate) fn extend_tree(
     (nodes, TreeCache { head, frontier })
 }
 
+/// A node's hash from the stored hashes of its span (`merkle::StoredSpan`),
+/// or `Corrupt` when any is missing or malformed.
+pub(crate) fn node_from_span(
+    id: crate::merkle::NodeId,
+    rows: &[Vec<u8>],
+) -> Result<Hash, StoreError> {
+    let hashes: Option<Vec<Hash>> = rows.iter().map(|r| crate::hash::from_slice(r)).collect();
+    hashes
+        .filter(|h| h.len() as u64 == id.stored_span().count)
+        .and_then(|h| crate::merkle::fold_complete(&h))
+        .ok_or(StoreError::Corrupt {
+            seq: (id.index << id.level) as i64 + 1,
+            what: "a Merkle tree node is missing or not 32 bytes",
+        })
+}
+
 /// One stored signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -768,14 +784,8 @@ impl AnyStore {
 
     /// The hash of one complete subtree (level 0: the entry's leaf hash).
     pub(crate) async fn node(&self, id: crate::merkle::NodeId) -> Result<Hash, StoreError> {
-        let seq = (id.index << id.level) as i64 + 1;
-        let got = dispatch!(self, s => s.read_node(id.level as i64, id.index as i64).await)?;
-        got.as_deref()
-            .and_then(crate::hash::from_slice)
-            .ok_or(StoreError::Corrupt {
-                seq,
-                what: "a Merkle tree node is missing or not 32 bytes",
-            })
+        let rows = dispatch!(self, s => s.read_span(id.stored_span()).await)?;
+        node_from_span(id, &rows)
     }
 
     pub(crate) async fn insert_checkpoint(

@@ -257,26 +257,27 @@ impl PostgresStore {
     ) -> Result<Vec<crate::hash::Hash>, StoreError> {
         let mut out = Vec::new();
         for id in crate::merkle::frontier_ids(size) {
-            let seq = (id.index << id.level) as i64 + 1;
-            let row = if id.level == 0 {
-                sqlx::query(super::reads::LEAF_SQL)
-                    .bind(seq)
-                    .fetch_optional(&mut **tx)
+            let span = id.stored_span();
+            let (first, end) = (span.first as i64, (span.first + span.count) as i64);
+            let rows = if span.level == 0 {
+                sqlx::query(super::reads::LEAF_SPAN_SQL)
+                    .bind(first + 1)
+                    .bind(end + 1)
+                    .fetch_all(&mut **tx)
                     .await?
             } else {
-                sqlx::query(super::reads::NODE_SQL)
-                    .bind(id.level as i32)
-                    .bind(id.index as i64)
-                    .fetch_optional(&mut **tx)
+                sqlx::query(super::reads::NODE_SPAN_SQL)
+                    .bind(span.level as i32)
+                    .bind(first)
+                    .bind(end)
+                    .fetch_all(&mut **tx)
                     .await?
             };
-            let h: Option<Vec<u8>> = row.map(|r| r.try_get("hash")).transpose()?;
-            out.push(h.as_deref().and_then(crate::hash::from_slice).ok_or(
-                StoreError::Corrupt {
-                    seq,
-                    what: "a Merkle tree node is missing",
-                },
-            )?);
+            let rows: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|r| r.try_get("hash"))
+                .collect::<Result<_, sqlx::Error>>()?;
+            out.push(super::node_from_span(id, &rows)?);
         }
         Ok(out)
     }

@@ -29,8 +29,12 @@ pub(crate) const BY_KEY_SQL: &str = concat!(
     entry_columns!(),
     " FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = $1"
 );
-pub(crate) const NODE_SQL: &str = "SELECT hash FROM merkle_node WHERE level = $1 AND idx = $2";
-pub(crate) const LEAF_SQL: &str = "SELECT leaf_hash AS hash FROM entry WHERE seq = $1";
+/// Stored nodes of one level, indexes `[$2, $3)` (see `merkle::StoredSpan`).
+pub(crate) const NODE_SPAN_SQL: &str =
+    "SELECT hash FROM merkle_node WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx";
+/// Leaf hashes of entries `[$1, $2)` by seq (leaf index + 1).
+pub(crate) const LEAF_SPAN_SQL: &str =
+    "SELECT leaf_hash AS hash FROM entry WHERE seq >= $1 AND seq < $2 ORDER BY seq";
 pub(crate) const CHECKPOINTS_SQL: &str =
     "SELECT tree_size, note FROM checkpoint ORDER BY tree_size";
 pub(crate) const LATEST_CHECKPOINT_SQL: &str =
@@ -225,26 +229,31 @@ macro_rules! impl_reads {
                     .map_err(super::StoreError::from)
             }
 
-            /// One Merkle node's stored hash (level 0: the entry's leaf hash).
-            pub(crate) async fn read_node(
+            /// The stored hashes a Merkle node folds from, in index order.
+            pub(crate) async fn read_span(
                 &self,
-                level: i64,
-                index: i64,
-            ) -> Result<Option<Vec<u8>>, super::StoreError> {
+                span: crate::merkle::StoredSpan,
+            ) -> Result<Vec<Vec<u8>>, super::StoreError> {
                 use sqlx::Row as _;
-                let row = if level == 0 {
-                    sqlx::query(super::reads::LEAF_SQL)
-                        .bind(index + 1)
-                        .fetch_optional(&self.$pool)
+                let (first, end) = (span.first as i64, (span.first + span.count) as i64);
+                let rows = if span.level == 0 {
+                    sqlx::query(super::reads::LEAF_SPAN_SQL)
+                        .bind(first + 1)
+                        .bind(end + 1)
+                        .fetch_all(&self.$pool)
                         .await?
                 } else {
-                    sqlx::query(super::reads::NODE_SQL)
-                        .bind(level as i32)
-                        .bind(index)
-                        .fetch_optional(&self.$pool)
+                    sqlx::query(super::reads::NODE_SPAN_SQL)
+                        .bind(span.level as i32)
+                        .bind(first)
+                        .bind(end)
+                        .fetch_all(&self.$pool)
                         .await?
                 };
-                Ok(row.map(|r| r.try_get("hash")).transpose()?)
+                rows.iter()
+                    .map(|r| r.try_get("hash"))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
             }
 
             /// Checkpoints: all by size, the latest (`latest`), or one size.

@@ -96,24 +96,18 @@ const ENTRY_COLUMNS: &str = super::reads::entry_columns!();
 fn load_frontier(tx: &rusqlite::Transaction<'_>, size: u64) -> Result<Vec<Hash>, StoreError> {
     let mut out = Vec::new();
     for id in crate::merkle::frontier_ids(size) {
-        let seq = (id.index << id.level) as i64 + 1;
-        let h: Option<Vec<u8>> = if id.level == 0 {
-            tx.prepare_cached("SELECT leaf_hash FROM entry WHERE seq = ?1")?
-                .query_row([seq], |r| r.get(0))
-                .optional()?
+        let span = id.stored_span();
+        let (first, end) = (span.first as i64, (span.first + span.count) as i64);
+        let rows = if span.level == 0 {
+            tx.prepare_cached(super::reads::LEAF_SPAN_SQL)?
+                .query_map([first + 1, end + 1], |r| r.get(0))?
+                .collect::<Result<Vec<Vec<u8>>, _>>()?
         } else {
-            tx.prepare_cached("SELECT hash FROM merkle_node WHERE level = ?1 AND idx = ?2")?
-                .query_row(params![id.level, id.index as i64], |r| r.get(0))
-                .optional()?
+            tx.prepare_cached(super::reads::NODE_SPAN_SQL)?
+                .query_map([span.level as i64, first, end], |r| r.get(0))?
+                .collect::<Result<Vec<Vec<u8>>, _>>()?
         };
-        out.push(
-            h.as_deref()
-                .and_then(crate::hash::from_slice)
-                .ok_or(StoreError::Corrupt {
-                    seq,
-                    what: "a Merkle tree node is missing",
-                })?,
-        );
+        out.push(super::node_from_span(id, &rows)?);
     }
     Ok(out)
 }
