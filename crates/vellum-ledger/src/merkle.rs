@@ -109,38 +109,12 @@ pub fn frontier_ids(size: u64) -> Vec<NodeId> {
 /// `frontier` (as [`frontier_ids`]). Returns the complete nodes of stored
 /// levels ≥ 1 that the new leaves complete (to store) and the new frontier.
 pub fn extend(size: u64, frontier: &[Hash], leaves: &[Hash]) -> (Vec<(NodeId, Hash)>, Vec<Hash>) {
-    // The frontier as a stack of (level, hash); merging equal levels is
-    // exactly binary addition of one leaf.
-    let mut stack: Vec<(u32, Hash)> = frontier_ids(size)
-        .into_iter()
-        .zip(frontier.iter().copied())
-        .map(|(id, h)| (id.level, h))
-        .collect();
+    let mut acc = Accumulator::from_frontier(size, frontier);
     let mut created = Vec::new();
-    let mut n = size;
     for leaf in leaves {
-        let mut cur = (0u32, *leaf);
-        n += 1;
-        while let Some(&(level, h)) = stack.last() {
-            if level != cur.0 {
-                break;
-            }
-            stack.pop();
-            let merged = (level + 1, node_hash(&h, &cur.1));
-            if is_stored(merged.0) {
-                created.push((
-                    NodeId {
-                        level: merged.0,
-                        index: (n >> merged.0) - 1,
-                    },
-                    merged.1,
-                ));
-            }
-            cur = merged;
-        }
-        stack.push(cur);
+        acc.push_reporting(*leaf, |id, h| created.push((id, *h)));
     }
-    (created, stack.into_iter().map(|(_, h)| h).collect())
+    (created, acc.stack.into_iter().map(|(_, h)| h).collect())
 }
 
 /// The RFC hash of the first `size` leaves given their frontier hashes.
@@ -294,16 +268,32 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _| {});
+    }
+
+    /// [`Accumulator::push`], handing each complete node of a stored level
+    /// (≥ 1) that the leaf completes to `stored` (what the append stores).
+    pub fn push_reporting(&mut self, leaf: Hash, mut stored: impl FnMut(NodeId, &Hash)) {
+        // The frontier as a stack of (level, hash): merging equal levels is
+        // exactly binary addition of one leaf.
         let mut cur = (0u32, leaf);
+        let n = self.size + 1;
         while let Some(&(level, h)) = self.stack.last() {
             if level != cur.0 {
                 break;
             }
             self.stack.pop();
             cur = (level + 1, node_hash(&h, &cur.1));
+            if is_stored(cur.0) {
+                let id = NodeId {
+                    level: cur.0,
+                    index: (n >> cur.0) - 1,
+                };
+                stored(id, &cur.1);
+            }
         }
         self.stack.push(cur);
-        self.size += 1;
+        self.size = n;
     }
 
     pub fn size(&self) -> u64 {

@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 mod stream;
 mod summary;
+mod tree_nodes;
 pub use stream::Progress;
 
 use super::hash::{self, Hash};
@@ -198,6 +199,7 @@ pub async fn verify_all_with(
         at_size,
         finding,
         summaries,
+        nodes,
     } = walked;
     if verdict.problem.is_some() {
         return Ok(verdict);
@@ -281,6 +283,26 @@ pub async fn verify_all_with(
             n as i64,
             ProblemKind::TreeMismatch,
             "the stored Merkle tree nodes do not give the entries' root".to_string(),
+        ));
+        return Ok(verdict);
+    }
+    // Every stored node, not only those the root is folded from: proofs of
+    // any entry are served from them.
+    let mut stored_nodes = tree_nodes::NodeDigests::default();
+    store
+        .each_stored_node(n, |id, h| stored_nodes.add(&hasher, id, h))
+        .await?;
+    if let Some(seq) = nodes.first_difference(&stored_nodes) {
+        let last = (seq - 1)
+            .saturating_add(tree_nodes::BLOCK_LEAVES as i64)
+            .min(n as i64);
+        verdict.problem = Some(problem(
+            seq,
+            ProblemKind::TreeMismatch,
+            format!(
+                "a stored Merkle tree node whose first entry is in {seq}..={last} is \
+                 missing, extra or not the hash of its entries"
+            ),
         ));
         return Ok(verdict);
     }

@@ -252,6 +252,29 @@ backend_tests! {
         assert_eq!(v.problem.expect("problem").kind, ProblemKind::TreeMismatch);
     }
 
+    async fn a_stored_node_no_root_is_folded_from_is_still_checked(backend) {
+        let db = TestDb::new(backend).await;
+        let (ledger, store) = open(&db).await;
+        // 288 entries: the root folds from the level-8 node over entries
+        // 1..=256 and two level-4 nodes after it; the level-4 node over
+        // entries 81..=96 serves proofs only. The owner replaces it.
+        fill(&ledger, 288, "a").await;
+        assert!(ledger.verify_all(None).await.expect("verify").ok());
+        owner_sql(&store, backend, &[
+            "DELETE FROM merkle_node WHERE level = 4 AND idx = 5",
+            "INSERT INTO merkle_node (level, idx, hash) \
+             SELECT 4, 5, hash FROM merkle_node WHERE level = 4 AND idx = 6",
+        ]).await;
+        // The node is the sibling in entry 65's proof: that proof, served
+        // from it, no longer proves the entry.
+        let root = mth(&leaves(&store).await);
+        let proof = ledger.inclusion_proof(65, 288).await.expect("proof").expect("in range");
+        assert!(!vellum_ledger::merkle::verify_inclusion(64, 288, &proof.leaf_hash, &proof.proof, &root));
+        let p = ledger.verify_all(None).await.expect("verify").problem.expect("problem");
+        assert_eq!(p.kind, ProblemKind::TreeMismatch);
+        assert_eq!(p.seq, 1, "{}", p.detail);
+    }
+
     async fn entries_stored_before_the_tree_get_one_on_migrate(backend) {
         let db = TestDb::new(backend).await;
         let (ledger, store) = open(&db).await;

@@ -788,6 +788,38 @@ impl AnyStore {
         node_from_span(id, &rows)
     }
 
+    /// Every stored node of the stored levels (`merkle::is_stored`) inside
+    /// a tree of `size` leaves, handed to `f` page by page, level by level
+    /// in index order (`verify`: one row per 16 entries, never all held).
+    pub(crate) async fn each_stored_node(
+        &self,
+        size: u64,
+        mut f: impl FnMut(crate::merkle::NodeId, &[u8]),
+    ) -> Result<(), StoreError> {
+        const PAGE: i64 = 8192;
+        let mut level = crate::merkle::STORED_EVERY;
+        while level < 64 && size >> level > 0 {
+            let end = (size >> level) as i64;
+            let mut from = 0i64;
+            loop {
+                let rows = dispatch!(self, s => s.read_nodes_page(level, from, end, PAGE).await)?;
+                for (idx, hash) in &rows {
+                    let id = crate::merkle::NodeId {
+                        level,
+                        index: *idx as u64,
+                    };
+                    f(id, hash);
+                }
+                match rows.last() {
+                    Some((idx, _)) if rows.len() as i64 == PAGE => from = idx + 1,
+                    _ => break,
+                }
+            }
+            level += crate::merkle::STORED_EVERY;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn insert_checkpoint(
         &self,
         tree_size: i64,

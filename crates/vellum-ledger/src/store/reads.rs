@@ -32,6 +32,10 @@ pub(crate) const BY_KEY_SQL: &str = concat!(
 /// Stored nodes of one level, indexes `[$2, $3)` (see `merkle::StoredSpan`).
 pub(crate) const NODE_SPAN_SQL: &str =
     "SELECT hash FROM merkle_node WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx";
+/// Stored nodes of level `$1` with indexes `[$2, $3)`, with their index, at
+/// most `$4` (verify's check of every stored node, page by page).
+pub(crate) const NODES_PAGE_SQL: &str = "SELECT idx, hash FROM merkle_node \
+     WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4";
 /// Leaf hashes of entries `[$1, $2)` by seq (leaf index + 1).
 pub(crate) const LEAF_SPAN_SQL: &str =
     "SELECT leaf_hash AS hash FROM entry WHERE seq >= $1 AND seq < $2 ORDER BY seq";
@@ -252,6 +256,29 @@ macro_rules! impl_reads {
                 };
                 rows.iter()
                     .map(|r| r.try_get("hash"))
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(super::StoreError::from)
+            }
+
+            /// Up to `limit` stored nodes of `level` with indexes in
+            /// `[from, to)`, in index order, with their index.
+            pub(crate) async fn read_nodes_page(
+                &self,
+                level: u32,
+                from: i64,
+                to: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, Vec<u8>)>, super::StoreError> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(super::reads::NODES_PAGE_SQL)
+                    .bind(level as i32)
+                    .bind(from)
+                    .bind(to)
+                    .bind(limit)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("idx")?, r.try_get("hash")?)))
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
             }

@@ -153,6 +153,11 @@ impl RowHasher {
         ])
     }
 
+    /// The hash of one Merkle tree node (stored or recomputed).
+    pub fn node(&self, id: crate::merkle::NodeId, hash: &[u8]) -> u64 {
+        self.0.hash_one((id.level, id.index, hash))
+    }
+
     /// The hash of entry `seq`'s report summary row (stored or derived:
     /// the same struct, so equal rows hash alike).
     pub fn summary(&self, seq: i64, s: &super::summary::Summary) -> u64 {

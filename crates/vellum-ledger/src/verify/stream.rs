@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::tree_nodes::NodeDigests;
 use super::{check_columns, Verdict, Walker, LOOKAHEAD};
 use crate::hash::{self, Hash};
 use crate::merkle::Accumulator;
@@ -72,6 +73,8 @@ pub(super) struct Walked {
     /// The sum of the summary rows the bodies up to
     /// [`Derive::summaries_upto`] give.
     pub summaries: RowsDigest,
+    /// The stored-level nodes of the fold, as the append stores them.
+    pub nodes: NodeDigests,
 }
 
 /// The entry's stored idempotency keys against the one its body gives.
@@ -258,6 +261,7 @@ pub(super) fn walk(
     // Table order: the stored rows' sum and the derived rows' sum.
     let (mut stored_total, mut expected_total) = (RowsDigest::default(), RowsDigest::default());
     let mut summaries = RowsDigest::default();
+    let mut nodes = NodeDigests::default();
     let mut rows: VecDeque<StoredEntry> = VecDeque::new();
     let mut pres: VecDeque<Pre> = VecDeque::new();
     let mut exhausted = false;
@@ -296,10 +300,11 @@ pub(super) fn walk(
                 at_size,
                 finding,
                 summaries,
+                nodes,
             });
         }
         let leaf = hash::from_slice(&row.leaf_hash).unwrap_or_default();
-        acc.push(leaf);
+        acc.push_reporting(leaf, |id, h| nodes.add(&derive.hasher, id, h));
         if wanted.contains(&acc.size()) {
             at_size.insert(
                 acc.size(),
@@ -330,6 +335,7 @@ pub(super) fn walk(
         at_size,
         finding,
         summaries,
+        nodes,
     })
 }
 
