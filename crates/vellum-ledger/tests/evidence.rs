@@ -275,6 +275,45 @@ backend_tests! {
         assert_eq!(p.seq, 1, "{}", p.detail);
     }
 
+    async fn a_store_written_with_every_level_still_proves_and_verifies(backend) {
+        // Versions before 2026-12-06 stored the complete nodes of every
+        // level above the leaves; now only every fourth is written and read.
+        let db = TestDb::new(backend).await;
+        let (ledger, store) = open(&db).await;
+        fill(&ledger, 40, "a").await;
+        let leaves = leaves(&store).await;
+        let mut inserts = Vec::new();
+        for level in (1..=5u32).filter(|l| !merkle::is_stored(*l)) {
+            for idx in 0..(40usize >> level) {
+                let h = mth(&leaves[idx << level..(idx + 1) << level]);
+                let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+                let lit = match backend {
+                    Backend::Sqlite => format!("X'{hex}'"),
+                    Backend::Postgres => format!("'\\x{hex}'::bytea"),
+                };
+                inserts.push(format!(
+                    "INSERT INTO merkle_node (level, idx, hash) VALUES ({level}, {idx}, {lit})"
+                ));
+            }
+        }
+        // 20 + 10 + 5 nodes of levels 1 to 3, and one of level 5.
+        assert_eq!(inserts.len(), 36);
+        let inserts: Vec<&str> = inserts.iter().map(String::as_str).collect();
+        owner_sql(&store, backend, &inserts).await;
+        drop(ledger);
+        // A new process (no cached frontier) reads the old store and extends it.
+        let (ledger, store) = open(&db).await;
+        fill(&ledger, 9, "b").await;
+        let leaves = self::leaves(&store).await;
+        let root = mth(&leaves);
+        assert_eq!(ledger.tree_root(49).await.expect("root"), root);
+        for seq in [1u64, 17, 33, 40, 41, 49] {
+            let p = ledger.inclusion_proof(seq, 49).await.expect("proof").expect("in range");
+            assert!(merkle::verify_inclusion(seq - 1, 49, &p.leaf_hash, &p.proof, &root), "{seq}");
+        }
+        assert!(ledger.verify_all(None).await.expect("verify").ok());
+    }
+
     async fn entries_stored_before_the_tree_get_one_on_migrate(backend) {
         let db = TestDb::new(backend).await;
         let (ledger, store) = open(&db).await;
