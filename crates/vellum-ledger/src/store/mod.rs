@@ -802,7 +802,7 @@ impl AnyStore {
             let end = (size >> level) as i64;
             let mut from = 0i64;
             loop {
-                let rows = dispatch!(self, s => s.read_nodes_page(level, from, end, PAGE).await)?;
+                let rows = dispatch!(self, s => s.read_nodes(level, from, end, PAGE).await)?;
                 for (idx, hash) in &rows {
                     let id = crate::merkle::NodeId {
                         level,

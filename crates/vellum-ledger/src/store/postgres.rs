@@ -266,10 +266,11 @@ impl PostgresStore {
                     .fetch_all(&mut **tx)
                     .await?
             } else {
-                sqlx::query(super::reads::NODE_SPAN_SQL)
+                sqlx::query(super::reads::NODES_SQL)
                     .bind(span.level as i32)
                     .bind(first)
                     .bind(end)
+                    .bind(span.count as i64)
                     .fetch_all(&mut **tx)
                     .await?
             };

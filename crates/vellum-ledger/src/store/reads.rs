@@ -29,12 +29,10 @@ pub(crate) const BY_KEY_SQL: &str = concat!(
     entry_columns!(),
     " FROM entry_key k JOIN entry e ON e.seq = k.seq WHERE k.key = $1"
 );
-/// Stored nodes of one level, indexes `[$2, $3)` (see `merkle::StoredSpan`).
-pub(crate) const NODE_SPAN_SQL: &str =
-    "SELECT hash FROM merkle_node WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx";
-/// Stored nodes of level `$1` with indexes `[$2, $3)`, with their index, at
-/// most `$4` (verify's check of every stored node, page by page).
-pub(crate) const NODES_PAGE_SQL: &str = "SELECT idx, hash FROM merkle_node \
+/// At most `$4` stored nodes of level `$1` with indexes `[$2, $3)`, with
+/// their index: the span a node folds from (`merkle::StoredSpan`), or one
+/// page of verify's check of every stored node.
+pub(crate) const NODES_SQL: &str = "SELECT idx, hash FROM merkle_node \
      WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx LIMIT $4";
 /// Leaf hashes of entries `[$1, $2)` by seq (leaf index + 1).
 pub(crate) const LEAF_SPAN_SQL: &str =
@@ -240,21 +238,18 @@ macro_rules! impl_reads {
             ) -> Result<Vec<Vec<u8>>, super::StoreError> {
                 use sqlx::Row as _;
                 let (first, end) = (span.first as i64, (span.first + span.count) as i64);
-                let rows = if span.level == 0 {
-                    sqlx::query(super::reads::LEAF_SPAN_SQL)
-                        .bind(first + 1)
-                        .bind(end + 1)
-                        .fetch_all(&self.$pool)
-                        .await?
-                } else {
-                    sqlx::query(super::reads::NODE_SPAN_SQL)
-                        .bind(span.level as i32)
-                        .bind(first)
-                        .bind(end)
-                        .fetch_all(&self.$pool)
-                        .await?
-                };
-                rows.iter()
+                if span.level > 0 {
+                    let nodes = self
+                        .read_nodes(span.level, first, end, span.count as i64)
+                        .await?;
+                    return Ok(nodes.into_iter().map(|(_, h)| h).collect());
+                }
+                sqlx::query(super::reads::LEAF_SPAN_SQL)
+                    .bind(first + 1)
+                    .bind(end + 1)
+                    .fetch_all(&self.$pool)
+                    .await?
+                    .iter()
                     .map(|r| r.try_get("hash"))
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(super::StoreError::from)
@@ -262,7 +257,7 @@ macro_rules! impl_reads {
 
             /// Up to `limit` stored nodes of `level` with indexes in
             /// `[from, to)`, in index order, with their index.
-            pub(crate) async fn read_nodes_page(
+            pub(crate) async fn read_nodes(
                 &self,
                 level: u32,
                 from: i64,
@@ -270,7 +265,7 @@ macro_rules! impl_reads {
                 limit: i64,
             ) -> Result<Vec<(i64, Vec<u8>)>, super::StoreError> {
                 use sqlx::Row as _;
-                let rows = sqlx::query(super::reads::NODES_PAGE_SQL)
+                let rows = sqlx::query(super::reads::NODES_SQL)
                     .bind(level as i32)
                     .bind(from)
                     .bind(to)

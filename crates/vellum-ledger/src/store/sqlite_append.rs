@@ -103,8 +103,10 @@ fn load_frontier(tx: &rusqlite::Transaction<'_>, size: u64) -> Result<Vec<Hash>,
                 .query_map([first + 1, end + 1], |r| r.get(0))?
                 .collect::<Result<Vec<Vec<u8>>, _>>()?
         } else {
-            tx.prepare_cached(super::reads::NODE_SPAN_SQL)?
-                .query_map([span.level as i64, first, end], |r| r.get(0))?
+            tx.prepare_cached(super::reads::NODES_SQL)?
+                .query_map([span.level as i64, first, end, span.count as i64], |r| {
+                    r.get("hash")
+                })?
                 .collect::<Result<Vec<Vec<u8>>, _>>()?
         };
         out.push(super::node_from_span(id, &rows)?);
